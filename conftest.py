@@ -1,0 +1,170 @@
+"""Shared pytest fixtures: a real Kafka broker for the test session, and helpers to read events back.
+
+The `kafka` fixture uses KAFKA_BOOTSTRAP_SERVERS (default localhost:9092) when a broker answers there;
+otherwise it starts the local broker (devkafka.py, with its SASL and SSL listeners) once for the
+session on free ports and stops it at the end. A test that needs Kafka fails, never skips, when no
+broker can be had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import devkafka
+
+ROOT = Path(__file__).resolve().parent
+PYTHON = sys.executable
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+    info: dict  # devkafka's instance.json when we started it (security listeners), else {}
+    state_dir: Path | None = None
+    port: int | None = None
+
+    @property
+    def security(self) -> bool:
+        return bool(self.info.get("security"))
+
+
+def free_port_block(count: int = 4, start: int = 19092) -> int:
+    """First port p such that p..p+count-1 are all free on 127.0.0.1."""
+    port = start
+    while port < 60000:
+        if all(_free(p) for p in range(port, port + count)):
+            return port
+        port += count + 6
+    raise RuntimeError("no free port block found")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def start_broker(state_name: str, security: bool = False, port: int | None = None,
+                 keep_data: bool = False, data_dir: Path | None = None) -> Broker:
+    port = port or free_port_block()
+    state = ROOT / state_name
+    args = ["--state-dir", str(state), "--port", str(port)]
+    if data_dir:
+        args += ["--data-dir", str(data_dir)]
+    args += ["up", "--timeout", "120"]
+    if security:
+        args.append("--security")
+    if keep_data:
+        args.append("--keep-data")
+    code = devkafka.main(args)
+    if code != 0:
+        pytest.fail(f"could not start the local Kafka broker ({state_name}); see the output above")
+    info = json.loads((state / "instance.json").read_text())
+    return Broker(bootstrap=info["bootstrap_servers"], info=info, state_dir=state, port=port)
+
+
+def stop_broker(broker: Broker) -> None:
+    if broker.state_dir is not None:
+        devkafka.main(["--state-dir", str(broker.state_dir), "--port", str(broker.port), "down"])
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Broker:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if devkafka.broker_answers(host or "127.0.0.1", int(port)):
+        yield Broker(bootstrap=bootstrap, info={})
+        return
+    broker = start_broker(".devkafka-test", security=True)
+    try:
+        yield broker
+    finally:
+        stop_broker(broker)
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(kafka: Broker) -> Broker:
+    """A broker with the SASL_PLAINTEXT and SSL listeners (the session broker when it has them)."""
+    if kafka.security:
+        yield kafka
+        return
+    broker = start_broker(".devkafka-test-secure", security=True)
+    try:
+        yield broker
+    finally:
+        stop_broker(broker)
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A topic name of this test's own."""
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60].strip("-")
+    return f"test-{name}-{uuid.uuid4().hex[:8]}"
+
+
+def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout: float = 30.0,
+                **config) -> list:
+    """Every record of the topic (from the beginning) as kafka-python ConsumerRecords.
+
+    Stops when `expected` records were read, or when nothing new arrived for a few seconds after
+    the end of every partition was reached, or at the timeout.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                             consumer_timeout_ms=1000, **config)
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = None
+        while partitions is None and time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                time.sleep(0.2)
+        assert partitions, f"topic {topic} does not exist"
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records = []
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500, max_records=100_000)
+            for recs in batch.values():
+                records.extend(recs)
+            if expected is not None and len(records) >= expected:
+                break
+            if expected is None and all(consumer.position(tp) >= end[tp] for tp in tps):
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def run_producer(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path = ROOT
+                 ) -> subprocess.CompletedProcess:
+    """Run producer.py as a user would, in a subprocess with a clean environment (no .env)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PRODUCER_", "LOG_"))}
+    full_env.update({"LOG_FILE": "", "ENV_FILE": os.devnull, "PYTHONUNBUFFERED": "1"})
+    full_env.update(env or {})
+    return subprocess.run([PYTHON, str(ROOT / "producer.py"), *args], env=full_env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def spawn_producer(*args: str, env: dict | None = None) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PRODUCER_", "LOG_"))}
+    full_env.update({"LOG_FILE": "", "ENV_FILE": os.devnull, "PYTHONUNBUFFERED": "1"})
+    full_env.update(env or {})
+    return subprocess.Popen([PYTHON, str(ROOT / "producer.py"), *args], env=full_env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

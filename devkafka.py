@@ -1,0 +1,548 @@
+#!/usr/bin/env python3
+"""devkafka: a real single-node Apache Kafka broker for local runs, tests and CI.
+
+Kafka's release tarball is not needed: the broker and its Java tools are resolved by Maven from
+`kafka/pom.xml` into `kafka/lib` (once; later runs reuse the jars and the ~/.m2 cache) and run in one
+JVM as a KRaft broker+controller listening on 127.0.0.1.
+
+    python devkafka.py up [--port 9092] [--security]   # start, return once it serves clients
+    python devkafka.py status | logs [-n 50] | down
+    python devkafka.py tool console-consumer --topic user-events --from-beginning --max-messages 5
+    python devkafka.py tool perf --topic t --num-records 100000 --record-size 150 --throughput -1 \
+        --producer-props bootstrap.servers=127.0.0.1:9092 acks=all
+    python devkafka.py tool topics --describe --topic user-events
+
+Only the standard library is used, so the helper runs before any virtualenv exists. Everything a
+broker instance owns (config, data, logs, pid, certificates) lives in its state folder
+(`--state-dir`, default `.devkafka/`), so several instances can run side by side on other ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+POM = ROOT / "kafka" / "pom.xml"
+LIB = ROOT / "kafka" / "lib"
+RESOLVED_MARKER = LIB / ".resolved"
+DEFAULT_STATE_DIR = ROOT / ".devkafka"
+DEFAULT_PORT = 9092
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+HEAP = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC"]
+
+# Accounts of the security listeners. This broker is for local tests only: the secrets are fixed
+# so tests and README can name them; never reuse them anywhere else.
+SASL_ADMIN = ("admin", "admin-secret")
+SASL_PLAIN_USER = ("alice", "alice-secret")
+SCRAM_USER = ("scram-alice", "scram-alice-secret")
+KEYSTORE_PASSWORD = "devkafka-keystore"
+
+TOOLS = {
+    "perf": "org.apache.kafka.tools.ProducerPerformance",
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "topics": "org.apache.kafka.tools.TopicCommand",
+}
+
+
+def make_instance(state_dir: Path, port: int, security: bool, data_dir: Path | None = None) -> "Instance":
+    return Instance(state_dir=state_dir, port=port, controller_port=port + 3, sasl_port=port + 1,
+                    ssl_port=port + 2, security=security, data_dir=(data_dir or state_dir / "data").resolve())
+
+
+class DevKafkaError(Exception):
+    """An expected failure: printed as one line (plus context) with exit code 1."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One broker: where its files are and which ports it listens on."""
+
+    state_dir: Path
+    port: int
+    controller_port: int
+    sasl_port: int
+    ssl_port: int
+    security: bool
+    data_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "logs" / "server.log"
+
+    @property
+    def jvm_out(self) -> Path:
+        return self.state_dir / "logs" / "jvm.out"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def describe(self) -> dict:
+        """What a client needs to know; written to <state>/instance.json for tests and tools."""
+        info = {
+            "bootstrap_servers": self.bootstrap,
+            "state_dir": str(self.state_dir),
+            "data_dir": str(self.data_dir),
+            "log_file": str(self.log_file),
+            "security": self.security,
+        }
+        if self.security:
+            info.update(
+                sasl_plaintext_bootstrap=f"127.0.0.1:{self.sasl_port}",
+                ssl_bootstrap=f"localhost:{self.ssl_port}",
+                ssl_cafile=str(self.state_dir / "security" / "ca.pem"),
+                plain_user=list(SASL_PLAIN_USER),
+                scram_user=list(SCRAM_USER),
+            )
+        return info
+
+
+# --- jars -------------------------------------------------------------------------------------
+
+def require(program: str, what: str) -> str:
+    path = shutil.which(program)
+    if not path:
+        raise DevKafkaError(f"'{program}' not found on PATH: install {what}")
+    return path
+
+
+def resolve_jars(quiet: bool = False) -> None:
+    """Copy Kafka's jars from Maven into kafka/lib; a no-op (no network) once done for this pom."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
+    if RESOLVED_MARKER.exists() and RESOLVED_MARKER.read_text().strip() == digest:
+        return
+    mvn = require("mvn", "Maven 3.8+ (Debian/Ubuntu: apt-get install maven)")
+    require("java", "Java 17+ (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
+    if not quiet:
+        print("devkafka: resolving Apache Kafka jars with Maven (first time only)...", file=sys.stderr)
+    if LIB.exists():
+        shutil.rmtree(LIB)
+    cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+           f"-DoutputDirectory={LIB}", "-DincludeScope=runtime"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise DevKafkaError(f"Maven could not resolve the Kafka jars (exit {proc.returncode}):\n{tail}")
+    RESOLVED_MARKER.write_text(digest + "\n")
+
+
+def java_cmd(main_class: str, log4j_config: Path, *args: str, heap: list[str] | None = None) -> list[str]:
+    java = require("java", "Java 17+ (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
+    # The quoted wildcard is expanded by the JVM, not the shell.
+    return [java, *(heap or []), f"-Dlog4j2.configurationFile={log4j_config}",
+            "-cp", str(LIB / "*"), main_class, *args]
+
+
+# --- probing ---------------------------------------------------------------------------------
+
+def _kafka_string(value: str) -> bytes:
+    raw = value.encode()
+    return struct.pack(">h", len(raw)) + raw
+
+
+def metadata_request(host: str, port: int, timeout: float = 2.0) -> int:
+    """Send a Kafka Metadata v4 request; return the number of brokers in the answer.
+
+    Raises OSError (or ValueError on a malformed answer) when no Kafka broker answers there. This is
+    a real client request, so "answers" means "serves clients", not just "the port is open".
+    """
+    correlation_id = 7
+    header = struct.pack(">hhi", 3, 4, correlation_id) + _kafka_string("devkafka")
+    body = struct.pack(">i", -1) + b"\x00"  # all topics, no auto-creation
+    request = header + body
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        size_raw = _recv_exact(sock, 4)
+        (size,) = struct.unpack(">i", size_raw)
+        payload = _recv_exact(sock, size)
+    got_id, _throttle, broker_count = struct.unpack(">iii", payload[:12])
+    if got_id != correlation_id:
+        raise ValueError("unexpected Kafka response")
+    return broker_count
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        chunk = sock.recv(n - len(chunks))
+        if not chunk:
+            raise ConnectionError("connection closed by peer")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def broker_answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    try:
+        return metadata_request(host, port, timeout) >= 1
+    except (OSError, ValueError, struct.error):
+        return False
+
+
+def read_pid(inst: Instance) -> int | None:
+    """The broker's pid if its pid file names a live kafka.Kafka JVM of this state folder."""
+    try:
+        pid = int(inst.pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    if "kafka.Kafka" not in cmdline or str(inst.state_dir) not in cmdline:
+        return None
+    return pid
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+BROKER_LOG4J = """<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders>
+    <RollingFile name="file" fileName="{log}" filePattern="{log}.%i">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+      <Policies><SizeBasedTriggeringPolicy size="20 MB"/></Policies>
+      <DefaultRolloverStrategy max="2"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka.request.logger" level="WARN"/>
+    <Logger name="org.apache.kafka.clients" level="WARN"/>
+    <Root level="INFO"><AppenderRef ref="file"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+# Kafka's tools log "Registered ... MBean" at INFO; WARN keeps their stdout to the records.
+TOOLS_LOG4J = """<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders><Console name="err" target="SYSTEM_ERR"><PatternLayout pattern="%p %m%n"/></Console></Appenders>
+  <Loggers><Root level="WARN"><AppenderRef ref="err"/></Root></Loggers>
+</Configuration>
+"""
+
+
+def server_properties(inst: Instance) -> str:
+    listeners = [f"PLAINTEXT://127.0.0.1:{inst.port}"]
+    advertised = list(listeners)
+    protocol_map = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    lines = [
+        "process.roles=broker,controller",
+        "node.id=1",
+        "controller.listener.names=CONTROLLER",
+        f"controller.quorum.bootstrap.servers=127.0.0.1:{inst.controller_port}",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={inst.data_dir}",
+        "num.partitions=3",
+        "default.replication.factor=1",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "num.network.threads=2",
+        "num.io.threads=2",
+        "auto.create.topics.enable=true",
+    ]
+    if inst.security:
+        sec = inst.state_dir / "security"
+        listeners += [f"SASL_PLAINTEXT://127.0.0.1:{inst.sasl_port}", f"SSL://127.0.0.1:{inst.ssl_port}"]
+        # The SSL listener is advertised as "localhost" so the client's hostname check runs against
+        # the certificate's SAN (dns:localhost, ip:127.0.0.1).
+        advertised += [f"SASL_PLAINTEXT://127.0.0.1:{inst.sasl_port}", f"SSL://localhost:{inst.ssl_port}"]
+        protocol_map += ["SASL_PLAINTEXT:SASL_PLAINTEXT", "SSL:SSL"]
+        users = " ".join(f'user_{u}="{p}"' for u, p in (SASL_ADMIN, SASL_PLAIN_USER))
+        lines += [
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{SASL_ADMIN[0]}" password="{SASL_ADMIN[1]}" {users};',
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.ssl.ssl.keystore.type=PKCS12",
+            f"listener.name.ssl.ssl.keystore.location={sec / 'broker.p12'}",
+            f"listener.name.ssl.ssl.keystore.password={KEYSTORE_PASSWORD}",
+            f"listener.name.ssl.ssl.key.password={KEYSTORE_PASSWORD}",
+        ]
+    listeners.append(f"CONTROLLER://127.0.0.1:{inst.controller_port}")
+    lines += [
+        f"listeners={','.join(listeners)}",
+        f"advertised.listeners={','.join(advertised + [f'CONTROLLER://127.0.0.1:{inst.controller_port}'])}",
+        f"listener.security.protocol.map={','.join(protocol_map)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def make_certificate(inst: Instance) -> None:
+    """Self-signed broker certificate (keytool) and its PEM export, the client's CA file."""
+    sec = inst.state_dir / "security"
+    keystore, ca = sec / "broker.p12", sec / "ca.pem"
+    if keystore.exists() and ca.exists():
+        return
+    sec.mkdir(parents=True, exist_ok=True)
+    keytool = require("keytool", "Java 17+ (keytool comes with the JDK/JRE)")
+    common = ["-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", KEYSTORE_PASSWORD]
+    subprocess.run([keytool, "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
+                    "-validity", "3650", "-dname", "CN=localhost", "-ext", "SAN=dns:localhost,ip:127.0.0.1",
+                    "-keypass", KEYSTORE_PASSWORD, *common], check=True, capture_output=True)
+    subprocess.run([keytool, "-exportcert", "-rfc", "-alias", "broker", "-file", str(ca), *common],
+                   check=True, capture_output=True)
+
+
+def cluster_id() -> str:
+    return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def up(inst: Instance, keep_data: bool = False, timeout: float = START_TIMEOUT_S) -> int:
+    if broker_answers("127.0.0.1", inst.port):
+        print(f"devkafka: a Kafka broker already answers on {inst.bootstrap}; nothing to do")
+        return 0
+    stale = read_pid(inst)
+    if stale:
+        raise DevKafkaError(f"a broker of {inst.state_dir} is running (pid {stale}) but does not answer on "
+                            f"{inst.bootstrap}; run 'python devkafka.py down' first")
+    for port in {inst.port, inst.controller_port} | ({inst.sasl_port, inst.ssl_port} if inst.security else set()):
+        if _port_in_use(port):
+            raise DevKafkaError(f"port {port} on 127.0.0.1 is taken by something that is not a Kafka broker; "
+                                "choose another with --port")
+    resolve_jars()
+    started = time.monotonic()
+    (inst.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    if inst.security:
+        make_certificate(inst)
+    props = inst.state_dir / "server.properties"
+    props.write_text(server_properties(inst))
+    log4j = inst.state_dir / "log4j2.xml"
+    log4j.write_text(BROKER_LOG4J.format(log=inst.log_file))
+    tools_log4j = inst.state_dir / "tools-log4j2.xml"
+    tools_log4j.write_text(TOOLS_LOG4J)
+
+    formatted = (inst.data_dir / "meta.properties").exists()
+    if formatted and not keep_data:
+        shutil.rmtree(inst.data_dir)
+        formatted = False
+    if not formatted:
+        fmt = ["format", "--standalone", "-t", cluster_id(), "-c", str(props)]
+        if inst.security:
+            fmt += ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER[0]},password={SCRAM_USER[1]}]"]
+        proc = subprocess.run(java_cmd("kafka.tools.StorageTool", tools_log4j, *fmt),
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DevKafkaError(f"formatting the storage failed:\n{(proc.stdout + proc.stderr).strip()}")
+
+    # Start from the end of the (possibly kept) log so the "started" line we wait for is this run's.
+    log_offset = inst.log_file.stat().st_size if inst.log_file.exists() else 0
+    with open(inst.jvm_out, "ab") as out:
+        proc = subprocess.Popen(
+            java_cmd("kafka.Kafka", log4j, str(props), heap=HEAP + [f"-Ddevkafka.state={inst.state_dir}"]),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in `make run` must not kill the broker
+            cwd=inst.state_dir)
+    inst.pid_file.write_text(f"{proc.pid}\n")
+    (inst.state_dir / "instance.json").write_text(json.dumps(inst.describe(), indent=2) + "\n")
+
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DevKafkaError(f"the broker exited with code {proc.returncode} during start-up\n"
+                                + _tail(inst, 30))
+        if _log_says_started(inst, log_offset) and broker_answers("127.0.0.1", inst.port):
+            elapsed = time.monotonic() - started
+            print(f"devkafka: Kafka broker up on {inst.bootstrap} in {elapsed:.1f}s "
+                  f"(pid {proc.pid}, state {inst.state_dir})")
+            if inst.security:
+                d = inst.describe()
+                print(f"devkafka: SASL_PLAINTEXT on {d['sasl_plaintext_bootstrap']} (PLAIN {SASL_PLAIN_USER[0]}, "
+                      f"SCRAM-SHA-512 {SCRAM_USER[0]}), SSL on {d['ssl_bootstrap']} (CA {d['ssl_cafile']})")
+            return 0
+        time.sleep(0.25)
+    _stop_pid(proc.pid)
+    raise DevKafkaError(f"the broker did not serve clients on {inst.bootstrap} within {timeout:.0f}s; "
+                        "it was stopped\n" + _tail(inst, 30))
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _log_says_started(inst: Instance, offset: int) -> bool:
+    try:
+        with open(inst.log_file, "rb") as f:
+            f.seek(offset)
+            return b"Kafka Server started" in f.read()
+    except OSError:
+        return False
+
+
+def _tail(inst: Instance, lines: int) -> str:
+    out = []
+    for path in (inst.jvm_out, inst.log_file):
+        if path.exists():
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            if text:
+                out.append(f"--- last lines of {path} ---\n" + "\n".join(text))
+    return "\n".join(out) or "(no broker log was written)"
+
+
+def _stop_pid(pid: int, timeout: float = STOP_TIMEOUT_S) -> str:
+    """SIGTERM (the JVM's shutdown hook stops the broker cleanly), SIGKILL after the timeout."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "already gone"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return "stopped"
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.1)
+    return f"killed (did not stop within {timeout:.0f}s of SIGTERM)"
+
+
+def _alive(pid: int) -> bool:
+    # A child we started ourselves must be reaped, or it lingers as a zombie that still "exists".
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return status != "Z"
+
+
+def down(inst: Instance) -> int:
+    pid = read_pid(inst)
+    if pid is None:
+        print(f"devkafka: no broker of {inst.state_dir} is running")
+        inst.pid_file.unlink(missing_ok=True)
+        return 0
+    started = time.monotonic()
+    how = _stop_pid(pid)
+    inst.pid_file.unlink(missing_ok=True)
+    print(f"devkafka: broker (pid {pid}) {how} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def status(inst: Instance) -> int:
+    pid = read_pid(inst)
+    answers = broker_answers("127.0.0.1", inst.port)
+    print(f"devkafka: {inst.bootstrap} {'answers' if answers else 'does not answer'}; "
+          f"broker of {inst.state_dir}: {'running, pid %d' % pid if pid else 'not running'}")
+    return 0 if answers else 1
+
+
+def logs(inst: Instance, lines: int) -> int:
+    print(_tail(inst, lines))
+    return 0
+
+
+def tool(inst: Instance, name: str, args: list[str]) -> int:
+    resolve_jars()
+    log4j = inst.state_dir / "tools-log4j2.xml"
+    if not log4j.exists():
+        inst.state_dir.mkdir(parents=True, exist_ok=True)
+        log4j.write_text(TOOLS_LOG4J)
+    if name in ("console-consumer", "topics") and "--bootstrap-server" not in args:
+        args = ["--bootstrap-server", inst.bootstrap, *args]
+    return subprocess.call(java_cmd(TOOLS[name], log4j, *args, heap=["-Xmx256m"]))
+
+
+def ensure(inst: Instance, bootstrap: str) -> int:
+    """For `make run`: start the local broker only when the target is local and nothing answers."""
+    first = bootstrap.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    if host.strip("[]") not in ("localhost", "127.0.0.1", "::1", ""):
+        print(f"devkafka: {first} is not a local address; not starting a broker")
+        return 0
+    if broker_answers("127.0.0.1", int(port)):
+        return 0
+    return up(make_instance(inst.state_dir, int(port), inst.security, inst.data_dir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="devkafka.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEVKAFKA_STATE_DIR", DEFAULT_STATE_DIR)),
+                        help="folder of this broker instance (default .devkafka, env DEVKAFKA_STATE_DIR)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DEVKAFKA_PORT", DEFAULT_PORT)),
+                        help="PLAINTEXT listener on 127.0.0.1 (default 9092, env DEVKAFKA_PORT); the controller "
+                             "uses port+3, SASL_PLAINTEXT port+1 and SSL port+2")
+    parser.add_argument("--data-dir", type=Path, help="log.dirs of the broker (default <state-dir>/data)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start the broker (fresh storage) and wait until it serves clients")
+    p_up.add_argument("--security", action="store_true",
+                      help="also open SASL_PLAINTEXT (PLAIN, SCRAM-SHA-512) and SSL listeners")
+    p_up.add_argument("--keep-data", action="store_true", help="keep the existing storage (restart)")
+    p_up.add_argument("--timeout", type=float, default=START_TIMEOUT_S, help="seconds to wait (default 90)")
+    sub.add_parser("down", help="stop the broker: SIGTERM, SIGKILL after 30 s")
+    sub.add_parser("status", help="exit 0 when a broker answers on the port")
+    p_logs = sub.add_parser("logs", help="print the end of the broker log")
+    p_logs.add_argument("-n", type=int, default=50)
+    p_ensure = sub.add_parser("ensure", help="start a broker if BOOTSTRAP is local and nothing answers")
+    p_ensure.add_argument("bootstrap")
+    sub.add_parser("setup", help="resolve the Kafka jars with Maven (no-op when done)")
+    p_tool = sub.add_parser("tool", help="run one of Kafka's Java tools: " + ", ".join(TOOLS))
+    p_tool.add_argument("name", choices=sorted(TOOLS))
+    p_tool.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    state = args.state_dir.resolve()
+    security = getattr(args, "security", False)
+    if not security and (state / "instance.json").exists() and args.command != "up":
+        security = json.loads((state / "instance.json").read_text()).get("security", False)
+    inst = make_instance(state, args.port, security, args.data_dir)
+    try:
+        if args.command == "up":
+            return up(inst, keep_data=args.keep_data, timeout=args.timeout)
+        if args.command == "down":
+            return down(inst)
+        if args.command == "status":
+            return status(inst)
+        if args.command == "logs":
+            return logs(inst, args.n)
+        if args.command == "ensure":
+            return ensure(inst, args.bootstrap)
+        if args.command == "setup":
+            resolve_jars()
+            print(f"devkafka: Kafka jars ready in {LIB}")
+            return 0
+        return tool(inst, args.name, args.args)
+    except DevKafkaError as exc:
+        print(f"devkafka: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1286 @@
+#!/usr/bin/env python3
+"""eCommerce user-event producer: streams simulated shop behaviour into an Apache Kafka topic.
+
+Each event is one user action (product_view, add_to_cart, checkout, bounce) serialized as compact JSON:
+
+    {"user_id":456,"event_type":"product_view","timestamp":"2024-01-15T10:30:45.123Z",
+     "metadata":{"product_id":234,"session_length":12.5}}
+
+and sent to the `user-events` topic with the user id as record key (one user's events stay in one
+partition, in order), the event's time as record timestamp and a unique `event_id` header.
+
+    python producer.py                       # one event every 3 s to localhost:9092
+    python producer.py --rate 2000 --duration 600
+    python producer.py --dry-run --count 5   # JSON lines on stdout, no Kafka
+    python producer.py --help                # every flag, its environment variable and default
+
+Settings come from CLI flags, then environment variables, then the `.env` file, then defaults; they are
+listed with comments in `producer_config.env` and in README.md. Exit codes: 0 every generated event was
+acknowledged, 1 runtime or connection failure (or events lost), 2 bad settings or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import io
+import json
+import logging
+import logging.handlers
+import math
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Iterable
+
+# kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
+# settings errors and the unit tests of generation work even before the client is installed.
+
+# --- defaults and the event schema ------------------------------------------------------------------
+
+DEFAULT_EVENT_WEIGHTS = {"add_to_cart": 0.25, "bounce": 0.15, "checkout": 0.20, "product_view": 0.40}
+DEFAULT_USER_ID_RANGE = (1, 1000)
+DEFAULT_PRODUCT_ID_RANGE = (1, 500)
+DEFAULT_SESSION_LENGTH_RANGE = (0.5, 30.0)  # minutes, 2 decimals
+EVENT_ID_HEADER = "event_id"
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Above this rate per-event log lines would drown the terminal; the periodic progress line remains.
+LOG_EVENTS_AUTO_MAX_RATE = 10.0
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("producer")
+
+
+# --- settings ----------------------------------------------------------------------------------------
+
+class SettingsError(Exception):
+    """Bad input: main() prints the message as one line and exits with code 2."""
+
+
+def _number(text: str, *, integer: bool = False, minimum: float | None = None, maximum: float | None = None,
+            above: float | None = None, accepted: str) -> float | int:
+    text = text.strip()
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise ValueError(f"expected {accepted}") from None
+    if not integer and not math.isfinite(value):
+        raise ValueError(f"expected {accepted} (NaN and infinity are not)")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum) \
+            or (above is not None and value <= above):
+        raise ValueError(f"expected {accepted}")
+    return value
+
+
+def parse_seconds(text: str) -> float:
+    return _number(text, minimum=0, maximum=86_400 * 365, accepted="seconds >= 0 (e.g. 3 or 0.5)")
+
+
+def parse_optional_seconds(text: str) -> float | None:
+    if not text.strip():
+        return None
+    return _number(text, above=0, maximum=86_400 * 365 * 10, accepted="seconds > 0 (e.g. 60 or 0.5), or empty")
+
+
+def parse_rate(text: str) -> float | None:
+    if not text.strip():
+        return None
+    return _number(text, above=0, maximum=1_000_000, accepted="events per second > 0 and <= 1000000 (e.g. 0.2 or 500)")
+
+
+def parse_count(text: str) -> int | None:
+    if not text.strip():
+        return None
+    return int(_number(text, integer=True, minimum=1, maximum=10**12, accepted="a whole number >= 1, or empty"))
+
+
+def parse_seed(text: str) -> int | None:
+    if not text.strip():
+        return None
+    return int(_number(text, integer=True, minimum=0, maximum=2**63, accepted="a whole number >= 0, or empty"))
+
+
+def int_in(lo: int, hi: int, what: str = "a whole number") -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        return int(_number(text, integer=True, minimum=lo, maximum=hi, accepted=f"{what} from {lo} to {hi}"))
+    return parse
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def choice(options: Iterable[str], *, upper: bool = True) -> Callable[[str], str]:
+    options = tuple(options)
+
+    def parse(text: str) -> str:
+        value = text.strip().upper() if upper else text.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+    return parse
+
+
+def parse_acks(text: str) -> int | str:
+    value = text.strip().lower()
+    if value in ("all", "-1"):
+        return "all"
+    if value in ("0", "1"):
+        return int(value)
+    raise ValueError("expected all (or -1), 1 or 0")
+
+
+def parse_log_events(text: str) -> str:
+    value = text.strip().lower()
+    if value in ("auto",):
+        return "auto"
+    return "true" if parse_bool(value) else "false"
+
+
+def parse_topic(text: str) -> str:
+    value = text.strip()
+    if not TOPIC_NAME.match(value) or value in (".", ".."):
+        raise ValueError("expected 1-249 characters from A-Z a-z 0-9 . _ - (Kafka's rule for topic names)")
+    return value
+
+
+def parse_bootstrap(text: str) -> str:
+    servers = [s.strip() for s in text.split(",")]
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or " " in host:
+            raise ValueError("expected host:port[,host:port...] with ports 1-65535 (e.g. localhost:9092)")
+    return ",".join(servers)
+
+
+def parse_int_range(lo_limit: int, hi_limit: int) -> Callable[[str], tuple[int, int]]:
+    def parse(text: str) -> tuple[int, int]:
+        accepted = f"MIN-MAX whole numbers with {lo_limit} <= MIN <= MAX <= {hi_limit} (e.g. 1-1000)"
+        m = re.fullmatch(r"\s*(-?\d+)\s*-\s*(-?\d+)\s*", text)
+        if not m:
+            raise ValueError(f"expected {accepted}")
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if not lo_limit <= lo <= hi <= hi_limit:
+            raise ValueError(f"expected {accepted}")
+        return lo, hi
+    return parse
+
+
+def parse_session_range(text: str) -> tuple[float, float]:
+    accepted = "MIN-MAX minutes with 0 <= MIN <= MAX <= 100000, at most 2 decimals (e.g. 0.5-30)"
+    m = re.fullmatch(r"\s*(\d+(?:\.\d{1,2})?)\s*-\s*(\d+(?:\.\d{1,2})?)\s*", text)
+    if not m:
+        raise ValueError(f"expected {accepted}")
+    lo, hi = float(m.group(1)), float(m.group(2))
+    if not 0 <= lo <= hi <= 100_000:
+        raise ValueError(f"expected {accepted}")
+    return lo, hi
+
+
+def parse_weights(text: str) -> tuple[tuple[str, float], ...]:
+    accepted = "name=weight pairs separated by commas, names of letters, digits and _, weights >= 0 " \
+               "summing to more than 0 (e.g. product_view=0.4,add_to_cart=0.25,checkout=0.2,bounce=0.15)"
+    pairs: list[tuple[str, float]] = []
+    for item in text.split(","):
+        name, sep, weight = item.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name):
+            raise ValueError(f"expected {accepted}")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise ValueError(f"expected {accepted}") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"expected {accepted}")
+        if any(name == seen for seen, _ in pairs):
+            raise ValueError(f"event type '{name}' is listed twice; expected {accepted}")
+        pairs.append((name, value))
+    if sum(w for _, w in pairs) <= 0:
+        raise ValueError(f"expected {accepted}")
+    return tuple(pairs)
+
+
+def parse_path(text: str) -> str:
+    return text.strip()
+
+
+def parse_producer_options(text: str) -> tuple[tuple[str, Any], ...]:
+    """KEY=VALUE pairs (comma separated) passed to kafka-python's KafkaProducer as they are."""
+    if not text.strip():
+        return ()
+    options = []
+    for item in text.split(","):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError("expected key=value pairs separated by commas (e.g. max_in_flight_requests_per_connection=1)")
+        options.append((key, _coerce_scalar(raw.strip())))
+    return tuple(options)
+
+
+def _coerce_scalar(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its field in Settings, its environment variable, its flag, default and parser."""
+
+    name: str
+    env: str | None
+    flag: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+    group: str = "producer"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", "--bootstrap-servers", "localhost:9092", parse_bootstrap,
+           "Kafka brokers to bootstrap from, host:port[,host:port]", group="kafka"),
+    Option("topic", "KAFKA_TOPIC", "--topic", "user-events", parse_topic, "topic the events are sent to", group="kafka"),
+    Option("interval", "PRODUCER_INTERVAL", "--interval", "3.0", parse_seconds,
+           "seconds between events; 0 = as fast as possible"),
+    Option("rate", "EVENTS_PER_SECOND", "--rate", "", parse_rate,
+           "events per second (fractional allowed, e.g. 0.2); alternative to --interval"),
+    Option("count", "MAX_EVENTS", "--count", "", parse_count, "stop after this many events (empty = no limit)"),
+    Option("duration", "RUN_DURATION", "--duration", "", parse_optional_seconds,
+           "stop after this many seconds (empty = no limit)"),
+    Option("seed", "RANDOM_SEED", "--seed", "", parse_seed,
+           "random seed: the same seed gives the same events apart from timestamps (empty = random)"),
+    Option("dry_run", "DRY_RUN", "--dry-run", "false", parse_bool,
+           "print JSON lines on stdout instead of sending (logs go to stderr); no Kafka needed"),
+    Option("event_weights", "EVENT_WEIGHTS", "--event-weights",
+           ",".join(f"{k}={v}" for k, v in DEFAULT_EVENT_WEIGHTS.items()), parse_weights,
+           "event types and their relative weights", group="events"),
+    Option("user_id_range", "USER_ID_RANGE", "--user-id-range", "1-1000", parse_int_range(0, 2**53),
+           "user ids, uniform MIN-MAX", group="events"),
+    Option("product_id_range", "PRODUCT_ID_RANGE", "--product-id-range", "1-500", parse_int_range(0, 2**53),
+           "product ids, uniform MIN-MAX", group="events"),
+    Option("session_length_range", "SESSION_LENGTH_RANGE", "--session-length-range", "0.5-30", parse_session_range,
+           "session length in minutes, uniform MIN-MAX, 2 decimals", group="events"),
+    Option("acks", "KAFKA_ACKS", "--acks", "all", parse_acks, "acknowledgements the broker gives: all, 1 or 0",
+           group="kafka"),
+    Option("compression_type", "KAFKA_COMPRESSION_TYPE", "--compression", "none", choice(COMPRESSION_TYPES, upper=False),
+           "batch compression: " + ", ".join(COMPRESSION_TYPES), group="kafka"),
+    Option("linger_ms", "KAFKA_LINGER_MS", "--linger-ms", "5", int_in(0, 60_000),
+           "ms a batch waits for more records (linger.ms)", group="kafka"),
+    Option("batch_size", "KAFKA_BATCH_SIZE", "--batch-size", "65536", int_in(1, 16 * 1024 * 1024),
+           "bytes per partition batch (batch.size)", group="kafka"),
+    Option("max_in_flight", "MAX_IN_FLIGHT_EVENTS", "--max-in-flight", "50000", int_in(1, 10_000_000),
+           "events handed to the client but not yet acknowledged, at most; at the limit generation pauses "
+           "until acknowledgements come back, so memory stays bounded while the broker is away", group="kafka"),
+    Option("max_block_ms", "KAFKA_MAX_BLOCK_MS", "--max-block-ms", "60000", int_in(0, 3_600_000),
+           "ms send() waits for buffer space or metadata before the event is counted as failed", group="kafka"),
+    Option("request_timeout_ms", "KAFKA_REQUEST_TIMEOUT_MS", "--request-timeout-ms", "30000", int_in(1000, 3_600_000),
+           "ms to wait for one produce request (request.timeout.ms)", group="kafka"),
+    Option("delivery_timeout_ms", "KAFKA_DELIVERY_TIMEOUT_MS", "--delivery-timeout-ms", "120000",
+           int_in(1000, 86_400_000), "ms an event may take to be acknowledged, retries included; then it "
+           "is counted as failed (delivery.timeout.ms)", group="kafka"),
+    Option("enable_idempotence", "KAFKA_ENABLE_IDEMPOTENCE", "--idempotence", "true", parse_bool,
+           "idempotent producer: retries never duplicate or reorder (needs acks=all)", group="kafka"),
+    Option("client_id", "KAFKA_CLIENT_ID", "--client-id", "ecommerce-event-producer", str.strip,
+           "client.id seen in broker logs and quotas", group="kafka"),
+    Option("producer_options", "KAFKA_PRODUCER_OPTIONS", "--producer-options", "", parse_producer_options,
+           "other kafka-python KafkaProducer options, key=value[,key=value]", group="kafka"),
+    Option("topic_partitions", "KAFKA_TOPIC_PARTITIONS", "--topic-partitions", "3", int_in(1, 10_000),
+           "partitions of the topic when the producer creates it", group="kafka"),
+    Option("topic_replication", "KAFKA_TOPIC_REPLICATION", "--topic-replication", "1", int_in(1, 32),
+           "replication factor of the topic when the producer creates it", group="kafka"),
+    Option("connect_timeout", "CONNECT_TIMEOUT", "--connect-timeout", "30", parse_seconds,
+           "seconds to keep retrying the first connection (the broker may start after us)", group="kafka"),
+    Option("flush_timeout", "FLUSH_TIMEOUT", "--flush-timeout", "10", parse_seconds,
+           "seconds to wait at shutdown for in-flight events to be acknowledged", group="kafka"),
+    Option("security_protocol", "KAFKA_SECURITY_PROTOCOL", "--security-protocol", "PLAINTEXT",
+           choice(SECURITY_PROTOCOLS), "one of " + ", ".join(SECURITY_PROTOCOLS), group="security"),
+    Option("sasl_mechanism", "KAFKA_SASL_MECHANISM", "--sasl-mechanism", "PLAIN", choice(SASL_MECHANISMS),
+           "one of " + ", ".join(SASL_MECHANISMS), group="security"),
+    Option("sasl_username", "KAFKA_SASL_USERNAME", "--sasl-username", "", str.strip, "SASL user name",
+           group="security"),
+    Option("sasl_password", "KAFKA_SASL_PASSWORD", "--sasl-password", "", str.strip,
+           "SASL password (prefer the environment or .env to the command line)", secret=True, group="security"),
+    Option("ssl_cafile", "KAFKA_SSL_CAFILE", "--ssl-cafile", "", parse_path, "CA certificate (PEM) to verify the broker",
+           group="security"),
+    Option("ssl_certfile", "KAFKA_SSL_CERTFILE", "--ssl-certfile", "", parse_path, "client certificate (PEM) for mTLS",
+           group="security"),
+    Option("ssl_keyfile", "KAFKA_SSL_KEYFILE", "--ssl-keyfile", "", parse_path, "client private key (PEM) for mTLS",
+           group="security"),
+    Option("log_level", "LOG_LEVEL", "--log-level", "INFO", choice(LOG_LEVELS), "one of " + ", ".join(LOG_LEVELS),
+           group="logging"),
+    Option("log_file", "LOG_FILE", "--log-file", "producer.log", parse_path,
+           "rotating log file, 10 MB x 3 (empty = no file)", group="logging"),
+    Option("log_events", "LOG_EVENTS", "--log-events", "auto", parse_log_events,
+           f"one log line per acknowledged event: true, false or auto (on up to {LOG_EVENTS_AUTO_MAX_RATE:g} events/s)",
+           group="logging"),
+    Option("stats_interval", "STATS_INTERVAL", "--stats-interval", "30", parse_seconds,
+           "seconds between progress lines (sent, failed, in flight, rate); 0 = none", group="logging"),
+)
+OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, parsed and validated once. Build it with load_settings()."""
+
+    bootstrap_servers: str
+    topic: str
+    interval: float
+    rate: float | None
+    count: int | None
+    duration: float | None
+    seed: int | None
+    dry_run: bool
+    event_weights: tuple[tuple[str, float], ...]
+    user_id_range: tuple[int, int]
+    product_id_range: tuple[int, int]
+    session_length_range: tuple[float, float]
+    acks: int | str
+    compression_type: str
+    linger_ms: int
+    batch_size: int
+    max_in_flight: int
+    max_block_ms: int
+    request_timeout_ms: int
+    delivery_timeout_ms: int
+    enable_idempotence: bool
+    client_id: str
+    producer_options: tuple[tuple[str, Any], ...]
+    topic_partitions: int
+    topic_replication: int
+    connect_timeout: float
+    flush_timeout: float
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: str = field(repr=False)
+    ssl_cafile: str
+    ssl_certfile: str
+    ssl_keyfile: str
+    log_level: str
+    log_file: str
+    log_events: str
+    stats_interval: float
+    print_config: bool = False
+    env_file: str = ".env"
+
+    @property
+    def seconds_per_event(self) -> float:
+        """The schedule: --rate wins over the interval when given; 0 means as fast as possible."""
+        return 1.0 / self.rate if self.rate else self.interval
+
+    @property
+    def events_logged(self) -> bool:
+        if self.log_events == "auto":
+            spe = self.seconds_per_event
+            return spe > 0 and 1.0 / spe <= LOG_EVENTS_AUTO_MAX_RATE
+        return self.log_events == "true"
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Settings mapped to kafka-python KafkaProducer keyword arguments, in one place."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": self.client_id,
+            "acks": self.acks,
+            "compression_type": None if self.compression_type == "none" else self.compression_type,
+            "linger_ms": self.linger_ms,
+            "batch_size": self.batch_size,
+            "max_block_ms": self.max_block_ms,
+            "request_timeout_ms": self.request_timeout_ms,
+            "delivery_timeout_ms": self.delivery_timeout_ms,
+            "enable_idempotence": self.enable_idempotence,
+        }
+        config.update(self.connection_config())
+        config.update(dict(self.producer_options))
+        return config
+
+    def connection_config(self) -> dict[str, Any]:
+        """The part shared by the producer and the admin client: where and how to connect."""
+        config: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(","),
+                                  "client_id": self.client_id,
+                                  "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            config.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                          sasl_plain_password=self.sasl_password)
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            config.update(ssl_cafile=self.ssl_cafile or None, ssl_certfile=self.ssl_certfile or None,
+                          ssl_keyfile=self.ssl_keyfile or None)
+        return config
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(variable, effective value) rows for --print-config and the banner; secrets masked."""
+        rows = []
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            if option.secret:
+                shown = "***" if value else "(not set)"
+            elif option.name == "event_weights":
+                shown = ",".join(f"{k}={w:g}" for k, w in value)
+            elif option.name in ("user_id_range", "product_id_range", "session_length_range"):
+                shown = f"{value[0]:g}-{value[1]:g}"
+            elif option.name == "producer_options":
+                shown = ",".join(f"{k}={v}" for k, v in value)
+            elif value is None:
+                shown = ""
+            else:
+                shown = str(value)
+            rows.append((option.env or option.flag, shown))
+        return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI: every setting as a flag whose help names its environment variable and default."""
+    parser = argparse.ArgumentParser(
+        prog="producer.py",
+        description="Stream simulated eCommerce user events (product_view, add_to_cart, checkout, bounce) "
+                    "to a Kafka topic. Precedence: flag > environment variable > .env file > default.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit codes: 0 every event acknowledged, 1 runtime/connection failure, 2 bad settings.\n"
+               "Every setting is documented with comments in producer_config.env.")
+    parser.add_argument("--env-file", metavar="PATH", default=None,
+                        help="read settings from this .env file (default: .env in the current folder, if present)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective settings (secrets masked) and exit")
+    groups = {name: parser.add_argument_group(title) for name, title in (
+        ("producer", "producer"), ("events", "event shape"), ("kafka", "Kafka client"),
+        ("security", "security"), ("logging", "logging and statistics"))}
+    for option in OPTIONS:
+        default = option.default if not option.secret else "(empty)"
+        text = f"{option.help} [{option.env}, default: {default or '(empty)'}]"
+        if option.name == "dry_run":
+            groups[option.group].add_argument(option.flag, dest=option.name, action="store_const", const="true",
+                                              default=None, help=text)
+        else:
+            groups[option.group].add_argument(option.flag, dest=option.name, metavar=option.env or "VALUE",
+                                              default=None, help=text)
+    return parser
+
+
+def read_env_file(path: str, required: bool) -> dict[str, str]:
+    """Key/values of a .env file, without touching os.environ; syntax errors are settings errors."""
+    from dotenv.parser import parse_stream
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if required:
+            raise SettingsError(f"--env-file: '{path}' does not exist; expected a readable .env file") from None
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SettingsError(f"--env-file: '{path}' cannot be read ({reason}); expected a readable UTF-8 .env file") \
+            from None
+    values = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.line
+            raise SettingsError(f"--env-file: '{path}' line {line} is not KEY=VALUE "
+                                f"({binding.original.string.strip()[:40]!r}); expected KEY=VALUE lines and # comments")
+        if binding.key is not None:
+            values[binding.key] = binding.value or ""
+    return values
+
+
+def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Parse flags, environment and .env into one validated Settings; raise SettingsError on bad input."""
+    environ = dict(os.environ if environ is None else environ)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
+    env_file = args.env_file if args.env_file is not None else environ.get("ENV_FILE", ".env")
+    dotenv = read_env_file(env_file, required=args.env_file is not None or "ENV_FILE" in environ)
+
+    values: dict[str, Any] = {}
+    given: dict[str, str] = {}  # where each explicitly given setting came from, for error messages
+    for option in OPTIONS:
+        raw, source = getattr(args, option.name), option.flag
+        if raw is None and option.env in environ:
+            raw, source = environ[option.env], option.env
+        if raw is None and option.env in dotenv:
+            raw, source = dotenv[option.env], f"{option.env} (in {env_file})"
+        if raw is None:
+            raw, source = option.default, f"{option.env} (default)"
+        else:
+            given[option.name] = source
+        try:
+            values[option.name] = option.parse(raw)
+        except ValueError as exc:
+            shown = "***" if option.secret else repr(raw)
+            raise SettingsError(f"{source}: {shown} is not valid; {exc}") from None
+    settings = Settings(**values, print_config=args.print_config, env_file=env_file)
+    validate(settings, given)
+    return settings
+
+
+def validate(s: Settings, given: dict[str, str]) -> None:
+    """Checks that involve more than one setting, or the file system."""
+    def name(option: str) -> str:
+        return given.get(option, OPTIONS_BY_NAME[option].env or option)
+
+    if "rate" in given and "interval" in given:
+        raise SettingsError(f"{name('rate')} and {name('interval')} are both set; expected only one of them")
+    if s.enable_idempotence and s.acks != "all":
+        raise SettingsError(f"{name('acks')}: {s.acks} is not valid with idempotence on; expected all, "
+                            f"or {name('enable_idempotence')}=false")
+    if s.security_protocol.startswith("SASL") and not (s.sasl_username and s.sasl_password):
+        raise SettingsError(f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD: both are required with "
+                            f"{name('security_protocol')}={s.security_protocol}")
+    for option in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(s, option)
+        if path and not os.path.isfile(path):
+            raise SettingsError(f"{name(option)}: '{path}' is not a readable file; expected a PEM file")
+    if bool(s.ssl_certfile) != bool(s.ssl_keyfile):
+        raise SettingsError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE: give both or neither")
+    if s.log_file:
+        folder = os.path.dirname(os.path.abspath(s.log_file))
+        if os.path.isdir(s.log_file):
+            raise SettingsError(f"{name('log_file')}: '{s.log_file}' is a directory; expected a file path, or empty")
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise SettingsError(f"{name('log_file')}: cannot write in '{folder}'; expected a writable path, or empty")
+    if s.producer_options:
+        from kafka import KafkaProducer
+
+        unknown = [k for k, _ in s.producer_options if k not in KafkaProducer.DEFAULT_CONFIG]
+        if unknown:
+            raise SettingsError(f"{name('producer_options')}: unknown option '{unknown[0]}'; expected kafka-python "
+                                "KafkaProducer options such as max_in_flight_requests_per_connection")
+
+
+# --- event generation ------------------------------------------------------------------------------
+
+class TimestampFormatter:
+    """Epoch milliseconds -> '2024-01-15T10:30:45.123Z'.
+
+    At thousands of events per second most events share their second (and many their millisecond)
+    with the previous one, so the date-time prefix is formatted once per second and the whole string
+    once per millisecond.
+    """
+
+    __slots__ = ("_second", "_prefix", "_ms", "_text")
+
+    def __init__(self) -> None:
+        self._second = self._ms = -1
+        self._prefix = self._text = ""
+
+    def __call__(self, epoch_ms: int) -> str:
+        if epoch_ms == self._ms:
+            return self._text
+        second, milli = divmod(epoch_ms, 1000)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        self._ms = epoch_ms
+        self._text = f"{self._prefix}.{milli:03d}Z"
+        return self._text
+
+
+class EventGenerator:
+    """Pure, seeded generator of independent random events (the default `random` mode).
+
+    No I/O and no clock: the caller passes the event time in epoch milliseconds. The same seed gives
+    the same sequence of draws. `draw()` picks the numbers; `event()` makes the contract dict from
+    them and `encode()` the JSON bytes, through tables built once so that the hot path is a handful
+    of random() calls, list look-ups and one string join.
+    """
+
+    def __init__(self, event_types: list[str], event_weights: list[float], user_id_range: tuple[int, int],
+                 product_id_range: tuple[int, int], session_length_range: tuple[float, float],
+                 seed: int | None = None) -> None:
+        if len(event_types) != len(event_weights) or not event_types:
+            raise ValueError("event_types and event_weights must be non-empty and of the same length")
+        if any(w < 0 for w in event_weights) or sum(event_weights) <= 0:
+            raise ValueError("event_weights must be >= 0 and sum to more than 0")
+        self.event_types = list(event_types)
+        self.rng = random.Random(seed)
+        total = float(sum(event_weights))
+        self._cumulative = []
+        acc = 0.0
+        for w in event_weights:
+            acc += w
+            self._cumulative.append(acc / total)
+        self._cumulative[-1] = 1.0  # no float round-off may leave a gap above the last type
+        self.user_lo, self.user_span = user_id_range[0], user_id_range[1] - user_id_range[0] + 1
+        self.product_lo, self.product_span = product_id_range[0], product_id_range[1] - product_id_range[0] + 1
+        # Session lengths are drawn in hundredths of a minute: uniform over the 2-decimal grid, and the
+        # text of each value is looked up instead of formatted.
+        self.centi_lo = round(session_length_range[0] * 100)
+        self.centi_span = round(session_length_range[1] * 100) - self.centi_lo + 1
+        self.timestamp = TimestampFormatter()
+        # JSON fragments: small ranges get look-up tables, large ones are formatted per event.
+        self._type_json = [json.dumps(t) for t in self.event_types]
+        self._user_text = self._table(user_id_range)
+        self._product_text = self._table(product_id_range)
+        self._session_text = [repr((self.centi_lo + i) / 100) for i in range(self.centi_span)] \
+            if self.centi_span <= 1_000_000 else None
+
+    @staticmethod
+    def _table(bounds: tuple[int, int]) -> list[str] | None:
+        return [str(i) for i in range(bounds[0], bounds[1] + 1)] if bounds[1] - bounds[0] < 1_000_000 else None
+
+    def draw(self) -> tuple[int, int, int, int]:
+        """(user offset, event type index, product offset, session hundredths offset)."""
+        r = self.rng.random
+        return (int(r() * self.user_span), bisect.bisect_right(self._cumulative, r()),
+                int(r() * self.product_span), int(r() * self.centi_span))
+
+    def event(self, epoch_ms: int, drawn: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+        user, etype, product, centi = drawn or self.draw()
+        return {"user_id": self.user_lo + user,
+                "event_type": self.event_types[etype],
+                "timestamp": self.timestamp(epoch_ms),
+                "metadata": {"product_id": self.product_lo + product,
+                             "session_length": (self.centi_lo + centi) / 100}}
+
+    def encode(self, epoch_ms: int, drawn: tuple[int, int, int, int]) -> str:
+        """The event as compact JSON text, byte-identical to json.dumps(event, separators=(',', ':'))."""
+        user, etype, product, centi = drawn
+        user_text = self._user_text[user] if self._user_text else str(self.user_lo + user)
+        product_text = self._product_text[product] if self._product_text else str(self.product_lo + product)
+        session_text = self._session_text[centi] if self._session_text else repr((self.centi_lo + centi) / 100)
+        return "".join(('{"user_id":', user_text, ',"event_type":', self._type_json[etype],
+                        ',"timestamp":"', self.timestamp(epoch_ms), '","metadata":{"product_id":', product_text,
+                        ',"session_length":', session_text, "}}"))
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """The general serializer (events with extra metadata): compact UTF-8 JSON."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def iso_to_epoch_ms(timestamp: str) -> int:
+    """'2024-01-15T10:30:45.123Z' -> epoch ms (for events built by overridden generators)."""
+    import calendar
+
+    main, _, rest = timestamp.rstrip("Z").partition(".")
+    seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1000 + int((rest or "0")[:3].ljust(3, "0"))
+
+
+# --- the producer --------------------------------------------------------------------------------------
+
+class Statistics:
+    """Counts of the run. Each counter has one writer (the loop or the client's I/O thread), so plain
+    integer updates are safe under the GIL; in_flight is derived, never stored."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.generated = 0
+        self.acked = 0
+        self.failed = 0
+        self.failed_by_error: dict[str, int] = {}
+        self.last_error = ""
+        self.dropped_at_shutdown = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self.generated - self.acked - self.failed
+
+    def runtime(self) -> float:
+        return time.monotonic() - self.started
+
+
+class BrokerWatch(logging.Handler):
+    """Receives kafka-python's own log records (which would otherwise flood the log with one line per
+    reconnect attempt) and keeps the last connection problem, so the producer can report an outage
+    once, with its cause, and its recovery."""
+
+    AUTH = ("SaslAuthenticationFailed", "Authentication failed", "AuthenticationFailed")
+    TLS = ("CERTIFICATE_VERIFY_FAILED", "SSLError", "Handshake failed", "WRONG_VERSION_NUMBER")
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.last_problem = ""
+        self.problem_since: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR or "failed" in message.lower():
+            self.last_problem = message
+            if self.problem_since is None:
+                self.problem_since = time.monotonic()
+
+    def clear(self) -> None:
+        self.problem_since = None
+
+    def kind(self) -> str:
+        text = self.last_problem
+        if any(marker in text for marker in self.AUTH):
+            return "auth"
+        if any(marker in text for marker in self.TLS):
+            return "tls"
+        return "connection"
+
+    def reason(self) -> str:
+        text = self.last_problem
+        # Keep the meaningful tail ("SaslAuthenticationFailedError: ... invalid credentials"),
+        # not the connection object's repr.
+        m = re.search(r"((?:\[Error \d+\] )?\w+(?:Error|Failed)\w*: .*)$", text)
+        return (m.group(1) if m else text)[-300:]
+
+
+class ConnectionFailed(Exception):
+    """The broker could not be reached or refused us: one clear line, exit code 1."""
+
+
+class ECommerceEventProducer:
+    """Generates weighted random eCommerce events and sends them to Kafka on a fixed schedule.
+
+    Customise by editing or subclassing: the attributes `user_id_range`, `product_id_range`,
+    `session_length_range`, `event_types` and `event_weights` are read when production starts (or
+    at the first generate_event()), and an overridden `_generate_metadata(event_type)` may return
+    extra fields, which flow into the event's metadata.
+    """
+
+    def __init__(self, settings: Settings | None = None, clock: Callable[[], int] | None = None) -> None:
+        self.settings = settings or default_settings()
+        s = self.settings
+        self.bootstrap_servers = s.bootstrap_servers
+        self.topic = s.topic
+        self.event_types = [name for name, _ in s.event_weights]
+        self.event_weights = [weight for _, weight in s.event_weights]
+        self.user_id_range = s.user_id_range
+        self.product_id_range = s.product_id_range
+        self.session_length_range = s.session_length_range
+        # Wall clock in epoch ms for event timestamps; injectable so tests and backfills control time.
+        self.clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self.producer = None  # kafka.KafkaProducer once connected
+        self.partitions: int | None = None
+        self.stats = Statistics()
+        self.running = False
+        self._stop = threading.Event()
+        self._generator: EventGenerator | None = None
+        self._event_ids = _EventIds()
+        self._log_events = self.settings.events_logged
+        self._broker_watch = BrokerWatch()
+        self._outage_reported = False
+        self._paused_reported = False
+        self._failures_reported = 0
+        self._last_failure_log = -math.inf
+        self._last_acked = 0
+        self._last_ack_time = time.monotonic()
+        self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
+        self._partition_of: dict[bytes, int] = {}
+        self._partition_count = 0  # 0: leave partitioning to the client (custom partitioner)
+
+    # generation -------------------------------------------------------------------------------
+    def _compiled_generator(self) -> EventGenerator:
+        if self._generator is None:
+            self._generator = EventGenerator(self.event_types, self.event_weights, tuple(self.user_id_range),
+                                             tuple(self.product_id_range), tuple(self.session_length_range),
+                                             seed=self.settings.seed)
+        return self._generator
+
+    def _generate_metadata(self, event_type: str) -> dict[str, Any]:
+        """Extra metadata fields for an event; override to add your own (default: none)."""
+        return {}
+
+    def _metadata_overridden(self) -> bool:
+        return type(self)._generate_metadata is not ECommerceEventProducer._generate_metadata
+
+    def generate_event(self, epoch_ms: int | None = None) -> dict[str, Any]:
+        """One event as the contract dict; `epoch_ms` defaults to the producer's clock."""
+        generator = self._compiled_generator()
+        event = generator.event(self.clock() if epoch_ms is None else epoch_ms)
+        extra = self._generate_metadata(event["event_type"])
+        if extra:
+            event["metadata"].update(extra)
+        return event
+
+    def next_record(self, epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
+        """(key, value, event or None) for the next event: the fast path for the default generator
+        (JSON from look-up tables, no dict), the general one when _generate_metadata is overridden."""
+        return self._record_maker()(epoch_ms)
+
+    def _record_maker(self) -> Callable[[int], tuple[bytes, bytes, dict[str, Any] | None]]:
+        if self._metadata_overridden():
+            def custom(epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
+                event = self.generate_event(epoch_ms)
+                return str(event["user_id"]).encode(), encode_event(event), event
+            return custom
+        generator = self._compiled_generator()
+        draw, encode, user_lo = generator.draw, generator.encode, generator.user_lo
+
+        def fast(epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
+            drawn = draw()
+            return str(user_lo + drawn[0]).encode(), encode(epoch_ms, drawn).encode(), None
+        return fast
+
+    # connection -------------------------------------------------------------------------------
+    def connect(self) -> bool:
+        """Connect (retrying with backoff for the connect timeout), make sure the topic exists.
+
+        Returns True when connected; on failure logs one clear error line and returns False.
+        """
+        try:
+            self._connect()
+            return True
+        except ConnectionFailed as exc:
+            log.error("%s", exc)
+            return False
+
+    def _connect(self) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        s = self.settings
+        self._capture_client_logs()
+        deadline = time.monotonic() + s.connect_timeout
+        backoff = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            try:
+                admin = self._admin_client(max(1.0, min(remaining, 10.0)))
+                try:
+                    self.partitions = self._ensure_topic(admin)
+                finally:
+                    admin.close()
+                self.producer = KafkaProducer(**s.kafka_client_config(), bootstrap_timeout_ms=int(max(1000, remaining * 1000)))
+                break
+            except ConnectionFailed:
+                raise
+            except (KafkaError, OSError) as exc:
+                kind = self._broker_watch.kind()
+                if kind in ("auth", "tls"):
+                    raise ConnectionFailed(self._connection_error(kind)) from None
+                if time.monotonic() + backoff >= deadline:
+                    raise ConnectionFailed(self._connection_error("connection", exc)) from None
+                if attempt == 1:
+                    log.warning("Kafka at %s is not reachable yet (%s); retrying for up to %.0fs",
+                                s.bootstrap_servers, self._broker_watch.reason() or type(exc).__name__,
+                                s.connect_timeout)
+                if self._stop.wait(backoff):
+                    raise ConnectionFailed("Stopped before Kafka could be reached") from None
+                backoff = min(backoff * 2, 5.0)
+        self._broker_watch.clear()
+        if "partitioner" not in dict(s.producer_options):
+            self._partition_count = self.partitions
+            self._partition_of.clear()
+        log.info("Successfully connected to Kafka. Topic '%s' has %d partitions", s.topic, self.partitions)
+
+    def _connection_error(self, kind: str, exc: Exception | None = None) -> str:
+        s = self.settings
+        reason = self._broker_watch.reason() or (f"{type(exc).__name__}: {exc}" if exc else "")
+        if kind == "auth":
+            return (f"Authentication to Kafka at {s.bootstrap_servers} failed ({reason}); check "
+                    f"KAFKA_SASL_MECHANISM={s.sasl_mechanism}, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if kind == "tls":
+            return (f"TLS handshake with Kafka at {s.bootstrap_servers} failed ({reason}); check KAFKA_SSL_CAFILE "
+                    "(the CA that signed the broker certificate) and that the host name matches the certificate")
+        return (f"Cannot connect to Kafka at {s.bootstrap_servers} within {s.connect_timeout:g}s ({reason}); check "
+                "that the broker is running and KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL are right "
+                "(local broker: make kafka-up)")
+
+    def _admin_client(self, timeout_s: float):
+        from kafka import KafkaAdminClient
+
+        return KafkaAdminClient(**self.settings.connection_config(), bootstrap_timeout_ms=int(timeout_s * 1000),
+                                request_timeout_ms=int(max(timeout_s, 5) * 1000))
+
+    def _ensure_topic(self, admin) -> int:
+        """Partitions of the topic, creating it when missing."""
+        from kafka.admin import NewTopic
+        from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+        s = self.settings
+        partitions = self._describe_partitions(admin)
+        if partitions:
+            return partitions
+        try:
+            admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)])
+            log.info("Created topic '%s' with %d partitions, replication factor %d",
+                     s.topic, s.topic_partitions, s.topic_replication)
+        except TopicAlreadyExistsError:
+            pass  # created by someone else meanwhile
+        except KafkaError as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            detail = re.search(r"error_message='([^']*)'", message)
+            raise ConnectionFailed(
+                f"Topic '{s.topic}' does not exist and creating it was refused "
+                f"({type(exc).__name__}: {detail.group(1) if detail else message[:200]}); create it yourself or "
+                "check KAFKA_TOPIC_PARTITIONS / KAFKA_TOPIC_REPLICATION and the user's CREATE permission") from None
+        for _ in range(50):  # metadata of a new topic propagates within moments
+            partitions = self._describe_partitions(admin)
+            if partitions:
+                return partitions
+            time.sleep(0.1)
+        raise ConnectionFailed(f"Topic '{s.topic}' was created but has no partitions yet; try again")
+
+    def _describe_partitions(self, admin) -> int:
+        from kafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
+
+        try:
+            described = admin.describe_topics([self.settings.topic])
+        except UnknownTopicOrPartitionError:
+            return 0
+        except TopicAuthorizationFailedError:
+            raise ConnectionFailed(f"Not authorized to describe topic '{self.settings.topic}'; check the ACLs "
+                                   "of KAFKA_SASL_USERNAME") from None
+        for topic in described:
+            if topic.get("error_code") == 29:
+                raise ConnectionFailed(f"Not authorized to use topic '{self.settings.topic}'; check the ACLs of "
+                                       "KAFKA_SASL_USERNAME") from None
+            if topic.get("name") == self.settings.topic and topic.get("error_code") == 0:
+                return len(topic.get("partitions") or [])
+        return 0
+
+    def _capture_client_logs(self) -> None:
+        """Route kafka-python's logs to BrokerWatch; at DEBUG they are shown as well."""
+        client_log = logging.getLogger("kafka")
+        if self._broker_watch not in client_log.handlers:
+            client_log.addHandler(self._broker_watch)
+        client_log.propagate = self.settings.log_level == "DEBUG"
+        if client_log.level == logging.NOTSET or client_log.level > logging.WARNING:
+            client_log.setLevel(logging.WARNING if self.settings.log_level != "DEBUG" else logging.DEBUG)
+
+    # sending ----------------------------------------------------------------------------------
+    def send_event(self, event: dict[str, Any]) -> bool:
+        """Send one event dict. Returns True when handed to the client (delivery is reported later
+        by the callbacks); False when the client refused it, which is counted as failed."""
+        key = str(event["user_id"]).encode()
+        epoch_ms = iso_to_epoch_ms(event["timestamp"])
+        return self._send(key, encode_event(event), epoch_ms, event)
+
+    def _send(self, key: bytes, value: bytes, epoch_ms: int, event: dict[str, Any] | None) -> bool:
+        from kafka.errors import KafkaError
+
+        stats = self.stats
+        stats.generated += 1
+        partition = self._partition_of.get(key)
+        if partition is None and self._partition_count:
+            partition = self._partition_of[key] = self._keyed_partition(key)
+        try:
+            future = self.producer.send(self.topic, value, key, [(EVENT_ID_HEADER, self._event_ids.next())],
+                                        partition, epoch_ms)
+        except (KafkaError, ValueError, TypeError) as exc:
+            # Not accepted by the client (buffer full past max.block.ms, record too large, closed).
+            self._on_failure(exc)
+            return False
+        if event is not None and self._log_events:
+            future.add_callback(self._on_ack_logged, event, value)
+        else:
+            future.add_callback(self._on_ack)
+        future.add_errback(self._on_failure)
+        return True
+
+    def _keyed_partition(self, key: bytes) -> int:
+        """The partition kafka-python's default partitioner (murmur2, as in the Java client) picks for
+        this key. Computed once per user and cached: the pure-Python hash was ~15% of the per-event
+        cost at full speed. The partition count is the one read at connect."""
+        from kafka.partitioner.default import murmur2
+
+        return (murmur2(key) & 0x7FFFFFFF) % self._partition_count
+
+    # Delivery callbacks run in kafka-python's I/O thread: count, keep notes, never block.
+    def _on_ack(self, metadata) -> None:
+        self.stats.acked += 1
+
+    def _on_ack_logged(self, event: dict[str, Any], value: bytes, metadata) -> None:
+        self.stats.acked += 1
+        md = event["metadata"]
+        log.info("Event sent successfully - User: %s, Event: %s, Product: %s, Session: %smin, "
+                 "Partition: %d, Offset: %d", event["user_id"], event["event_type"], md.get("product_id"),
+                 md.get("session_length"), metadata.partition, metadata.offset)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("EVENT DETAILS:\n%s", json.dumps(json.loads(value), indent=2))
+
+    def _on_failure(self, exc: BaseException) -> None:
+        stats = self.stats
+        name = type(exc).__name__
+        stats.failed_by_error[name] = stats.failed_by_error.get(name, 0) + 1
+        stats.last_error = f"{name}: {exc}"[:300]
+        stats.failed += 1
+
+    # the loop ---------------------------------------------------------------------------------
+    def start_producing(self) -> int:
+        """Run until stop(), --count or --duration; flush, close, log statistics. Returns the exit code."""
+        s = self.settings
+        if self.producer is None and not s.dry_run and not self.connect():
+            return EXIT_FAILURE
+        self._generator = None  # pick up attribute edits made since construction
+        self._compiled_generator()
+        self._log_events = s.events_logged
+        self.running = True
+        self.stats = stats = Statistics()
+        sink = _DryRunSink(sys.stdout) if s.dry_run else None
+        spe = s.seconds_per_event
+        deadline = stats.started + s.duration if s.duration else math.inf
+        remaining = s.count if s.count is not None else math.inf
+        next_report = stats.started + s.stats_interval if s.stats_interval else math.inf
+        want_dict = self._log_events or self._metadata_overridden()
+        # Hot loop: methods bound once, outside it (each attribute look-up costs on every event).
+        clock, next_record, send, wait = self.clock, self._record_maker(), self._send, self._stop.wait
+        # The schedule is anchored to the start on the monotonic clock: event k is due at
+        # start + k * spe, so sending and logging time never stretch the interval and nothing drifts.
+        # All events already due are sent in one burst (at 5,000/s that is several per wake-up).
+        anchor = stats.started
+        scheduled = 0
+        try:
+            while not self._stop.is_set() and remaining > 0:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if now >= next_report:
+                    next_report = self._report_progress(next_report)
+                if not sink:
+                    self._report_broker_state(now)
+                if spe > 0:
+                    batch = int((now - anchor) / spe) + 1 - scheduled
+                    if batch <= 0:
+                        wait(max(0.0, min(anchor + scheduled * spe, deadline, next_report, now + 1.0) - now))
+                        continue
+                else:
+                    batch = 512  # full speed: look at the clock and the stop flag every few hundred events
+                room = s.max_in_flight - stats.in_flight
+                if room <= 0 and sink is None:
+                    # Back-pressure: the client has no memory limit of its own, so generation waits
+                    # for acknowledgements; the schedule restarts afterwards instead of bursting.
+                    self._wait_for_room()
+                    anchor, scheduled = time.monotonic(), 0
+                    continue
+                batch = int(min(batch, remaining, room if sink is None else batch))
+                for _ in range(batch):
+                    epoch_ms = clock()
+                    key, value, event = next_record(epoch_ms)
+                    if sink is not None:
+                        stats.generated += 1
+                        stats.acked += 1
+                        sink.write(value)
+                        continue
+                    if want_dict and event is None:
+                        event = json.loads(value)  # only at the low rates where events are logged
+                    send(key, value, epoch_ms, event)
+                remaining -= batch
+                scheduled += batch
+        finally:
+            self.running = False
+            if sink is not None:
+                sink.flush()
+        return self._shutdown()
+
+    def _wait_for_room(self) -> None:
+        s, stats = self.settings, self.stats
+        if not self._paused_reported:
+            self._paused_reported = True
+            log.warning("%d events in flight (MAX_IN_FLIGHT_EVENTS): generation paused until the broker "
+                        "acknowledges", stats.in_flight)
+        while stats.in_flight >= s.max_in_flight and not self._stop.wait(0.01):
+            self._report_broker_state(time.monotonic())
+        if stats.in_flight < s.max_in_flight * 0.5:
+            self._paused_reported = False
+
+    def _report_progress(self, due: float) -> float:
+        s, stats = self.settings, self.stats
+        runtime, acked = stats.runtime(), stats.acked
+        window = runtime - self._last_report[0]
+        recent = (acked - self._last_report[1]) / window if window > 0 else 0.0
+        self._last_report = (runtime, acked)
+        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.0fs",
+                 acked, stats.failed, stats.in_flight, recent, acked / runtime if runtime > 0 else 0.0, runtime)
+        return max(due + s.stats_interval, time.monotonic())
+
+    def _report_broker_state(self, now: float) -> None:
+        """Log an outage once when it starts and once when deliveries resume; summarise failures
+        in at most one line every 5 s instead of one per event."""
+        watch, stats = self._broker_watch, self.stats
+        if stats.acked != self._last_acked:
+            self._last_acked, self._last_ack_time = stats.acked, now
+            if self._outage_reported:
+                log.info("Kafka broker reachable again after %.1fs; deliveries resumed",
+                         now - (watch.problem_since or now))
+                self._outage_reported = False
+                watch.clear()
+        if watch.problem_since is not None and not self._outage_reported:
+            if stats.in_flight and now - self._last_ack_time > 2.0 and now - watch.problem_since > 1.0:
+                self._outage_reported = True
+                log.warning("Kafka broker unreachable (%s); %d events in flight are kept and retried for up "
+                            "to KAFKA_DELIVERY_TIMEOUT_MS=%d", watch.reason(), stats.in_flight,
+                            self.settings.delivery_timeout_ms)
+            elif now - watch.problem_since > 10.0:
+                watch.clear()  # a passing hiccup that never held up deliveries
+        if stats.failed > self._failures_reported and now - self._last_failure_log >= 5.0:
+            self._last_failure_log = now
+            log.error("%d events failed since the last report (%d in all); last error: %s",
+                      stats.failed - self._failures_reported, stats.failed, stats.last_error)
+            self._failures_reported = stats.failed
+
+    def stop(self) -> None:
+        """Ask the loop to stop; safe from a signal handler (only sets a flag)."""
+        self._stop.set()
+
+    def _shutdown(self) -> int:
+        s, stats = self.settings, self.stats
+        if self.producer is not None:
+            from kafka.errors import KafkaTimeoutError
+
+            if stats.in_flight:
+                log.info("Flushing %d in-flight events (up to %gs)...", stats.in_flight, s.flush_timeout)
+            try:
+                self.producer.flush(timeout=s.flush_timeout)
+            except KafkaTimeoutError:
+                pass
+            self.producer.close(timeout=max(1.0, s.flush_timeout / 2))
+            self.producer = None
+            stats.dropped_at_shutdown = stats.in_flight
+            self._report_broker_state(time.monotonic())
+        self.log_statistics()
+        if stats.dropped_at_shutdown:
+            log.error("%d events were not acknowledged before shutdown and may be lost", stats.dropped_at_shutdown)
+        return EXIT_OK if stats.failed == 0 and stats.dropped_at_shutdown == 0 else EXIT_FAILURE
+
+    def log_statistics(self) -> None:
+        stats = self.stats
+        runtime = stats.runtime()
+        finished = stats.acked + stats.failed
+        lines = [
+            "=" * 50,
+            "PRODUCER STATISTICS",
+            f"Runtime: {runtime:.2f} seconds",
+            f"Events Sent: {stats.acked}",
+            f"Events Failed: {stats.failed}",
+        ]
+        if stats.dropped_at_shutdown:
+            lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown}")
+        lines += [
+            f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}",
+            f"Success Rate: {100.0 * stats.acked / finished if finished else 0.0:.2f}%",
+        ]
+        if stats.failed_by_error:
+            lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.failed_by_error.items())))
+        lines.append("=" * 50)
+        for line in lines:
+            log.info("%s", line)
+
+
+class _EventIds:
+    """Unique event ids without uuid4's cost: a random 64-bit run prefix plus a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex() + "-"
+        self._counter = 0
+
+    def next(self) -> bytes:
+        self._counter += 1
+        return f"{self._prefix}{self._counter}".encode()
+
+
+class _DryRunSink:
+    """JSON lines to stdout in large writes (one write per event would dominate --dry-run)."""
+
+    def __init__(self, stream) -> None:
+        self._out = getattr(stream, "buffer", stream)
+        self._lines: list[bytes] = []
+
+    def write(self, value: bytes) -> None:
+        self._lines.append(value)
+        if len(self._lines) >= 1024:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            self._lines.append(b"")
+            self._out.write(b"\n".join(self._lines))
+            self._lines.clear()
+            self._out.flush()
+
+
+def default_settings(**overrides: Any) -> Settings:
+    """Settings from defaults only (no flags, environment or .env), with keyword overrides."""
+    settings = load_settings([], environ={"ENV_FILE": os.devnull})
+    return replace(settings, **overrides) if overrides else settings
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+def setup_logging(settings: Settings) -> None:
+    fmt = logging.Formatter("%(asctime)s - %(levelname)s - %(message)s")
+    root = logging.getLogger()
+    root.handlers.clear()
+    # Logs go to stderr so that --dry-run's stdout carries nothing but events.
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    root.addHandler(console)
+    if settings.log_file:
+        handler = logging.handlers.RotatingFileHandler(settings.log_file, maxBytes=10 * 1024 * 1024,
+                                                       backupCount=3, encoding="utf-8")
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    root.setLevel(settings.log_level)
+
+
+def print_config(settings: Settings) -> None:
+    width = max(len(name) for name, _ in settings.describe())
+    print(f"# effective settings (env file: {settings.env_file})")
+    for name, value in settings.describe():
+        print(f"{name:<{width}} = {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except SettingsError as exc:
+        print(f"producer.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if settings.print_config:
+        print_config(settings)
+        return EXIT_OK
+    setup_logging(settings)
+    producer = ECommerceEventProducer(settings)
+
+    def on_signal(signum: int, _frame) -> None:
+        if producer._stop.is_set():
+            # Second signal: the user wants out now, even if a flush is still waiting on the broker.
+            left = producer.stats.in_flight
+            os.write(2, f"Second signal: exiting now; {left} events left unacknowledged\n".encode())
+            os._exit(EXIT_FAILURE if left else EXIT_OK)
+        log.info("Received %s, shutting down gracefully...", signal.Signals(signum).name)
+        producer.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("Starting eCommerce event producer: %s -> topic '%s', %s%s",
+             "stdout (dry run)" if settings.dry_run else settings.bootstrap_servers, settings.topic,
+             _describe_schedule(settings),
+             f", seed {settings.seed}" if settings.seed is not None else "")
+    try:
+        return producer.start_producing()
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def _describe_schedule(s: Settings) -> str:
+    spe = s.seconds_per_event
+    what = "as fast as possible" if spe == 0 else (f"{s.rate:g} events/s" if s.rate else f"one event every {spe:g}s")
+    limits = [f"{s.count} events" if s.count else "", f"{s.duration:g}s" if s.duration else ""]
+    limits = [x for x in limits if x]
+    return what + (f", stopping after {' or '.join(limits)}" if limits else "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

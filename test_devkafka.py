@@ -1,0 +1,111 @@
+"""The local broker helper: it starts a real Kafka broker, talks Kafka, and cleans up after itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+import devkafka
+from conftest import ROOT, consume_all, free_port_block, start_broker, stop_broker
+
+
+def test_broker_answers_a_real_metadata_request(kafka):
+    host, _, port = kafka.bootstrap.split(",")[0].rpartition(":")
+    assert devkafka.metadata_request(host, int(port)) == 1
+    assert devkafka.broker_answers(host, int(port))
+    # A port with no Kafka behind it does not count as a broker.
+    assert not devkafka.broker_answers("127.0.0.1", free_port_block(1, 41000))
+
+
+def test_second_up_on_a_running_broker_is_a_no_op(kafka, capsys):
+    port = kafka.bootstrap.split(",")[0].rpartition(":")[2]
+    assert devkafka.main(["--port", port, "up"]) == 0
+    assert "already answers" in capsys.readouterr().out
+
+
+def test_kafka_python_records_read_back_by_kafkas_java_console_consumer(kafka, topic):
+    """Produce with kafka-python, consume with Kafka's own ConsoleConsumer (a client nobody here wrote)."""
+    from kafka import KafkaProducer
+
+    sent = {f"key-{i}": f"value-{i}-{uuid.uuid4().hex}" for i in range(20)}
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    for key, value in sent.items():
+        producer.send(topic, value=value.encode(), key=key.encode())
+    producer.flush()
+    producer.close()
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "devkafka.py"), "tool", "console-consumer", "--bootstrap-server", kafka.bootstrap,
+         "--topic", topic, "--from-beginning", "--max-messages", str(len(sent)), "--timeout-ms", "20000",
+         "--property", "print.key=true"],
+        capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    got = dict(line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line)
+    assert got == sent
+
+
+def test_topic_tool_describes_partitions(kafka, topic):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin.create_topics([NewTopic(topic, 2, 1)])
+    admin.close()
+    out = subprocess.run([sys.executable, str(ROOT / "devkafka.py"), "tool", "topics", "--bootstrap-server",
+                          kafka.bootstrap, "--describe", "--topic", topic], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "PartitionCount: 2" in out.stdout
+
+
+def test_down_stops_the_jvm_and_leaves_no_process(tmp_path):
+    broker = start_broker(".devkafka-test-down")
+    pid = int((broker.state_dir / "broker.pid").read_text())
+    assert devkafka._alive(pid)
+    stop_broker(broker)
+    assert not devkafka._alive(pid)
+    assert not devkafka.broker_answers("127.0.0.1", broker.port)
+    leftover = subprocess.run(["pgrep", "-f", f"devkafka.state={broker.state_dir}"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == ""
+    shutil.rmtree(broker.state_dir, ignore_errors=True)
+
+
+def test_missing_java_is_one_clear_line_not_a_traceback(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path)}  # no java, no mvn
+    port = free_port_block(4, 42000)
+    out = subprocess.run([sys.executable, str(ROOT / "devkafka.py"), "--state-dir", str(tmp_path / "s"),
+                          "--port", str(port), "up"], capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "not found on PATH: install" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_port_taken_by_something_else_is_reported(tmp_path):
+    port = free_port_block(4, 43000)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        inst = devkafka.make_instance(tmp_path, port, security=False)
+        with pytest.raises(devkafka.DevKafkaError, match=f"port {port} .* not a Kafka broker"):
+            devkafka.up(inst)
+
+
+def test_consume_all_helper_reads_what_was_written(kafka, topic):
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    for i in range(5):
+        producer.send(topic, f"{i}".encode())
+    producer.flush()
+    producer.close()
+    assert sorted(r.value for r in consume_all(kafka.bootstrap, topic, expected=5)) == [b"0", b"1", b"2", b"3", b"4"]
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))

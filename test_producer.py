@@ -1,0 +1,447 @@
+"""Tests of producer.py: generation and settings (pure, no broker) and end to end against a real broker.
+
+Run with `make test`, `pytest`, or `python test_producer.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+import producer
+from conftest import ROOT, consume_all, free_port_block, run_producer, spawn_producer
+from producer import (ECommerceEventProducer, EventGenerator, SettingsError, TimestampFormatter, default_settings,
+                      encode_event, load_settings)
+
+ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+NOW_MS = 1_705_314_645_123  # 2024-01-15T10:30:45.123Z
+
+
+def make_producer(**overrides) -> ECommerceEventProducer:
+    return ECommerceEventProducer(default_settings(**overrides))
+
+
+def events(n: int, seed: int = 7, **overrides) -> list[dict]:
+    p = make_producer(seed=seed, **overrides)
+    return [p.generate_event(NOW_MS + i) for i in range(n)]
+
+
+# --- generation: the event contract -------------------------------------------------------------
+
+def test_event_has_the_contract_shape():
+    event = make_producer(seed=1).generate_event(NOW_MS)
+    assert set(event) == {"user_id", "event_type", "timestamp", "metadata"}
+    assert set(event["metadata"]) == {"product_id", "session_length"}
+    assert event["timestamp"] == "2024-01-15T10:30:45.123Z"
+    assert isinstance(event["user_id"], int) and isinstance(event["metadata"]["product_id"], int)
+    assert isinstance(event["metadata"]["session_length"], float)
+
+
+def test_event_mix_matches_the_weights_chi_square():
+    from scipy.stats import chisquare
+
+    n = 60_000
+    counts = Counter(e["event_type"] for e in events(n, seed=11))
+    weights = producer.DEFAULT_EVENT_WEIGHTS
+    observed = [counts[t] for t in weights]
+    expected = [n * w for w in weights.values()]
+    assert sum(observed) == n
+    assert chisquare(observed, expected).pvalue > 0.001
+    # ... and a wrong mix is detected by the same test (the test has teeth).
+    skewed = [expected[0] * 1.05, expected[1] * 0.95, expected[2], expected[3]]
+    assert chisquare(observed, [x * n / sum(skewed) for x in skewed]).pvalue < 0.001
+
+
+def test_ids_and_session_lengths_are_uniform_within_their_bounds():
+    from scipy.stats import chisquare
+
+    sample = events(100_000, seed=3)
+    users = [e["user_id"] for e in sample]
+    products = [e["metadata"]["product_id"] for e in sample]
+    sessions = [e["metadata"]["session_length"] for e in sample]
+    assert (min(users), max(users)) == (1, 1000)
+    assert (min(products), max(products)) == (1, 500)
+    assert 0.5 <= min(sessions) < 0.6 and 29.9 < max(sessions) <= 30.0
+    assert all(round(s, 2) == s for s in sessions)
+    for values, lo, hi in ((users, 1, 1000), (products, 1, 500), (sessions, 0.5, 30.0)):
+        bins = Counter(min(int((v - lo) / (hi - lo) * 10), 9) for v in values)
+        assert chisquare([bins[i] for i in range(10)]).pvalue > 0.001
+
+
+def test_timestamps_are_utc_iso8601_with_milliseconds():
+    fmt = TimestampFormatter()
+    for ms in (0, 999, 1000, NOW_MS, NOW_MS + 1, NOW_MS + 877, 4_102_444_799_999):
+        text = fmt(ms)
+        assert ISO_MS.match(text), text
+        expected = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+        assert text == expected
+    # Default clock: the wall clock, now.
+    event = make_producer().generate_event()
+    ts = datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    assert abs(ts.timestamp() - time.time()) < 5
+
+
+def test_same_seed_same_events_other_seed_other_events():
+    a, b, c = events(500, seed=42), events(500, seed=42), events(500, seed=43)
+    assert a == b
+    assert a != c
+    # Apart from timestamps: another clock gives the same events otherwise.
+    p = make_producer(seed=42)
+    shifted = [p.generate_event(NOW_MS + 10_000_000 + i) for i in range(500)]
+    strip = lambda es: [{k: v for k, v in e.items() if k != "timestamp"} for e in es]  # noqa: E731
+    assert strip(shifted) == strip(a)
+
+
+def test_fast_serializer_is_byte_identical_to_json_dumps():
+    for overrides in ({}, {"user_id_range": (5, 5_000_000), "session_length_range": (0.0, 3.5)}):
+        p = make_producer(seed=5, **overrides)
+        ref = make_producer(seed=5, **overrides)
+        for i in range(2000):
+            key, value, _ = p.next_record(NOW_MS + i * 7)
+            event = ref.generate_event(NOW_MS + i * 7)
+            assert value == encode_event(event)
+            assert key == str(event["user_id"]).encode()
+            assert json.loads(value) == event
+
+
+def test_custom_ranges_and_weights_from_settings():
+    s = load_settings(["--event-weights", "product_view=1,search=3", "--user-id-range", "10-12",
+                       "--product-id-range", "7-7", "--session-length-range", "1-1.05"], environ={"ENV_FILE": os.devnull})
+    p = ECommerceEventProducer(s)
+    sample = [p.generate_event(NOW_MS) for _ in range(4000)]
+    assert {e["user_id"] for e in sample} == {10, 11, 12}
+    assert {e["metadata"]["product_id"] for e in sample} == {7}
+    assert {e["metadata"]["session_length"] for e in sample} == {1.0, 1.01, 1.02, 1.03, 1.04, 1.05}
+    share = Counter(e["event_type"] for e in sample)["search"] / len(sample)
+    assert 0.70 < share < 0.80
+
+
+class SearchingProducer(ECommerceEventProducer):
+    """The documented customisation: a new event type and extra metadata."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.event_types = self.event_types + ["search"]
+        self.event_weights = self.event_weights + [0.5]
+
+    def _generate_metadata(self, event_type):
+        return {"device": "mobile", "query": "red shoes"} if event_type == "search" else {"device": "desktop"}
+
+
+def test_subclass_adds_event_types_and_metadata():
+    p = SearchingProducer(default_settings(seed=9))
+    sample = [p.generate_event(NOW_MS) for _ in range(3000)]
+    types = Counter(e["event_type"] for e in sample)
+    assert set(types) == {"product_view", "add_to_cart", "checkout", "bounce", "search"}
+    search = next(e for e in sample if e["event_type"] == "search")
+    assert search["metadata"]["query"] == "red shoes" and "product_id" in search["metadata"]
+    key, value, event = p.next_record(NOW_MS)
+    assert json.loads(value) == event and event["metadata"]["device"] in ("mobile", "desktop")
+
+
+def test_attribute_edits_before_start_are_honoured():
+    p = make_producer(seed=1)
+    p.user_id_range = (50, 50)
+    p._generator = None  # what start_producing() does
+    assert p.generate_event(NOW_MS)["user_id"] == 50
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+def test_precedence_flag_over_env_over_dotenv_over_default(tmp_path):
+    env_file = tmp_path / "x.env"
+    env_file.write_text("KAFKA_TOPIC=from-dotenv\nPRODUCER_INTERVAL=7\nKAFKA_CLIENT_ID=dotenv-client\n"
+                        "# a comment\nLOG_LEVEL=debug\n")
+    environ = {"KAFKA_TOPIC": "from-env", "PRODUCER_INTERVAL": "5"}
+    s = load_settings(["--env-file", str(env_file), "--interval", "1.5"], environ=environ)
+    assert s.interval == 1.5                  # flag
+    assert s.topic == "from-env"              # env over .env
+    assert s.client_id == "dotenv-client"     # .env over default
+    assert s.log_level == "DEBUG"
+    assert s.bootstrap_servers == "localhost:9092"  # default
+    assert os.environ.get("KAFKA_CLIENT_ID") != "dotenv-client"  # the .env file does not leak into os.environ
+
+
+def test_rate_replaces_the_interval():
+    s = load_settings(["--rate", "0.2"], environ={"ENV_FILE": os.devnull})
+    assert s.seconds_per_event == pytest.approx(5.0)
+    assert load_settings(["--interval", "0"], environ={"ENV_FILE": os.devnull}).seconds_per_event == 0
+
+
+def test_log_events_auto_gives_way_at_high_rates():
+    env = {"ENV_FILE": os.devnull}
+    assert load_settings([], environ=env).events_logged
+    assert not load_settings(["--rate", "500"], environ=env).events_logged
+    assert not load_settings(["--interval", "0"], environ=env).events_logged
+    assert load_settings(["--rate", "500", "--log-events", "true"], environ=env).events_logged
+
+
+BAD_INPUT = [
+    (["--interval", "abc"], "--interval", "seconds >= 0"),
+    (["--interval", "-1"], "--interval", "seconds >= 0"),
+    (["--rate", "-5"], "--rate", "events per second"),
+    (["--rate", "fast"], "--rate", "events per second"),
+    (["--rate", "10", "--interval", "1"], "--rate and --interval", "only one"),
+    (["--user-id-range", "100-1"], "--user-id-range", "MIN <= MAX"),
+    (["--session-length-range", "30-0.5"], "--session-length-range", "MIN <= MAX"),
+    (["--event-weights", "product_view:0.4"], "--event-weights", "name=weight"),
+    (["--event-weights", "product_view=0,bounce=0"], "--event-weights", "summing to more than 0"),
+    (["--compression", "brotli"], "--compression", "gzip, snappy, lz4, zstd"),
+    (["--security-protocol", "TLS"], "--security-protocol", "SASL_SSL"),
+    (["--security-protocol", "SASL_PLAINTEXT"], "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD", "required"),
+    (["--security-protocol", "SSL", "--ssl-cafile", "/nonexistent/ca.pem"], "--ssl-cafile", "PEM file"),
+    (["--env-file", "/nonexistent/.env"], "--env-file", "does not exist"),
+    (["--producer-options", "no_such_option=1"], "--producer-options", "unknown option 'no_such_option'"),
+    (["--acks", "1"], "--acks", "idempotence"),
+    (["--count", "0"], "--count", "whole number >= 1"),
+]
+
+
+@pytest.mark.parametrize("argv, names, accepted", BAD_INPUT, ids=[" ".join(a) for a, _, _ in BAD_INPUT])
+def test_bad_input_is_one_line_naming_the_setting_exit_2(argv, names, accepted, capsys):
+    code = producer.main(argv + ["--bootstrap-servers", "127.0.0.1:1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert names in err and accepted in err, err
+    assert "Traceback" not in err
+
+
+def test_bad_environment_variable_is_named(capsys):
+    with pytest.raises(SettingsError, match=r"^PRODUCER_INTERVAL: 'soon' is not valid"):
+        load_settings([], environ={"PRODUCER_INTERVAL": "soon", "ENV_FILE": os.devnull})
+
+
+def test_bad_input_sends_nothing(kafka, topic):
+    """A settings error exits 2 before any connection: the topic is never created."""
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "x")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        assert topic not in admin.list_topics()
+    finally:
+        admin.close()
+
+
+def test_help_documents_every_flag_with_variable_and_default():
+    out = run_producer("--help")
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    for option in producer.OPTIONS:
+        assert option.flag in text
+        assert option.env in text, option.env
+    assert "default: localhost:9092" in text and "default: 3.0" in text
+
+
+def test_print_config_masks_secrets():
+    out = run_producer("--print-config", "--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "bob",
+                       env={"KAFKA_SASL_PASSWORD": "hunter2-very-secret"})
+    assert out.returncode == 0, out.stderr
+    assert "hunter2-very-secret" not in out.stdout + out.stderr
+    assert re.search(r"KAFKA_SASL_PASSWORD\s+= \*\*\*", out.stdout)
+    assert re.search(r"KAFKA_SASL_USERNAME\s+= bob", out.stdout)
+
+
+def test_importing_has_no_side_effects(tmp_path):
+    code = (
+        "import logging, signal, os, sys\n"
+        "before = dict(os.environ)\n"
+        "import producer\n"
+        "assert logging.getLogger().handlers == [], 'logging configured at import'\n"
+        "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, 'signal handler installed at import'\n"
+        "assert dict(os.environ) == before, 'environment changed at import'\n"
+        "assert 'kafka' not in sys.modules, 'Kafka client imported at import'\n"
+        "print('clean')\n")
+    (tmp_path / ".env").write_text("KAFKA_TOPIC=leaked\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "clean", out.stderr
+    assert os.listdir(tmp_path) == [".env"]  # no log file or anything else written
+
+
+def test_dry_run_prints_json_lines_only_on_stdout():
+    out = run_producer("--dry-run", "--count", "25", "--interval", "0", "--seed", "4")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 25
+    assert all(ISO_MS.match(json.loads(line)["timestamp"]) for line in lines)
+    assert "PRODUCER STATISTICS" in out.stderr and "PRODUCER STATISTICS" not in out.stdout
+
+
+def test_dry_run_with_seed_is_reproducible():
+    strip = lambda text: [re.sub(r'"timestamp":"[^"]*"', "", line) for line in text.splitlines()]  # noqa: E731
+    a = run_producer("--dry-run", "--count", "200", "--interval", "0", "--seed", "99").stdout
+    b = run_producer("--dry-run", "--count", "200", "--interval", "0", "--seed", "99").stdout
+    assert strip(a) == strip(b) and len(strip(a)) == 200
+
+
+# --- end to end against the real broker -----------------------------------------------------------
+
+def test_count_events_arrive_with_keys_values_timestamps_and_unique_ids(kafka, topic):
+    n = 500
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", str(n),
+                       "--interval", "0", "--seed", "8")
+    assert out.returncode == 0, out.stderr
+    assert "Successfully connected to Kafka. Topic" in out.stderr and "has 3 partitions" in out.stderr
+    assert f"Events Sent: {n}" in out.stderr and "Events Failed: 0" in out.stderr
+    records = consume_all(kafka.bootstrap, topic, expected=n)
+    assert len(records) == n
+    ids = set()
+    for r in records:
+        event = json.loads(r.value)
+        assert r.key == str(event["user_id"]).encode()
+        when = datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        assert r.timestamp == round(when.timestamp() * 1000)
+        headers = dict(r.headers)
+        ids.add(headers[producer.EVENT_ID_HEADER])
+    assert len(ids) == n
+    # The same seed in dry-run mode gives the very same values (timestamps aside).
+    dry = run_producer("--dry-run", "--count", str(n), "--interval", "0", "--seed", "8").stdout.splitlines()
+    strip = lambda v: re.sub(r'"timestamp":"[^"]*"', "", v)  # noqa: E731
+    by_partition_order = sorted(records, key=lambda r: (r.partition, r.offset))
+    assert sorted(strip(r.value.decode()) for r in by_partition_order) == sorted(strip(line) for line in dry)
+
+
+def test_a_users_events_share_one_partition_in_order(kafka, topic):
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", "2000",
+                       "--interval", "0", "--user-id-range", "1-20")
+    assert out.returncode == 0, out.stderr
+    records = consume_all(kafka.bootstrap, topic, expected=2000)
+    partitions_of = {}
+    for r in records:
+        partitions_of.setdefault(r.key, set()).add(r.partition)
+    assert all(len(p) == 1 for p in partitions_of.values())
+    assert len({p for ps in partitions_of.values() for p in ps}) == 3  # keys spread over the partitions
+    # Within a partition, a user's event ids follow the send order (the counter in the id).
+    for key in partitions_of:
+        seq = [int(dict(r.headers)["event_id"].split(b"-")[1]) for r in sorted(records, key=lambda r: r.offset)
+               if r.key == key]
+        assert seq == sorted(seq)
+
+
+def test_partition_choice_matches_the_clients_default_partitioner():
+    from kafka.partitioner.default import DefaultPartitioner, murmur2
+
+    p = make_producer()
+    p._partition_count = 7
+    for user in range(1, 300):
+        key = str(user).encode()
+        assert p._keyed_partition(key) == (murmur2(key) & 0x7FFFFFFF) % 7
+
+    class Cluster:
+        def topics(self):
+            return {"t"}
+
+        def partitions_for_topic(self, t):
+            return set(range(7))
+
+        def available_partitions_for_topic(self, t):
+            return set(range(7))
+
+    dp = DefaultPartitioner()
+    assert all(dp.partition("t", None, str(u).encode(), None, None, Cluster()) == p._keyed_partition(str(u).encode())
+               for u in range(1, 300))
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_every_compression_type_works(kafka, topic, codec):
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", "300",
+                       "--interval", "0", "--compression", codec)
+    assert out.returncode == 0, out.stderr
+    records = consume_all(kafka.bootstrap, topic, expected=300)
+    assert len(records) == 300 and all(json.loads(r.value)["event_type"] for r in records)
+
+
+def test_subclass_metadata_reaches_kafka(kafka, topic):
+    p = SearchingProducer(default_settings(bootstrap_servers=kafka.bootstrap, topic=topic, count=200, interval=0.0,
+                                           log_file="", seed=2))
+    assert p.connect()
+    assert p.start_producing() == 0
+    records = consume_all(kafka.bootstrap, topic, expected=200)
+    values = [json.loads(r.value) for r in records]
+    assert len(values) == 200
+    assert {v["metadata"]["device"] for v in values} == {"mobile", "desktop"}
+    assert any(v["event_type"] == "search" and v["metadata"]["query"] == "red shoes" for v in values)
+
+
+def test_send_event_api_returns_true_and_the_event_arrives(kafka, topic):
+    p = make_producer(bootstrap_servers=kafka.bootstrap, topic=topic, log_file="")
+    assert p.connect() is True
+    event = p.generate_event(NOW_MS)
+    assert p.send_event(event) is True
+    p.producer.flush(10)
+    assert p.stats.acked == 1 and p.stats.in_flight == 0
+    p.stop()
+    (record,) = consume_all(kafka.bootstrap, topic, expected=1)
+    assert json.loads(record.value) == event and record.timestamp == NOW_MS
+
+
+def test_low_rate_logs_each_acknowledged_event_with_partition_and_offset(kafka, topic):
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", "3",
+                       "--interval", "0.2")
+    assert out.returncode == 0, out.stderr
+    lines = re.findall(r"Event sent successfully - User: \d+, Event: \w+, Product: \d+, Session: [\d.]+min, "
+                       r"Partition: \d, Offset: \d+", out.stderr)
+    assert len(lines) == 3
+
+
+def test_sigterm_mid_run_loses_no_acknowledged_event(kafka, topic):
+    proc = spawn_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "300",
+                          "--stats-interval", "1")
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "PRODUCER STATISTICS" in err
+    sent = int(re.search(r"Events Sent: (\d+)", err).group(1))
+    assert sent > 300
+    records = consume_all(kafka.bootstrap, topic, expected=sent, timeout=30)
+    assert len(records) == sent
+    assert len({dict(r.headers)["event_id"] for r in records}) == sent
+
+
+def test_duration_ends_the_run_like_count(kafka, topic):
+    started = time.monotonic()
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "50", "--duration", "2")
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - started < 20
+    sent = int(re.search(r"Events Sent: (\d+)", out.stderr).group(1))
+    assert 80 <= sent <= 110  # 2 s at 50/s, the first event at t=0
+    assert len(consume_all(kafka.bootstrap, topic, expected=sent)) == sent
+
+
+def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeout():
+    port = free_port_block(1, 44000)
+    started = time.monotonic()
+    out = run_producer("--bootstrap-servers", f"127.0.0.1:{port}", "--connect-timeout", "4", "--count", "1")
+    elapsed = time.monotonic() - started
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and f"Cannot connect to Kafka at 127.0.0.1:{port} within 4s" in errors[0]
+    assert elapsed < 4 + 10
+
+
+def test_topic_creation_refused_is_said_clearly(kafka, topic):
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", "1",
+                       "--topic-replication", "3")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert f"Topic '{topic}' does not exist and creating it was refused" in out.stderr
+    assert "replication factor" in out.stderr.lower() or "InvalidReplicationFactor" in out.stderr
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
