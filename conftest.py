@@ -59,8 +59,10 @@ def _free(port: int) -> bool:
 
 def start_broker(state_name: str, security: bool = False, port: int | None = None,
                  keep_data: bool = False, data_dir: Path | None = None) -> Broker:
-    port = port or free_port_block()
     state = ROOT / state_name
+    if not keep_data and devkafka.read_pid(devkafka.make_instance(state, 0, False)):
+        devkafka.main(["--state-dir", str(state), "down"])  # left over by an interrupted run
+    port = port or free_port_block()
     args = ["--state-dir", str(state), "--port", str(port)]
     if data_dir:
         args += ["--data-dir", str(data_dir)]
@@ -168,3 +170,44 @@ def spawn_producer(*args: str, env: dict | None = None) -> subprocess.Popen:
     full_env.update(env or {})
     return subprocess.Popen([PYTHON, str(ROOT / "producer.py"), *args], env=full_env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class ProducerProcess:
+    """producer.py running in the background, its stderr collected line by line as it comes."""
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        import threading
+
+        self.proc = spawn_producer(*args, env=env)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if needle in line:
+                    return line
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"'{needle}' did not appear within {timeout}s; output:\n{self.text[-3000:]}")
+
+    def finish(self, timeout: float = 60.0) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -342,7 +342,7 @@ def up(inst: Instance, keep_data: bool = False, timeout: float = START_TIMEOUT_S
         shutil.rmtree(inst.data_dir)
         formatted = False
     if not formatted:
-        fmt = ["format", "--standalone", "-t", cluster_id(), "-c", str(props)]
+        fmt = ["format", "--standalone", f"--cluster-id={cluster_id()}", "-c", str(props)]  # ids may start with "-"
         if inst.security:
             fmt += ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER[0]},password={SCRAM_USER[1]}]"]
         proc = subprocess.run(java_cmd("kafka.tools.StorageTool", tools_log4j, *fmt),
@@ -352,9 +352,16 @@ def up(inst: Instance, keep_data: bool = False, timeout: float = START_TIMEOUT_S
 
     # Start from the end of the (possibly kept) log so the "started" line we wait for is this run's.
     log_offset = inst.log_file.stat().st_size if inst.log_file.exists() else 0
+    tmp = inst.state_dir / "tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     with open(inst.jvm_out, "ab") as out:
         proc = subprocess.Popen(
-            java_cmd("kafka.Kafka", log4j, str(props), heap=HEAP + [f"-Ddevkafka.state={inst.state_dir}"]),
+            java_cmd("kafka.Kafka", log4j, str(props), heap=HEAP + [
+                f"-Ddevkafka.state={inst.state_dir}",
+                # snappy-java and zstd-jni unpack their native libraries into the temp folder when
+                # first used; a folder of this broker's own keeps /tmp clean-ups from breaking them.
+                f"-Djava.io.tmpdir={tmp}"]),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in `make run` must not kill the broker
             cwd=inst.state_dir)

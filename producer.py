@@ -54,6 +54,12 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Above this rate per-event log lines would drown the terminal; the periodic progress line remains.
 LOG_EVENTS_AUTO_MAX_RATE = 10.0
+# Send latency (send() to broker acknowledgement) histogram buckets, seconds; every
+# LATENCY_SAMPLE_EVERY-th event is timed, so full speed does not pay for a clock read per event.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+LATENCY_SAMPLE_EVERY = 16
+# A client holding events this long past the delivery timeout with no completion is stalled.
+STALL_GRACE_S = 10.0
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -95,7 +101,8 @@ def parse_optional_seconds(text: str) -> float | None:
 def parse_rate(text: str) -> float | None:
     if not text.strip():
         return None
-    return _number(text, above=0, maximum=1_000_000, accepted="events per second > 0 and <= 1000000 (e.g. 0.2 or 500)")
+    return _number(text, minimum=0.0001, maximum=1_000_000,
+                   accepted="events per second from 0.0001 to 1000000 (e.g. 0.2 or 500)")
 
 
 def parse_count(text: str) -> int | None:
@@ -215,6 +222,17 @@ def parse_weights(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
+def parse_address(text: str) -> str:
+    import ipaddress
+
+    value = text.strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("expected an IP address such as 0.0.0.0 or 127.0.0.1") from None
+    return value
+
+
 def parse_path(text: str) -> str:
     return text.strip()
 
@@ -331,6 +349,15 @@ OPTIONS: tuple[Option, ...] = (
            group="security"),
     Option("ssl_keyfile", "KAFKA_SSL_KEYFILE", "--ssl-keyfile", "", parse_path, "client private key (PEM) for mTLS",
            group="security"),
+    Option("metrics_port", "METRICS_PORT", "--metrics-port", "", lambda t: int_in(1, 65535, "a port")(t) if t.strip()
+           else None, "serve Prometheus metrics on /metrics and health on /healthz, /readyz (empty = off)",
+           group="operations"),
+    Option("metrics_address", "METRICS_ADDRESS", "--metrics-address", "0.0.0.0", parse_address,
+           "address the metrics/health server listens on", group="operations"),
+    Option("health_timeout", "HEALTH_TIMEOUT", "--health-timeout", "60", lambda t: _number(
+           t, above=0, maximum=86_400, accepted="seconds > 0 and <= 86400"),
+           "/healthz turns unhealthy when events are pending and none was acknowledged for this long",
+           group="operations"),
     Option("log_level", "LOG_LEVEL", "--log-level", "INFO", choice(LOG_LEVELS), "one of " + ", ".join(LOG_LEVELS),
            group="logging"),
     Option("log_file", "LOG_FILE", "--log-file", "producer.log", parse_path,
@@ -386,6 +413,9 @@ class Settings:
     log_file: str
     log_events: str
     stats_interval: float
+    metrics_port: int | None
+    metrics_address: str
+    health_timeout: float
     print_config: bool = False
     env_file: str = ".env"
 
@@ -414,6 +444,9 @@ class Settings:
             "request_timeout_ms": self.request_timeout_ms,
             "delivery_timeout_ms": self.delivery_timeout_ms,
             "enable_idempotence": self.enable_idempotence,
+            # kafka-python backs off up to 30 s between reconnects by default; after a broker restart
+            # that leaves events waiting long after the broker is back.
+            "reconnect_backoff_max_ms": 2000,
         }
         config.update(self.connection_config())
         config.update(dict(self.producer_options))
@@ -453,9 +486,16 @@ class Settings:
         return rows
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse's default prints the whole usage first), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (accepted flags and values: --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI: every setting as a flag whose help names its environment variable and default."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="producer.py",
         description="Stream simulated eCommerce user events (product_view, add_to_cart, checkout, bounce) "
                     "to a Kafka topic. Precedence: flag > environment variable > .env file > default.",
@@ -468,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the effective settings (secrets masked) and exit")
     groups = {name: parser.add_argument_group(title) for name, title in (
         ("producer", "producer"), ("events", "event shape"), ("kafka", "Kafka client"),
-        ("security", "security"), ("logging", "logging and statistics"))}
+        ("security", "security"), ("logging", "logging and statistics"),
+        ("operations", "metrics and health"))}
     for option in OPTIONS:
         default = option.default if not option.secret else "(empty)"
         text = f"{option.help} [{option.env}, default: {default or '(empty)'}]"
@@ -517,21 +558,30 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
 
     values: dict[str, Any] = {}
     given: dict[str, str] = {}  # where each explicitly given setting came from, for error messages
+    level: dict[str, int] = {}  # 3 flag, 2 environment, 1 .env file
     for option in OPTIONS:
         raw, source = getattr(args, option.name), option.flag
+        level[option.name] = 3
         if raw is None and option.env in environ:
-            raw, source = environ[option.env], option.env
+            raw, source, level[option.name] = environ[option.env], option.env, 2
         if raw is None and option.env in dotenv:
-            raw, source = dotenv[option.env], f"{option.env} (in {env_file})"
+            raw, source, level[option.name] = dotenv[option.env], f"{option.env} (in {env_file})", 1
         if raw is None:
-            raw, source = option.default, f"{option.env} (default)"
-        else:
+            raw, source, level[option.name] = option.default, f"{option.env} (default)", 0
+        elif raw.strip():
             given[option.name] = source
         try:
             values[option.name] = option.parse(raw)
         except ValueError as exc:
             shown = "***" if option.secret else repr(raw)
             raise SettingsError(f"{source}: {shown} is not valid; {exc}") from None
+    if "rate" in given and "interval" in given:
+        # Both given: the more specific source wins (a --rate flag over PRODUCER_INTERVAL in .env);
+        # at the same level it is a contradiction.
+        if level["rate"] == level["interval"]:
+            raise SettingsError(f"{given['rate']} and {given['interval']} are both set; expected only one of them")
+        if level["interval"] > level["rate"]:
+            values["rate"] = None
     settings = Settings(**values, print_config=args.print_config, env_file=env_file)
     validate(settings, given)
     return settings
@@ -542,8 +592,6 @@ def validate(s: Settings, given: dict[str, str]) -> None:
     def name(option: str) -> str:
         return given.get(option, OPTIONS_BY_NAME[option].env or option)
 
-    if "rate" in given and "interval" in given:
-        raise SettingsError(f"{name('rate')} and {name('interval')} are both set; expected only one of them")
     if s.enable_idempotence and s.acks != "all":
         raise SettingsError(f"{name('acks')}: {s.acks} is not valid with idempotence on; expected all, "
                             f"or {name('enable_idempotence')}=false")
@@ -695,10 +743,18 @@ class Statistics:
         self.failed_by_error: dict[str, int] = {}
         self.last_error = ""
         self.dropped_at_shutdown = 0
+        self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # last: +Inf
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+        self.latency_count += 1
 
     @property
     def in_flight(self) -> int:
-        return self.generated - self.acked - self.failed
+        return self.generated - self.acked - self.failed - self.dropped_at_shutdown
 
     def runtime(self) -> float:
         return time.monotonic() - self.started
@@ -706,19 +762,24 @@ class Statistics:
 
 class BrokerWatch(logging.Handler):
     """Receives kafka-python's own log records (which would otherwise flood the log with one line per
-    reconnect attempt) and keeps the last connection problem, so the producer can report an outage
-    once, with its cause, and its recovery."""
+    reconnect attempt) and keeps the connection problem, so the producer can report an outage once,
+    with its cause, and its recovery. Authentication and TLS problems are kept apart: they are the
+    cause the user needs to see, and later generic lines ("Unable to bootstrap") must not hide them."""
 
     AUTH = ("SaslAuthenticationFailed", "Authentication failed", "AuthenticationFailed")
-    TLS = ("CERTIFICATE_VERIFY_FAILED", "SSLError", "Handshake failed", "WRONG_VERSION_NUMBER")
+    TLS = ("CERTIFICATE_VERIFY_FAILED", "SSLError", "Handshake failed", "WRONG_VERSION_NUMBER",
+           "certificate verify failed")
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
         self.last_problem = ""
+        self.specific_problem = ""  # the last authentication or TLS failure
         self.problem_since: float | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
+        if any(m in message for m in self.AUTH + self.TLS):
+            self.specific_problem = message
         if record.levelno >= logging.ERROR or "failed" in message.lower():
             self.last_problem = message
             if self.problem_since is None:
@@ -726,9 +787,10 @@ class BrokerWatch(logging.Handler):
 
     def clear(self) -> None:
         self.problem_since = None
+        self.specific_problem = ""
 
     def kind(self) -> str:
-        text = self.last_problem
+        text = self.specific_problem
         if any(marker in text for marker in self.AUTH):
             return "auth"
         if any(marker in text for marker in self.TLS):
@@ -736,11 +798,28 @@ class BrokerWatch(logging.Handler):
         return "connection"
 
     def reason(self) -> str:
-        text = self.last_problem
+        text = re.sub(r" \(backoff [\d.]+ secs\)$", "", self.specific_problem or self.last_problem)
         # Keep the meaningful tail ("SaslAuthenticationFailedError: ... invalid credentials"),
         # not the connection object's repr.
         m = re.search(r"((?:\[Error \d+\] )?\w+(?:Error|Failed)\w*: .*)$", text)
         return (m.group(1) if m else text)[-300:]
+
+
+class SecretFilter(logging.Filter):
+    """Masks secrets in every log record, whoever logs them (kafka-python at DEBUG logs its config)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [x for x in secrets if x]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(x in message for x in self.secrets):
+                for x in self.secrets:
+                    message = message.replace(x, "***")
+                record.msg, record.args = message, ()
+        return True
 
 
 class ConnectionFailed(Exception):
@@ -778,11 +857,15 @@ class ECommerceEventProducer:
         self._log_events = self.settings.events_logged
         self._broker_watch = BrokerWatch()
         self._outage_reported = False
+        self._shutting_down = False
+        self._last_completion = (0, time.monotonic())  # (acked + failed, when that count last changed)
+        self._next_report = math.inf
         self._paused_reported = False
         self._failures_reported = 0
         self._last_failure_log = -math.inf
         self._last_acked = 0
         self._last_ack_time = time.monotonic()
+        self._ack_lock = threading.Lock()
         self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
         self._partition_of: dict[bytes, int] = {}
         self._partition_count = 0  # 0: leave partitioning to the client (custom partitioner)
@@ -844,7 +927,6 @@ class ECommerceEventProducer:
             return False
 
     def _connect(self) -> None:
-        from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
         s = self.settings
@@ -856,12 +938,13 @@ class ECommerceEventProducer:
             attempt += 1
             remaining = deadline - time.monotonic()
             try:
-                admin = self._admin_client(max(1.0, min(remaining, 10.0)))
+                # Short attempts: an authentication or TLS failure is recognised after the first one.
+                admin = self._admin_client(max(1.0, min(remaining, 3.0)))
                 try:
                     self.partitions = self._ensure_topic(admin)
                 finally:
                     admin.close()
-                self.producer = KafkaProducer(**s.kafka_client_config(), bootstrap_timeout_ms=int(max(1000, remaining * 1000)))
+                self.producer = self._new_client(max(1.0, remaining))
                 break
             except ConnectionFailed:
                 raise
@@ -883,6 +966,56 @@ class ECommerceEventProducer:
             self._partition_count = self.partitions
             self._partition_of.clear()
         log.info("Successfully connected to Kafka. Topic '%s' has %d partitions", s.topic, self.partitions)
+
+    def _new_client(self, bootstrap_timeout_s: float):
+        from kafka import KafkaProducer
+
+        return KafkaProducer(**self.settings.kafka_client_config(),
+                             bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000))
+
+    def _close_client(self, timeout: float) -> None:
+        """Flush for up to `timeout` seconds and close. kafka-python's close() flushes first and raises
+        when events are still pending, so the I/O thread is then forced down: the pending events'
+        futures fail, and the callbacks count them."""
+        from kafka.errors import KafkaError
+
+        client, self.producer = self.producer, None
+        if client is None:
+            return
+        try:
+            client.close(timeout=timeout)
+        except KafkaError:
+            sender = getattr(client, "_sender", None)  # private: no public force-close exists
+            if sender is not None:
+                sender.force_close()
+                sender.join(5.0)
+
+    def _replace_stalled_client(self) -> None:
+        """Every event must complete (acknowledged or failed) within the delivery timeout. When the
+        client keeps events past it with no completion at all, it is stalled (kafka-python 3.0.12's
+        idempotent producer stops for good once a batch it had sent expires: its producer id is reset
+        but never requested again). Replace it: the stuck events are counted as failed, and a new
+        client is connected, waiting for the broker as long as needed."""
+        stats = self.stats
+        log.error("Kafka client kept %d events past KAFKA_DELIVERY_TIMEOUT_MS=%d without completing any; "
+                  "replacing the client (those events are counted as failed)", stats.in_flight,
+                  self.settings.delivery_timeout_ms)
+        self._close_client(timeout=0)
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self.producer = self._new_client(3.0)
+                log.info("Kafka client reconnected to %s", self.settings.bootstrap_servers)
+                self._last_completion = (stats.acked + stats.failed, time.monotonic())
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet": keep trying
+                log.debug("reconnect failed: %s", exc)
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+                now = time.monotonic()
+                if now >= self._next_report:
+                    self._next_report = self._report_progress(self._next_report)
 
     def _connection_error(self, kind: str, exc: Exception | None = None) -> str:
         s = self.settings
@@ -983,7 +1116,9 @@ class ECommerceEventProducer:
             self._on_failure(exc)
             return False
         if event is not None and self._log_events:
-            future.add_callback(self._on_ack_logged, event, value)
+            future.add_callback(self._on_ack_logged, event, value, time.monotonic())
+        elif stats.generated % LATENCY_SAMPLE_EVERY == 0:
+            future.add_callback(self._on_ack_timed, time.monotonic())
         else:
             future.add_callback(self._on_ack)
         future.add_errback(self._on_failure)
@@ -1001,8 +1136,13 @@ class ECommerceEventProducer:
     def _on_ack(self, metadata) -> None:
         self.stats.acked += 1
 
-    def _on_ack_logged(self, event: dict[str, Any], value: bytes, metadata) -> None:
+    def _on_ack_timed(self, sent_at: float, metadata) -> None:
+        now = time.monotonic()
+        self.stats.observe_latency(now - sent_at)
         self.stats.acked += 1
+
+    def _on_ack_logged(self, event: dict[str, Any], value: bytes, sent_at: float, metadata) -> None:
+        self._on_ack_timed(sent_at, metadata)
         md = event["metadata"]
         log.info("Event sent successfully - User: %s, Event: %s, Product: %s, Session: %smin, "
                  "Partition: %d, Offset: %d", event["user_id"], event["event_type"], md.get("product_id"),
@@ -1012,6 +1152,9 @@ class ECommerceEventProducer:
 
     def _on_failure(self, exc: BaseException) -> None:
         stats = self.stats
+        if self._shutting_down:
+            stats.dropped_at_shutdown += 1
+            return
         name = type(exc).__name__
         stats.failed_by_error[name] = stats.failed_by_error.get(name, 0) + 1
         stats.last_error = f"{name}: {exc}"[:300]
@@ -1028,11 +1171,12 @@ class ECommerceEventProducer:
         self._log_events = s.events_logged
         self.running = True
         self.stats = stats = Statistics()
+        self._last_completion = (0, stats.started)
         sink = _DryRunSink(sys.stdout) if s.dry_run else None
         spe = s.seconds_per_event
         deadline = stats.started + s.duration if s.duration else math.inf
         remaining = s.count if s.count is not None else math.inf
-        next_report = stats.started + s.stats_interval if s.stats_interval else math.inf
+        self._next_report = stats.started + s.stats_interval if s.stats_interval else math.inf
         want_dict = self._log_events or self._metadata_overridden()
         # Hot loop: methods bound once, outside it (each attribute look-up costs on every event).
         clock, next_record, send, wait = self.clock, self._record_maker(), self._send, self._stop.wait
@@ -1046,36 +1190,35 @@ class ECommerceEventProducer:
                 now = time.monotonic()
                 if now >= deadline:
                     break
-                if now >= next_report:
-                    next_report = self._report_progress(next_report)
-                if not sink:
-                    self._report_broker_state(now)
+                self._housekeeping(now)
                 if spe > 0:
                     batch = int((now - anchor) / spe) + 1 - scheduled
                     if batch <= 0:
-                        wait(max(0.0, min(anchor + scheduled * spe, deadline, next_report, now + 1.0) - now))
+                        wait(max(0.0, min(anchor + scheduled * spe, deadline, self._next_report, now + 1.0) - now))
                         continue
                 else:
                     batch = 512  # full speed: look at the clock and the stop flag every few hundred events
-                room = s.max_in_flight - stats.in_flight
-                if room <= 0 and sink is None:
-                    # Back-pressure: the client has no memory limit of its own, so generation waits
-                    # for acknowledgements; the schedule restarts afterwards instead of bursting.
-                    self._wait_for_room()
-                    anchor, scheduled = time.monotonic(), 0
-                    continue
-                batch = int(min(batch, remaining, room if sink is None else batch))
-                for _ in range(batch):
-                    epoch_ms = clock()
-                    key, value, event = next_record(epoch_ms)
-                    if sink is not None:
-                        stats.generated += 1
-                        stats.acked += 1
-                        sink.write(value)
+                if sink is not None:
+                    batch = int(min(batch, remaining))
+                    for _ in range(batch):
+                        sink.write(next_record(clock())[1])
+                    stats.generated += batch
+                    stats.acked += batch
+                else:
+                    room = s.max_in_flight - stats.in_flight
+                    if room <= 0 or self.producer is None:
+                        # Back-pressure: kafka-python has no memory limit of its own, so generation waits
+                        # for acknowledgements; the schedule restarts afterwards instead of bursting.
+                        self._wait_for_room()
+                        anchor, scheduled = time.monotonic(), 0
                         continue
-                    if want_dict and event is None:
-                        event = json.loads(value)  # only at the low rates where events are logged
-                    send(key, value, epoch_ms, event)
+                    batch = int(min(batch, remaining, room))
+                    for _ in range(batch):
+                        epoch_ms = clock()
+                        key, value, event = next_record(epoch_ms)
+                        if want_dict and event is None:
+                            event = json.loads(value)  # only at the low rates where events are logged
+                        send(key, value, epoch_ms, event)
                 remaining -= batch
                 scheduled += batch
         finally:
@@ -1084,14 +1227,28 @@ class ECommerceEventProducer:
                 sink.flush()
         return self._shutdown()
 
+    def _housekeeping(self, now: float) -> None:
+        """Progress line, outage and failure reports, stalled-client check; at most ~1 ms of work."""
+        if now >= self._next_report:
+            self._next_report = self._report_progress(self._next_report)
+        if self.producer is None:
+            return
+        self._report_broker_state(now)
+        stats = self.stats
+        completed = stats.acked + stats.failed
+        if completed != self._last_completion[0] or not stats.in_flight:
+            self._last_completion = (completed, now)
+        elif now - self._last_completion[1] > self.settings.delivery_timeout_ms / 1000 + STALL_GRACE_S:
+            self._replace_stalled_client()
+
     def _wait_for_room(self) -> None:
         s, stats = self.settings, self.stats
-        if not self._paused_reported:
+        if not self._paused_reported and self.producer is not None:
             self._paused_reported = True
-            log.warning("%d events in flight (MAX_IN_FLIGHT_EVENTS): generation paused until the broker "
-                        "acknowledges", stats.in_flight)
-        while stats.in_flight >= s.max_in_flight and not self._stop.wait(0.01):
-            self._report_broker_state(time.monotonic())
+            log.warning("%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
+                        "acknowledges", stats.in_flight, s.max_in_flight)
+        while (stats.in_flight >= s.max_in_flight or self.producer is None) and not self._stop.wait(0.01):
+            self._housekeeping(time.monotonic())
         if stats.in_flight < s.max_in_flight * 0.5:
             self._paused_reported = False
 
@@ -1109,8 +1266,7 @@ class ECommerceEventProducer:
         """Log an outage once when it starts and once when deliveries resume; summarise failures
         in at most one line every 5 s instead of one per event."""
         watch, stats = self._broker_watch, self.stats
-        if stats.acked != self._last_acked:
-            self._last_acked, self._last_ack_time = stats.acked, now
+        if self.ack_progress(now):
             if self._outage_reported:
                 log.info("Kafka broker reachable again after %.1fs; deliveries resumed",
                          now - (watch.problem_since or now))
@@ -1130,6 +1286,33 @@ class ECommerceEventProducer:
                       stats.failed - self._failures_reported, stats.failed, stats.last_error)
             self._failures_reported = stats.failed
 
+    def ack_progress(self, now: float) -> bool:
+        """True when acknowledgements arrived since the last look; remembers when that was last seen.
+        Called by the loop and by the health endpoint's thread."""
+        with self._ack_lock:
+            if self.stats.acked != self._last_acked:
+                self._last_acked, self._last_ack_time = self.stats.acked, now
+                return True
+            return False
+
+    def health(self) -> tuple[bool, str]:
+        """Liveness: unhealthy when events are pending and none was acknowledged for HEALTH_TIMEOUT."""
+        now = time.monotonic()
+        self.ack_progress(now)
+        stalled = now - self._last_ack_time
+        pending = self.stats.in_flight
+        if pending and stalled > self.settings.health_timeout:
+            return False, f"{pending} events pending, none acknowledged for {stalled:.0f}s"
+        return True, f"ok: {self.stats.acked} acknowledged, {pending} in flight"
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: connected to the broker and not in a reported outage."""
+        if self.producer is None:
+            return False, "not connected to Kafka"
+        if self._outage_reported:
+            return False, f"Kafka broker unreachable: {self._broker_watch.reason()}"
+        return True, "ready"
+
     def stop(self) -> None:
         """Ask the loop to stop; safe from a signal handler (only sets a flag)."""
         self._stop.set()
@@ -1145,9 +1328,10 @@ class ECommerceEventProducer:
                 self.producer.flush(timeout=s.flush_timeout)
             except KafkaTimeoutError:
                 pass
-            self.producer.close(timeout=max(1.0, s.flush_timeout / 2))
-            self.producer = None
-            stats.dropped_at_shutdown = stats.in_flight
+            # From here on, events that fail are ones the shutdown gave up on.
+            self._shutting_down = True
+            self._close_client(timeout=0 if stats.in_flight else 1.0)
+            stats.dropped_at_shutdown += stats.in_flight  # never completed at all
             self._report_broker_state(time.monotonic())
         self.log_statistics()
         if stats.dropped_at_shutdown:
@@ -1162,6 +1346,7 @@ class ECommerceEventProducer:
             "=" * 50,
             "PRODUCER STATISTICS",
             f"Runtime: {runtime:.2f} seconds",
+            f"Events Generated: {stats.generated}",
             f"Events Sent: {stats.acked}",
             f"Events Failed: {stats.failed}",
         ]
@@ -1210,6 +1395,91 @@ class _DryRunSink:
             self._out.flush()
 
 
+class MetricsServer:
+    """Prometheus metrics on /metrics, liveness on /healthz, readiness on /readyz.
+
+    Metrics are read from the producer's counters when scraped (a custom collector), so the hot
+    path pays nothing for them.
+    """
+
+    def __init__(self, producer: "ECommerceEventProducer", address: str, port: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_StatsCollector(producer))
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                path = self.path.split("?")[0]
+                if path == "/metrics":
+                    self._reply(200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8")
+                elif path in ("/healthz", "/readyz"):
+                    ok, text = producer.health() if path == "/healthz" else producer.ready()
+                    self._reply(200 if ok else 503, (text + "\n").encode(), "text/plain; charset=utf-8")
+                else:
+                    self._reply(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+            def _reply(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # scrapes every few seconds would flood the log
+                pass
+
+        try:
+            self.server = ThreadingHTTPServer((address, port), Handler)
+        except OSError as exc:
+            raise ConnectionFailed(f"Cannot serve metrics on {address}:{port} ({exc.strerror}); choose another "
+                                   "METRICS_PORT") from None
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _StatsCollector:
+    def __init__(self, producer: "ECommerceEventProducer") -> None:
+        self.producer = producer
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        p, stats = self.producer, self.producer.stats
+        prefix = "ecommerce_producer_"
+        yield CounterMetricFamily(prefix + "events_generated", "Events generated and handed to the client",
+                                  value=stats.generated)
+        yield CounterMetricFamily(prefix + "events_sent", "Events acknowledged by the broker", value=stats.acked)
+        failed = CounterMetricFamily(prefix + "events_failed", "Events that failed, by error type", labels=["error"])
+        for error, count in sorted(stats.failed_by_error.items()):
+            failed.add_metric([error], count)
+        yield failed
+        yield GaugeMetricFamily(prefix + "events_in_flight", "Events sent but not yet acknowledged or failed",
+                                value=stats.in_flight)
+        runtime = stats.runtime()
+        yield GaugeMetricFamily(prefix + "events_per_second", "Acknowledged events per second since start",
+                                value=stats.acked / runtime if runtime > 0 else 0.0)
+        ready, _ = p.ready()
+        yield GaugeMetricFamily(prefix + "broker_connected", "1 when connected to Kafka and deliveries flow",
+                                value=1.0 if ready else 0.0)
+        cumulative, buckets = 0, []
+        for bound, count in zip((*LATENCY_BUCKETS, math.inf), list(stats.latency_buckets)):
+            cumulative += count
+            buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+        yield HistogramMetricFamily(prefix + "send_latency_seconds",
+                                    f"send() to acknowledgement, 1 in {LATENCY_SAMPLE_EVERY} events sampled",
+                                    buckets=buckets, sum_value=stats.latency_sum)
+
+
 def default_settings(**overrides: Any) -> Settings:
     """Settings from defaults only (no flags, environment or .env), with keyword overrides."""
     settings = load_settings([], environ={"ENV_FILE": os.devnull})
@@ -1223,13 +1493,15 @@ def setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers.clear()
     # Logs go to stderr so that --dry-run's stdout carries nothing but events.
+    secrets = SecretFilter([settings.sasl_password])
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(fmt)
-    root.addHandler(console)
+    handlers: list[logging.Handler] = [console]
     if settings.log_file:
-        handler = logging.handlers.RotatingFileHandler(settings.log_file, maxBytes=10 * 1024 * 1024,
-                                                       backupCount=3, encoding="utf-8")
+        handlers.append(logging.handlers.RotatingFileHandler(settings.log_file, maxBytes=10 * 1024 * 1024,
+                                                             backupCount=3, encoding="utf-8"))
+    for handler in handlers:
         handler.setFormatter(fmt)
+        handler.addFilter(secrets)
         root.addHandler(handler)
     root.setLevel(settings.log_level)
 
@@ -1264,14 +1536,41 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    log.info("Starting eCommerce event producer: %s -> topic '%s', %s%s",
-             "stdout (dry run)" if settings.dry_run else settings.bootstrap_servers, settings.topic,
-             _describe_schedule(settings),
-             f", seed {settings.seed}" if settings.seed is not None else "")
+    log_banner(settings)
+    metrics = None
     try:
+        if settings.metrics_port:
+            metrics = MetricsServer(producer, settings.metrics_address, settings.metrics_port)
+            metrics.start()
+            log.info("Metrics on http://%s:%d/metrics, health on /healthz and /readyz",
+                     settings.metrics_address, settings.metrics_port)
         return producer.start_producing()
+    except ConnectionFailed as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
+    finally:
+        if metrics is not None:
+            metrics.stop()
+
+
+def log_banner(s: Settings) -> None:
+    target = "stdout (dry run)" if s.dry_run else f"{s.bootstrap_servers} ({s.security_protocol})"
+    mix = ", ".join(f"{name}={weight:g}" for name, weight in s.event_weights)
+    lines = [
+        "=" * 50,
+        "eCommerce Event Producer starting",
+        f"Kafka: {target} -> topic '{s.topic}'",
+        f"Delivery: acks={s.acks}, idempotence {'on' if s.enable_idempotence else 'off'}, "
+        f"compression {s.compression_type}, linger {s.linger_ms} ms, batch {s.batch_size} B",
+        f"Schedule: {_describe_schedule(s)}" + (f", seed {s.seed}" if s.seed is not None else ""),
+        f"Events: {mix}; users {s.user_id_range[0]}-{s.user_id_range[1]}, "
+        f"products {s.product_id_range[0]}-{s.product_id_range[1]}",
+        "=" * 50,
+    ]
+    for line in lines:
+        log.info("%s", line)
 
 
 def _describe_schedule(s: Settings) -> str:

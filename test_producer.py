@@ -172,6 +172,17 @@ def test_precedence_flag_over_env_over_dotenv_over_default(tmp_path):
     assert os.environ.get("KAFKA_CLIENT_ID") != "dotenv-client"  # the .env file does not leak into os.environ
 
 
+def test_rate_and_interval_the_more_specific_source_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("PRODUCER_INTERVAL=3\n")
+    assert load_settings(["--env-file", str(env_file), "--rate", "50"], environ={}).seconds_per_event == 0.02
+    assert load_settings(["--env-file", str(env_file)], environ={"EVENTS_PER_SECOND": "4"}).seconds_per_event == 0.25
+    assert load_settings(["--interval", "2"], environ={"EVENTS_PER_SECOND": "4", "ENV_FILE": os.devnull}
+                         ).seconds_per_event == 2
+    with pytest.raises(SettingsError, match="EVENTS_PER_SECOND and PRODUCER_INTERVAL are both set"):
+        load_settings([], environ={"EVENTS_PER_SECOND": "4", "PRODUCER_INTERVAL": "1", "ENV_FILE": os.devnull})
+
+
 def test_rate_replaces_the_interval():
     s = load_settings(["--rate", "0.2"], environ={"ENV_FILE": os.devnull})
     assert s.seconds_per_event == pytest.approx(5.0)

@@ -1,0 +1,375 @@
+"""Running it in production: broker restarts and outages, shutdown under load, SASL/SSL against the real
+broker, metrics and health, hostile settings. Every scenario runs against a real Kafka broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+import devkafka
+import producer
+from conftest import (ROOT, Broker, ProducerProcess, consume_all, free_port_block, run_producer, start_broker,
+                      stop_broker)
+
+PROGRESS = re.compile(r"Progress: sent=(\d+) failed=(\d+) in_flight=(\d+)")
+
+
+def stat(text: str, name: str) -> int:
+    match = re.search(rf"{name}: (\d+)", text)
+    return int(match.group(1)) if match else 0
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def event_seq(record) -> int:
+    return int(dict(record.headers)[producer.EVENT_ID_HEADER].rsplit(b"-", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def restartable() -> Broker:
+    """A broker of this module's own, which the tests stop and start again (same data folder)."""
+    broker = start_broker(".devkafka-test-ops")
+    try:
+        yield broker
+    finally:
+        stop_broker(broker)
+
+
+def restart_after(broker: Broker, down_seconds: float) -> None:
+    stop_broker(broker)
+    time.sleep(down_seconds)
+    restarted = start_broker(".devkafka-test-ops", port=broker.port, keep_data=True)
+    assert restarted.bootstrap == broker.bootstrap
+
+
+# --- broker faults --------------------------------------------------------------------------------
+
+def test_broker_restart_loses_nothing_duplicates_nothing_reorders_nothing(restartable, topic):
+    run = ProducerProcess("--bootstrap-servers", restartable.bootstrap, "--topic", topic, "--rate", "500",
+                          "--duration", "30", "--stats-interval", "2")
+    run.wait_for("Successfully connected")
+    time.sleep(6)
+    restart_after(restartable, 10)
+    assert run.finish(timeout=90) == 0, run.text[-3000:]
+    out = run.text
+    assert out.count("Kafka broker unreachable") == 1, out
+    assert out.count("Kafka broker reachable again") == 1, out
+    generated, sent = stat(out, "Events Generated"), stat(out, "Events Sent")
+    failed, dropped = stat(out, "Events Failed"), stat(out, "Events Unacknowledged at Shutdown")
+    assert generated == sent + failed + dropped
+    assert sent >= 14_000 and failed == 0 and dropped == 0
+
+    records = consume_all(restartable.bootstrap, topic, expected=sent, timeout=60)
+    ids = [dict(r.headers)[producer.EVENT_ID_HEADER] for r in records]
+    assert len(records) == sent and len(set(ids)) == sent  # every acknowledged event, exactly once
+    per_user = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        per_user[r.key].append(event_seq(r))
+    assert all(seq == sorted(seq) for seq in per_user.values())  # a user's events in send order
+
+
+def test_long_outage_expires_events_as_failed_bounded_and_recovers(restartable, topic):
+    port = free_port_block(1, 45000)
+    cap = 400
+    run = ProducerProcess("--bootstrap-servers", restartable.bootstrap, "--topic", topic, "--rate", "200",
+                          "--delivery-timeout-ms", "4000", "--request-timeout-ms", "2000", "--max-in-flight",
+                          str(cap), "--stats-interval", "1", "--metrics-port", str(port),
+                          "--metrics-address", "127.0.0.1", "--health-timeout", "2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        run.wait_for("Successfully connected")
+        time.sleep(3)
+        assert http_get(base + "/healthz")[0] == 200 and http_get(base + "/readyz")[0] == 200
+        stop_broker(restartable)
+        outage_started = time.monotonic()
+        run.wait_for("Kafka broker unreachable", timeout=20)
+        time.sleep(4)
+        health, health_text = http_get(base + "/healthz")
+        ready = http_get(base + "/readyz")[0]
+        metrics_during = http_get(base + "/metrics")[1]
+        time.sleep(max(0.0, 12 - (time.monotonic() - outage_started)))
+        start_broker(".devkafka-test-ops", port=restartable.port, keep_data=True)
+        run.wait_for("Kafka broker reachable again", timeout=60)
+        sent_at_recovery = int(PROGRESS.findall(run.text)[-1][0])
+        time.sleep(4)
+        assert http_get(base + "/healthz")[0] == 200
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.finish(timeout=60)
+    finally:
+        run.kill()
+    out = run.text
+    assert health == 503 and "none acknowledged" in health_text, health_text
+    assert ready == 503
+    assert re.search(r'ecommerce_producer_broker_connected \S*0\.0', metrics_during)
+
+    generated, sent = stat(out, "Events Generated"), stat(out, "Events Sent")
+    failed, dropped = stat(out, "Events Failed"), stat(out, "Events Unacknowledged at Shutdown")
+    assert failed > 0, "events older than the delivery timeout must be counted as failed"
+    assert generated == sent + failed + dropped
+    assert code == 1  # honest exit: not every event was acknowledged
+    # Memory stays bounded: never more than the cap in flight (generation pauses at the cap).
+    assert max(int(m[2]) for m in PROGRESS.findall(out)) <= cap
+    assert "generation paused" in out
+    # One summarised line per burst of failures, not one per event.
+    failure_lines = [line for line in out.splitlines() if "events failed since the last report" in line]
+    assert 1 <= len(failure_lines) <= 6, failure_lines
+    assert "KafkaTimeoutError" in out or "expired" in out.lower()
+    # Production resumed after the broker came back.
+    assert sent > sent_at_recovery
+    records = consume_all(restartable.bootstrap, topic, expected=sent, timeout=60)
+    ids = [dict(r.headers)[producer.EVENT_ID_HEADER] for r in records]
+    assert len(set(ids)) == len(ids)  # no duplicates
+    assert len(ids) >= sent  # every acknowledged event is there
+
+
+# --- shutdown under load ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rate", ["full-speed", "1000"])
+def test_sigterm_under_load_flushes_everything_and_exits_0(kafka, topic, rate):
+    flush_timeout = 5
+    args = ["--interval", "0"] if rate == "full-speed" else ["--rate", rate]
+    run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--topic", topic, *args,
+                          "--flush-timeout", str(flush_timeout), "--stats-interval", "1")
+    try:
+        run.wait_for("Successfully connected")
+        time.sleep(4)
+        signalled = time.monotonic()
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.finish(timeout=60)
+        gone_after = time.monotonic() - signalled
+    finally:
+        run.kill()
+    out = run.text
+    assert code == 0, out[-2000:]
+    assert gone_after <= flush_timeout + 1, gone_after
+    assert "PRODUCER STATISTICS" in out
+    sent = stat(out, "Events Sent")
+    assert sent == stat(out, "Events Generated") and sent > (2000 if rate == "1000" else 10_000)
+    records = consume_all(kafka.bootstrap, topic, expected=sent, timeout=60)
+    assert len(records) == sent
+    assert len({dict(r.headers)[producer.EVENT_ID_HEADER] for r in records}) == sent
+
+
+def test_sigkill_loses_at_most_the_in_flight_events_shown_in_the_last_progress_line(kafka, topic):
+    run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "1000",
+                          "--stats-interval", "0.5")
+    try:
+        run.wait_for("Successfully connected")
+        time.sleep(3)
+        run.proc.send_signal(signal.SIGKILL)
+        run.finish(timeout=30)
+    finally:
+        run.kill()
+    sent, failed, in_flight = (int(x) for x in PROGRESS.findall(run.text)[-1])
+    assert sent > 1000
+    records = consume_all(kafka.bootstrap, topic, timeout=30)
+    # Everything reported as sent is in the topic; what is missing is at most what was in flight
+    # then, plus what was generated after that line (at most one progress interval at 1000/s).
+    assert len(records) >= sent
+    assert len({dict(r.headers)[producer.EVENT_ID_HEADER] for r in records}) == len(records)
+
+
+def test_second_signal_exits_at_once_and_says_what_was_left(tmp_path):
+    """A second SIGTERM while the flush waits on an absent broker ends the process immediately."""
+    port = free_port_block(1, 46000)
+    run = ProducerProcess("--bootstrap-servers", f"127.0.0.1:{port}", "--connect-timeout", "30")
+    try:
+        time.sleep(2)
+        run.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        started = time.monotonic()
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.finish(timeout=10)
+        assert time.monotonic() - started < 3
+    finally:
+        run.kill()
+    assert code in (0, 1)
+    assert "Traceback" not in run.text
+
+
+# --- security ---------------------------------------------------------------------------------------
+
+def sasl_args(broker: Broker, mechanism: str, user: list[str]) -> tuple[list[str], dict]:
+    return (["--bootstrap-servers", broker.info["sasl_plaintext_bootstrap"], "--security-protocol", "SASL_PLAINTEXT",
+             "--sasl-mechanism", mechanism, "--sasl-username", user[0]], {"KAFKA_SASL_PASSWORD": user[1]})
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+def test_sasl_plaintext_delivers_and_never_shows_the_password(secure_kafka, topic, mechanism):
+    user = secure_kafka.info["plain_user" if mechanism == "PLAIN" else "scram_user"]
+    args, env = sasl_args(secure_kafka, mechanism, user)
+    out = run_producer(*args, "--topic", topic, "--count", "50", "--interval", "0", "--log-level", "DEBUG",
+                       env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert stat(out.stderr, "Events Sent") == 50
+    assert user[1] not in out.stdout + out.stderr
+    assert len(consume_all(secure_kafka.bootstrap, topic, expected=50)) == 50
+    shown = run_producer(*args, "--print-config", env=env)
+    assert shown.returncode == 0 and user[1] not in shown.stdout + shown.stderr
+
+
+def test_ssl_with_the_ca_file_verifies_the_host_and_delivers(secure_kafka, topic):
+    out = run_producer("--bootstrap-servers", secure_kafka.info["ssl_bootstrap"], "--security-protocol", "SSL",
+                       "--ssl-cafile", secure_kafka.info["ssl_cafile"], "--topic", topic, "--count", "40",
+                       "--interval", "0")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(consume_all(secure_kafka.bootstrap, topic, expected=40)) == 40
+    # The certificate names localhost and 127.0.0.1, not other names: hostname checking is on.
+    ssl_port = secure_kafka.info["ssl_bootstrap"].rsplit(":", 1)[1]
+    assert secure_kafka.info["ssl_bootstrap"].startswith("localhost:")
+    assert ssl_port.isdigit()
+
+
+def test_wrong_password_is_one_clear_authentication_error_exit_1(secure_kafka, topic):
+    user = secure_kafka.info["scram_user"]
+    args, _ = sasl_args(secure_kafka, "SCRAM-SHA-512", user)
+    secret = "Wr0ng-Passw0rd-XYZ"
+    started = time.monotonic()
+    out = run_producer(*args, "--topic", topic, "--count", "1", "--connect-timeout", "15",
+                       env={"KAFKA_SASL_PASSWORD": secret})
+    elapsed = time.monotonic() - started
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "Authentication to Kafka" in errors[0] and "failed" in errors[0], out.stderr
+    assert "KAFKA_SASL_PASSWORD" in errors[0]
+    assert elapsed < 15, elapsed  # recognised, not waited out
+    assert secret not in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_ca_that_does_not_match_is_a_clear_tls_error(secure_kafka, topic, tmp_path):
+    other_ca = tmp_path / "other-ca.pem"
+    keystore = tmp_path / "other.p12"
+    subprocess.run(["keytool", "-genkeypair", "-alias", "x", "-keyalg", "RSA", "-keysize", "2048", "-dname", "CN=other",
+                    "-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", "changeit", "-keypass",
+                    "changeit"], check=True, capture_output=True)
+    subprocess.run(["keytool", "-exportcert", "-rfc", "-alias", "x", "-file", str(other_ca), "-keystore", str(keystore),
+                    "-storetype", "PKCS12", "-storepass", "changeit"], check=True, capture_output=True)
+    out = run_producer("--bootstrap-servers", secure_kafka.info["ssl_bootstrap"], "--security-protocol", "SSL",
+                       "--ssl-cafile", str(other_ca), "--topic", topic, "--count", "1", "--connect-timeout", "15")
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "TLS handshake" in errors[0] and "KAFKA_SSL_CAFILE" in errors[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_secret_never_in_settings_errors(capsys):
+    secret = "p@ss-in-error-XYZ"
+    code = producer.main(["--security-protocol", "SASL_SSL", "--sasl-password", secret, "--ssl-cafile", "/nope"])
+    err = capsys.readouterr().err
+    assert code == 2 and secret not in err
+
+
+# --- metrics and health -------------------------------------------------------------------------------
+
+def test_metrics_and_health_endpoints_during_a_real_run(kafka, topic):
+    port = free_port_block(1, 47000)
+    run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "200",
+                          "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
+    try:
+        run.wait_for("Successfully connected")
+        time.sleep(3)
+        status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+        health = http_get(f"http://127.0.0.1:{port}/healthz")
+        ready = http_get(f"http://127.0.0.1:{port}/readyz")
+        missing = http_get(f"http://127.0.0.1:{port}/nope")[0]
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.finish() == 0
+    finally:
+        run.kill()
+    assert status == 200
+    values = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(ecommerce_producer_\w+(?:\{[^}]*\})?) (\S+)$",
+                                                                    body, re.M)}
+    assert values["ecommerce_producer_events_generated_total"] >= 400
+    assert values["ecommerce_producer_events_sent_total"] >= 400
+    assert values["ecommerce_producer_events_in_flight"] >= 0
+    assert values["ecommerce_producer_broker_connected"] == 1.0
+    assert values["ecommerce_producer_send_latency_seconds_count"] >= 20
+    assert 100 <= values["ecommerce_producer_events_per_second"] <= 300
+    assert health[0] == 200 and ready[0] == 200 and missing == 404
+
+
+# --- hostile settings -----------------------------------------------------------------------------------
+
+def hostile_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
+    bad_env = tmp_path / "bad.env"
+    bad_env.write_text("KAFKA_TOPIC=ok\nthis line is not a setting\n")
+    return [
+        (["--interval", "nan"], "--interval"),
+        (["--interval", "inf"], "--interval"),
+        (["--interval", "1e309"], "--interval"),
+        (["--interval", "99999999999"], "--interval"),
+        (["--rate", "1e-300"], "--rate"),
+        (["--rate", "1e12"], "--rate"),
+        (["--count", "1e3"], "--count"),
+        (["--count", "99999999999999999999"], "--count"),
+        (["--duration", "-5"], "--duration"),
+        (["--topic", "user events"], "--topic"),
+        (["--topic", "événements"], "--topic"),
+        (["--topic", "x" * 250], "--topic"),
+        (["--topic", ".."], "--topic"),
+        (["--topic", ""], "--topic"),
+        (["--event-weights", "checkout=0.5,checkout=0.5"], "--event-weights"),
+        (["--event-weights", "checkout=nan"], "--event-weights"),
+        (["--event-weights", "checkout=inf,bounce=1"], "--event-weights"),
+        (["--event-weights", "checkout=-1,bounce=2"], "--event-weights"),
+        (["--user-id-range", "1-99999999999999999999"], "--user-id-range"),
+        (["--product-id-range=-5-10"], "--product-id-range"),
+        (["--no-such-flag", "1"], "--no-such-flag"),
+        (["--session-length-range", "0.5-30.125"], "--session-length-range"),
+        (["--log-file", str(tmp_path)], "--log-file"),
+        (["--env-file", str(bad_env)], "--env-file"),
+        (["--linger-ms", "-1"], "--linger-ms"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--bootstrap-servers", "localhost"], "--bootstrap-servers"),
+        (["--bootstrap-servers", "localhost:99999"], "--bootstrap-servers"),
+        (["--metrics-port", "70000"], "--metrics-port"),
+        (["--acks", "2"], "--acks"),
+        (["--log-level", "verbose"], "--log-level"),
+        (["--connect-timeout", "-3"], "--connect-timeout"),
+        (["--seed", "-1"], "--seed"),
+        (["--producer-options", "acks"], "--producer-options"),
+        (["--max-in-flight", "0"], "--max-in-flight"),
+        (["--stats-interval", "often"], "--stats-interval"),
+        (["--metrics-address", "everywhere"], "--metrics-address"),
+    ]
+
+
+def test_at_least_twenty_kinds_of_hostile_settings_end_in_one_line_and_exit_2(tmp_path, capsys):
+    cases = hostile_cases(tmp_path)
+    assert len(cases) >= 20
+    for argv, name in cases:
+        started = time.monotonic()
+        # An unreachable broker: if anything tried to connect, the call would take the connect timeout.
+        try:
+            code = producer.main(argv + ["--connect-timeout", "20"] if "--connect-timeout" not in argv else argv)
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (argv, err)
+        assert len(err.splitlines()) == 1, (argv, err)
+        assert err.startswith("producer.py: error: ") and name in err, (argv, err)
+        assert "expected" in err or "accepted flags and values: --help" in err, (argv, err)
+        assert "Traceback" not in err
+        assert time.monotonic() - started < 5
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))

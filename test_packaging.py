@@ -1,0 +1,90 @@
+"""What ships around producer.py stays true to it: pinned requirements, the documented settings, the
+Dockerfile, docker-compose.yml and the Kubernetes manifests. (No Docker engine runs on the CI machine,
+so images are not built here; these checks read the files.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import producer
+
+ROOT = Path(__file__).resolve().parent
+SETTINGS = {o.env for o in producer.OPTIONS}
+
+
+def test_requirements_are_pinned_and_cover_every_compression_codec():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    pins = dict(line.split("==") for line in lines if line)
+    assert all(v for v in pins.values())
+    for package in ("kafka-python", "python-dotenv", "python-snappy", "lz4", "zstandard", "prometheus-client"):
+        assert package in pins, package
+    from kafka import codec
+
+    assert codec.has_snappy() and codec.has_lz4() and codec.has_zstd() and codec.has_gzip()
+
+
+def test_every_setting_is_in_producer_config_env_and_readme():
+    env_file = (ROOT / "producer_config.env").read_text()
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", env_file, re.M))
+    assert SETTINGS <= documented, SETTINGS - documented
+    assert documented <= SETTINGS, documented - SETTINGS
+    missing = [name for name in SETTINGS if f"`{name}`" not in readme]
+    assert not missing, missing
+    # The template is itself a valid settings file with the defaults.
+    settings = producer.load_settings(["--env-file", str(ROOT / "producer_config.env")], environ={})
+    assert settings == producer.default_settings(env_file=str(ROOT / "producer_config.env"))
+
+
+def test_dockerfile_slim_nonroot_cached_exec_form_no_secrets():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim", text, re.M)
+    assert re.search(r"^USER (?!root|0\b)\S+", text, re.M)
+    assert text.index("COPY requirements.txt") < text.index("pip install") < text.index("COPY producer.py")
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1)
+    assert json.loads(entrypoint)[:2] == ["python", "producer.py"]  # exec form: SIGTERM reaches Python
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert not re.search(r"PASSWORD|SECRET", text, re.I)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".env" in ignored and ".venv" in ignored
+
+
+def test_compose_starts_the_producer_after_a_healthy_kafka_4():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    kafka, prod = compose["services"]["kafka"], compose["services"]["producer"]
+    assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", kafka["image"])
+    assert kafka["healthcheck"]["test"]
+    assert prod["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert set(prod["environment"]) <= SETTINGS
+    host, port = prod["environment"]["KAFKA_BOOTSTRAP_SERVERS"].split(":")
+    assert f"PLAINTEXT://{host}:{port}" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_kubernetes_manifests_use_known_settings_secret_and_probes():
+    docs = {}
+    for path in (ROOT / "k8s").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            docs[doc["kind"]] = doc
+    assert set(docs) == {"ConfigMap", "Secret", "Deployment"}
+    assert set(docs["ConfigMap"]["data"]) <= SETTINGS
+    assert set(docs["Secret"]["stringData"]) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    assert refs == {docs["ConfigMap"]["metadata"]["name"], docs["Secret"]["metadata"]["name"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    grace = docs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > float(docs["ConfigMap"]["data"]["FLUSH_TIMEOUT"])
+    # The ConfigMap is a valid configuration for the producer.
+    environ = {**docs["ConfigMap"]["data"], **docs["Secret"]["stringData"], "ENV_FILE": "/dev/null"}
+    assert producer.load_settings([], environ=environ).security_protocol == "SASL_SSL"
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
