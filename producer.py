@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import io
+import itertools
 import json
 import logging
 import logging.handlers
@@ -36,6 +37,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, fields, replace
+from collections import Counter
 from typing import Any, Callable, Iterable
 
 # kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
@@ -233,6 +235,37 @@ def parse_address(text: str) -> str:
     return value
 
 
+def parse_time(text: str) -> int | None:
+    """ISO 8601 date-time (e.g. 2026-11-13T00:00:00Z; no zone means UTC) -> epoch ms, or None."""
+    from datetime import datetime, timezone
+
+    value = text.strip()
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("expected an ISO 8601 date-time such as 2026-11-13T00:00:00Z, or empty") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    if not 2000 <= when.year <= 2200:
+        raise ValueError("expected an ISO 8601 date-time between the years 2000 and 2200")
+    return int(when.timestamp() * 1000)
+
+
+def parse_segment_mix(text: str) -> tuple[tuple[str, float], ...]:
+    pairs = parse_weights(text)
+    unknown = [name for name, _ in pairs if name not in SEGMENTS]
+    if unknown:
+        raise ValueError(f"unknown segment '{unknown[0]}'; expected weights of {', '.join(SEGMENTS)} "
+                         f"(e.g. {DEFAULT_SEGMENT_MIX})")
+    return pairs
+
+
+def parse_optional_topic(text: str) -> str:
+    return parse_topic(text) if text.strip() else ""
+
+
 def parse_path(text: str) -> str:
     return text.strip()
 
@@ -294,6 +327,22 @@ OPTIONS: tuple[Option, ...] = (
            "random seed: the same seed gives the same events apart from timestamps (empty = random)"),
     Option("dry_run", "DRY_RUN", "--dry-run", "false", parse_bool,
            "print JSON lines on stdout instead of sending (logs go to stderr); no Kafka needed"),
+    Option("simulation_mode", "SIMULATION_MODE", "--mode", "random", choice(("random", "sessions"), upper=False),
+           "random: independent events; sessions: a population with sessions, a funnel and churn", group="sessions"),
+    Option("segment_mix", "SEGMENT_MIX", "--segment-mix", "loyal=0.3,casual=0.4,at_risk=0.2,churning=0.1",
+           parse_segment_mix, "sessions mode: share of users in each segment", group="sessions"),
+    Option("start_time", "START_TIME", "--start-time", "", parse_time,
+           "sessions mode: start of a simulated window, produced as fast as possible (ISO 8601)", group="sessions"),
+    Option("end_time", "END_TIME", "--end-time", "", parse_time,
+           "sessions mode: end of the window (empty = now with --follow, else required with --start-time)",
+           group="sessions"),
+    Option("follow", "FOLLOW", "--follow", "false", parse_bool,
+           "sessions mode: after the window (which then ends now), carry on live in real time", group="sessions"),
+    Option("labels_file", "LABELS_FILE", "--labels-file", "", parse_path,
+           "sessions mode: write the ground truth (user_id, segment, churned, churn_time) as JSON lines here",
+           group="sessions"),
+    Option("labels_topic", "LABELS_TOPIC", "--labels-topic", "", parse_optional_topic,
+           "sessions mode: also send the ground truth to this topic", group="sessions"),
     Option("event_weights", "EVENT_WEIGHTS", "--event-weights",
            ",".join(f"{k}={v}" for k, v in DEFAULT_EVENT_WEIGHTS.items()), parse_weights,
            "event types and their relative weights", group="events"),
@@ -383,6 +432,13 @@ class Settings:
     duration: float | None
     seed: int | None
     dry_run: bool
+    simulation_mode: str
+    segment_mix: tuple[tuple[str, float], ...]
+    start_time: int | None
+    end_time: int | None
+    follow: bool
+    labels_file: str
+    labels_topic: str
     event_weights: tuple[tuple[str, float], ...]
     user_id_range: tuple[int, int]
     product_id_range: tuple[int, int]
@@ -472,8 +528,10 @@ class Settings:
             value = getattr(self, option.name)
             if option.secret:
                 shown = "***" if value else "(not set)"
-            elif option.name == "event_weights":
+            elif option.name in ("event_weights", "segment_mix"):
                 shown = ",".join(f"{k}={w:g}" for k, w in value)
+            elif option.name in ("start_time", "end_time") and value is not None:
+                shown = TimestampFormatter()(value)
             elif option.name in ("user_id_range", "product_id_range", "session_length_range"):
                 shown = f"{value[0]:g}-{value[1]:g}"
             elif option.name == "producer_options":
@@ -507,13 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--print-config", action="store_true",
                         help="print the effective settings (secrets masked) and exit")
     groups = {name: parser.add_argument_group(title) for name, title in (
-        ("producer", "producer"), ("events", "event shape"), ("kafka", "Kafka client"),
+        ("producer", "producer"), ("events", "event shape"), ("sessions", "sessions mode (simulated users)"),
+        ("kafka", "Kafka client"),
         ("security", "security"), ("logging", "logging and statistics"),
         ("operations", "metrics and health"))}
     for option in OPTIONS:
         default = option.default if not option.secret else "(empty)"
         text = f"{option.help} [{option.env}, default: {default or '(empty)'}]"
-        if option.name == "dry_run":
+        if option.name in ("dry_run", "follow"):
             groups[option.group].add_argument(option.flag, dest=option.name, action="store_const", const="true",
                                               default=None, help=text)
         else:
@@ -592,6 +651,50 @@ def validate(s: Settings, given: dict[str, str]) -> None:
     def name(option: str) -> str:
         return given.get(option, OPTIONS_BY_NAME[option].env or option)
 
+    sessions_only = [o for o in ("start_time", "end_time", "follow", "labels_file", "labels_topic")
+                     if getattr(s, o) not in (None, False, "")]
+    if s.simulation_mode == "random" and sessions_only:
+        raise SettingsError(f"{name(sessions_only[0])}: only used in sessions mode; expected SIMULATION_MODE=sessions "
+                            "(--mode sessions) as well")
+    if s.simulation_mode == "sessions":
+        types = {t for t, _ in s.event_weights}
+        if types != set(FUNNEL_TYPES):
+            raise SettingsError(f"{name('event_weights')}: sessions mode models exactly "
+                                f"{', '.join(FUNNEL_TYPES)}; expected weights for those four (other types need "
+                                "SIMULATION_MODE=random)")
+        if s.seconds_per_event == 0:
+            raise SettingsError(f"{name('interval')}: 0 has no meaning in sessions mode; expected a rate > 0, the "
+                                "population's average events per second in simulated time (windows run at full "
+                                "speed anyway)")
+        if s.end_time is not None and s.start_time is None:
+            raise SettingsError(f"{name('end_time')}: needs START_TIME (--start-time) too")
+        if s.start_time is not None and s.end_time is None and not s.follow:
+            raise SettingsError(f"{name('start_time')}: needs END_TIME (--end-time), or --follow to run the "
+                                "window up to now and carry on live")
+        if s.follow and s.start_time is None:
+            raise SettingsError(f"{name('follow')}: needs START_TIME (--start-time), the start of the backfill")
+        if s.follow and s.end_time is not None:
+            raise SettingsError(f"{name('end_time')}: with --follow the window ends now; expected no END_TIME")
+        if s.start_time is not None and s.end_time is not None and s.end_time <= s.start_time:
+            raise SettingsError(f"{name('end_time')}: must be after START_TIME; expected a later date-time")
+        users = s.user_id_range[1] - s.user_id_range[0] + 1
+        if users > MAX_SIMULATED_USERS:
+            raise SettingsError(f"{name('user_id_range')}: {users} users is too many to simulate; expected at most "
+                                f"{MAX_SIMULATED_USERS} users in sessions mode")
+        try:
+            SessionSimulator(weights=dict(s.event_weights), segment_mix=dict(s.segment_mix),
+                             user_id_range=s.user_id_range, product_id_range=s.product_id_range,
+                             session_length_range=s.session_length_range, events_per_second=1.0 / s.seconds_per_event,
+                             start_ms=0, seed=0)
+        except ValueError as exc:
+            raise SettingsError(f"{name('rate') if 'rate' in given else name('interval')}: {exc}; expected a lower "
+                                "rate or a larger USER_ID_RANGE") from None
+        if s.start_time is not None and s.start_time > time.time() * 1000 and s.follow:
+            raise SettingsError(f"{name('start_time')}: is in the future; expected a past date-time with --follow")
+    if s.labels_file:
+        folder = os.path.dirname(os.path.abspath(s.labels_file))
+        if os.path.isdir(s.labels_file) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise SettingsError(f"{name('labels_file')}: cannot write '{s.labels_file}'; expected a writable file path")
     if s.enable_idempotence and s.acks != "all":
         raise SettingsError(f"{name('acks')}: {s.acks} is not valid with idempotence on; expected all, "
                             f"or {name('enable_idempotence')}=false")
@@ -707,12 +810,36 @@ class EventGenerator:
     def encode(self, epoch_ms: int, drawn: tuple[int, int, int, int]) -> str:
         """The event as compact JSON text, byte-identical to json.dumps(event, separators=(',', ':'))."""
         user, etype, product, centi = drawn
-        user_text = self._user_text[user] if self._user_text else str(self.user_lo + user)
-        product_text = self._product_text[product] if self._product_text else str(self.product_lo + product)
-        session_text = self._session_text[centi] if self._session_text else repr((self.centi_lo + centi) / 100)
-        return "".join(('{"user_id":', user_text, ',"event_type":', self._type_json[etype],
-                        ',"timestamp":"', self.timestamp(epoch_ms), '","metadata":{"product_id":', product_text,
-                        ',"session_length":', session_text, "}}"))
+        u = self._user_text[user] if self._user_text else str(self.user_lo + user)
+        p = self._product_text[product] if self._product_text else str(self.product_lo + product)
+        s = self._session_text[centi] if self._session_text else repr((self.centi_lo + centi) / 100)
+        return (f'{{"user_id":{u},"event_type":{self._type_json[etype]},"timestamp":"{self.timestamp(epoch_ms)}",'
+                f'"metadata":{{"product_id":{p},"session_length":{s}}}}}')
+
+    def json_lines(self, clock: Callable[[], int], n: int) -> list[str]:
+        """n events as JSON texts, each stamped by clock() as it is made: the --dry-run hot path.
+
+        The same draws in the same order as draw() + encode(), inlined: at about a microsecond per
+        event, the method calls and draw()'s tuple were a third of the cost. Falls back to those
+        two when a range is too large for look-up tables.
+        """
+        users, products, sessions = self._user_text, self._product_text, self._session_text
+        if not (users and products and sessions):
+            return [self.encode(ms, self.draw()) for ms in (clock() for _ in range(n))]
+        r, cumulative, types, timestamp = self.rng.random, self._cumulative, self._type_json, self.timestamp
+        user_span, product_span, centi_span = self.user_span, self.product_span, self.centi_span
+        bisect_right = bisect.bisect_right
+        lines = []
+        append = lines.append
+        for _ in range(n):
+            ts = timestamp(clock())
+            u = users[int(r() * user_span)]
+            t = types[bisect_right(cumulative, r())]
+            p = products[int(r() * product_span)]
+            s = sessions[int(r() * centi_span)]
+            append(f'{{"user_id":{u},"event_type":{t},"timestamp":"{ts}",'
+                   f'"metadata":{{"product_id":{p},"session_length":{s}}}}}')
+        return lines
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
@@ -727,6 +854,290 @@ def iso_to_epoch_ms(timestamp: str) -> int:
     main, _, rest = timestamp.rstrip("Z").partition(".")
     seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
     return seconds * 1000 + int((rest or "0")[:3].ljust(3, "0"))
+
+
+# --- sessions mode: a population with sessions, a funnel and churn -------------------------------
+
+SEGMENTS = ("loyal", "casual", "at_risk", "churning")
+DEFAULT_SEGMENT_MIX = "loyal=0.3,casual=0.4,at_risk=0.2,churning=0.1"
+FUNNEL_TYPES = ("product_view", "add_to_cart", "checkout", "bounce")
+DAY_MS = 86_400_000
+# Churning users stop for good between these many days after the simulation starts; in a 14-day
+# window some are still fading at its end (not yet churned: the hard cases an early warning is for).
+CHURN_AFTER_DAYS = (2.0, 20.0)
+# Users of a segment differ: each one's activity is the segment's times a log-normal factor.
+ACTIVITY_SPREAD = 0.7
+# At-risk users' activity declines over this horizon; churning users fade until their churn time.
+AT_RISK_HORIZON_MS = 14 * DAY_MS
+MAX_SIMULATED_USERS = 100_000
+
+
+@dataclass(frozen=True)
+class SegmentProfile:
+    """How a segment differs from the calibrated average user (multipliers on rates and odds)."""
+
+    activity: float  # sessions per day, relative
+    cart_odds: float  # view -> add_to_cart
+    checkout_odds: float  # add_to_cart -> checkout
+    bounce_odds: float  # a session that is a single bounce
+    stop: float  # chance to leave after each step, relative: higher = shorter sessions
+
+
+PROFILES = {
+    "loyal": SegmentProfile(activity=2.0, cart_odds=1.6, checkout_odds=1.6, bounce_odds=0.5, stop=0.8),
+    "casual": SegmentProfile(activity=1.0, cart_odds=1.0, checkout_odds=1.0, bounce_odds=1.0, stop=1.0),
+    "at_risk": SegmentProfile(activity=0.7, cart_odds=0.7, checkout_odds=0.6, bounce_odds=1.6, stop=1.2),
+    "churning": SegmentProfile(activity=0.9, cart_odds=0.6, checkout_odds=0.5, bounce_odds=2.0, stop=1.3),
+}
+STEP_GAP_MS = (5_000, 90_000)  # between two events of a session
+BASE_STOP = 0.3  # after each step of an engaged session, the average user leaves with this chance
+
+
+def _with_odds(p: float, factor: float) -> float:
+    """p with its odds multiplied by factor (keeps it a probability)."""
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    odds = p / (1 - p) * factor
+    return odds / (1 + odds)
+
+
+@dataclass
+class _User:
+    user_id: int
+    segment: str
+    churn_ms: int | None  # when a churning user stops for good
+    key: bytes
+    activity: float  # this user's sessions per day, relative to the average user
+    in_session: bool = False
+    pending: str = "view"  # the next step of the session: view, cart or checkout
+    session_id: str = ""
+    session_start: int = 0
+    sessions: int = 0
+    focus: tuple[int, ...] = ()
+    last_product: int = 0
+    cart: list[int] = field(default_factory=list)
+
+
+class SessionSimulator:
+    """Pure, seeded simulation of a shop's users in simulated time (the `sessions` mode).
+
+    Every user belongs to a segment that sets how often they start sessions and how a session moves
+    through the funnel product_view -> add_to_cart -> checkout, or ends as a single bounce. Churning
+    users fade (rarer, shorter sessions, more bounces) and send nothing after their churn time. The
+    funnel's base probabilities are calibrated at start so that the population's event mix matches
+    the configured weights. Events come out in time order (a heap of each user's next action); no
+    clock is read: the caller decides how simulated time relates to the wall clock.
+    """
+
+    def __init__(self, *, weights: dict[str, float], segment_mix: dict[str, float], user_id_range: tuple[int, int],
+                 product_id_range: tuple[int, int], session_length_range: tuple[float, float],
+                 events_per_second: float, start_ms: int, seed: int | None) -> None:
+        import heapq
+
+        self._heapq = heapq
+        self.rng = rng = random.Random(seed)
+        self.start_ms = start_ms
+        self.min_minutes, self.max_minutes = session_length_range
+        total = sum(weights[t] for t in FUNNEL_TYPES)
+        self.weights = {t: weights[t] / total for t in FUNNEL_TYPES}
+        # Product popularity: Zipf-like, a few products draw most views.
+        lo, hi = product_id_range
+        ranks = list(range(lo, hi + 1))
+        rng.shuffle(ranks)
+        self._products = ranks
+        acc, self._product_cdf = 0.0, []
+        for rank in range(1, len(ranks) + 1):
+            acc += 1.0 / rank ** 1.1
+            self._product_cdf.append(acc)
+        self._product_total = acc
+        # The population: each user in a segment, drawn with the configured proportions.
+        names = [s for s in SEGMENTS if segment_mix.get(s, 0) > 0]
+        cumulative = list(itertools.accumulate(segment_mix[s] for s in names))
+        self.users: list[_User] = []
+        for user_id in range(user_id_range[0], user_id_range[1] + 1):
+            segment = names[bisect.bisect_right(cumulative, rng.random() * cumulative[-1])]
+            churn = None
+            if segment == "churning":
+                churn = start_ms + int(rng.uniform(*CHURN_AFTER_DAYS) * DAY_MS)
+            activity = PROFILES[segment].activity * rng.lognormvariate(-ACTIVITY_SPREAD ** 2 / 2, ACTIVITY_SPREAD)
+            self.users.append(_User(user_id, segment, churn, str(user_id).encode(), activity))
+        self._calibrate()
+        self.session_rate = self._solve_session_rate(events_per_second)
+        self._timestamp = TimestampFormatter()
+        self._heap: list[tuple[int, int, int]] = []
+        self._seq = 0
+        # Everybody starts between sessions, so the first minutes of a window ramp up as sessions
+        # begin. (Starting earlier and cutting the sessions in progress would leave checkouts whose
+        # add_to_cart lies before the window.)
+        for index, user in enumerate(self.users):
+            first = self._next_session_after(user, start_ms)
+            if first is not None:
+                self._push(first, index)
+
+    # calibration --------------------------------------------------------------------------------
+    def _calibrate(self) -> None:
+        """Find base funnel probabilities for which the activity-weighted mix equals the weights."""
+        w = self.weights
+        cart, checkout, bounce = w["add_to_cart"] / w["product_view"], w["checkout"] / w["add_to_cart"], w["bounce"]
+        cart, checkout = min(cart, 0.95), min(checkout, 0.95)
+        activity = Counter()
+        for user in self.users:
+            activity[user.segment] += user.activity
+        for _ in range(200):
+            self._base = (cart, checkout, bounce)
+            mix = Counter()
+            self._events_per_session = {}
+            for segment, weight in activity.items():
+                # Churning users fade: count them at their half-way point, for about 60% of the time.
+                fading = segment == "churning"
+                views, carts, checkouts, bounces = self._expected(segment, fade=0.5 if fading else 0.0)
+                self._events_per_session[segment] = views + carts + checkouts + bounces
+                for name, value in zip(FUNNEL_TYPES, (views, carts, checkouts, bounces)):
+                    mix[name] += weight * (0.6 if fading else 1.0) * value
+            total = sum(mix.values())
+            got = {k: v / total for k, v in mix.items()}
+            cart = min(0.95, cart * (w["add_to_cart"] / w["product_view"]) / (got["add_to_cart"] / got["product_view"]))
+            checkout = min(0.95, checkout * (w["checkout"] / w["add_to_cart"]) / (got["checkout"] / got["add_to_cart"]))
+            bounce = _with_odds(bounce, (w["bounce"] / (1 - w["bounce"])) / (got["bounce"] / (1 - got["bounce"])))
+        self.expected_mix = got
+
+    def _solve_session_rate(self, events_per_second: float) -> float:
+        """Session starts per ms per unit of activity for which the population averages the rate.
+
+        A user starts the next session only after the last one ended, so a user's event rate is
+        events per session / (time between sessions + session duration): bounded by the session
+        duration. Solved by bisection; a rate the population cannot reach is refused.
+        """
+        mean_gap_ms = sum(STEP_GAP_MS) / 2
+        per_user = [(self._events_per_session[u.segment], u.activity,
+                     max(0.0, self._events_per_session[u.segment] - 1) * mean_gap_ms) for u in self.users]
+
+        def rate(session_rate: float) -> float:  # events per ms
+            return sum(events / (1 / (session_rate * activity) + duration)
+                       for events, activity, duration in per_user if activity > 0)
+
+        target = events_per_second / 1000.0
+        ceiling = sum(events / duration for events, _, duration in per_user if duration > 0)
+        if target >= 0.9 * ceiling:
+            raise ValueError(f"{len(self.users)} simulated users can send at most about {0.9 * ceiling * 1000:.1f} "
+                             "events/s (a user browses one session at a time)")
+        lo, hi = 0.0, 1.0
+        while rate(hi) < target:
+            hi *= 2
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if rate(mid) < target else (lo, mid)
+        return (lo + hi) / 2
+
+    def _params(self, segment: str, fade: float) -> tuple[float, float, float, float]:
+        """(cart, checkout, bounce, stop) probabilities of a segment; fade in [0, 1] for churners."""
+        cart, checkout, bounce = self._base
+        p = PROFILES[segment]
+        return (_with_odds(cart, p.cart_odds * (1 - 0.5 * fade)),
+                _with_odds(checkout, p.checkout_odds * (1 - 0.5 * fade)),
+                _with_odds(bounce, p.bounce_odds * (1 + 3 * fade)),
+                min(0.9, BASE_STOP * p.stop * (1 + fade)))
+
+    def _expected(self, segment: str, fade: float) -> tuple[float, float, float, float]:
+        """Expected views, carts, checkouts and bounces per session (see _step for the process)."""
+        cart, checkout, bounce, stop = self._params(segment, fade)
+        cycles = 1.0 / (cart * checkout + (1 - cart * checkout) * stop)
+        engaged = 1 - bounce
+        return engaged * cycles, engaged * cycles * cart, engaged * cycles * cart * checkout, bounce
+
+    # simulation -------------------------------------------------------------------------------
+    def _push(self, when: int, index: int) -> None:
+        self._seq += 1
+        self._heapq.heappush(self._heap, (when, self._seq, index))
+
+    def _fade(self, user: _User, now: int) -> float:
+        if user.churn_ms is None:
+            return 0.0
+        return min(1.0, max(0.0, (now - self.start_ms) / max(1, user.churn_ms - self.start_ms)))
+
+    def _next_session_after(self, user: _User, now: int) -> int | None:
+        activity = user.activity
+        if user.segment == "churning":
+            activity *= 1 - 0.8 * self._fade(user, now)
+        elif user.segment == "at_risk":
+            activity *= 1 - 0.5 * min(1.0, max(0.0, (now - self.start_ms) / AT_RISK_HORIZON_MS))
+        rate = self.session_rate * max(activity, 0.05)
+        if rate <= 0:
+            return None
+        when = now + 1 + int(self.rng.expovariate(rate))
+        if user.churn_ms is not None and when >= user.churn_ms:
+            return None  # churned: nothing more from this user
+        return when
+
+    def _product(self) -> int:
+        return self._products[bisect.bisect_right(self._product_cdf, self.rng.random() * self._product_total)]
+
+    def peek_ms(self) -> int | None:
+        """Simulated time of the next event, or None when every user has churned."""
+        return self._heap[0][0] if self._heap else None
+
+    def next_event(self) -> tuple[int, bytes, dict[str, Any]]:
+        """(epoch ms, key, event) of the next event in time order."""
+        now, _, index = self._heapq.heappop(self._heap)
+        user = self.users[index]
+        event_type, product, goes_on = self._step(user, now)
+        minutes = min(self.max_minutes, self.min_minutes + (now - user.session_start) / 60_000)
+        event = {"user_id": user.user_id, "event_type": event_type, "timestamp": self._timestamp(now),
+                 "metadata": {"product_id": product, "session_length": round(minutes, 2),
+                              "session_id": user.session_id}}
+        if goes_on:
+            # The next step of this session 5-90 s later, unless the session would outgrow its length.
+            when = now + int(self.rng.uniform(*STEP_GAP_MS))
+            if self.min_minutes + (when - user.session_start) / 60_000 <= self.max_minutes:
+                self._push(when, index)
+                return now, user.key, event
+        user.in_session = False
+        following = self._next_session_after(user, now)
+        if following is not None:
+            self._push(following, index)
+        return now, user.key, event
+
+    def _step(self, user: _User, now: int) -> tuple[str, int, bool]:
+        """One step of the user's session: (event type, product, whether the session goes on).
+
+        A session is either a single bounce, or cycles of: view a product; maybe add it to the cart;
+        after adding, maybe check out (which ends the session); otherwise leave with the stop chance.
+        A checkout always follows an add_to_cart of the same session.
+        """
+        rng = self.rng
+        cart_p, checkout_p, bounce_p, stop_p = self._params(user.segment, self._fade(user, now))
+        if not user.in_session:
+            user.in_session = True
+            user.sessions += 1
+            user.session_id = f"{user.user_id}-{user.sessions}"
+            user.session_start = now
+            user.cart = []
+            user.pending = "view"
+            user.focus = tuple(self._product() for _ in range(rng.randint(1, 3)))
+            if rng.random() < bounce_p:
+                return "bounce", rng.choice(user.focus), False
+        if user.pending == "view":
+            product = rng.choice(user.focus) if rng.random() < 0.8 else self._product()
+            user.last_product = product
+            if rng.random() < cart_p:
+                user.pending = "cart"
+                return "product_view", product, True
+            return "product_view", product, rng.random() >= stop_p
+        if user.pending == "cart":
+            user.cart.append(user.last_product)
+            if rng.random() < checkout_p:
+                user.pending = "checkout"
+                return "add_to_cart", user.last_product, True
+            user.pending = "view"
+            return "add_to_cart", user.last_product, rng.random() >= stop_p
+        user.pending = "view"
+        return "checkout", rng.choice(user.cart), False
+
+    def labels(self, end_ms: int | None) -> list[dict[str, Any]]:
+        """Ground truth, kept out of the events: one row per user."""
+        fmt = TimestampFormatter()
+        return [{"user_id": u.user_id, "segment": u.segment,
+                 "churned": u.churn_ms is not None and (end_ms is None or u.churn_ms <= end_ms),
+                 "churn_time": fmt(u.churn_ms) if u.churn_ms is not None else None} for u in self.users]
 
 
 # --- the producer --------------------------------------------------------------------------------------
@@ -853,7 +1264,10 @@ class ECommerceEventProducer:
         self.running = False
         self._stop = threading.Event()
         self._generator: EventGenerator | None = None
-        self._event_ids = _EventIds()
+        # Unique event ids without uuid4's cost: a random 64-bit run prefix plus a sequence number.
+        self._event_id_prefix = os.urandom(8).hex().encode() + b"-"
+        self._event_seq = 0
+        self._refused_errors: tuple[type[BaseException], ...] = (ValueError, TypeError)
         self._log_events = self.settings.events_logged
         self._broker_watch = BrokerWatch()
         self._outage_reported = False
@@ -899,6 +1313,12 @@ class ECommerceEventProducer:
         (JSON from look-up tables, no dict), the general one when _generate_metadata is overridden."""
         return self._record_maker()(epoch_ms)
 
+    def _lines_maker(self) -> Callable[[Callable[[], int], int], list[str]]:
+        """For --dry-run: (clock, n) -> n events as JSON texts."""
+        if self._metadata_overridden():
+            return lambda clock, n: [encode_event(self.generate_event(clock())).decode() for _ in range(n)]
+        return self._compiled_generator().json_lines
+
     def _record_maker(self) -> Callable[[int], tuple[bytes, bytes, dict[str, Any] | None]]:
         if self._metadata_overridden():
             def custom(epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
@@ -907,10 +1327,12 @@ class ECommerceEventProducer:
             return custom
         generator = self._compiled_generator()
         draw, encode, user_lo = generator.draw, generator.encode, generator.user_lo
+        keys = [text.encode() for text in generator._user_text] if generator._user_text else None
 
         def fast(epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
             drawn = draw()
-            return str(user_lo + drawn[0]).encode(), encode(epoch_ms, drawn).encode(), None
+            key = keys[drawn[0]] if keys else str(user_lo + drawn[0]).encode()
+            return key, encode(epoch_ms, drawn).encode(), None
         return fast
 
     # connection -------------------------------------------------------------------------------
@@ -962,6 +1384,7 @@ class ECommerceEventProducer:
                     raise ConnectionFailed("Stopped before Kafka could be reached") from None
                 backoff = min(backoff * 2, 5.0)
         self._broker_watch.clear()
+        self._refused_errors = (KafkaError, ValueError, TypeError)
         if "partitioner" not in dict(s.producer_options):
             self._partition_count = self.partitions
             self._partition_of.clear()
@@ -1101,18 +1524,19 @@ class ECommerceEventProducer:
         return self._send(key, encode_event(event), epoch_ms, event)
 
     def _send(self, key: bytes, value: bytes, epoch_ms: int, event: dict[str, Any] | None) -> bool:
-        from kafka.errors import KafkaError
-
+        # The per-event path at full speed: every attribute look-up and call here costs on each event.
         stats = self.stats
         stats.generated += 1
+        self._event_seq += 1
         partition = self._partition_of.get(key)
         if partition is None and self._partition_count:
             partition = self._partition_of[key] = self._keyed_partition(key)
         try:
-            future = self.producer.send(self.topic, value, key, [(EVENT_ID_HEADER, self._event_ids.next())],
+            future = self.producer.send(self.topic, value, key,
+                                        [(EVENT_ID_HEADER, b"%b%d" % (self._event_id_prefix, self._event_seq))],
                                         partition, epoch_ms)
-        except (KafkaError, ValueError, TypeError) as exc:
-            # Not accepted by the client (buffer full past max.block.ms, record too large, closed).
+        except self._refused_errors as exc:
+            # Not accepted by the client (no metadata within max.block.ms, record too large, closed).
             self._on_failure(exc)
             return False
         if event is not None and self._log_events:
@@ -1172,60 +1596,158 @@ class ECommerceEventProducer:
         self.running = True
         self.stats = stats = Statistics()
         self._last_completion = (0, stats.started)
-        sink = _DryRunSink(sys.stdout) if s.dry_run else None
-        spe = s.seconds_per_event
-        deadline = stats.started + s.duration if s.duration else math.inf
-        remaining = s.count if s.count is not None else math.inf
         self._next_report = stats.started + s.stats_interval if s.stats_interval else math.inf
-        want_dict = self._log_events or self._metadata_overridden()
-        # Hot loop: methods bound once, outside it (each attribute look-up costs on every event).
-        clock, next_record, send, wait = self.clock, self._record_maker(), self._send, self._stop.wait
-        # The schedule is anchored to the start on the monotonic clock: event k is due at
-        # start + k * spe, so sending and logging time never stretch the interval and nothing drifts.
-        # All events already due are sent in one burst (at 5,000/s that is several per wake-up).
-        anchor = stats.started
-        scheduled = 0
+        sink = _DryRunSink(sys.stdout) if s.dry_run else None
         try:
-            while not self._stop.is_set() and remaining > 0:
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                self._housekeeping(now)
-                if spe > 0:
-                    batch = int((now - anchor) / spe) + 1 - scheduled
-                    if batch <= 0:
-                        wait(max(0.0, min(anchor + scheduled * spe, deadline, self._next_report, now + 1.0) - now))
-                        continue
-                else:
-                    batch = 512  # full speed: look at the clock and the stop flag every few hundred events
-                if sink is not None:
-                    batch = int(min(batch, remaining))
-                    for _ in range(batch):
-                        sink.write(next_record(clock())[1])
-                    stats.generated += batch
-                    stats.acked += batch
-                else:
-                    room = s.max_in_flight - stats.in_flight
-                    if room <= 0 or self.producer is None:
-                        # Back-pressure: kafka-python has no memory limit of its own, so generation waits
-                        # for acknowledgements; the schedule restarts afterwards instead of bursting.
-                        self._wait_for_room()
-                        anchor, scheduled = time.monotonic(), 0
-                        continue
-                    batch = int(min(batch, remaining, room))
-                    for _ in range(batch):
-                        epoch_ms = clock()
-                        key, value, event = next_record(epoch_ms)
-                        if want_dict and event is None:
-                            event = json.loads(value)  # only at the low rates where events are logged
-                        send(key, value, epoch_ms, event)
-                remaining -= batch
-                scheduled += batch
+            if s.simulation_mode == "sessions":
+                self._run_simulation(sink)
+            else:
+                self._run_schedule(sink)
         finally:
             self.running = False
             if sink is not None:
                 sink.flush()
         return self._shutdown()
+
+    def _limits(self) -> tuple[float, float]:
+        """(monotonic deadline of --duration, events left by --count)."""
+        s = self.settings
+        return (self.stats.started + s.duration if s.duration else math.inf,
+                s.count if s.count is not None else math.inf)
+
+    def _room(self) -> int:
+        """How many more events may be handed to the client now; 0 after waiting for room."""
+        room = self.settings.max_in_flight - self.stats.in_flight
+        if room <= 0 or self.producer is None:
+            # Back-pressure: kafka-python has no memory limit of its own, so generation waits for
+            # acknowledgements (the caller restarts its schedule afterwards instead of bursting).
+            self._wait_for_room()
+            return 0
+        return room
+
+    def _run_schedule(self, sink: "_DryRunSink | None") -> None:
+        """The default `random` mode: independent events on a fixed schedule."""
+        s, stats = self.settings, self.stats
+        spe = s.seconds_per_event
+        deadline, remaining = self._limits()
+        want_dict = self._log_events or self._metadata_overridden()
+        # Hot loop: methods bound once, outside it (each attribute look-up costs on every event).
+        clock, next_record, send, wait = self.clock, self._record_maker(), self._send, self._stop.wait
+        json_lines = self._lines_maker()
+        # The schedule is anchored to the start on the monotonic clock: event k is due at
+        # start + k * spe, so sending and logging time never stretch the interval and nothing drifts.
+        # All events already due are sent in one burst (at 5,000/s that is several per wake-up).
+        anchor = stats.started
+        scheduled = 0
+        while not self._stop.is_set() and remaining > 0:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            self._housekeeping(now)
+            if spe > 0:
+                batch = int((now - anchor) / spe) + 1 - scheduled
+                if batch <= 0:
+                    wait(max(0.0, min(anchor + scheduled * spe, deadline, self._next_report, now + 1.0) - now))
+                    continue
+            else:
+                batch = 512  # full speed: look at the clock and the stop flag every few hundred events
+            if sink is not None:
+                batch = int(min(batch, remaining))
+                sink.write_lines(json_lines(clock, batch))
+                stats.generated += batch
+                stats.acked += batch
+            else:
+                room = self._room()
+                if not room:
+                    anchor, scheduled = time.monotonic(), 0
+                    continue
+                batch = int(min(batch, remaining, room))
+                for _ in range(batch):
+                    epoch_ms = clock()
+                    key, value, event = next_record(epoch_ms)
+                    if want_dict and event is None:
+                        event = json.loads(value)  # only at the low rates where events are logged
+                    send(key, value, epoch_ms, event)
+            remaining -= batch
+            scheduled += batch
+
+    def _run_simulation(self, sink: "_DryRunSink | None") -> None:
+        """The `sessions` mode: a simulated population in simulated time.
+
+        With a window (--start-time/--end-time) its events are produced as fast as the client allows,
+        with their simulated timestamps. Live (no window), and after the window with --follow, an
+        event goes out when the wall clock reaches its time: the simulation simply carries on, so
+        the hand-over has no gap, no burst and no stall.
+        """
+        s, stats = self.settings, self.stats
+        start_ms = s.start_time if s.start_time is not None else self.clock()
+        sim = SessionSimulator(
+            weights=dict(s.event_weights), segment_mix=dict(s.segment_mix), user_id_range=tuple(self.user_id_range),
+            product_id_range=tuple(self.product_id_range), session_length_range=tuple(self.session_length_range),
+            events_per_second=1.0 / s.seconds_per_event, start_ms=start_ms, seed=s.seed)
+        self._publish_labels(sim)
+        live = s.start_time is None or s.follow
+        end_ms = s.end_time if s.end_time is not None else math.inf
+        if s.start_time is not None:
+            log.info("Simulating %s from %s%s", f"{len(sim.users)} users", TimestampFormatter()(start_ms),
+                     " to now, then live" if s.follow else f" to {TimestampFormatter()(end_ms)}")
+        deadline, remaining = self._limits()
+        clock, send, wait, next_event = self.clock, self._send, self._stop.wait, sim.next_event
+        handed_over = not s.follow
+        while not self._stop.is_set() and remaining > 0:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            self._housekeeping(now)
+            due = sim.peek_ms()
+            if due is None or due >= end_ms:
+                break  # the window is done (or every user has churned)
+            limit = clock() if live else end_ms
+            if due > limit:
+                if not handed_over:
+                    handed_over = True
+                    log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(limit))
+                wait(min((due - limit) / 1000, 1.0, max(0.0, self._next_report - now)))
+                continue
+            batch = int(min(512, remaining, self._room() if sink is None else 512))
+            if not batch:
+                continue
+            lines = []
+            sent = 0
+            while sent < batch and due is not None and due <= limit and due < end_ms:
+                epoch_ms, key, event = next_event()
+                if sink is not None:
+                    lines.append(encode_event(event).decode())
+                else:
+                    send(key, encode_event(event), epoch_ms, event)
+                sent += 1
+                due = sim.peek_ms()
+            if sink is not None:
+                sink.write_lines(lines)
+                stats.generated += sent
+                stats.acked += sent
+            remaining -= sent
+
+    def _publish_labels(self, sim: "SessionSimulator") -> None:
+        """Ground truth, kept aside from the events: a JSON-lines file and/or a topic of its own."""
+        s = self.settings
+        if not (s.labels_file or s.labels_topic):
+            return
+        labels = sim.labels(s.end_time)
+        if s.labels_file:
+            with open(s.labels_file, "w", encoding="utf-8") as f:
+                for row in labels:
+                    f.write(json.dumps(row, separators=(",", ":")) + "\n")
+            log.info("Wrote ground truth of %d users to %s", len(labels), s.labels_file)
+        if s.labels_topic and self.producer is not None:
+            futures = [self.producer.send(s.labels_topic, json.dumps(row, separators=(",", ":")).encode(),
+                                          str(row["user_id"]).encode()) for row in labels]
+            self.producer.flush(timeout=30)
+            failed = sum(1 for f in futures if not f.succeeded())
+            if failed:
+                raise ConnectionFailed(f"{failed} of {len(labels)} labels could not be sent to topic "
+                                       f"'{s.labels_topic}'")
+            log.info("Sent ground truth of %d users to topic '%s'", len(labels), s.labels_topic)
 
     def _housekeeping(self, now: float) -> None:
         """Progress line, outage and failure reports, stalled-client check; at most ~1 ms of work."""
@@ -1258,7 +1780,7 @@ class ECommerceEventProducer:
         window = runtime - self._last_report[0]
         recent = (acked - self._last_report[1]) / window if window > 0 else 0.0
         self._last_report = (runtime, acked)
-        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.0fs",
+        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs",
                  acked, stats.failed, stats.in_flight, recent, acked / runtime if runtime > 0 else 0.0, runtime)
         return max(due + s.stats_interval, time.monotonic())
 
@@ -1363,36 +1885,20 @@ class ECommerceEventProducer:
             log.info("%s", line)
 
 
-class _EventIds:
-    """Unique event ids without uuid4's cost: a random 64-bit run prefix plus a counter."""
-
-    def __init__(self) -> None:
-        self._prefix = os.urandom(8).hex() + "-"
-        self._counter = 0
-
-    def next(self) -> bytes:
-        self._counter += 1
-        return f"{self._prefix}{self._counter}".encode()
-
-
 class _DryRunSink:
-    """JSON lines to stdout in large writes (one write per event would dominate --dry-run)."""
+    """JSON lines to stdout, one write per batch (one write per event would dominate --dry-run)."""
 
     def __init__(self, stream) -> None:
         self._out = getattr(stream, "buffer", stream)
-        self._lines: list[bytes] = []
 
-    def write(self, value: bytes) -> None:
-        self._lines.append(value)
-        if len(self._lines) >= 1024:
-            self.flush()
+    def write_lines(self, lines: list[str]) -> None:
+        if lines:
+            lines.append("")
+            self._out.write("\n".join(lines).encode())
+            self._out.flush()  # one flush per batch: live readers see events at once, at little cost
 
     def flush(self) -> None:
-        if self._lines:
-            self._lines.append(b"")
-            self._out.write(b"\n".join(self._lines))
-            self._lines.clear()
-            self._out.flush()
+        self._out.flush()
 
 
 class MetricsServer:
@@ -1520,7 +2026,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"producer.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if settings.print_config:
-        print_config(settings)
+        try:
+            print_config(settings)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     setup_logging(settings)
     producer = ECommerceEventProducer(settings)
@@ -1548,6 +2057,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConnectionFailed as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
+    except BrokenPipeError:
+        # stdout was closed by its reader (`--dry-run | head`): stop quietly, as command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         return EXIT_FAILURE
     finally:

@@ -114,6 +114,15 @@ def test_fast_serializer_is_byte_identical_to_json_dumps():
             assert json.loads(value) == event
 
 
+def test_batch_json_lines_equal_the_per_event_path():
+    for overrides in ({}, {"user_id_range": (5, 5_000_000)}):
+        batch = make_producer(seed=12, **overrides)._compiled_generator()
+        single = make_producer(seed=12, **overrides)._compiled_generator()
+        stamps = iter(range(NOW_MS, NOW_MS + 10_000, 3))
+        lines = batch.json_lines(lambda: next(stamps), 3000)
+        assert lines == [single.encode(NOW_MS + 3 * i, single.draw()) for i in range(3000)]
+
+
 def test_custom_ranges_and_weights_from_settings():
     s = load_settings(["--event-weights", "product_view=1,search=3", "--user-id-range", "10-12",
                        "--product-id-range", "7-7", "--session-length-range", "1-1.05"], environ={"ENV_FILE": os.devnull})

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Benchmark harness (`make bench`): producer.py against its peers on the real broker, in one run.
+
+The machines this runs on are shared and noisy, so every figure is measured side by side in the same
+run and the verdicts use ratios. Each contender runs as its own process (its peak RSS is its own),
+with the same records (~the size of our events) and the same producer settings.
+
+    python bench/run.py                  # everything: throughput, rate precision, drift, memory
+    python bench/run.py --only throughput --count 100000
+    python bench/run.py --only rates --rate-seconds 10
+
+Results: a table on stdout and bench/results.json (figures, ratios, targets, settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import devkafka  # noqa: E402
+from conftest import consume_all  # noqa: E402
+
+PY = sys.executable
+LINGER_MS = 5
+BATCH_SIZE = 65536
+RATES = (1, 10, 100, 1000, 5000)
+
+
+class Measured:
+    def __init__(self, code: int, out: str, err: str, seconds: float, peak_rss_mb: float) -> None:
+        self.code, self.out, self.err, self.seconds, self.peak_rss_mb = code, out, err, seconds, peak_rss_mb
+
+
+def run_measured(cmd: list[str], *, stdout_to_devnull: bool = False, on_start=None) -> Measured:
+    """Run a command; return its output, wall time and peak RSS.
+
+    Peak RSS is the process's own VmHWM, read from /proc while it runs. (wait4's ru_maxrss would be
+    wrong here: Linux carries the high-water mark of the forking parent's memory across exec, so every
+    child would report at least the harness's own size.)
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        env = {**os.environ, "ENV_FILE": os.devnull, "LOG_FILE": "", "PYTHONUNBUFFERED": "1"}
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if stdout_to_devnull else out, stderr=err,
+                                env=env, cwd=ROOT)
+        peak_kb = [0]
+
+        def watch() -> None:
+            status = Path(f"/proc/{proc.pid}/status")
+            while proc.poll() is None:
+                try:
+                    peak_kb[0] = max(peak_kb[0], int(re.search(r"VmHWM:\s+(\d+)", status.read_text()).group(1)))
+                except (OSError, AttributeError):
+                    pass
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        if on_start:
+            on_start(proc)
+        proc.wait()
+        watcher.join()
+        seconds = time.monotonic() - started
+        out.seek(0)
+        err.seek(0)
+        return Measured(proc.returncode, out.read(), err.read(), seconds, peak_kb[0] / 1024)
+
+
+def must(m: Measured, what: str) -> Measured:
+    if m.code != 0:
+        raise SystemExit(f"bench: {what} failed (exit {m.code}):\n{(m.out + m.err)[-3000:]}")
+    return m
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 3) -> str:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+    return name
+
+
+def topic(prefix: str) -> str:
+    return f"bench-{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def average_event_size() -> int:
+    m = must(run_measured([PY, "producer.py", "--dry-run", "--interval", "0", "--count", "20000", "--seed", "1"]),
+             "sizing dry run")
+    lines = m.out.splitlines()
+    return round(sum(len(line.encode()) for line in lines) / len(lines))
+
+
+# --- throughput ------------------------------------------------------------------------------------
+
+def bench_producer(bootstrap: str, count: int) -> dict:
+    name = create_topic(bootstrap, topic("producer"))
+    m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--interval", "0",
+                           "--count", str(count), "--linger-ms", str(LINGER_MS), "--batch-size", str(BATCH_SIZE),
+                           "--stats-interval", "0", "--log-events", "false"]), "producer.py full speed")
+    sent = int(re.search(r"Events Sent: (\d+)", m.err).group(1))
+    runtime = float(re.search(r"Runtime: ([\d.]+) seconds", m.err).group(1))
+    return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb}
+
+
+def bench_kafka_python(bootstrap: str, count: int, size: int) -> dict:
+    name = create_topic(bootstrap, topic("kafka-python"))
+    m = must(run_measured([PY, "-m", "kafka.benchmarks.producer_performance", "-b", bootstrap, "-t", name,
+                           "--num-records", str(count), "--record-size", str(size), "--stats-interval", "600",
+                           "-c", "acks=all", "enable_idempotence=True", f"linger_ms={LINGER_MS}",
+                           f"batch_size={BATCH_SIZE}"]), "kafka-python benchmark")
+    ok = int(re.search(r"(\d+) suceeded", m.out).group(1))
+    seconds = float(re.search(r"Execution time: ([\d.]+)", m.out).group(1))
+    return {"events": ok, "seconds": seconds, "rate": ok / seconds, "peak_rss_mb": m.peak_rss_mb}
+
+
+def bench_java(bootstrap: str, count: int, size: int) -> dict:
+    name = create_topic(bootstrap, topic("java"))
+    log4j = ROOT / ".devkafka-bench-tools-log4j2.xml"
+    log4j.write_text(devkafka.TOOLS_LOG4J)
+    cmd = devkafka.java_cmd(devkafka.TOOLS["perf"], log4j, "--topic", name, "--num-records", str(count),
+                            "--record-size", str(size), "--throughput", "-1", "--producer-props",
+                            f"bootstrap.servers={bootstrap}", "acks=all", "enable.idempotence=true",
+                            f"linger.ms={LINGER_MS}", f"batch.size={BATCH_SIZE}", "compression.type=none",
+                            heap=["-Xmx512m"])
+    m = must(run_measured(cmd), "Java ProducerPerformance")
+    log4j.unlink(missing_ok=True)
+    final = m.out.strip().splitlines()[-1]
+    sent = int(re.match(r"(\d+) records sent", final).group(1))
+    rate = float(re.search(r"([\d.]+) records/sec", final).group(1))
+    return {"events": sent, "seconds": sent / rate, "rate": rate, "peak_rss_mb": m.peak_rss_mb}
+
+
+def bench_peer(kind: str, bootstrap: str, count: int, size: int, linger_ms: int = LINGER_MS) -> dict:
+    name = create_topic(bootstrap, topic(kind))
+    m = must(run_measured([PY, "bench/peers.py", kind, bootstrap, name, str(count), str(size), str(linger_ms),
+                           str(BATCH_SIZE)]), kind)
+    events, seconds = re.search(r"RESULT (\d+) ([\d.]+)", m.out).groups()
+    return {"events": int(events), "seconds": float(seconds), "rate": int(events) / float(seconds),
+            "peak_rss_mb": m.peak_rss_mb}
+
+
+def bench_dry_run(count: int) -> dict:
+    m = must(run_measured([PY, "producer.py", "--dry-run", "--interval", "0", "--count", str(count),
+                           "--stats-interval", "0"], stdout_to_devnull=True), "dry run")
+    runtime = float(re.search(r"Runtime: ([\d.]+) seconds", m.err).group(1))
+    return {"events": count, "seconds": runtime, "rate": count / runtime, "peak_rss_mb": m.peak_rss_mb}
+
+
+def bench_obvious(count: int) -> dict:
+    m = must(run_measured([PY, "bench/peers.py", "obvious-generator", str(count)], stdout_to_devnull=True),
+             "obvious generator")
+    events, seconds = re.search(r"RESULT (\d+) ([\d.]+)", m.err).groups()
+    return {"events": int(events), "seconds": float(seconds), "rate": int(events) / float(seconds),
+            "peak_rss_mb": m.peak_rss_mb}
+
+
+def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rounds: int) -> dict:
+    size = average_event_size()
+    contenders = {
+        "producer.py (full speed)": lambda: bench_producer(bootstrap, count),
+        "kafka-python benchmark (ceiling)": lambda: bench_kafka_python(bootstrap, count, size),
+        "Java ProducerPerformance (broker)": lambda: bench_java(bootstrap, count, size),
+        "confluent-kafka (librdkafka)": lambda: bench_peer("confluent", bootstrap, count, size),
+        "naive send().get() loop": lambda: bench_peer("naive", bootstrap, naive_count, size),
+        # linger.ms holds every lone send for 5 ms: the naive loop's best case is without it.
+        "naive loop, linger.ms=0": lambda: bench_peer("naive", bootstrap, naive_count, size, linger_ms=0),
+        "producer.py --dry-run (generation)": lambda: bench_dry_run(gen_count),
+        "obvious generator (json.dumps...)": lambda: bench_obvious(gen_count // 4),
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in contenders}
+    # Rounds interleave the contenders, so a noisy moment on the machine hits all of them alike.
+    for round_no in range(rounds):
+        for name, measure in contenders.items():
+            result = measure()
+            runs[name].append(result)
+            print(f"  round {round_no + 1}: {name:<38} {result['rate']:>12,.0f} events/s", flush=True)
+    best = {name: max(results, key=lambda r: r["rate"]) for name, results in runs.items()}
+    ceiling = best["kafka-python benchmark (ceiling)"]["rate"]
+    for result in best.values():
+        result["ratio_to_kafka_python"] = result["rate"] / ceiling
+    p, dry = best["producer.py (full speed)"], best["producer.py --dry-run (generation)"]
+    verdicts = {
+        "producer >= 0.9 x kafka-python": p["rate"] / ceiling,
+        "producer >= 20 x naive loop": p["rate"] / max(best["naive send().get() loop"]["rate"],
+                                                        best["naive loop, linger.ms=0"]["rate"]),
+        "generation >= 300,000 events/s": dry["rate"],
+        "generation >= 5 x obvious generator": dry["rate"] / best["obvious generator (json.dumps...)"]["rate"],
+    }
+    return {"record_size_bytes": size, "count": count, "naive_count": naive_count, "generation_count": gen_count,
+            "obvious_count": gen_count // 4, "rounds": rounds, "best": best, "all_rounds": runs,
+            "targets": {
+                "producer >= 0.9 x kafka-python": {"value": verdicts["producer >= 0.9 x kafka-python"],
+                                                   "met": verdicts["producer >= 0.9 x kafka-python"] >= 0.9},
+                "producer >= 20 x naive loop": {"value": verdicts["producer >= 20 x naive loop"],
+                                                "met": verdicts["producer >= 20 x naive loop"] >= 20},
+                "generation >= 300,000 events/s": {"value": dry["rate"], "met": dry["rate"] >= 300_000},
+                "generation >= 5 x obvious generator": {
+                    "value": verdicts["generation >= 5 x obvious generator"],
+                    "met": verdicts["generation >= 5 x obvious generator"] >= 5},
+            }}
+
+
+# --- rate precision and drift ------------------------------------------------------------------------
+
+def rate_precision(bootstrap: str, seconds: float) -> dict:
+    results = {}
+    for rate in RATES:
+        name = create_topic(bootstrap, topic(f"rate{rate}"))
+        m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--rate",
+                               str(rate), "--duration", str(seconds), "--stats-interval", "0", "--log-events",
+                               "false"]), f"--rate {rate}")
+        sent = int(re.search(r"Events Sent: (\d+)", m.err).group(1))
+        records = consume_all(bootstrap, name, expected=sent, timeout=120)
+        stamps = sorted(r.timestamp for r in records)
+        span = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0.0
+        achieved = (len(stamps) - 1) / span if span > 0 else 0.0
+        error = abs(achieved - rate) / rate
+        results[str(rate)] = {"target": rate, "achieved": achieved, "error_pct": 100 * error, "events": len(stamps),
+                              "span_s": span, "within_1pct": error <= 0.01}
+        print(f"  --rate {rate:<5} achieved {achieved:10.2f}/s  error {100 * error:5.2f}%  ({len(stamps)} events "
+              f"over {span:.2f}s)", flush=True)
+    return results
+
+
+def schedule_drift(bootstrap: str, interval: float = 0.1, ticks: int = 100) -> dict:
+    name = create_topic(bootstrap, topic("drift"))
+    must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--interval",
+                       str(interval), "--count", str(ticks + 1), "--stats-interval", "0", "--log-events", "false"]),
+         "drift run")
+    stamps = sorted(r.timestamp for r in consume_all(bootstrap, name, expected=ticks + 1))
+    drift_ms = (stamps[ticks] - stamps[0]) - ticks * interval * 1000
+    jitter = [abs((b - a) - interval * 1000) for a, b in zip(stamps, stamps[1:])]
+    print(f"  drift after {ticks} ticks of {interval}s: {drift_ms:+.1f} ms (max tick jitter {max(jitter):.0f} ms)",
+          flush=True)
+    return {"interval_s": interval, "ticks": ticks, "drift_ms": drift_ms, "max_tick_jitter_ms": max(jitter),
+            "under_5ms": abs(drift_ms) < 5}
+
+
+# --- memory --------------------------------------------------------------------------------------------
+
+def memory(bootstrap: str, count: int) -> dict:
+    name = create_topic(bootstrap, topic("memory"))
+    samples: list[tuple[int, float]] = []  # (events sent so far, RSS MB)
+
+    def sample(proc: subprocess.Popen) -> None:
+        def loop() -> None:
+            while proc.poll() is None:
+                try:
+                    status = Path(f"/proc/{proc.pid}/status").read_text()
+                    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+                    samples.append((time.monotonic(), rss))
+                except (OSError, AttributeError):
+                    pass
+                time.sleep(0.1)
+        threading.Thread(target=loop, daemon=True).start()
+
+    m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--interval", "0",
+                           "--count", str(count), "--stats-interval", "0.5", "--log-events", "false"],
+                          on_start=sample), "memory run")
+    started = samples[0][0] if samples else 0.0
+    # The progress lines say how many events were sent by which runtime; RSS samples carry a time.
+    marks = [(float(rt), int(sent)) for sent, rt in re.findall(r"Progress: sent=(\d+) .*? runtime=([\d.]+)s", m.err)]
+    million = count // 3
+
+    def rss_when(events: int) -> float:
+        for runtime, sent in marks:
+            if sent >= events:
+                window = [rss for t, rss in samples if abs((t - started) - runtime) <= 0.6]
+                return max(window) if window else float("nan")
+        return max(rss for _, rss in samples)
+
+    at_first, at_last = rss_when(million), max(rss for _, rss in samples[-10:])
+    sampled_peak = max(rss for _, rss in samples)
+    result = {"events": count, "peak_rss_mb": m.peak_rss_mb, "sampled_peak_rss_mb": sampled_peak,
+              "rss_after_first_third_mb": at_first,
+              "rss_at_end_mb": at_last, "growth_mb": at_last - at_first,
+              "under_100mb": m.peak_rss_mb < 100, "growth_under_5mb": at_last - at_first < 5}
+    print(f"  {count:,} events at full speed: peak RSS {m.peak_rss_mb:.1f} MB, {at_first:.1f} MB after the first "
+          f"{million:,}, {at_last:.1f} MB at the end (growth {at_last - at_first:+.1f} MB)", flush=True)
+    return result
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+def print_table(tp: dict) -> None:
+    print()
+    print(f"Throughput: {tp['count']:,} records of ~{tp['record_size_bytes']} B (naive loop: {tp['naive_count']:,}; "
+          f"generation: {tp['generation_count']:,}), acks=all, idempotence on, linger.ms={LINGER_MS}, "
+          f"batch.size={BATCH_SIZE}, no compression; best of {tp['rounds']} interleaved rounds")
+    print(f"| {'contender':<38} | {'events/s':>10} | {'x kafka-python':>14} | {'peak RSS MB':>11} |")
+    print(f"|{'-' * 40}|{'-' * 12}:|{'-' * 15}:|{'-' * 12}:|")
+    for name, r in tp["best"].items():
+        print(f"| {name:<38} | {r['rate']:>10,.0f} | {r['ratio_to_kafka_python']:>14.2f} | {r['peak_rss_mb']:>11.1f} |")
+    print()
+    for target, verdict in tp["targets"].items():
+        print(f"  {'MET ' if verdict['met'] else 'MISS'} {target}: {verdict['value']:,.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"))
+    parser.add_argument("--only", choices=("throughput", "rates", "memory"), action="append")
+    parser.add_argument("--count", type=int, default=200_000, help="records per throughput contender")
+    parser.add_argument("--naive-count", type=int, default=3_000, help="records for the naive loop (slow)")
+    parser.add_argument("--generation-count", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rate-seconds", type=float, default=20)
+    parser.add_argument("--memory-count", type=int, default=3_000_000)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
+    args = parser.parse_args(argv)
+    parts = set(args.only or ("throughput", "rates", "memory"))
+
+    if devkafka.main(["ensure", args.bootstrap_servers]) != 0:
+        return 1
+    started = time.monotonic()
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                 "platform": platform.platform()},
+                     "settings": {"bootstrap_servers": args.bootstrap_servers, "acks": "all", "idempotence": True,
+                                  "linger_ms": LINGER_MS, "batch_size": BATCH_SIZE, "compression": "none",
+                                  "partitions": 3}}
+    if "throughput" in parts:
+        print("Throughput (each contender in its own process, rounds interleaved):", flush=True)
+        results["throughput"] = throughput(args.bootstrap_servers, args.count, args.naive_count,
+                                           args.generation_count, args.rounds)
+    if "rates" in parts:
+        print(f"\nRate precision ({args.rate_seconds:g} s each) and schedule drift:", flush=True)
+        results["rates"] = rate_precision(args.bootstrap_servers, args.rate_seconds)
+        results["drift"] = schedule_drift(args.bootstrap_servers)
+    if "memory" in parts:
+        print("\nMemory at full speed:", flush=True)
+        results["memory"] = memory(args.bootstrap_servers, args.memory_count)
+    results["harness_seconds"] = time.monotonic() - started
+    if "throughput" in results:
+        print_table(results["throughput"])
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nbench: done in {results['harness_seconds']:.0f}s; figures in {args.output.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
