@@ -38,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields, replace
 from collections import Counter
+from heapq import heappop, heappush
 from typing import Any, Callable, Iterable
 
 # kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
@@ -727,26 +728,27 @@ def validate(s: Settings, given: dict[str, str]) -> None:
 class TimestampFormatter:
     """Epoch milliseconds -> '2024-01-15T10:30:45.123Z'.
 
-    At thousands of events per second most events share their second (and many their millisecond)
-    with the previous one, so the date-time prefix is formatted once per second and the whole string
-    once per millisecond.
+    At thousands of events per second most events share their minute (and many their millisecond)
+    with the previous one, so the date-and-minute prefix is formatted once per minute and the whole
+    string once per millisecond; in a simulated backfill, events a few seconds apart still share
+    the minute.
     """
 
-    __slots__ = ("_second", "_prefix", "_ms", "_text")
+    __slots__ = ("_minute", "_prefix", "_ms", "_text")
 
     def __init__(self) -> None:
-        self._second = self._ms = -1
+        self._minute = self._ms = -1
         self._prefix = self._text = ""
 
     def __call__(self, epoch_ms: int) -> str:
         if epoch_ms == self._ms:
             return self._text
-        second, milli = divmod(epoch_ms, 1000)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        minute, milli = divmod(epoch_ms, 60_000)
+        if minute != self._minute:
+            self._minute = minute
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
         self._ms = epoch_ms
-        self._text = f"{self._prefix}.{milli:03d}Z"
+        self._text = f"{self._prefix}{milli // 1000:02d}.{milli % 1000:03d}Z"
         return self._text
 
 
@@ -915,6 +917,7 @@ class _User:
     focus: tuple[int, ...] = ()
     last_product: int = 0
     cart: list[int] = field(default_factory=list)
+    params: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # (cart, checkout, bounce, stop)
 
 
 class SessionSimulator:
@@ -931,9 +934,6 @@ class SessionSimulator:
     def __init__(self, *, weights: dict[str, float], segment_mix: dict[str, float], user_id_range: tuple[int, int],
                  product_id_range: tuple[int, int], session_length_range: tuple[float, float],
                  events_per_second: float, start_ms: int, seed: int | None) -> None:
-        import heapq
-
-        self._heapq = heapq
         self.rng = rng = random.Random(seed)
         self.start_ms = start_ms
         self.min_minutes, self.max_minutes = session_length_range
@@ -962,6 +962,9 @@ class SessionSimulator:
             self.users.append(_User(user_id, segment, churn, str(user_id).encode(), activity))
         self._calibrate()
         self.session_rate = self._solve_session_rate(events_per_second)
+        for user in self.users:  # fixed for all but churning users, whose funnel fades
+            user.params = self._params(user.segment, 0.0)
+        self._gap_lo, self._gap_span = STEP_GAP_MS[0], STEP_GAP_MS[1] - STEP_GAP_MS[0]
         self._timestamp = TimestampFormatter()
         self._heap: list[tuple[int, int, int]] = []
         self._seq = 0
@@ -984,6 +987,7 @@ class SessionSimulator:
             activity[user.segment] += user.activity
         for _ in range(200):
             self._base = (cart, checkout, bounce)
+            self._params_cache: dict[tuple[str, float], tuple[float, float, float, float]] = {}
             mix = Counter()
             self._events_per_session = {}
             for segment, weight in activity.items():
@@ -1029,7 +1033,15 @@ class SessionSimulator:
         return (lo + hi) / 2
 
     def _params(self, segment: str, fade: float) -> tuple[float, float, float, float]:
-        """(cart, checkout, bounce, stop) probabilities of a segment; fade in [0, 1] for churners."""
+        """(cart, checkout, bounce, stop) probabilities of a segment; fade in [0, 1] for churners.
+        Cached by fade in steps of 1%: computing them was a third of the cost of an event."""
+        key = (segment, round(fade, 2))
+        params = self._params_cache.get(key)
+        if params is None:
+            params = self._params_cache[key] = self._compute_params(segment, key[1])
+        return params
+
+    def _compute_params(self, segment: str, fade: float) -> tuple[float, float, float, float]:
         cart, checkout, bounce = self._base
         p = PROFILES[segment]
         return (_with_odds(cart, p.cart_odds * (1 - 0.5 * fade)),
@@ -1047,7 +1059,7 @@ class SessionSimulator:
     # simulation -------------------------------------------------------------------------------
     def _push(self, when: int, index: int) -> None:
         self._seq += 1
-        self._heapq.heappush(self._heap, (when, self._seq, index))
+        heappush(self._heap, (when, self._seq, index))
 
     def _fade(self, user: _User, now: int) -> float:
         if user.churn_ms is None:
@@ -1075,26 +1087,30 @@ class SessionSimulator:
         """Simulated time of the next event, or None when every user has churned."""
         return self._heap[0][0] if self._heap else None
 
-    def next_event(self) -> tuple[int, bytes, dict[str, Any]]:
-        """(epoch ms, key, event) of the next event in time order."""
-        now, _, index = self._heapq.heappop(self._heap)
+    def next_event(self) -> tuple[int, bytes, bytes]:
+        """(epoch ms, key, value) of the next event in time order. The value is the event as compact
+        JSON, byte-identical to json.dumps(event, separators=(",", ":")), built without a dict: this
+        is the backfill's hot path (json.loads(value) gives the dict)."""
+        now, _, index = heappop(self._heap)
         user = self.users[index]
         event_type, product, goes_on = self._step(user, now)
-        minutes = min(self.max_minutes, self.min_minutes + (now - user.session_start) / 60_000)
-        event = {"user_id": user.user_id, "event_type": event_type, "timestamp": self._timestamp(now),
-                 "metadata": {"product_id": product, "session_length": round(minutes, 2),
-                              "session_id": user.session_id}}
+        minutes = round(min(self.max_minutes, self.min_minutes + (now - user.session_start) / 60_000), 2)
+        # Every piece is a number, a fixed type name or a "<digits>-<digits>" id: nothing to escape.
+        value = (f'{{"user_id":{user.user_id},"event_type":"{event_type}","timestamp":"{self._timestamp(now)}",'
+                 f'"metadata":{{"product_id":{product},"session_length":{minutes!r},'
+                 f'"session_id":"{user.session_id}"}}}}').encode()
         if goes_on:
-            # The next step of this session 5-90 s later, unless the session would outgrow its length.
-            when = now + int(self.rng.uniform(*STEP_GAP_MS))
+            # The next step of this session, unless the session would outgrow its length.
+            when = now + int(self._gap_lo + self._gap_span * self.rng.random())
             if self.min_minutes + (when - user.session_start) / 60_000 <= self.max_minutes:
-                self._push(when, index)
-                return now, user.key, event
+                self._seq += 1
+                heappush(self._heap, (when, self._seq, index))
+                return now, user.key, value
         user.in_session = False
         following = self._next_session_after(user, now)
         if following is not None:
             self._push(following, index)
-        return now, user.key, event
+        return now, user.key, value
 
     def _step(self, user: _User, now: int) -> tuple[str, int, bool]:
         """One step of the user's session: (event type, product, whether the session goes on).
@@ -1103,8 +1119,11 @@ class SessionSimulator:
         after adding, maybe check out (which ends the session); otherwise leave with the stop chance.
         A checkout always follows an add_to_cart of the same session.
         """
-        rng = self.rng
-        cart_p, checkout_p, bounce_p, stop_p = self._params(user.segment, self._fade(user, now))
+        r = self.rng.random  # random() and an index rather than choice()/randint(): half their cost
+        if user.churn_ms is None:
+            cart_p, checkout_p, bounce_p, stop_p = user.params
+        else:
+            cart_p, checkout_p, bounce_p, stop_p = self._params(user.segment, self._fade(user, now))
         if not user.in_session:
             user.in_session = True
             user.sessions += 1
@@ -1112,25 +1131,25 @@ class SessionSimulator:
             user.session_start = now
             user.cart = []
             user.pending = "view"
-            user.focus = tuple(self._product() for _ in range(rng.randint(1, 3)))
-            if rng.random() < bounce_p:
-                return "bounce", rng.choice(user.focus), False
+            user.focus = tuple(self._product() for _ in range(1 + int(r() * 3)))
+            if r() < bounce_p:
+                return "bounce", user.focus[int(r() * len(user.focus))], False
         if user.pending == "view":
-            product = rng.choice(user.focus) if rng.random() < 0.8 else self._product()
+            product = user.focus[int(r() * len(user.focus))] if r() < 0.8 else self._product()
             user.last_product = product
-            if rng.random() < cart_p:
+            if r() < cart_p:
                 user.pending = "cart"
                 return "product_view", product, True
-            return "product_view", product, rng.random() >= stop_p
+            return "product_view", product, r() >= stop_p
         if user.pending == "cart":
             user.cart.append(user.last_product)
-            if rng.random() < checkout_p:
+            if r() < checkout_p:
                 user.pending = "checkout"
                 return "add_to_cart", user.last_product, True
             user.pending = "view"
-            return "add_to_cart", user.last_product, rng.random() >= stop_p
+            return "add_to_cart", user.last_product, r() >= stop_p
         user.pending = "view"
-        return "checkout", rng.choice(user.cart), False
+        return "checkout", user.cart[int(r() * len(user.cart))], False
 
     def labels(self, end_ms: int | None) -> list[dict[str, Any]]:
         """Ground truth, kept out of the events: one row per user."""
@@ -1715,11 +1734,11 @@ class ECommerceEventProducer:
             lines = []
             sent = 0
             while sent < batch and due is not None and due <= limit and due < end_ms:
-                epoch_ms, key, event = next_event()
+                epoch_ms, key, value = next_event()
                 if sink is not None:
-                    lines.append(encode_event(event).decode())
+                    lines.append(value.decode())
                 else:
-                    send(key, encode_event(event), epoch_ms, event)
+                    send(key, value, epoch_ms, json.loads(value) if self._log_events else None)
                 sent += 1
                 due = sim.peek_ms()
             if sink is not None:

@@ -33,7 +33,8 @@ def simulate(days: float, seed: int = 1, users=(1, 1000), rate: float = 1 / 3, *
     out = []
     end = START_MS + days * DAY
     while sim.peek_ms() is not None and sim.peek_ms() < end:
-        out.append(sim.next_event())
+        ms, key, value = sim.next_event()
+        out.append((ms, key, value, json.loads(value)))
     return sim, out
 
 
@@ -44,7 +45,7 @@ def week():
 
 def test_event_mix_over_a_simulated_week_is_within_5_points_of_the_weights(week):
     _, events = week
-    counts = Counter(e["event_type"] for _, _, e in events)
+    counts = Counter(e["event_type"] for _, _, _, e in events)
     total = sum(counts.values())
     assert total > 150_000
     for kind, weight in DEFAULT_EVENT_WEIGHTS.items():
@@ -55,7 +56,7 @@ def test_every_checkout_follows_an_add_to_cart_in_the_same_session(week):
     _, events = week
     carted = set()
     checkouts = 0
-    for _, _, e in events:
+    for _, _, _, e in events:
         sid = e["metadata"]["session_id"]
         if e["event_type"] == "add_to_cart":
             carted.add(sid)
@@ -67,11 +68,12 @@ def test_every_checkout_follows_an_add_to_cart_in_the_same_session(week):
 
 def test_events_are_in_time_order_and_sessions_grow_within_range(week):
     _, events = week
-    stamps = [ms for ms, _, _ in events]
+    stamps = [ms for ms, _, _, _ in events]
     assert stamps == sorted(stamps)
     by_session = defaultdict(list)
-    for ms, key, e in events:
+    for ms, key, value, e in events:
         assert key == str(e["user_id"]).encode()
+        assert value == producer.encode_event(e)  # the direct JSON is json.dumps's, byte for byte
         assert e["timestamp"] == producer.TimestampFormatter()(ms)
         by_session[e["metadata"]["session_id"]].append(e["metadata"]["session_length"])
         assert e["metadata"]["session_id"].startswith(f"{e['user_id']}-")
@@ -83,11 +85,11 @@ def test_events_are_in_time_order_and_sessions_grow_within_range(week):
 
 def test_products_are_skewed_and_sessions_revolve_around_a_few(week):
     _, events = week
-    views = Counter(e["metadata"]["product_id"] for _, _, e in events if e["event_type"] == "product_view")
+    views = Counter(e["metadata"]["product_id"] for _, _, _, e in events if e["event_type"] == "product_view")
     top = sum(n for _, n in views.most_common(50))  # the top 10% of 500 products
     assert top / sum(views.values()) > 0.4
     per_session = defaultdict(set)
-    for _, _, e in events:
+    for _, _, _, e in events:
         per_session[e["metadata"]["session_id"]].add(e["metadata"]["product_id"])
     long_sessions = [p for p in per_session.values()]
     assert statistics.median(len(p) for p in long_sessions) <= 3
@@ -98,7 +100,7 @@ def test_churning_users_fade_then_send_nothing_after_their_churn_time():
     churners = {u.user_id: u for u in sim.users if u.segment == "churning"}
     assert churners and all(u.churn_ms is not None for u in churners.values())
     per_user = defaultdict(list)
-    for ms, _, e in events:
+    for ms, _, _, e in events:
         per_user[e["user_id"]].append((ms, e["event_type"]))
     early_sessions = late_sessions = early_bounces = late_bounces = 0
     for user_id, user in churners.items():
