@@ -203,7 +203,7 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
         for name, measure in contenders.items():
             result = measure()
             runs[name].append(result)
-            print(f"  round {round_no + 1}: {name:<38} {result['rate']:>12,.0f} events/s", flush=True)
+            print(f"  round {round_no + 1}: {name:<40} {result['rate']:>12,.0f} events/s", flush=True)
     best = {name: max(results, key=lambda r: r["rate"]) for name, results in runs.items()}
     ceiling = best["kafka-python benchmark (ceiling)"]["rate"]
     for result in best.values():
@@ -322,10 +322,10 @@ def print_table(tp: dict) -> None:
     print(f"Throughput: {tp['count']:,} records of ~{tp['record_size_bytes']} B (naive loop: {tp['naive_count']:,}; "
           f"generation: {tp['generation_count']:,}), acks=all, idempotence on, linger.ms={LINGER_MS}, "
           f"batch.size={BATCH_SIZE}, no compression; best of {tp['rounds']} interleaved rounds")
-    print(f"| {'contender':<38} | {'events/s':>10} | {'x kafka-python':>14} | {'peak RSS MB':>11} |")
-    print(f"|{'-' * 40}|{'-' * 12}:|{'-' * 15}:|{'-' * 12}:|")
+    print(f"| {'contender':<40} | {'events/s':>10} | {'x kafka-python':>14} | {'peak RSS MB':>11} |")
+    print(f"|{'-' * 42}|{'-' * 12}:|{'-' * 15}:|{'-' * 12}:|")
     for name, r in tp["best"].items():
-        print(f"| {name:<38} | {r['rate']:>10,.0f} | {r['ratio_to_kafka_python']:>14.2f} | {r['peak_rss_mb']:>11.1f} |")
+        print(f"| {name:<40} | {r['rate']:>10,.0f} | {r['ratio_to_kafka_python']:>14.2f} | {r['peak_rss_mb']:>11.1f} |")
     print()
     for target, verdict in tp["targets"].items():
         print(f"  {'MET ' if verdict['met'] else 'MISS'} {target}: {verdict['value']:,.2f}")
