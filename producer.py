@@ -12,6 +12,8 @@ partition, in order), the event's time as record timestamp and a unique `event_i
     python producer.py                       # one event every 3 s to localhost:9092
     python producer.py --rate 2000 --duration 600
     python producer.py --dry-run --count 5   # JSON lines on stdout, no Kafka
+    python producer.py --mode sessions --start-time 2026-11-01T00:00:00Z --follow --labels-file labels.jsonl
+                                             # simulated users who churn: backfill, then live
     python producer.py --help                # every flag, its environment variable and default
 
 Settings come from CLI flags, then environment variables, then the `.env` file, then defaults; they are
@@ -37,7 +39,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from collections import Counter
 from heapq import heappop, heappush
 from typing import Any, Callable, Iterable
@@ -52,6 +54,10 @@ DEFAULT_USER_ID_RANGE = (1, 1000)
 DEFAULT_PRODUCT_ID_RANGE = (1, 500)
 DEFAULT_SESSION_LENGTH_RANGE = (0.5, 30.0)  # minutes, 2 decimals
 EVENT_ID_HEADER = "event_id"
+# Sessions mode: the segments of the simulated population and the funnel it walks through.
+SEGMENTS = ("loyal", "casual", "at_risk", "churning")
+DEFAULT_SEGMENT_MIX = "loyal=0.3,casual=0.4,at_risk=0.2,churning=0.1"
+FUNNEL_TYPES = ("product_view", "add_to_cart", "checkout", "bounce")
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -331,7 +337,7 @@ OPTIONS: tuple[Option, ...] = (
            "print JSON lines on stdout instead of sending (logs go to stderr); no Kafka needed"),
     Option("simulation_mode", "SIMULATION_MODE", "--mode", "random", choice(("random", "sessions"), upper=False),
            "random: independent events; sessions: a population with sessions, a funnel and churn", group="sessions"),
-    Option("segment_mix", "SEGMENT_MIX", "--segment-mix", "loyal=0.3,casual=0.4,at_risk=0.2,churning=0.1",
+    Option("segment_mix", "SEGMENT_MIX", "--segment-mix", DEFAULT_SEGMENT_MIX,
            parse_segment_mix, "sessions mode: share of users in each segment", group="sessions"),
     Option("start_time", "START_TIME", "--start-time", "", parse_time,
            "sessions mode: start of a simulated window, produced as fast as possible (ISO 8601)", group="sessions"),
@@ -861,9 +867,6 @@ def iso_to_epoch_ms(timestamp: str) -> int:
 
 # --- sessions mode: a population with sessions, a funnel and churn -------------------------------
 
-SEGMENTS = ("loyal", "casual", "at_risk", "churning")
-DEFAULT_SEGMENT_MIX = "loyal=0.3,casual=0.4,at_risk=0.2,churning=0.1"
-FUNNEL_TYPES = ("product_view", "add_to_cart", "checkout", "bounce")
 DAY_MS = 86_400_000
 # Churning users stop for good between these many days after the simulation starts; in a 14-day
 # window some are still fading at its end (not yet churned: the hard cases an early warning is for).

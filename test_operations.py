@@ -3,8 +3,6 @@ broker, metrics and health, hostile settings. Every scenario runs against a real
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import subprocess
@@ -17,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import devkafka
 import producer
-from conftest import (ROOT, Broker, ProducerProcess, consume_all, free_port_block, run_producer, start_broker,
+from conftest import (Broker, ProducerProcess, consume_all, free_port_block, run_producer, start_broker,
                       stop_broker)
 
 PROGRESS = re.compile(r"Progress: sent=(\d+) failed=(\d+) in_flight=(\d+)")

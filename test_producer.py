@@ -14,13 +14,12 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 import producer
 from conftest import ROOT, consume_all, free_port_block, run_producer, spawn_producer
-from producer import (ECommerceEventProducer, EventGenerator, SettingsError, TimestampFormatter, default_settings,
+from producer import (ECommerceEventProducer, SettingsError, TimestampFormatter, default_settings,
                       encode_event, load_settings)
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

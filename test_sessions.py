@@ -8,17 +8,15 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 import producer
 from conftest import ROOT, consume_all, run_producer
-from producer import DEFAULT_EVENT_WEIGHTS, FUNNEL_TYPES, SessionSimulator
+from producer import DEFAULT_EVENT_WEIGHTS, SessionSimulator
 
 START = "2026-11-01T00:00:00Z"
 START_MS = 1_761_955_200_000  # START in epoch ms
