@@ -876,6 +876,7 @@ ACTIVITY_SPREAD = 0.7
 # At-risk users' activity declines over this horizon; churning users fade until their churn time.
 AT_RISK_HORIZON_MS = 14 * DAY_MS
 MAX_SIMULATED_USERS = 100_000
+HEAP_SLOTS = 1_000_000  # > MAX_SIMULATED_USERS: the user index's room in a heap entry
 
 
 @dataclass(frozen=True)
@@ -906,7 +907,7 @@ def _with_odds(p: float, factor: float) -> float:
     return odds / (1 + odds)
 
 
-@dataclass
+@dataclass(slots=True)  # slots: faster attribute access on the per-event path
 class _User:
     user_id: int
     segment: str
@@ -939,6 +940,7 @@ class SessionSimulator:
                  product_id_range: tuple[int, int], session_length_range: tuple[float, float],
                  events_per_second: float, start_ms: int, seed: int | None) -> None:
         self.rng = rng = random.Random(seed)
+        self._random = rng.random
         self.start_ms = start_ms
         self.min_minutes, self.max_minutes = session_length_range
         total = sum(weights[t] for t in FUNNEL_TYPES)
@@ -970,8 +972,13 @@ class SessionSimulator:
             user.params = self._params(user.segment, 0.0)
         self._gap_lo, self._gap_span = STEP_GAP_MS[0], STEP_GAP_MS[1] - STEP_GAP_MS[0]
         self._timestamp = TimestampFormatter()
-        self._heap: list[tuple[int, int, int]] = []
-        self._seq = 0
+        # The heap holds each user's next action as one int, time * HEAP_SLOTS + user index: ints
+        # compare and allocate faster than (time, index) tuples; at equal times the lower index goes first.
+        self._heap: list[int] = []
+        # Session lengths are looked up as text by hundredths of a minute (like EventGenerator's).
+        self._centi_lo = round(self.min_minutes * 100)
+        self._minutes_text = [repr((self._centi_lo + i) / 100)
+                              for i in range(round(self.max_minutes * 100) - self._centi_lo + 1)]
         # Everybody starts between sessions, so the first minutes of a window ramp up as sessions
         # begin. (Starting earlier and cutting the sessions in progress would leave checkouts whose
         # add_to_cart lies before the window.)
@@ -1062,8 +1069,7 @@ class SessionSimulator:
 
     # simulation -------------------------------------------------------------------------------
     def _push(self, when: int, index: int) -> None:
-        self._seq += 1
-        heappush(self._heap, (when, self._seq, index))
+        heappush(self._heap, when * HEAP_SLOTS + index)
 
     def _fade(self, user: _User, now: int) -> float:
         if user.churn_ms is None:
@@ -1079,7 +1085,7 @@ class SessionSimulator:
         rate = self.session_rate * max(activity, 0.05)
         if rate <= 0:
             return None
-        when = now + 1 + int(self.rng.expovariate(rate))
+        when = now + 1 + int(-math.log(1.0 - self.rng.random()) / rate)  # exponential gap (Poisson starts)
         if user.churn_ms is not None and when >= user.churn_ms:
             return None  # churned: nothing more from this user
         return when
@@ -1089,26 +1095,25 @@ class SessionSimulator:
 
     def peek_ms(self) -> int | None:
         """Simulated time of the next event, or None when every user has churned."""
-        return self._heap[0][0] if self._heap else None
+        return self._heap[0] // HEAP_SLOTS if self._heap else None
 
     def next_event(self) -> tuple[int, bytes, bytes]:
         """(epoch ms, key, value) of the next event in time order. The value is the event as compact
         JSON, byte-identical to json.dumps(event, separators=(",", ":")), built without a dict: this
         is the backfill's hot path (json.loads(value) gives the dict)."""
-        now, _, index = heappop(self._heap)
+        now, index = divmod(heappop(self._heap), HEAP_SLOTS)
         user = self.users[index]
         event_type, product, goes_on = self._step(user, now)
-        minutes = round(min(self.max_minutes, self.min_minutes + (now - user.session_start) / 60_000), 2)
+        minutes = self._minutes_text[min(len(self._minutes_text) - 1, (now - user.session_start) // 600)]
         # Every piece is a number, a fixed type name or a "<digits>-<digits>" id: nothing to escape.
         value = (f'{{"user_id":{user.user_id},"event_type":"{event_type}","timestamp":"{self._timestamp(now)}",'
-                 f'"metadata":{{"product_id":{product},"session_length":{minutes!r},'
+                 f'"metadata":{{"product_id":{product},"session_length":{minutes},'
                  f'"session_id":"{user.session_id}"}}}}').encode()
         if goes_on:
             # The next step of this session, unless the session would outgrow its length.
-            when = now + int(self._gap_lo + self._gap_span * self.rng.random())
+            when = now + int(self._gap_lo + self._gap_span * self._random())
             if self.min_minutes + (when - user.session_start) / 60_000 <= self.max_minutes:
-                self._seq += 1
-                heappush(self._heap, (when, self._seq, index))
+                heappush(self._heap, when * HEAP_SLOTS + index)
                 return now, user.key, value
         user.in_session = False
         following = self._next_session_after(user, now)
@@ -1123,7 +1128,7 @@ class SessionSimulator:
         after adding, maybe check out (which ends the session); otherwise leave with the stop chance.
         A checkout always follows an add_to_cart of the same session.
         """
-        r = self.rng.random  # random() and an index rather than choice()/randint(): half their cost
+        r = self._random  # random() and an index rather than choice()/randint(): half their cost
         if user.churn_ms is None:
             cart_p, checkout_p, bounce_p, stop_p = user.params
         else:
