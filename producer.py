@@ -751,12 +751,16 @@ class TimestampFormatter:
         if epoch_ms == self._ms:
             return self._text
         minute, milli = divmod(epoch_ms, 60_000)
+        self._ms = epoch_ms
+        self._text = f"{self.minute_prefix(minute)}{milli // 1000:02d}.{milli % 1000:03d}Z"
+        return self._text
+
+    def minute_prefix(self, minute: int) -> str:
+        """'2024-01-15T10:30:' for a minute since the epoch (epoch ms // 60000)."""
         if minute != self._minute:
             self._minute = minute
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
-        self._ms = epoch_ms
-        self._text = f"{self._prefix}{milli // 1000:02d}.{milli % 1000:03d}Z"
-        return self._text
+        return self._prefix
 
 
 class EventGenerator:
@@ -914,14 +918,17 @@ class _User:
     churn_ms: int | None  # when a churning user stops for good
     key: bytes
     activity: float  # this user's sessions per day, relative to the average user
+    json_head: str = ""  # the event's JSON up to the event type: the same in every event of the user
     in_session: bool = False
     pending: str = "view"  # the next step of the session: view, cart or checkout
     session_id: str = ""
+    json_tail: str = ""  # the event's JSON from the session id on: the same in every event of the session
     session_start: int = 0
     sessions: int = 0
-    focus: tuple[int, ...] = ()
-    last_product: int = 0
-    cart: list[int] = field(default_factory=list)
+    # Products are kept as their JSON text: the simulation only tells them apart and writes them.
+    focus: tuple[str, ...] = ()
+    last_product: str = ""
+    cart: list[str] = field(default_factory=list)
     params: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # (cart, checkout, bounce, stop)
 
 
@@ -947,7 +954,7 @@ class SessionSimulator:
         self.weights = {t: weights[t] / total for t in FUNNEL_TYPES}
         # Product popularity: Zipf-like, a few products draw most views.
         lo, hi = product_id_range
-        ranks = list(range(lo, hi + 1))
+        ranks = [str(product_id) for product_id in range(lo, hi + 1)]
         rng.shuffle(ranks)
         self._products = ranks
         acc, self._product_cdf = 0.0, []
@@ -965,13 +972,16 @@ class SessionSimulator:
             if segment == "churning":
                 churn = start_ms + int(rng.uniform(*CHURN_AFTER_DAYS) * DAY_MS)
             activity = PROFILES[segment].activity * rng.lognormvariate(-ACTIVITY_SPREAD ** 2 / 2, ACTIVITY_SPREAD)
-            self.users.append(_User(user_id, segment, churn, str(user_id).encode(), activity))
+            self.users.append(_User(user_id, segment, churn, str(user_id).encode(), activity,
+                                    f'{{"user_id":{user_id},"event_type":"'))
         self._calibrate()
         self.session_rate = self._solve_session_rate(events_per_second)
         for user in self.users:  # fixed for all but churning users, whose funnel fades
             user.params = self._params(user.segment, 0.0)
         self._gap_lo, self._gap_span = STEP_GAP_MS[0], STEP_GAP_MS[1] - STEP_GAP_MS[0]
         self._timestamp = TimestampFormatter()
+        self._second_text = [f"{second:02d}." for second in range(60)]
+        self._milli_text = [f"{milli:03d}Z" for milli in range(1000)]
         # The heap holds each user's next action as one int, time * HEAP_SLOTS + user index: ints
         # compare and allocate faster than (time, index) tuples; at equal times the lower index goes first.
         self._heap: list[int] = []
@@ -1090,7 +1100,7 @@ class SessionSimulator:
             return None  # churned: nothing more from this user
         return when
 
-    def _product(self) -> int:
+    def _product(self) -> str:
         return self._products[bisect.bisect_right(self._product_cdf, self.rng.random() * self._product_total)]
 
     def peek_ms(self) -> int | None:
@@ -1098,30 +1108,51 @@ class SessionSimulator:
         return self._heap[0] // HEAP_SLOTS if self._heap else None
 
     def next_event(self) -> tuple[int, bytes, bytes]:
-        """(epoch ms, key, value) of the next event in time order. The value is the event as compact
-        JSON, byte-identical to json.dumps(event, separators=(",", ":")), built without a dict: this
-        is the backfill's hot path (json.loads(value) gives the dict)."""
-        now, index = divmod(heappop(self._heap), HEAP_SLOTS)
-        user = self.users[index]
-        event_type, product, goes_on = self._step(user, now)
-        minutes = self._minutes_text[min(len(self._minutes_text) - 1, (now - user.session_start) // 600)]
-        # Every piece is a number, a fixed type name or a "<digits>-<digits>" id: nothing to escape.
-        value = (f'{{"user_id":{user.user_id},"event_type":"{event_type}","timestamp":"{self._timestamp(now)}",'
-                 f'"metadata":{{"product_id":{product},"session_length":{minutes},'
-                 f'"session_id":"{user.session_id}"}}}}').encode()
-        if goes_on:
-            # The next step of this session, unless the session would outgrow its length.
-            when = now + int(self._gap_lo + self._gap_span * self._random())
-            if self.min_minutes + (when - user.session_start) / 60_000 <= self.max_minutes:
-                heappush(self._heap, when * HEAP_SLOTS + index)
-                return now, user.key, value
-        user.in_session = False
-        following = self._next_session_after(user, now)
-        if following is not None:
-            self._push(following, index)
-        return now, user.key, value
+        """(epoch ms, key, value) of the next event in time order (see take)."""
+        return self.take(1, math.inf)[0]
 
-    def _step(self, user: _User, now: int) -> tuple[str, int, bool]:
+    def take(self, n: int, until_ms: float) -> list[tuple[int, bytes, bytes]]:
+        """The next events in time order, at most n and none later than until_ms: a list of
+        (epoch ms, key, value). The value is the event as compact JSON, byte-identical to
+        json.dumps(event, separators=(",", ":")), built without a dict (json.loads(value) gives it).
+
+        This is the backfill's hot path, so it works in batches with everything bound to locals,
+        and joins text made beforehand (per user, per session, per minute, tables) rather than
+        formatting numbers: together ~25% of the simulation's cost.
+        """
+        heap, users, step, random = self._heap, self.users, self._step, self._random
+        minutes_text, last_minutes = self._minutes_text, len(self._minutes_text) - 1
+        gap_lo, gap_span, min_minutes, max_minutes = self._gap_lo, self._gap_span, self.min_minutes, self.max_minutes
+        minute_prefix, second_text, milli_text = self._timestamp.minute_prefix, self._second_text, self._milli_text
+        last_minute, prefix = -1, ""
+        out = []
+        append = out.append
+        while len(out) < n and heap and heap[0] // HEAP_SLOTS <= until_ms:
+            now, index = divmod(heappop(heap), HEAP_SLOTS)
+            user = users[index]
+            event_type, product, goes_on = step(user, now)
+            minute, milli = divmod(now, 60_000)
+            if minute != last_minute:
+                last_minute, prefix = minute, minute_prefix(minute)
+            # Every piece is text made once (per user, session, minute or table entry) and nothing
+            # needs escaping: numbers, fixed type names and "<digits>-<digits>" ids.
+            append((now, user.key, (
+                f'{user.json_head}{event_type}","timestamp":"{prefix}{second_text[milli // 1000]}'
+                f'{milli_text[milli % 1000]}","metadata":{{"product_id":{product},"session_length":'
+                f'{minutes_text[min(last_minutes, (now - user.session_start) // 600)]}{user.json_tail}').encode()))
+            if goes_on:
+                # The next step of this session, unless the session would outgrow its length.
+                when = now + int(gap_lo + gap_span * random())
+                if min_minutes + (when - user.session_start) / 60_000 <= max_minutes:
+                    heappush(heap, when * HEAP_SLOTS + index)
+                    continue
+            user.in_session = False
+            following = self._next_session_after(user, now)
+            if following is not None:
+                heappush(heap, following * HEAP_SLOTS + index)
+        return out
+
+    def _step(self, user: _User, now: int) -> tuple[str, str, bool]:
         """One step of the user's session: (event type, product, whether the session goes on).
 
         A session is either a single bounce, or cycles of: view a product; maybe add it to the cart;
@@ -1137,6 +1168,7 @@ class SessionSimulator:
             user.in_session = True
             user.sessions += 1
             user.session_id = f"{user.user_id}-{user.sessions}"
+            user.json_tail = f',"session_id":"{user.session_id}"}}}}'
             user.session_start = now
             user.cart = []
             user.pending = "view"
@@ -1721,7 +1753,7 @@ class ECommerceEventProducer:
             log.info("Simulating %s from %s%s", f"{len(sim.users)} users", TimestampFormatter()(start_ms),
                      " to now, then live" if s.follow else f" to {TimestampFormatter()(end_ms)}")
         deadline, remaining = self._limits()
-        clock, send, wait, next_event, peek = self.clock, self._send, self._stop.wait, sim.next_event, sim.peek_ms
+        clock, send, wait, take = self.clock, self._send, self._stop.wait, sim.take
         log_events = self._log_events
         handed_over = not s.follow
         while not self._stop.is_set() and remaining > 0:
@@ -1742,21 +1774,18 @@ class ECommerceEventProducer:
             batch = int(min(512, remaining, self._room() if sink is None else 512))
             if not batch:
                 continue
-            lines = []
-            sent = 0
-            while sent < batch and due is not None and due <= limit and due < end_ms:
-                epoch_ms, key, value = next_event()
-                if sink is not None:
-                    lines.append(value.decode())
-                else:
-                    send(key, value, epoch_ms, json.loads(value) if log_events else None)
-                sent += 1
-                due = peek()
+            events = take(batch, min(limit, end_ms - 1))
             if sink is not None:
-                sink.write_lines(lines)
-                stats.generated += sent
-                stats.acked += sent
-            remaining -= sent
+                sink.write_lines([value.decode() for _, _, value in events])
+                stats.generated += len(events)
+                stats.acked += len(events)
+            elif log_events:
+                for epoch_ms, key, value in events:
+                    send(key, value, epoch_ms, json.loads(value))
+            else:
+                for epoch_ms, key, value in events:
+                    send(key, value, epoch_ms, None)
+            remaining -= len(events)
 
     def _publish_labels(self, sim: "SessionSimulator") -> None:
         """Ground truth, kept aside from the events: a JSON-lines file and/or a topic of its own."""
