@@ -892,14 +892,22 @@ class SegmentProfile:
     checkout_odds: float  # add_to_cart -> checkout
     bounce_odds: float  # a session that is a single bounce
     stop: float  # chance to leave after each step, relative: higher = shorter sessions
+    breaks_per_day: float  # how often a user goes quiet for BREAK_DAYS (a trip, a busy week)
 
 
+# Breaks make silence ambiguous: without them "days since the last event" alone would tell churners
+# apart almost perfectly (ROC AUC 0.999), which no real shop sees. Churning users fade instead.
 PROFILES = {
-    "loyal": SegmentProfile(activity=2.0, cart_odds=1.6, checkout_odds=1.6, bounce_odds=0.5, stop=0.8),
-    "casual": SegmentProfile(activity=1.0, cart_odds=1.0, checkout_odds=1.0, bounce_odds=1.0, stop=1.0),
-    "at_risk": SegmentProfile(activity=0.7, cart_odds=0.7, checkout_odds=0.6, bounce_odds=1.6, stop=1.2),
-    "churning": SegmentProfile(activity=0.9, cart_odds=0.6, checkout_odds=0.5, bounce_odds=2.0, stop=1.3),
+    "loyal": SegmentProfile(activity=2.0, cart_odds=1.6, checkout_odds=1.6, bounce_odds=0.5, stop=0.8,
+                            breaks_per_day=0.02),
+    "casual": SegmentProfile(activity=1.0, cart_odds=1.0, checkout_odds=1.0, bounce_odds=1.0, stop=1.0,
+                             breaks_per_day=0.06),
+    "at_risk": SegmentProfile(activity=0.7, cart_odds=0.7, checkout_odds=0.6, bounce_odds=1.6, stop=1.2,
+                              breaks_per_day=0.1),
+    "churning": SegmentProfile(activity=0.9, cart_odds=0.85, checkout_odds=0.8, bounce_odds=1.3, stop=1.1,
+                               breaks_per_day=0.0),
 }
+BREAK_DAYS = (1.0, 10.0)
 STEP_GAP_MS = (5_000, 90_000)  # between two events of a session
 BASE_STOP = 0.3  # after each step of an engaged session, the average user leaves with this chance
 
@@ -919,6 +927,7 @@ class _User:
     key: bytes
     activity: float  # this user's sessions per day, relative to the average user
     json_head: str = ""  # the event's JSON up to the event type: the same in every event of the user
+    break_at: float = math.inf  # when the user's next break starts (ms)
     in_session: bool = False
     pending: str = "view"  # the next step of the session: view, cart or checkout
     session_id: str = ""
@@ -972,8 +981,9 @@ class SessionSimulator:
             if segment == "churning":
                 churn = start_ms + int(rng.uniform(*CHURN_AFTER_DAYS) * DAY_MS)
             activity = PROFILES[segment].activity * rng.lognormvariate(-ACTIVITY_SPREAD ** 2 / 2, ACTIVITY_SPREAD)
-            self.users.append(_User(user_id, segment, churn, str(user_id).encode(), activity,
-                                    f'{{"user_id":{user_id},"event_type":"'))
+            user = _User(user_id, segment, churn, str(user_id).encode(), activity, f'{{"user_id":{user_id},"event_type":"')
+            self._plan_break(user, start_ms)
+            self.users.append(user)
         self._calibrate()
         self.session_rate = self._solve_session_rate(events_per_second)
         for user in self.users:  # fixed for all but churning users, whose funnel fades
@@ -1033,15 +1043,18 @@ class SessionSimulator:
         duration. Solved by bisection; a rate the population cannot reach is refused.
         """
         mean_gap_ms = sum(STEP_GAP_MS) / 2
+        mean_break_days = sum(BREAK_DAYS) / 2
+        # (events per session, activity, session duration, share of the time not on a break)
         per_user = [(self._events_per_session[u.segment], u.activity,
-                     max(0.0, self._events_per_session[u.segment] - 1) * mean_gap_ms) for u in self.users]
+                     max(0.0, self._events_per_session[u.segment] - 1) * mean_gap_ms,
+                     1 / (1 + PROFILES[u.segment].breaks_per_day * mean_break_days)) for u in self.users]
 
         def rate(session_rate: float) -> float:  # events per ms
-            return sum(events / (1 / (session_rate * activity) + duration)
-                       for events, activity, duration in per_user if activity > 0)
+            return sum(events / (1 / (session_rate * activity) + duration) * present
+                       for events, activity, duration, present in per_user if activity > 0)
 
         target = events_per_second / 1000.0
-        ceiling = sum(events / duration for events, _, duration in per_user if duration > 0)
+        ceiling = sum(events / duration * present for events, _, duration, present in per_user if duration > 0)
         if target >= 0.9 * ceiling:
             raise ValueError(f"{len(self.users)} simulated users can send at most about {0.9 * ceiling * 1000:.1f} "
                              "events/s (a user browses one session at a time)")
@@ -1065,10 +1078,10 @@ class SessionSimulator:
     def _compute_params(self, segment: str, fade: float) -> tuple[float, float, float, float]:
         cart, checkout, bounce = self._base
         p = PROFILES[segment]
-        return (_with_odds(cart, p.cart_odds * (1 - 0.5 * fade)),
-                _with_odds(checkout, p.checkout_odds * (1 - 0.5 * fade)),
-                _with_odds(bounce, p.bounce_odds * (1 + 3 * fade)),
-                min(0.9, BASE_STOP * p.stop * (1 + fade)))
+        return (_with_odds(cart, p.cart_odds * (1 - 0.3 * fade)),
+                _with_odds(checkout, p.checkout_odds * (1 - 0.3 * fade)),
+                _with_odds(bounce, p.bounce_odds * (1 + fade)),
+                min(0.9, BASE_STOP * p.stop * (1 + 0.5 * fade)))
 
     def _expected(self, segment: str, fade: float) -> tuple[float, float, float, float]:
         """Expected views, carts, checkouts and bounces per session (see _step for the process)."""
@@ -1096,9 +1109,19 @@ class SessionSimulator:
         if rate <= 0:
             return None
         when = now + 1 + int(-math.log(1.0 - self.rng.random()) / rate)  # exponential gap (Poisson starts)
+        if when >= user.break_at:  # away for a few days; sessions start afresh afterwards
+            back = int(user.break_at + self.rng.uniform(*BREAK_DAYS) * DAY_MS)
+            self._plan_break(user, back)
+            when = back + 1 + int(-math.log(1.0 - self.rng.random()) / rate)
         if user.churn_ms is not None and when >= user.churn_ms:
             return None  # churned: nothing more from this user
         return when
+
+    def _plan_break(self, user: _User, active_from: int) -> None:
+        """Breaks start at random (Poisson) while the user is active."""
+        per_day = PROFILES[user.segment].breaks_per_day
+        if per_day > 0:
+            user.break_at = active_from + -math.log(1.0 - self.rng.random()) / per_day * DAY_MS
 
     def _product(self) -> str:
         return self._products[bisect.bisect_right(self._product_cdf, self.rng.random() * self._product_total)]

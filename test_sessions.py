@@ -117,6 +117,24 @@ def test_churning_users_fade_then_send_nothing_after_their_churn_time():
     assert all(u.churn_ms is None for u in others)
 
 
+def test_users_who_stay_take_breaks_so_silence_alone_is_not_churn(week):
+    """Users who do not churn sometimes go quiet for days (a break of 1-10 days) and come back: silence
+    that activity alone would not explain (even the least active users start sessions daily)."""
+    sim, events = week
+    segment = {u.user_id: u.segment for u in sim.users}
+    times = defaultdict(list)
+    for ms, _, _, e in events:
+        times[e["user_id"]].append(ms)
+    longest_gap = {user: max((b - a for a, b in zip(t, t[1:])), default=0) for user, t in times.items()}
+    staying = [u for u in times if segment[u] != "churning"]
+    came_back = [u for u in staying if longest_gap[u] >= 3 * DAY]
+    assert 0.02 * len(staying) < len(came_back) < 0.5 * len(staying), (len(came_back), len(staying))
+    assert {segment[u] for u in came_back} == {"loyal", "casual", "at_risk"}
+    # Breaks are budgeted in the rate: a week is within 10% of 1 event per 3 s (its first days are
+    # busier than average, as at-risk and churning users decline over the following weeks).
+    assert 0.9 * 7 * 28_800 < len(events) < 1.1 * 7 * 28_800
+
+
 def test_labels_are_kept_aside_and_match_the_simulation(tmp_path):
     labels_file = tmp_path / "labels.jsonl"
     out = run_producer("--mode", "sessions", "--dry-run", "--seed", "3", "--start-time", START,
