@@ -912,6 +912,11 @@ STEP_GAP_MS = (5_000, 90_000)  # between two events of a session
 BASE_STOP = 0.3  # after each step of an engaged session, the average user leaves with this chance
 
 
+def _days(ms: float) -> str:
+    days = round(ms / DAY_MS, 1)
+    return f"{days:g} day" if days == 1 else f"{days:g} days"
+
+
 def _with_odds(p: float, factor: float) -> float:
     """p with its odds multiplied by factor (keeps it a probability)."""
     p = min(max(p, 1e-9), 1 - 1e-9)
@@ -1448,6 +1453,7 @@ class ECommerceEventProducer:
                 admin = self._admin_client(max(1.0, min(remaining, 3.0)))
                 try:
                     self.partitions = self._ensure_topic(admin)
+                    self._check_backfill_window(admin)
                 finally:
                     admin.close()
                 self.producer = self._new_client(max(1.0, remaining))
@@ -1571,6 +1577,42 @@ class ECommerceEventProducer:
                 return partitions
             time.sleep(0.1)
         raise ConnectionFailed(f"Topic '{s.topic}' was created but has no partitions yet; try again")
+
+    def _check_backfill_window(self, admin) -> None:
+        """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
+        start if the topic rejects them, warn if it will delete them or overwrite their timestamps."""
+        from kafka.admin import ConfigResource, ConfigResourceType
+        from kafka.errors import KafkaError
+
+        s = self.settings
+        if s.simulation_mode != "sessions" or s.start_time is None:
+            return
+        names = ["retention.ms", "message.timestamp.before.max.ms", "message.timestamp.type"]
+        try:
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.topic, names)],
+                                               config_filter="all")
+            configs = {k: v["value"] for k, v in described["topic"][s.topic].items()}
+        except (KafkaError, KeyError, TypeError) as exc:  # e.g. no DescribeConfigs permission: nothing to check
+            log.debug("Could not read the configuration of topic '%s': %s", s.topic, exc)
+            return
+        age_ms = self.clock() - s.start_time
+        oldest = TimestampFormatter()(s.start_time)
+        before_max = int(configs.get("message.timestamp.before.max.ms") or 2 ** 63 - 1)
+        if age_ms > before_max:
+            raise ConnectionFailed(
+                f"Topic '{s.topic}' refuses records older than {_days(before_max)} "
+                f"(message.timestamp.before.max.ms={before_max}) and --start-time is {oldest}; use a later "
+                "--start-time or raise that setting of the topic")
+        retention = int(configs.get("retention.ms") or -1)
+        if 0 <= retention < age_ms:
+            log.warning("Topic '%s' keeps records for %s (retention.ms=%d) judged by their timestamps, and the "
+                        "window starts %s ago: the broker will delete the older backfilled events at its next "
+                        "retention check, within minutes. Give the topic a longer retention.ms to keep them "
+                        "(kafka-configs --alter --entity-type topics --entity-name %s --add-config retention.ms=-1)",
+                        s.topic, _days(retention), retention, _days(age_ms), s.topic)
+        if configs.get("message.timestamp.type") == "LogAppendTime":
+            log.warning("Topic '%s' has message.timestamp.type=LogAppendTime: the broker replaces the simulated "
+                        "record timestamps with the time of writing (the JSON timestamps stay simulated)", s.topic)
 
     def _describe_partitions(self, admin) -> int:
         from kafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError

@@ -234,6 +234,39 @@ def test_sessions_window_to_kafka_with_labels_topic(kafka, topic):
     assert len(labels) == 400 and {json.loads(r.value)["user_id"] for r in labels} == set(range(1, 401))
 
 
+def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, topic):
+    """Brokers judge retention and acceptance by the record timestamp: a backfill into a topic that
+    would delete its events gets a warning; one into a topic that refuses them stops before sending."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic + "-short", 1, 1, topic_configs={"retention.ms": str(DAY)}),
+                             NewTopic(topic + "-strict", 1, 1,
+                                      topic_configs={"message.timestamp.before.max.ms": str(DAY)})])
+    finally:
+        admin.close()
+    start = datetime.fromtimestamp(time.time() - 3 * 86400, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    window = ("--mode", "sessions", "--seed", "2", "--user-id-range", "1-50", "--start-time", start, "--end-time",
+              datetime.fromtimestamp(time.time() - 3 * 86400 + 600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    kept = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-short", *window)
+    assert kept.returncode == 0, kept.stderr
+    assert re.search(r"WARNING - Topic '.*-short' keeps records for 1 day \(retention.ms=86400000\).*will delete",
+                     kept.stderr), kept.stderr
+    assert int(re.search(r"Events Sent: (\d+)", kept.stderr).group(1)) > 0
+
+    refused = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-strict", *window)
+    assert refused.returncode == 1
+    errors = [line for line in refused.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "message.timestamp.before.max.ms=86400000" in errors[0], refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert consume_all(kafka.bootstrap, topic + "-strict", timeout=5) == []
+
+    fine = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, *window)
+    assert fine.returncode == 0 and "retention.ms" not in fine.stderr, fine.stderr
+
+
 SESSION_ERRORS = [
     (["--start-time", START, "--end-time", "2026-11-02T00:00:00Z"], "only used in sessions mode"),
     (["--mode", "sessions", "--start-time", "yesterday"], "ISO 8601"),
