@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-count", type=int, default=3_000, help="records for the naive loop (slow)")
     parser.add_argument("--generation-count", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--backfill-pairs", type=int, default=5)
+    parser.add_argument("--backfill-pairs", type=int, default=7)
     parser.add_argument("--rate-seconds", type=float, default=20)
     parser.add_argument("--memory-count", type=int, default=3_000_000)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
