@@ -70,6 +70,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 LATENCY_SAMPLE_EVERY = 16
 # A client holding events this long past the delivery timeout with no completion is stalled.
 STALL_GRACE_S = 10.0
+# How often the partition count in the client's metadata (refreshed every metadata_max_age_ms) is compared.
+PARTITION_CHECK_S = 5.0
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -1372,6 +1374,7 @@ class ECommerceEventProducer:
         self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
         self._partition_of: dict[bytes, int] = {}
         self._partition_count = 0  # 0: leave partitioning to the client (custom partitioner)
+        self._next_partition_check = 0.0
 
     # generation -------------------------------------------------------------------------------
     def _compiled_generator(self) -> EventGenerator:
@@ -1880,12 +1883,33 @@ class ECommerceEventProducer:
         if self.producer is None:
             return
         self._report_broker_state(now)
+        if now >= self._next_partition_check:
+            self._next_partition_check = now + PARTITION_CHECK_S
+            self._follow_partition_count()
         stats = self.stats
         completed = stats.acked + stats.failed
         if completed != self._last_completion[0] or not stats.in_flight:
             self._last_completion = (completed, now)
         elif now - self._last_completion[1] > self.settings.delivery_timeout_ms / 1000 + STALL_GRACE_S:
             self._replace_stalled_client()
+
+    def _follow_partition_count(self) -> None:
+        """Partitions added while running (seen at the client's next metadata refresh): keys move to
+        the partition the default partitioner now picks, as the Java client's do."""
+        from kafka.errors import KafkaError
+
+        if not self._partition_count:
+            return  # a custom partitioner: the client decides
+        try:
+            count = len(self.producer.partitions_for(self.topic))
+        except KafkaError:
+            return  # unknown for now (broker away): the next check will tell
+        if count != self._partition_count:
+            log.info("Topic '%s' now has %d partitions (was %d): keys are spread over all of them from now on, so "
+                     "a user's events from before and after this may sit in different partitions",
+                     self.topic, count, self._partition_count)
+            self.partitions = self._partition_count = count
+            self._partition_of.clear()
 
     def _wait_for_room(self) -> None:
         s, stats = self.settings, self.stats

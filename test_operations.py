@@ -183,6 +183,38 @@ def test_sigkill_loses_at_most_the_in_flight_events_shown_in_the_last_progress_l
     assert len({dict(r.headers)[producer.EVENT_ID_HEADER] for r in records}) == len(records)
 
 
+def test_partitions_added_while_running_are_used_like_the_default_partitioner(kafka, topic):
+    """A long-running producer follows the topic when partitions are added: from the client's next
+    metadata refresh on, each key goes where murmur2 over the new count puts it; nothing is lost."""
+    from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
+    from kafka.partitioner.default import murmur2
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+        run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "200",
+                              "--duration", "14", "--producer-options", "metadata_max_age_ms=1000")
+        try:
+            run.wait_for(f"Topic '{topic}' has 1 partitions")
+            time.sleep(3)
+            admin.create_partitions({topic: NewPartitions(total_count=3)})
+            run.wait_for("now has 3 partitions (was 1)", timeout=20)
+            code = run.finish(timeout=60)
+        finally:
+            run.kill()
+    finally:
+        admin.close()
+    assert code == 0, run.text[-2000:]
+    sent = stat(run.text, "Events Sent")
+    records = consume_all(kafka.bootstrap, topic, expected=sent, timeout=60)
+    assert len(records) == sent > 2000
+    later = [r for r in records if r.partition > 0]
+    assert later, "nothing reached the new partitions"
+    # Every record in a new partition is where the default partitioner puts its key over 3 partitions.
+    assert all((murmur2(r.key) & 0x7FFFFFFF) % 3 == r.partition for r in later)
+    assert {r.partition for r in records} == {0, 1, 2}
+
+
 def test_second_signal_exits_at_once_and_says_what_was_left(tmp_path):
     """A second SIGTERM while the flush waits on an absent broker ends the process immediately."""
     port = free_port_block(1, 46000)
