@@ -1896,14 +1896,14 @@ class ECommerceEventProducer:
     def _follow_partition_count(self) -> None:
         """Partitions added while running (seen at the client's next metadata refresh): keys move to
         the partition the default partitioner now picks, as the Java client's do."""
-        from kafka.errors import KafkaError
-
         if not self._partition_count:
             return  # a custom partitioner: the client decides
-        try:
-            count = len(self.producer.partitions_for(self.topic))
-        except KafkaError:
-            return  # unknown for now (broker away): the next check will tell
+        # The client's cached metadata, not partitions_for(): that one blocks up to max_block_ms when
+        # the topic is not known yet (a replaced client during an outage), and this runs in the loop.
+        known = self.producer._metadata.partitions_for_topic(self.topic)
+        if not known:
+            return  # unknown for now: the next check will tell
+        count = len(known)
         if count != self._partition_count:
             log.info("Topic '%s' now has %d partitions (was %d): keys are spread over all of them from now on, so "
                      "a user's events from before and after this may sit in different partitions",
