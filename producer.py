@@ -422,7 +422,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_file", "LOG_FILE", "--log-file", "producer.log", parse_path,
            "rotating log file, 10 MB x 3 (empty = no file)", group="logging"),
     Option("log_events", "LOG_EVENTS", "--log-events", "auto", parse_log_events,
-           f"one log line per acknowledged event: true, false or auto (on up to {LOG_EVENTS_AUTO_MAX_RATE:g} events/s)",
+           f"one log line per acknowledged event: true, false or auto (on up to {LOG_EVENTS_AUTO_MAX_RATE:g} "
+           "events/s, off during a backfill)",
            group="logging"),
     Option("stats_interval", "STATS_INTERVAL", "--stats-interval", "30", parse_seconds,
            "seconds between progress lines (sent, failed, in flight, rate); 0 = none", group="logging"),
@@ -1822,8 +1823,10 @@ class ECommerceEventProducer:
                      " to now, then live" if s.follow else f" to {TimestampFormatter()(end_ms)}")
         deadline, remaining = self._limits()
         clock, send, wait, take = self.clock, self._send, self._stop.wait, sim.take
-        log_events = self._log_events
         handed_over = not s.follow
+        # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client
+        # allows: one line per event there only when asked for explicitly; live, the setting applies.
+        log_events = self._log_events if live and handed_over else s.log_events == "true"
         while not self._stop.is_set() and remaining > 0:
             now = time.monotonic()
             if now >= deadline:
@@ -1836,6 +1839,7 @@ class ECommerceEventProducer:
             if due > limit:
                 if not handed_over:
                     handed_over = True
+                    log_events = self._log_events
                     log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(limit))
                 wait(min((due - limit) / 1000, 1.0, max(0.0, self._next_report - now)))
                 continue

@@ -216,6 +216,23 @@ def test_backfill_then_follow_has_no_gap_no_burst_no_stall():
     assert 0.5 < live_rate / backfill_rate < 2
 
 
+def test_backfill_to_kafka_logs_no_line_per_event_until_live(kafka, topic):
+    """With the default LOG_EVENTS=auto, the backfill (thousands of events a second) is not logged
+    event by event; once live (here at 2 events/s) every event is."""
+    start = datetime.fromtimestamp(time.time() - 3600, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--mode", "sessions", "--seed", "3",
+                       "--rate", "2", "--start-time", start, "--follow", "--duration", "6")
+    assert out.returncode == 0, out.stderr[-2000:]
+    sent = int(re.search(r"Events Sent: (\d+)", out.stderr).group(1))
+    assert sent > 3000  # an hour at 2 events/s, then a few seconds live
+    lines = out.stderr.splitlines()
+    handover = next(i for i, line in enumerate(lines) if "following live" in line)
+    assert not any("Event sent successfully" in line for line in lines[:handover])
+    live = [line for line in lines[handover:] if "Event sent successfully" in line]
+    assert 1 <= len(live) <= 30
+    assert len(consume_all(kafka.bootstrap, topic, expected=sent)) == sent
+
+
 def test_sessions_window_to_kafka_with_labels_topic(kafka, topic):
     labels_topic = topic + "-labels"
     args = ("--mode", "sessions", "--seed", "6", "--start-time", START, "--end-time", "2026-11-01T06:00:00Z",
