@@ -120,7 +120,7 @@ def bench_producer(bootstrap: str, count: int) -> dict:
     name = create_topic(bootstrap, topic("producer"))
     m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--interval", "0",
                            "--count", str(count), "--linger-ms", str(LINGER_MS), "--batch-size", str(BATCH_SIZE),
-                           "--stats-interval", "0", "--log-events", "false"]), "producer.py full speed")
+                           "--stats-interval", "0"]), "producer.py full speed")
     sent = int(re.search(r"Events Sent: (\d+)", m.err).group(1))
     runtime = float(re.search(r"Runtime: ([\d.]+) seconds", m.err).group(1))
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
@@ -133,7 +133,7 @@ def bench_sessions_backfill(bootstrap: str, days: int = 14) -> dict:
     m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--mode", "sessions",
                            "--seed", "1", "--start-time", "2026-11-01T00:00:00Z", "--end-time",
                            f"2026-11-{1 + days:02d}T00:00:00Z", "--linger-ms", str(LINGER_MS), "--batch-size",
-                           str(BATCH_SIZE), "--stats-interval", "0", "--log-events", "false"]), "sessions backfill")
+                           str(BATCH_SIZE), "--stats-interval", "0"]), "sessions backfill")
     sent = int(re.search(r"Events Sent: (\d+)", m.err).group(1))
     runtime = float(re.search(r"Runtime: ([\d.]+) seconds", m.err).group(1))
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
