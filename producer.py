@@ -1156,9 +1156,13 @@ class SessionSimulator:
         gap_lo, gap_span, min_minutes, max_minutes = self._gap_lo, self._gap_span, self.min_minutes, self.max_minutes
         minute_prefix, second_text, milli_text = self._timestamp.minute_prefix, self._second_text, self._milli_text
         last_minute, prefix = -1, ""
+        # Heap entries from this one on are later than until_ms: compared without dividing each.
+        beyond = math.inf if until_ms == math.inf else (math.floor(until_ms) + 1) * HEAP_SLOTS
         out = []
         append = out.append
-        while len(out) < n and heap and heap[0] // HEAP_SLOTS <= until_ms:
+        for _ in range(n):
+            if not heap or heap[0] >= beyond:
+                break
             now, index = divmod(heappop(heap), HEAP_SLOTS)
             user = users[index]
             event_type, product, goes_on = step(user, now)
