@@ -36,13 +36,14 @@ import os
 import random
 import re
 import signal
+import statistics
 import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from collections import Counter
 from heapq import heappop, heappush
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 # kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
 # settings errors and the unit tests of generation work even before the client is installed.
@@ -272,6 +273,17 @@ def parse_segment_mix(text: str) -> tuple[tuple[str, float], ...]:
     return pairs
 
 
+def parse_timezone(text: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = text.strip()
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone name such as UTC, Europe/Paris or America/New_York") from None
+    return value
+
+
 def parse_optional_topic(text: str) -> str:
     return parse_topic(text) if text.strip() else ""
 
@@ -353,6 +365,22 @@ OPTIONS: tuple[Option, ...] = (
            group="sessions"),
     Option("labels_topic", "LABELS_TOPIC", "--labels-topic", "", parse_optional_topic,
            "sessions mode: also send the ground truth to this topic", group="sessions"),
+    Option("churn_cutoff", "CHURN_CUTOFF", "--churn-cutoff", "", parse_time,
+           "sessions mode: the benchmark's cut-off T: labels say who, active before T and not churned at T, "
+           "churned in (T, T+horizon] (empty = the window's end minus the horizon)", group="sessions"),
+    Option("churn_horizon", "CHURN_HORIZON_DAYS", "--churn-horizon-days", "14", lambda t: _number(
+           t, above=0, maximum=365, accepted="days > 0 and <= 365"), "sessions mode: the benchmark's horizon in days",
+           group="sessions"),
+    Option("churn_signal", "CHURN_SIGNAL", "--churn-signal", "0.7", lambda t: _number(
+           t, minimum=0, maximum=1, accepted="a number from 0 to 1"),
+           "sessions mode: how visible a user's decline before churning is (0 = hardly, 1 = plainly)",
+           group="sessions"),
+    Option("shop_timezone", "SHOP_TIMEZONE", "--timezone", "UTC", parse_timezone,
+           "sessions mode: the shop's time zone, for its daily and weekly traffic cycle", group="sessions"),
+    Option("zipf_exponent", "PRODUCT_ZIPF_EXPONENT", "--zipf-exponent", "1.0", lambda t: _number(
+           t, minimum=0, maximum=5, accepted="a number from 0 to 5"),
+           "sessions mode: product popularity, Zipf exponent (0 = all equal, 1 = the top 10%% of 500 products draw "
+           "about two thirds of views)", group="sessions"),
     Option("event_weights", "EVENT_WEIGHTS", "--event-weights",
            ",".join(f"{k}={v}" for k, v in DEFAULT_EVENT_WEIGHTS.items()), parse_weights,
            "event types and their relative weights", group="events"),
@@ -450,6 +478,11 @@ class Settings:
     follow: bool
     labels_file: str
     labels_topic: str
+    churn_cutoff: int | None
+    churn_horizon: float
+    churn_signal: float
+    shop_timezone: str
+    zipf_exponent: float
     event_weights: tuple[tuple[str, float], ...]
     user_id_range: tuple[int, int]
     product_id_range: tuple[int, int]
@@ -485,6 +518,8 @@ class Settings:
     health_timeout: float
     print_config: bool = False
     env_file: str = ".env"
+    # settings given by flag, environment or .env file, not defaulted (sessions mode reads this)
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def seconds_per_event(self) -> float:
@@ -652,18 +687,18 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
             raise SettingsError(f"{given['rate']} and {given['interval']} are both set; expected only one of them")
         if level["interval"] > level["rate"]:
             values["rate"] = None
-    settings = Settings(**values, print_config=args.print_config, env_file=env_file)
-    validate(settings, given)
-    return settings
+    settings = Settings(**values, print_config=args.print_config, env_file=env_file, explicit=frozenset(given))
+    return validate(settings, given)
 
 
-def validate(s: Settings, given: dict[str, str]) -> None:
-    """Checks that involve more than one setting, or the file system."""
+def validate(s: Settings, given: dict[str, str]) -> Settings:
+    """Checks that involve more than one setting, or the file system; in sessions mode, the population."""
     def name(option: str) -> str:
         return given.get(option, OPTIONS_BY_NAME[option].env or option)
 
-    sessions_only = [o for o in ("start_time", "end_time", "follow", "labels_file", "labels_topic")
-                     if getattr(s, o) not in (None, False, "")]
+    sessions_only = [o for o in ("start_time", "end_time", "follow", "labels_file", "labels_topic", "churn_cutoff",
+                                 "churn_horizon", "churn_signal", "shop_timezone", "zipf_exponent")
+                     if o in given and getattr(s, o) != OPTIONS_BY_NAME[o].parse(OPTIONS_BY_NAME[o].default)]
     if s.simulation_mode == "random" and sessions_only:
         raise SettingsError(f"{name(sessions_only[0])}: only used in sessions mode; expected SIMULATION_MODE=sessions "
                             "(--mode sessions) as well")
@@ -674,9 +709,9 @@ def validate(s: Settings, given: dict[str, str]) -> None:
                                 f"{', '.join(FUNNEL_TYPES)}; expected weights for those four (other types need "
                                 "SIMULATION_MODE=random)")
         if s.seconds_per_event == 0:
-            raise SettingsError(f"{name('interval')}: 0 has no meaning in sessions mode; expected a rate > 0, the "
-                                "population's average events per second in simulated time (windows run at full "
-                                "speed anyway)")
+            raise SettingsError(f"{name('interval')}: 0 has no meaning in sessions mode; expected a rate > 0 (the "
+                                "population is sized to it) or USER_ID_RANGE (the population; its pace follows). "
+                                "Windows (--start-time) run at full speed anyway")
         if s.end_time is not None and s.start_time is None:
             raise SettingsError(f"{name('end_time')}: needs START_TIME (--start-time) too")
         if s.start_time is not None and s.end_time is None and not s.follow:
@@ -688,18 +723,14 @@ def validate(s: Settings, given: dict[str, str]) -> None:
             raise SettingsError(f"{name('end_time')}: with --follow the window ends now; expected no END_TIME")
         if s.start_time is not None and s.end_time is not None and s.end_time <= s.start_time:
             raise SettingsError(f"{name('end_time')}: must be after START_TIME; expected a later date-time")
-        users = s.user_id_range[1] - s.user_id_range[0] + 1
-        if users > MAX_SIMULATED_USERS:
-            raise SettingsError(f"{name('user_id_range')}: {users} users is too many to simulate; expected at most "
-                                f"{MAX_SIMULATED_USERS} users in sessions mode")
-        try:
-            SessionSimulator(weights=dict(s.event_weights), segment_mix=dict(s.segment_mix),
-                             user_id_range=s.user_id_range, product_id_range=s.product_id_range,
-                             session_length_range=s.session_length_range, events_per_second=1.0 / s.seconds_per_event,
-                             start_ms=0, seed=0)
-        except ValueError as exc:
-            raise SettingsError(f"{name('rate') if 'rate' in given else name('interval')}: {exc}; expected a lower "
-                                "rate or a larger USER_ID_RANGE") from None
+        if s.churn_cutoff is not None:
+            if s.start_time is not None and s.churn_cutoff <= s.start_time:
+                raise SettingsError(f"{name('churn_cutoff')}: is not after START_TIME; expected a cut-off inside the "
+                                    "window, with history before it")
+            if s.end_time is not None and s.churn_cutoff >= s.end_time:
+                raise SettingsError(f"{name('churn_cutoff')}: is not before END_TIME; expected a cut-off inside the "
+                                    "window, with the horizon after it")
+        s = _size_population(s, given, name)
         if s.start_time is not None and s.start_time > time.time() * 1000 and s.follow:
             raise SettingsError(f"{name('start_time')}: is in the future; expected a past date-time with --follow")
     if s.labels_file:
@@ -731,6 +762,54 @@ def validate(s: Settings, given: dict[str, str]) -> None:
         if unknown:
             raise SettingsError(f"{name('producer_options')}: unknown option '{unknown[0]}'; expected kafka-python "
                                 "KafkaProducer options such as max_in_flight_requests_per_connection")
+    return s
+
+
+def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0) -> "SessionSimulator":
+    """The sessions-mode simulation the settings describe (EVENT_WEIGHTS only when given: otherwise the mix
+    is the realistic funnel's outcome)."""
+    weights = dict(s.event_weights) if "event_weights" in s.explicit else None
+    cutoff = s.churn_cutoff
+    if cutoff is None and s.end_time is not None and s.end_time - s.churn_horizon * DAY_MS > (s.start_time or 0):
+        cutoff = int(s.end_time - s.churn_horizon * DAY_MS)
+    return SessionSimulator(weights=weights, segment_mix=dict(s.segment_mix), user_id_range=user_id_range or
+                            s.user_id_range, product_id_range=s.product_id_range,
+                            session_length_range=s.session_length_range, start_ms=start_ms, seed=s.seed,
+                            timezone_name=s.shop_timezone, zipf_exponent=s.zipf_exponent, churn_signal=s.churn_signal,
+                            cutoff_ms=cutoff, horizon_days=s.churn_horizon)
+
+
+POPULATION_PROBE = 20_000  # users simulated to learn the population's pace per user
+
+
+def _size_population(s: Settings, given: dict[str, str], name: Callable[[str], str]) -> Settings:
+    """Sessions mode: users behave like a real shop's, so the pace is the population's. USER_ID_RANGE given:
+    that population, its pace an outcome. Otherwise the population is sized to the rate (default 1 per 3 s)."""
+    pace = [o for o in ("rate", "interval") if o in given]
+    lo = s.user_id_range[0]
+    try:
+        # a fixed seed: the same settings size the same population, seeded run or not
+        probe = simulator_for(replace(s, seed=s.seed or 0), (lo, lo + min(POPULATION_PROBE, s.user_id_range[1] - lo + 1) - 1))
+    except ValueError as exc:
+        raise SettingsError(f"{name('event_weights')}: {exc}") from None
+    per_user = probe.expected_events_per_second() / len(probe.users)
+    if "user_id_range" in given:
+        if pace:
+            raise SettingsError(f"{name(pace[0])} and {name('user_id_range')}: in sessions mode the pace comes from "
+                                f"the population (here about {per_user * (s.user_id_range[1] - lo + 1):.3g} events/s); "
+                                "expected only one of them")
+        users = s.user_id_range[1] - lo + 1
+        if users > MAX_SIMULATED_USERS:
+            raise SettingsError(f"{name('user_id_range')}: {users} users is too many to simulate; expected at most "
+                                f"{MAX_SIMULATED_USERS} users in sessions mode")
+        return s
+    users = max(1, round(1.0 / s.seconds_per_event / per_user))
+    if users > MAX_SIMULATED_USERS:
+        raise SettingsError(f"{name(pace[0]) if pace else 'EVENTS_PER_SECOND'}: {1.0 / s.seconds_per_event:g} events/s "
+                            f"needs about {users} simulated customers; expected at most about "
+                            f"{MAX_SIMULATED_USERS * per_user:.3g} events/s live ({MAX_SIMULATED_USERS} users; a "
+                            "--start-time window runs at full speed whatever its population)")
+    return replace(s, user_id_range=(lo, lo + users - 1))
 
 
 # --- event generation ------------------------------------------------------------------------------
@@ -872,47 +951,85 @@ def iso_to_epoch_ms(timestamp: str) -> int:
     return seconds * 1000 + int((rest or "0")[:3].ljust(3, "0"))
 
 
-# --- sessions mode: a population with sessions, a funnel and churn -------------------------------
+# --- sessions mode: a shop's customers, their sessions, and churn as a process -------------------
 
 DAY_MS = 86_400_000
-# Churning users stop for good between these many days after the simulation starts; in a 14-day
-# window some are still fading at its end (not yet churned: the hard cases an early warning is for).
-CHURN_AFTER_DAYS = (2.0, 20.0)
-# Users of a segment differ: each one's activity is the segment's times a log-normal factor.
-ACTIVITY_SPREAD = 0.7
-# At-risk users' activity declines over this horizon; churning users fade until their churn time.
-AT_RISK_HORIZON_MS = 14 * DAY_MS
-MAX_SIMULATED_USERS = 100_000
-HEAP_SLOTS = 1_000_000  # > MAX_SIMULATED_USERS: the user index's room in a heap entry
+HOUR_MS = 3_600_000
+MONTH_MS = 30 * DAY_MS
+MAX_SIMULATED_USERS = 1_000_000
+# A heap entry is one int, time * HEAP_SLOTS + user index: ints compare and allocate faster than tuples.
+# The room is for the population and the customers who arrive later; the last slot is the next arrival.
+HEAP_SLOTS = 1 << 22
+ARRIVAL = HEAP_SLOTS - 1
+
+# Shop traffic by local hour (Compete 2011 and SaleCycle 2020: lowest at 3-5 am, climbing from 7-9 am,
+# peak at 8-10 pm) and by weekday, Monday first (SaleCycle 2020: Monday and Thursday busiest, the weekend
+# quietest). Relative values; normalised so that a week averages 1.
+HOURLY_TRAFFIC = (0.45, 0.30, 0.21, 0.17, 0.16, 0.19, 0.28, 0.42, 0.58, 0.72, 0.81, 0.88,
+                  0.93, 0.92, 0.89, 0.89, 0.92, 0.97, 1.04, 1.14, 1.24, 1.24, 1.06, 0.74)
+WEEKDAY_TRAFFIC = (1.06, 1.02, 1.00, 1.05, 0.97, 0.84, 0.90)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """How the average customer's sessions go; segments and a fading user shift these odds."""
+
+    bounce: float  # sessions that are a single bounce event
+    views: float  # product views per engaged session, mean (1 + a geometric number: a long tail)
+    cart: float  # engaged sessions that add to the cart
+    items: float  # add_to_cart events per cart session, mean (never more than the session's views)
+    checkout: float  # cart sessions that end in a checkout
+
+
+# Calibrated to the anchors in README (Sessions mode): about 3% of sessions convert, 70% of carts are
+# abandoned (Baymard), a quarter of sessions bounce, product views are 90%+ of events (RetailRocket, REES46).
+DEFAULT_FUNNEL = Funnel(bounce=0.32, views=6.0, cart=0.12, items=1.4, checkout=0.26)
 
 
 @dataclass(frozen=True)
 class SegmentProfile:
-    """How a segment differs from the calibrated average user (multipliers on rates and odds)."""
+    """A kind of customer: activity, funnel odds relative to the average customer, churn propensity."""
 
-    activity: float  # sessions per day, relative
-    cart_odds: float  # view -> add_to_cart
-    checkout_odds: float  # add_to_cart -> checkout
-    bounce_odds: float  # a session that is a single bounce
-    stop: float  # chance to leave after each step, relative: higher = shorter sessions
+    sessions_per_month: float  # the segment's median user, fully engaged
+    bounce_odds: float
+    cart_odds: float
+    checkout_odds: float
+    depth: float  # views per engaged session beyond the first, relative
+    hazard: float  # chance to start disengaging, relative
     breaks_per_day: float  # how often a user goes quiet for BREAK_DAYS (a trip, a busy week)
 
 
-# Breaks make silence ambiguous: without them "days since the last event" alone would tell churners
-# apart almost perfectly (ROC AUC 0.999), which no real shop sees. Churning users fade instead.
 PROFILES = {
-    "loyal": SegmentProfile(activity=2.0, cart_odds=1.6, checkout_odds=1.6, bounce_odds=0.5, stop=0.8,
-                            breaks_per_day=0.02),
-    "casual": SegmentProfile(activity=1.0, cart_odds=1.0, checkout_odds=1.0, bounce_odds=1.0, stop=1.0,
-                             breaks_per_day=0.06),
-    "at_risk": SegmentProfile(activity=0.7, cart_odds=0.7, checkout_odds=0.6, bounce_odds=1.6, stop=1.2,
-                              breaks_per_day=0.1),
-    "churning": SegmentProfile(activity=0.9, cart_odds=0.85, checkout_odds=0.8, bounce_odds=1.3, stop=1.1,
-                               breaks_per_day=0.0),
+    "loyal": SegmentProfile(11.0, 0.7, 1.3, 1.3, 1.2, 0.3, 0.02),
+    "casual": SegmentProfile(4.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.05),
+    "at_risk": SegmentProfile(3.0, 1.6, 0.8, 0.6, 0.75, 2.5, 0.08),
+    "churning": SegmentProfile(3.5, 2.2, 0.9, 0.45, 0.6, 5.0, 0.03),
 }
+ACTIVITY_SPREAD = 0.85  # log-normal sigma of users' activity within a segment: a few users make many sessions
+DEPTH_SPREAD = 0.35  # the same for how deep users browse
 BREAK_DAYS = (1.0, 10.0)
-STEP_GAP_MS = (5_000, 90_000)  # between two events of a session
-BASE_STOP = 0.3  # after each step of an engaged session, the average user leaves with this chance
+GAP_MEDIAN_S, GAP_SPREAD = 40.0, 0.9  # between two events of a session: log-normal, a minute on average
+# Churn as a process. An engaged user starts to disengage with a hazard that grows with friction (the share of
+# their recent cart sessions that were abandoned, a moving average over about FRICTION_MEMORY of them); the
+# decline (fewer, shallower sessions, more bounces) lasts a log-normal FADE_DAYS; then the user leaves
+# (FULL_CHURN) or stays at a lower level. Churned users come back at REACTIVATION_PER_DAY; new customers
+# arrive to keep the population steady.
+BASE_HAZARD_PER_DAY = 0.003
+HAZARD_ENGAGEMENT = 0.6  # within a segment, hazard x (activity / the segment's median) ^ -0.6: frequent buyers stay
+FRICTION_WEIGHT, FRICTION_MEMORY = 2.0, 3.0  # hazard x e^(2 x (share abandoned - the default 70%))
+FADE_DAYS_MEDIAN, FADE_SPREAD = 40.0, 0.4
+# CHURN_SIGNAL s in [0, 1] sets how visible the decline is: at its end a user's session rate is down by
+# FADE_DEPTH(s), bounce odds up by 1 + FADE_BOUNCE * s, cart and checkout odds and the views beyond the first
+# down by FADE_FUNNEL * s.
+FADE_DEPTH = lambda s: 0.2 + 0.75 * s  # noqa: E731
+FADE_BOUNCE, FADE_FUNNEL = 6.0, 0.9
+FULL_CHURN = 0.7
+PARTIAL_LEVEL = (0.25, 0.6)
+REACTIVATION_PER_DAY = math.log(1 / 0.85) / 90  # 15% come back within 90 days
+DORMANT_AT_START, DORMANT_AGE_DAYS = 0.15, 90.0  # accounts that churned before the simulation starts
+ENGAGED, FADING, DORMANT = 0, 1, 2
+START, FADE_END, REACTIVATE = 0, 1, 2  # what a user's heap entry is for, when not in a session
+BROWSED, ABANDONED, PURCHASED = 0, 1, 2  # how a session ended
 
 
 def _days(ms: float) -> str:
@@ -927,215 +1044,436 @@ def _with_odds(p: float, factor: float) -> float:
     return odds / (1 + odds)
 
 
-@dataclass(slots=True)  # slots: faster attribute access on the per-event path
+def _lognormal_cdf(x: float, median: float, sigma: float) -> float:
+    return 0.0 if x <= 0 else 0.5 * (1 + math.erf(math.log(x / median) / (sigma * math.sqrt(2))))
+
+
+def solve_funnel(weights: dict[str, float]) -> Funnel:
+    """The funnel whose event mix is `weights` (product_view, add_to_cart, checkout, bounce), staying as close
+    to DEFAULT_FUNNEL as the mix allows; ValueError naming what is attainable when no funnel gives it."""
+    total = sum(weights[t] for t in FUNNEL_TYPES)
+    views, carts, checkouts, bounces = (weights[t] / total for t in FUNNEL_TYPES)
+    if views <= 0:
+        raise ValueError("sessions need product_view > 0 (every engaged session views a product)")
+    if carts > views:
+        raise ValueError(f"add_to_cart={carts:.3g} is more than product_view={views:.3g} (of the total); a product is "
+                         "viewed before it is added, so attainable mixes have add_to_cart <= product_view")
+    if checkouts > carts:
+        raise ValueError(f"checkout={checkouts:.3g} is more than add_to_cart={carts:.3g} (of the total); every "
+                         "checkout follows an add_to_cart of its session, so attainable mixes have checkout <= "
+                         "add_to_cart")
+    d = DEFAULT_FUNNEL
+    per_view = carts / views
+    mean_views = min(d.views, views / checkouts) if checkouts else d.views
+    if carts == 0:
+        return Funnel(bounce=bounces / (bounces + views / mean_views), views=mean_views, cart=0.0, items=1.0,
+                      checkout=0.0)
+    # items (after the cap at the session's views) between what keeps cart <= 1 and checkout <= 1
+    capped = min(max(d.items, per_view * mean_views), carts / checkouts if checkouts else math.inf, mean_views)
+    return Funnel(bounce=bounces / (bounces + views / mean_views), views=mean_views,
+                  cart=min(1.0, per_view * mean_views / capped), items=_uncapped_items(capped, mean_views),
+                  checkout=min(1.0, checkouts / carts * capped))
+
+
+def _uncapped_items(capped: float, views: float) -> float:
+    """The mean K of 1 + geometric for which min(K, N) (N: views, 1 + geometric too) has mean `capped`.
+    The minimum of two such numbers is one with 1 - 1/mean = (1 - 1/K)(1 - 1/N)."""
+    if views <= 1 or capped <= 1:
+        return 1.0
+    inner = (1 - 1 / capped) / (1 - 1 / views)
+    return 1 / (1 - inner) if inner < 0.999 else 1000.0
+
+
+def _capped_items(items: float, views: float) -> float:
+    return 1 / (1 - (1 - 1 / items) * (1 - 1 / views))
+
+
+@dataclass(slots=True)  # slots: less memory for a million users, faster attribute access per event
 class _User:
     user_id: int
+    index: int
     segment: str
-    churn_ms: int | None  # when a churning user stops for good
     key: bytes
-    activity: float  # this user's sessions per day, relative to the average user
-    json_head: str = ""  # the event's JSON up to the event type: the same in every event of the user
-    break_at: float = math.inf  # when the user's next break starts (ms)
-    in_session: bool = False
-    pending: str = "view"  # the next step of the session: view, cart or checkout
-    session_id: str = ""
-    json_tail: str = ""  # the event's JSON from the session id on: the same in every event of the session
+    json_head: str  # the event's JSON up to the event type: the same in every event of the user
+    rate: float  # session starts per ms when fully engaged, before the daily and weekly cycle
+    depth: float  # views per engaged session beyond the first, mean
+    hazard: float  # chance per ms of starting to disengage, before friction
+    joined_ms: int | None  # None: a customer since before the simulation started
+    state: int = ENGAGED
+    fade_start: int = 0
+    fade_end: int = 0
+    friction: float = 0.0  # share of recent cart sessions abandoned
+    break_at: float = math.inf
+    break_days: float = 0.0  # how long the planned break lasts
+    action: int = START
+    plan: list | None = None  # the session's steps: (event type, product, JSON tail)
+    step: int = 0
+    outcome: int = BROWSED
     session_start: int = 0
     sessions: int = 0
-    # Products are kept as their JSON text: the simulation only tells them apart and writes them.
-    focus: tuple[str, ...] = ()
-    last_product: str = ""
-    cart: list[str] = field(default_factory=list)
-    params: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # (cart, checkout, bounce, stop)
+    first_ms: int = -1  # first event in the stream
+    episodes: list | None = None  # [[churn ms, back ms or None], ...]
+    at_cutoff: tuple | None = None  # (eligible, oracle probability) when the cut-off passed
 
 
 class SessionSimulator:
-    """Pure, seeded simulation of a shop's users in simulated time (the `sessions` mode).
+    """Pure, seeded simulation of a shop's customers in simulated time (the `sessions` mode).
 
-    Every user belongs to a segment that sets how often they start sessions and how a session moves
-    through the funnel product_view -> add_to_cart -> checkout, or ends as a single bounce. Churning
-    users fade (rarer, shorter sessions, more bounces) and send nothing after their churn time. The
-    funnel's base probabilities are calibrated at start so that the population's event mix matches
-    the configured weights. Events come out in time order (a heap of each user's next action); no
-    clock is read: the caller decides how simulated time relates to the wall clock.
+    Each customer has a segment (activity, funnel odds, churn propensity) and a heavy-tailed activity of
+    their own. Sessions start at random with the shop's daily and weekly traffic cycle, and are a single
+    bounce or views of products (Zipf-popular, a session revolves around a few), some added to the cart,
+    some carts checked out with their order value. Churn is a process: the hazard of starting to disengage
+    grows with friction; a decline of a few weeks follows; then the user leaves, or settles at a lower level;
+    some who left come back; new customers arrive. The population starts in its long-run state (who is
+    fading, who has left) so there is no warm-up. Events come out in time order from a heap of each user's
+    next action; no clock is read: the caller decides how simulated time relates to the wall clock.
     """
 
-    def __init__(self, *, weights: dict[str, float], segment_mix: dict[str, float], user_id_range: tuple[int, int],
-                 product_id_range: tuple[int, int], session_length_range: tuple[float, float],
-                 events_per_second: float, start_ms: int, seed: int | None) -> None:
+    def __init__(self, *, segment_mix: dict[str, float], user_id_range: tuple[int, int],
+                 product_id_range: tuple[int, int], session_length_range: tuple[float, float], start_ms: int,
+                 seed: int | None, weights: dict[str, float] | None = None, timezone_name: str = "UTC",
+                 zipf_exponent: float = 1.0, churn_signal: float = 0.7, cutoff_ms: int | None = None,
+                 horizon_days: float = 14.0) -> None:
+        from zoneinfo import ZoneInfo
+
         self.rng = rng = random.Random(seed)
         self._random = rng.random
         self.start_ms = start_ms
         self.min_minutes, self.max_minutes = session_length_range
-        total = sum(weights[t] for t in FUNNEL_TYPES)
-        self.weights = {t: weights[t] / total for t in FUNNEL_TYPES}
-        # Product popularity: Zipf-like, a few products draw most views.
+        self._max_session_ms = (self.max_minutes - self.min_minutes) * 60_000
+        self.signal = churn_signal
+        self._fade_depth = FADE_DEPTH(churn_signal)
+        self.cutoff_ms = cutoff_ms
+        self.horizon_ms = int(horizon_days * DAY_MS)
+        self._timezone = ZoneInfo(timezone_name)
+        self._cycle_cache: dict[int, float] = {}
+        week = sum(WEEKDAY_TRAFFIC) / 7 * sum(HOURLY_TRAFFIC) / 24
+        self._cycle_norm = 1 / week
+        self._cycle_max = max(WEEKDAY_TRAFFIC) * max(HOURLY_TRAFFIC) / week
+        # Product popularity: Zipf-like; products kept as their JSON text (the simulation only tells them
+        # apart and writes them); prices are stable per product id, whatever the seed.
         lo, hi = product_id_range
         ranks = [str(product_id) for product_id in range(lo, hi + 1)]
         rng.shuffle(ranks)
         self._products = ranks
-        acc, self._product_cdf = 0.0, []
-        for rank in range(1, len(ranks) + 1):
-            acc += 1.0 / rank ** 1.1
-            self._product_cdf.append(acc)
-        self._product_total = acc
-        # The population: each user in a segment, drawn with the configured proportions.
-        names = [s for s in SEGMENTS if segment_mix.get(s, 0) > 0]
-        cumulative = list(itertools.accumulate(segment_mix[s] for s in names))
-        self.users: list[_User] = []
-        for user_id in range(user_id_range[0], user_id_range[1] + 1):
-            segment = names[bisect.bisect_right(cumulative, rng.random() * cumulative[-1])]
-            churn = None
-            if segment == "churning":
-                churn = start_ms + int(rng.uniform(*CHURN_AFTER_DAYS) * DAY_MS)
-            activity = PROFILES[segment].activity * rng.lognormvariate(-ACTIVITY_SPREAD ** 2 / 2, ACTIVITY_SPREAD)
-            user = _User(user_id, segment, churn, str(user_id).encode(), activity, f'{{"user_id":{user_id},"event_type":"')
-            self._plan_break(user, start_ms)
-            self.users.append(user)
-        self._calibrate()
-        self.session_rate = self._solve_session_rate(events_per_second)
-        for user in self.users:  # fixed for all but churning users, whose funnel fades
-            user.params = self._params(user.segment, 0.0)
-        self._gap_lo, self._gap_span = STEP_GAP_MS[0], STEP_GAP_MS[1] - STEP_GAP_MS[0]
-        self._timestamp = TimestampFormatter()
+        self._product_cdf = list(itertools.accumulate(1.0 / rank ** zipf_exponent for rank in range(1, len(ranks) + 1)))
+        self._product_total = self._product_cdf[-1]
+        self._prices: dict[str, float] = {}
+        # Gaps between a session's events: a table of log-normal quantiles, looked up by one random().
+        self._gaps = [int(1000 * GAP_MEDIAN_S * math.exp(GAP_SPREAD * statistics.NormalDist().inv_cdf((i + 0.5) / 1024)))
+                      for i in range(1024)]
         self._second_text = [f"{second:02d}." for second in range(60)]
         self._milli_text = [f"{milli:03d}Z" for milli in range(1000)]
-        # The heap holds each user's next action as one int, time * HEAP_SLOTS + user index: ints
-        # compare and allocate faster than (time, index) tuples; at equal times the lower index goes first.
-        self._heap: list[int] = []
-        # Session lengths are looked up as text by hundredths of a minute (like EventGenerator's).
         self._centi_lo = round(self.min_minutes * 100)
         self._minutes_text = [repr((self._centi_lo + i) / 100)
                               for i in range(round(self.max_minutes * 100) - self._centi_lo + 1)]
-        # Everybody starts between sessions, so the first minutes of a window ramp up as sessions
-        # begin. (Starting earlier and cutting the sessions in progress would leave checkouts whose
-        # add_to_cart lies before the window.)
-        for index, user in enumerate(self.users):
-            first = self._next_session_after(user, start_ms)
-            if first is not None:
-                self._push(first, index)
+        self._timestamp = TimestampFormatter()
+        self._segment_names = [s for s in SEGMENTS if segment_mix.get(s, 0) > 0]
+        self._segment_cdf = list(itertools.accumulate(segment_mix[s] for s in self._segment_names))
+        # SEGMENT_MIX is the standing customer base's; segments that churn more must be more of the newcomers
+        # for the base to keep that mix.
+        self._arrival_cdf = list(itertools.accumulate(segment_mix[s] * PROFILES[s].hazard for s in self._segment_names))
+        self.dormant = 0  # users churned now
+        self.partial_declines = 0  # declines that ended without churning
+        self.funnel = self._calibrate(weights, segment_mix)
+        self._funnels = {s: self._segment_funnel(s, 0.0) for s in SEGMENTS}
+        self._heap: list[int] = []
+        self.users: list[_User] = []
+        self._next_user_id = user_id_range[1] + 1
+        for user_id in range(user_id_range[0], user_id_range[1] + 1):
+            self._start_user(self._new_user(user_id, None, self._segment_cdf), start_ms, stationary=True)
+        # New customers replace those who leave, net of those who come back, keeping the population steady.
+        self.leaving_per_ms = sum(self._hazard(u) for u in self.users if u.state == ENGAGED) * FULL_CHURN
+        self._schedule_arrival(start_ms)
 
-    # calibration --------------------------------------------------------------------------------
-    def _calibrate(self) -> None:
-        """Find base funnel probabilities for which the activity-weighted mix equals the weights."""
-        w = self.weights
-        cart, checkout, bounce = w["add_to_cart"] / w["product_view"], w["checkout"] / w["add_to_cart"], w["bounce"]
-        cart, checkout = min(cart, 0.95), min(checkout, 0.95)
-        activity = Counter()
+    # the population ------------------------------------------------------------------------------
+    def _new_user(self, user_id: int, joined_ms: int | None, segment_cdf: list[float]) -> _User:
+        rng = self.rng
+        segment = self._segment_names[bisect.bisect_right(segment_cdf, rng.random() * segment_cdf[-1])]
+        profile = PROFILES[segment]
+        engagement = rng.lognormvariate(0.0, ACTIVITY_SPREAD)
+        depth = (self.funnel.views - 1) * profile.depth * rng.lognormvariate(-DEPTH_SPREAD ** 2 / 2, DEPTH_SPREAD)
+        hazard = BASE_HAZARD_PER_DAY / DAY_MS * profile.hazard * engagement ** -HAZARD_ENGAGEMENT
+        user = _User(user_id, len(self.users), segment, str(user_id).encode(),
+                     f'{{"user_id":{user_id},"event_type":"', profile.sessions_per_month * engagement / MONTH_MS,
+                     depth, hazard, joined_ms)
+        self.users.append(user)
+        return user
+
+    def _start_user(self, user: _User, now: int, stationary: bool) -> None:
+        """A user's state when the simulation starts (drawn from the long-run mix) or when they arrive."""
+        rng = self.rng
+        user.friction = 1 - self._funnels[user.segment].checkout if self.funnel.cart else 0.0
+        if stationary:
+            if rng.random() < DORMANT_AT_START:
+                user.state = DORMANT
+                self.dormant += 1
+                user.episodes = [[now - int((1 + rng.expovariate(1 / DORMANT_AGE_DAYS)) * DAY_MS), None]]
+                self._schedule_reactivation(user, now)
+                return
+            # In the long run a share of customers are part-way through a decline, or away on a break, or
+            # settled lower after a decline they survived: start them so. An ongoing decline or break is
+            # length-biased (a long one is more likely to be under way) and part-way through.
+            if rng.random() < 1 - FULL_CHURN:
+                user.rate *= rng.uniform(*PARTIAL_LEVEL)
+            hazard_days = self._hazard(user) * DAY_MS * FADE_DAYS_MEDIAN * math.exp(FADE_SPREAD ** 2 / 2)
+            if rng.random() < hazard_days / (1 + hazard_days):
+                duration = int(rng.lognormvariate(math.log(FADE_DAYS_MEDIAN) + FADE_SPREAD ** 2, FADE_SPREAD) * DAY_MS)
+                user.state = FADING
+                user.fade_start = now - int(rng.random() * duration)
+                user.fade_end = user.fade_start + duration
+            else:
+                self._plan_decline(user, now)
+            away = PROFILES[user.segment].breaks_per_day * sum(BREAK_DAYS) / 2
+            if rng.random() < away / (1 + away):
+                lo, hi = BREAK_DAYS
+                user.break_days = math.sqrt(lo * lo + rng.random() * (hi * hi - lo * lo))
+                user.break_at = now - rng.random() * user.break_days * DAY_MS
+                self._schedule_session(user, now)
+                return
+        self._plan_break(user, now)
+        if stationary:
+            self._schedule_session(user, now)
+        else:  # a new customer's arrival is their first visit
+            self._plan_decline(user, now)
+            user.action = START
+            heappush(self._heap, now * HEAP_SLOTS + user.index)
+
+    def _plan_decline(self, user: _User, now: int) -> None:
+        """When an engaged user starts to disengage: the hazard as it stands (drawn again when it changes)."""
+        user.fade_start = now + 1 + int(self.rng.expovariate(1.0) / self._hazard(user))
+
+    def _fade_duration(self) -> int:
+        return int(self.rng.lognormvariate(math.log(FADE_DAYS_MEDIAN), FADE_SPREAD) * DAY_MS)
+
+    def _hazard(self, user: _User) -> float:
+        """Chance per ms that an engaged user starts to disengage."""
+        return user.hazard * math.exp(FRICTION_WEIGHT * (user.friction - 1 + DEFAULT_FUNNEL.checkout))
+
+    def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> Funnel:
+        """The average customer's funnel: the default, or one solved so that the population's mix (segments
+        weighted by their sessions) is `weights`; ValueError when no funnel gives that mix."""
+        if weights is None:
+            self.funnel = DEFAULT_FUNNEL
+            self.expected_mix = self._mix(segment_mix)
+            return DEFAULT_FUNNEL
+        target = solve_funnel(weights)
+        total = sum(weights[t] for t in FUNNEL_TYPES)
+        wanted = {t: weights[t] / total for t in FUNNEL_TYPES}
+        self.funnel = target
+        for _ in range(60):  # segments shift the odds: move the base odds until the population hits the mix
+            got = self._mix(segment_mix)
+            f = self.funnel
+            ratio = lambda a, b: (wanted[a] / wanted[b]) / (got[a] / got[b]) if got[a] and got[b] else 1.0  # noqa: E731
+            self.funnel = replace(f, bounce=_with_odds(f.bounce, ratio("bounce", "product_view")),
+                                  cart=min(1.0, f.cart * ratio("add_to_cart", "product_view")) if f.cart else 0.0,
+                                  checkout=min(1.0, f.checkout * ratio("checkout", "add_to_cart")) if f.checkout else 0.0)
+        self.expected_mix = got = self._mix(segment_mix)
+        worst = max(FUNNEL_TYPES, key=lambda t: abs(got[t] - wanted[t]))
+        if abs(got[worst] - wanted[worst]) > 0.01:
+            raise ValueError(f"the shop's segments cannot reach {worst}={wanted[worst]:.3f} of events (the closest "
+                             f"attainable is {got[worst]:.3f}: it needs every session of some segments to convert)")
+        return self.funnel
+
+    def _segment_funnel(self, segment: str, fade: float) -> Funnel:
+        """The funnel of a segment's users; fade in [0, 1] for a disengaging user, scaled by CHURN_SIGNAL."""
+        f, p, s = self.funnel, PROFILES[segment], self.signal * fade
+        return Funnel(bounce=_with_odds(f.bounce, p.bounce_odds * (1 + FADE_BOUNCE * s)),
+                      views=1 + (f.views - 1) * (1 - FADE_FUNNEL * s),
+                      cart=_with_odds(f.cart, p.cart_odds * (1 - FADE_FUNNEL * s)) if f.cart else 0.0, items=f.items,
+                      checkout=_with_odds(f.checkout, p.checkout_odds * (1 - FADE_FUNNEL * s)) if f.checkout else 0.0)
+
+    def _mix(self, segment_mix: dict[str, float]) -> dict[str, float]:
+        """Expected share of each event type, segments weighted by their share of sessions."""
+        total = sum(segment_mix.get(s, 0) for s in SEGMENTS)
+        mix = dict.fromkeys(FUNNEL_TYPES, 0.0)
+        for segment in SEGMENTS:
+            share = segment_mix.get(segment, 0) / total * PROFILES[segment].sessions_per_month
+            for name, value in zip(FUNNEL_TYPES, self._per_session(segment)):
+                mix[name] += share * value
+        events = sum(mix.values())
+        return {k: v / events for k, v in mix.items()}
+
+    def _per_session(self, segment: str) -> tuple[float, float, float, float]:
+        """Expected views, carts, checkouts and bounces per session of a segment's typical user."""
+        f, p = self._segment_funnel(segment, 0.0), PROFILES[segment]
+        views = 1 + (self.funnel.views - 1) * p.depth
+        engaged = 1 - f.bounce
+        return (engaged * views, engaged * f.cart * _capped_items(f.items, views),
+                engaged * f.cart * f.checkout, f.bounce)
+
+    def expected_events_per_second(self) -> float:
+        """The population's average pace at the start (the daily cycle averaged out)."""
+        per_ms = 0.0
         for user in self.users:
-            activity[user.segment] += user.activity
-        for _ in range(200):
-            self._base = (cart, checkout, bounce)
-            self._params_cache: dict[tuple[str, float], tuple[float, float, float, float]] = {}
-            mix = Counter()
-            self._events_per_session = {}
-            for segment, weight in activity.items():
-                # Churning users fade: count them at their half-way point, for about 60% of the time.
-                fading = segment == "churning"
-                views, carts, checkouts, bounces = self._expected(segment, fade=0.5 if fading else 0.0)
-                self._events_per_session[segment] = views + carts + checkouts + bounces
-                for name, value in zip(FUNNEL_TYPES, (views, carts, checkouts, bounces)):
-                    mix[name] += weight * (0.6 if fading else 1.0) * value
-            total = sum(mix.values())
-            got = {k: v / total for k, v in mix.items()}
-            cart = min(0.95, cart * (w["add_to_cart"] / w["product_view"]) / (got["add_to_cart"] / got["product_view"]))
-            checkout = min(0.95, checkout * (w["checkout"] / w["add_to_cart"]) / (got["checkout"] / got["add_to_cart"]))
-            bounce = _with_odds(bounce, (w["bounce"] / (1 - w["bounce"])) / (got["bounce"] / (1 - got["bounce"])))
-        self.expected_mix = got
+            if user.state != DORMANT:
+                present = 1 / (1 + PROFILES[user.segment].breaks_per_day * sum(BREAK_DAYS) / 2)
+                per_ms += user.rate * present * sum(self._per_session(user.segment))
+        return per_ms * 1000
 
-    def _solve_session_rate(self, events_per_second: float) -> float:
-        """Session starts per ms per unit of activity for which the population averages the rate.
+    # scheduling ------------------------------------------------------------------------------------
+    def _cycle(self, when: int) -> float:
+        """The shop's traffic at this time, relative to its weekly average (cached per hour)."""
+        hour = when // HOUR_MS
+        factor = self._cycle_cache.get(hour)
+        if factor is None:
+            from datetime import datetime
 
-        A user starts the next session only after the last one ended, so a user's event rate is
-        events per session / (time between sessions + session duration): bounded by the session
-        duration. Solved by bisection; a rate the population cannot reach is refused.
-        """
-        mean_gap_ms = sum(STEP_GAP_MS) / 2
-        mean_break_days = sum(BREAK_DAYS) / 2
-        # (events per session, activity, session duration, share of the time not on a break)
-        per_user = [(self._events_per_session[u.segment], u.activity,
-                     max(0.0, self._events_per_session[u.segment] - 1) * mean_gap_ms,
-                     1 / (1 + PROFILES[u.segment].breaks_per_day * mean_break_days)) for u in self.users]
+            local = datetime.fromtimestamp(hour * 3600, self._timezone)
+            factor = self._cycle_cache[hour] = \
+                HOURLY_TRAFFIC[local.hour] * WEEKDAY_TRAFFIC[local.weekday()] * self._cycle_norm
+        return factor
 
-        def rate(session_rate: float) -> float:  # events per ms
-            return sum(events / (1 / (session_rate * activity) + duration) * present
-                       for events, activity, duration, present in per_user if activity > 0)
-
-        target = events_per_second / 1000.0
-        ceiling = sum(events / duration * present for events, _, duration, present in per_user if duration > 0)
-        if target >= 0.9 * ceiling:
-            raise ValueError(f"{len(self.users)} simulated users can send at most about {0.9 * ceiling * 1000:.1f} "
-                             "events/s (a user browses one session at a time)")
-        lo, hi = 0.0, 1.0
-        while rate(hi) < target:
-            hi *= 2
-        for _ in range(100):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if rate(mid) < target else (lo, mid)
-        return (lo + hi) / 2
-
-    def _params(self, segment: str, fade: float) -> tuple[float, float, float, float]:
-        """(cart, checkout, bounce, stop) probabilities of a segment; fade in [0, 1] for churners.
-        Cached by fade in steps of 1%: computing them was a third of the cost of an event."""
-        key = (segment, round(fade, 2))
-        params = self._params_cache.get(key)
-        if params is None:
-            params = self._params_cache[key] = self._compute_params(segment, key[1])
-        return params
-
-    def _compute_params(self, segment: str, fade: float) -> tuple[float, float, float, float]:
-        cart, checkout, bounce = self._base
-        p = PROFILES[segment]
-        return (_with_odds(cart, p.cart_odds * (1 - 0.3 * fade)),
-                _with_odds(checkout, p.checkout_odds * (1 - 0.3 * fade)),
-                _with_odds(bounce, p.bounce_odds * (1 + fade)),
-                min(0.9, BASE_STOP * p.stop * (1 + 0.5 * fade)))
-
-    def _expected(self, segment: str, fade: float) -> tuple[float, float, float, float]:
-        """Expected views, carts, checkouts and bounces per session (see _step for the process)."""
-        cart, checkout, bounce, stop = self._params(segment, fade)
-        cycles = 1.0 / (cart * checkout + (1 - cart * checkout) * stop)
-        engaged = 1 - bounce
-        return engaged * cycles, engaged * cycles * cart, engaged * cycles * cart * checkout, bounce
-
-    # simulation -------------------------------------------------------------------------------
-    def _push(self, when: int, index: int) -> None:
-        heappush(self._heap, when * HEAP_SLOTS + index)
-
-    def _fade(self, user: _User, now: int) -> float:
-        if user.churn_ms is None:
-            return 0.0
-        return min(1.0, max(0.0, (now - self.start_ms) / max(1, user.churn_ms - self.start_ms)))
-
-    def _next_session_after(self, user: _User, now: int) -> int | None:
-        activity = user.activity
-        if user.segment == "churning":
-            activity *= 1 - 0.8 * self._fade(user, now)
-        elif user.segment == "at_risk":
-            activity *= 1 - 0.5 * min(1.0, max(0.0, (now - self.start_ms) / AT_RISK_HORIZON_MS))
-        rate = self.session_rate * max(activity, 0.05)
-        if rate <= 0:
-            return None
-        when = now + 1 + int(-math.log(1.0 - self.rng.random()) / rate)  # exponential gap (Poisson starts)
-        if when >= user.break_at:  # away for a few days; sessions start afresh afterwards
-            back = int(user.break_at + self.rng.uniform(*BREAK_DAYS) * DAY_MS)
-            self._plan_break(user, back)
-            when = back + 1 + int(-math.log(1.0 - self.rng.random()) / rate)
-        if user.churn_ms is not None and when >= user.churn_ms:
-            return None  # churned: nothing more from this user
-        return when
+    def _schedule_session(self, user: _User, now: int) -> None:
+        """Push the user's next session start: Poisson candidates at the peak rate, each kept with the
+        traffic cycle's and the user's decline's share of it (thinning); or the end of their decline."""
+        random, cycle, peak = self._random, self._cycle, self._cycle_max
+        rate = user.rate * peak
+        when = now
+        while True:
+            when += 1 + int(-math.log(1.0 - random()) / rate)
+            if when >= user.break_at:  # away for a few days; sessions start afresh afterwards
+                back = int(user.break_at + user.break_days * DAY_MS)
+                self._plan_break(user, back)
+                when = back
+                continue
+            keep = cycle(when) / peak
+            if user.state == ENGAGED and when >= user.fade_start:  # the decline began before this start
+                user.state = FADING
+                user.fade_end = user.fade_start + self._fade_duration()
+            if user.state == FADING:
+                if when >= user.fade_end:
+                    user.action = FADE_END
+                    heappush(self._heap, user.fade_end * HEAP_SLOTS + user.index)
+                    return
+                keep *= 1 - self._fade_depth * (when - user.fade_start) / (user.fade_end - user.fade_start)
+            if random() < keep:
+                user.action = START
+                heappush(self._heap, when * HEAP_SLOTS + user.index)
+                return
 
     def _plan_break(self, user: _User, active_from: int) -> None:
         """Breaks start at random (Poisson) while the user is active."""
         per_day = PROFILES[user.segment].breaks_per_day
         if per_day > 0:
             user.break_at = active_from + -math.log(1.0 - self.rng.random()) / per_day * DAY_MS
+            user.break_days = self.rng.uniform(*BREAK_DAYS)
+
+    def _schedule_reactivation(self, user: _User, now: int) -> None:
+        user.action = REACTIVATE
+        heappush(self._heap, (now + 1 + int(self.rng.expovariate(REACTIVATION_PER_DAY) * DAY_MS)) * HEAP_SLOTS
+                 + user.index)
+
+    def _schedule_arrival(self, now: int) -> None:
+        """The next new customer: Poisson arrivals at the rate customers leave, less the rate churned ones come
+        back, following the traffic cycle (thinning, as sessions)."""
+        if not self.leaving_per_ms or len(self.users) >= ARRIVAL:
+            return
+        rate, when = self.leaving_per_ms * self._cycle_max, now
+        net = max(0.0, 1 - REACTIVATION_PER_DAY / DAY_MS * self.dormant / self.leaving_per_ms)
+        while True:
+            when += 1 + int(-math.log(1.0 - self._random()) / rate)
+            if self._random() < self._cycle(when) / self._cycle_max * net:
+                heappush(self._heap, when * HEAP_SLOTS + ARRIVAL)
+                return
+
+    # what happens between sessions ------------------------------------------------------------------
+    def _begin(self, user: _User, now: int) -> list | None:
+        """The user's heap entry came due outside a session: the steps of the session it starts, or None."""
+        if user.action == FADE_END:
+            if self._random() < FULL_CHURN:
+                user.state = DORMANT
+                self.dormant += 1
+                if user.episodes is None:
+                    user.episodes = []
+                user.episodes.append([now, None])
+                self._schedule_reactivation(user, now)
+            else:  # partial churn: fewer visits from now on, not none
+                self.partial_declines += 1
+                user.state = ENGAGED
+                user.rate *= self.rng.uniform(*PARTIAL_LEVEL)
+                self._plan_decline(user, now)
+                self._schedule_session(user, now)
+            return None
+        if user.action == REACTIVATE:  # back after churning: a visit now, and a clean slate
+            user.state = ENGAGED
+            self.dormant -= 1
+            user.episodes[-1][1] = now
+            self._plan_decline(user, now)
+            self._plan_break(user, now)
+        return self._plan(user, now)
+
+    def _arrive(self, now: int) -> None:
+        user = self._new_user(self._next_user_id, now, self._arrival_cdf)
+        self._next_user_id += 1
+        self._start_user(user, now, stationary=False)
+        self._schedule_arrival(now)
+
+    def _plan(self, user: _User, now: int) -> list:
+        """The steps of a session starting now: a single bounce, or views of products (a few in focus,
+        others popular) with some added to the cart after their view and, maybe, a checkout at the end."""
+        r, product = self._random, self._product
+        if user.state == FADING:
+            f = self._segment_funnel(user.segment, (now - user.fade_start) / (user.fade_end - user.fade_start))
+        else:
+            f = self._funnels[user.segment]
+        user.sessions += 1
+        user.session_start = now
+        user.step = 0
+        user.outcome = BROWSED
+        session_id = f"{user.user_id}-{user.sessions}"
+        tail = f',"session_id":"{session_id}"}}}}'
+        focus = [product() for _ in range(1 + int(r() * 3))]
+        if r() < f.bounce:
+            user.plan = plan = [("bounce", focus[0], tail)]
+            return plan
+        depth = user.depth if f.views == self.funnel.views else user.depth * (f.views - 1) / (self.funnel.views - 1)
+        views = 1 + int(math.log(1.0 - r()) / math.log(1 - 1 / (1 + depth))) if depth > 0 else 1
+        viewed = [focus[int(r() * len(focus))] if r() < 0.6 else product() for _ in range(views)]
+        if not (f.cart and r() < f.cart):
+            user.plan = plan = [("product_view", p, tail) for p in viewed]
+            return plan
+        items = 1 + int(math.log(1.0 - r()) / math.log(1 - 1 / f.items)) if f.items > 1 else 1
+        added = set(self.rng.sample(range(views), min(items, views)))
+        plan = []
+        for i, p in enumerate(viewed):
+            plan.append(("product_view", p, tail))
+            if i in added:
+                plan.append(("add_to_cart", p, tail))
+        user.outcome = ABANDONED
+        if r() < f.checkout:
+            cart = [viewed[i] for i in sorted(added)]
+            value = round(sum(self._price(p) for p in cart), 2)
+            plan.append(("checkout", cart[0],
+                         f',"session_id":"{session_id}","order_value":{value!r},"items":{len(cart)}}}}}'))
+            user.outcome = PURCHASED
+        user.plan = plan
+        return plan
+
+    def _end_session(self, user: _User, now: int, completed: bool) -> None:
+        """Friction from how the session went (and so the churn hazard); the next session."""
+        outcome = user.outcome if completed or user.outcome != PURCHASED else ABANDONED
+        user.plan = None
+        if outcome != BROWSED:
+            user.friction += ((outcome == ABANDONED) - user.friction) / FRICTION_MEMORY
+            if user.state == ENGAGED:
+                self._plan_decline(user, now)
+        self._schedule_session(user, now)
 
     def _product(self) -> str:
-        return self._products[bisect.bisect_right(self._product_cdf, self.rng.random() * self._product_total)]
+        return self._products[bisect.bisect_right(self._product_cdf, self._random() * self._product_total)]
 
+    def _price(self, product: str) -> float:
+        """A product's stable price: log-normal (median 25, most between 5 and 130), from its id alone."""
+        price = self._prices.get(product)
+        if price is None:
+            u = ((int(product) * 2654435761 + 12345) % 2**32 + 0.5) / 2**32
+            price = self._prices[product] = round(25 * math.exp(statistics.NormalDist().inv_cdf(u)), 2)
+        return price
+
+    # the events ------------------------------------------------------------------------------------
     def peek_ms(self) -> int | None:
-        """Simulated time of the next event, or None when every user has churned."""
+        """Simulated time of the next thing that happens (an event, or a change a user goes through)."""
         return self._heap[0] // HEAP_SLOTS if self._heap else None
 
     def next_event(self) -> tuple[int, bytes, bytes]:
@@ -1146,94 +1484,108 @@ class SessionSimulator:
         """The next events in time order, at most n and none later than until_ms: a list of
         (epoch ms, key, value). The value is the event as compact JSON, byte-identical to
         json.dumps(event, separators=(",", ":")), built without a dict (json.loads(value) gives it).
+        When simulated time passes the churn cut-off, every user's state is noted for the labels."""
+        cutoff = self.cutoff_ms
+        if cutoff is None or until_ms < cutoff:
+            return self._take(n, until_ms)
+        out = self._take(n, cutoff - 1)
+        if len(out) < n and (not self._heap or self._heap[0] >= cutoff * HEAP_SLOTS):
+            self._note_cutoff(cutoff)
+            out += self._take(n - len(out), until_ms)
+        return out
 
-        This is the backfill's hot path, so it works in batches with everything bound to locals,
-        and joins text made beforehand (per user, per session, per minute, tables) rather than
-        formatting numbers: together ~25% of the simulation's cost.
-        """
-        heap, users, step, random = self._heap, self.users, self._step, self._random
-        minutes_text, last_minutes = self._minutes_text, len(self._minutes_text) - 1
-        gap_lo, gap_span, min_minutes, max_minutes = self._gap_lo, self._gap_span, self.min_minutes, self.max_minutes
+    def _take(self, n: int, until_ms: float) -> list[tuple[int, bytes, bytes]]:
+        """take()'s hot path: batches, everything bound to locals, and text made beforehand (per user,
+        per session, per minute, tables) joined rather than numbers formatted."""
+        heap, users, random, gaps = self._heap, self.users, self._random, self._gaps
+        minutes_text, last_minutes, max_session = self._minutes_text, len(self._minutes_text) - 1, self._max_session_ms
         minute_prefix, second_text, milli_text = self._timestamp.minute_prefix, self._second_text, self._milli_text
         last_minute, prefix = -1, ""
         # Heap entries from this one on are later than until_ms: compared without dividing each.
         beyond = math.inf if until_ms == math.inf else (math.floor(until_ms) + 1) * HEAP_SLOTS
         out = []
         append = out.append
-        for _ in range(n):
+        while n > 0:
             if not heap or heap[0] >= beyond:
                 break
             now, index = divmod(heappop(heap), HEAP_SLOTS)
+            if index == ARRIVAL:
+                self._arrive(now)
+                continue
             user = users[index]
-            event_type, product, goes_on = step(user, now)
+            plan = user.plan
+            if plan is None:
+                plan = self._begin(user, now)
+                if plan is None:
+                    continue
+                if user.first_ms < 0:
+                    user.first_ms = now
+            event_type, product, tail = plan[user.step]
+            user.step += 1
+            n -= 1
             minute, milli = divmod(now, 60_000)
             if minute != last_minute:
                 last_minute, prefix = minute, minute_prefix(minute)
-            # Every piece is text made once (per user, session, minute or table entry) and nothing
-            # needs escaping: numbers, fixed type names and "<digits>-<digits>" ids.
+            # Every piece is text made once and nothing needs escaping: numbers, fixed names, "<digits>-<digits>".
             append((now, user.key, (
                 f'{user.json_head}{event_type}","timestamp":"{prefix}{second_text[milli // 1000]}'
                 f'{milli_text[milli % 1000]}","metadata":{{"product_id":{product},"session_length":'
-                f'{minutes_text[min(last_minutes, (now - user.session_start) // 600)]}{user.json_tail}').encode()))
-            if goes_on:
-                # The next step of this session, unless the session would outgrow its length.
-                when = now + int(gap_lo + gap_span * random())
-                if min_minutes + (when - user.session_start) / 60_000 <= max_minutes:
+                f'{minutes_text[min(last_minutes, (now - user.session_start) // 600)]}{tail}').encode()))
+            if user.step < len(plan):
+                when = now + gaps[int(random() * 1024)]
+                if when - user.session_start <= max_session:  # a session ends at its maximum length
                     heappush(heap, when * HEAP_SLOTS + index)
                     continue
-            user.in_session = False
-            following = self._next_session_after(user, now)
-            if following is not None:
-                heappush(heap, following * HEAP_SLOTS + index)
+                self._end_session(user, now, completed=False)
+            else:
+                self._end_session(user, now, completed=True)
         return out
 
-    def _step(self, user: _User, now: int) -> tuple[str, str, bool]:
-        """One step of the user's session: (event type, product, whether the session goes on).
+    # the ground truth ------------------------------------------------------------------------------
+    def _note_cutoff(self, cutoff: int) -> None:
+        """At the cut-off T: who is eligible for the benchmark (active before T, not churned at T), and the
+        oracle's probability that they churn within the horizon, from their latent state at T."""
+        self.cutoff_ms = None
+        horizon = self.horizon_ms
+        fade_median = FADE_DAYS_MEDIAN * DAY_MS
+        for user in self.users:
+            if user.state == DORMANT or not 0 <= user.first_ms < cutoff:
+                user.at_cutoff = (False, None)
+                continue
+            if user.state == FADING and user.fade_start <= cutoff:
+                elapsed = cutoff - user.fade_start
+                done = _lognormal_cdf(elapsed, fade_median, FADE_SPREAD)
+                p = (_lognormal_cdf(elapsed + horizon, fade_median, FADE_SPREAD) - done) / max(1e-12, 1 - done)
+            else:
+                hazard, steps = self._hazard(user), 28
+                p = sum(hazard * math.exp(-hazard * (i + 0.5) * horizon / steps) * horizon / steps
+                        * _lognormal_cdf(horizon - (i + 0.5) * horizon / steps, fade_median, FADE_SPREAD)
+                        for i in range(steps))
+            user.at_cutoff = (True, round(FULL_CHURN * p, 6))
+        self._cutoff_noted = cutoff
 
-        A session is either a single bounce, or cycles of: view a product; maybe add it to the cart;
-        after adding, maybe check out (which ends the session); otherwise leave with the stop chance.
-        A checkout always follows an add_to_cart of the same session.
-        """
-        r = self._random  # random() and an index rather than choice()/randint(): half their cost
-        if user.churn_ms is None:
-            cart_p, checkout_p, bounce_p, stop_p = user.params
-        else:
-            cart_p, checkout_p, bounce_p, stop_p = self._params(user.segment, self._fade(user, now))
-        if not user.in_session:
-            user.in_session = True
-            user.sessions += 1
-            user.session_id = f"{user.user_id}-{user.sessions}"
-            user.json_tail = f',"session_id":"{user.session_id}"}}}}'
-            user.session_start = now
-            user.cart = []
-            user.pending = "view"
-            count = 1 + int(r() * 3)
-            user.focus = (self._product(),) if count == 1 else tuple([self._product() for _ in range(count)])
-            if r() < bounce_p:
-                return "bounce", user.focus[int(r() * len(user.focus))], False
-        if user.pending == "view":
-            product = user.focus[int(r() * len(user.focus))] if r() < 0.8 else self._product()
-            user.last_product = product
-            if r() < cart_p:
-                user.pending = "cart"
-                return "product_view", product, True
-            return "product_view", product, r() >= stop_p
-        if user.pending == "cart":
-            user.cart.append(user.last_product)
-            if r() < checkout_p:
-                user.pending = "checkout"
-                return "add_to_cart", user.last_product, True
-            user.pending = "view"
-            return "add_to_cart", user.last_product, r() >= stop_p
-        user.pending = "view"
-        return "checkout", user.cart[int(r() * len(user.cart))], False
-
-    def labels(self, end_ms: int | None) -> list[dict[str, Any]]:
-        """Ground truth, kept out of the events: one row per user."""
+    def labels(self, end_ms: int) -> Iterator[dict[str, Any]]:
+        """Ground truth, kept out of the events: one row per user who had joined by end_ms (a generator: a
+        million rows at once would double the memory)."""
         fmt = TimestampFormatter()
-        return [{"user_id": u.user_id, "segment": u.segment,
-                 "churned": u.churn_ms is not None and (end_ms is None or u.churn_ms <= end_ms),
-                 "churn_time": fmt(u.churn_ms) if u.churn_ms is not None else None} for u in self.users]
+        cutoff = getattr(self, "_cutoff_noted", None)
+        for u in self.users:
+            if u.joined_ms is not None and u.joined_ms > end_ms:
+                continue
+            episodes = [(c, b if b is not None and b <= end_ms else None) for c, b in (u.episodes or ()) if c <= end_ms]
+            row = {"user_id": u.user_id, "segment": u.segment,
+                   "joined": fmt(u.joined_ms) if u.joined_ms is not None else None,
+                   "churned": bool(episodes) and episodes[-1][1] is None,
+                   "churn_time": fmt(episodes[-1][0]) if episodes else None,
+                   "episodes": [[fmt(c), fmt(b) if b is not None else None] for c, b in episodes]}
+            if cutoff is not None:
+                eligible, oracle = u.at_cutoff or (False, None)
+                complete = cutoff + self.horizon_ms <= end_ms
+                row.update(cutoff=fmt(cutoff), horizon_days=self.horizon_ms / DAY_MS, eligible=eligible,
+                           churned_in_horizon=(any(cutoff < c <= cutoff + self.horizon_ms for c, _ in episodes)
+                                               if eligible and complete else None),
+                           oracle=oracle if eligible else None)
+            yield row
 
 
 # --- the producer --------------------------------------------------------------------------------------
@@ -1380,6 +1732,7 @@ class ECommerceEventProducer:
         self._partition_of: dict[bytes, int] = {}
         self._partition_count = 0  # 0: leave partitioning to the client (custom partitioner)
         self._next_partition_check = 0.0
+        self._label_acks = 0
 
     # generation -------------------------------------------------------------------------------
     def _compiled_generator(self) -> EventGenerator:
@@ -1815,16 +2168,17 @@ class ECommerceEventProducer:
         """
         s, stats = self.settings, self.stats
         start_ms = s.start_time if s.start_time is not None else self.clock()
-        sim = SessionSimulator(
-            weights=dict(s.event_weights), segment_mix=dict(s.segment_mix), user_id_range=tuple(self.user_id_range),
-            product_id_range=tuple(self.product_id_range), session_length_range=tuple(self.session_length_range),
-            events_per_second=1.0 / s.seconds_per_event, start_ms=start_ms, seed=s.seed)
-        self._publish_labels(sim)
+        sim = simulator_for(replace(s, user_id_range=tuple(self.user_id_range),
+                                    product_id_range=tuple(self.product_id_range),
+                                    session_length_range=tuple(self.session_length_range)), start_ms=start_ms)
         live = s.start_time is None or s.follow
         end_ms = s.end_time if s.end_time is not None else math.inf
-        if s.start_time is not None:
-            log.info("Simulating %s from %s%s", f"{len(sim.users)} users", TimestampFormatter()(start_ms),
-                     " to now, then live" if s.follow else f" to {TimestampFormatter()(end_ms)}")
+        fmt = TimestampFormatter()
+        log.info("Simulating %d customers (%s) from %s%s: about %.3g events/s; mix %s", len(sim.users),
+                 ", ".join(f"{seg} {share:g}" for seg, share in s.segment_mix),
+                 fmt(start_ms), " to now, then live" if s.follow else f" to {fmt(end_ms)}" if s.end_time else ", live",
+                 sim.expected_events_per_second(),
+                 ", ".join(f"{t} {share:.1%}" for t, share in sim.expected_mix.items()))
         deadline, remaining = self._limits()
         clock, send, wait, take = self.clock, self._send, self._stop.wait, sim.take
         handed_over = not s.follow
@@ -1862,27 +2216,39 @@ class ECommerceEventProducer:
                 for epoch_ms, key, value in events:
                     send(key, value, epoch_ms, None)
             remaining -= len(events)
+        reached = min(end_ms, sim.peek_ms() or end_ms) if not live else clock()
+        self._publish_labels(sim, int(min(reached, end_ms)))
 
-    def _publish_labels(self, sim: "SessionSimulator") -> None:
-        """Ground truth, kept aside from the events: a JSON-lines file and/or a topic of its own."""
+    def _publish_labels(self, sim: "SessionSimulator", end_ms: int) -> None:
+        """Ground truth, kept aside from the events, as of the end of the simulated stream: a JSON-lines file
+        and/or a topic of its own."""
         s = self.settings
         if not (s.labels_file or s.labels_topic):
             return
-        labels = sim.labels(s.end_time)
+        to_topic = bool(s.labels_topic and self.producer is not None)
+        rows = failed = 0
+        with open(s.labels_file or os.devnull, "w", encoding="utf-8") as out:
+            for row in sim.labels(end_ms):
+                text = json.dumps(row, separators=(",", ":"))
+                out.write(text + "\n")
+                rows += 1
+                if to_topic:
+                    self.producer.send(s.labels_topic, text.encode(), str(row["user_id"]).encode()).add_callback(
+                        self._count_label_ack)
         if s.labels_file:
-            with open(s.labels_file, "w", encoding="utf-8") as f:
-                for row in labels:
-                    f.write(json.dumps(row, separators=(",", ":")) + "\n")
-            log.info("Wrote ground truth of %d users to %s", len(labels), s.labels_file)
-        if s.labels_topic and self.producer is not None:
-            futures = [self.producer.send(s.labels_topic, json.dumps(row, separators=(",", ":")).encode(),
-                                          str(row["user_id"]).encode()) for row in labels]
-            self.producer.flush(timeout=30)
-            failed = sum(1 for f in futures if not f.succeeded())
+            log.info("Wrote ground truth of %d users to %s", rows, s.labels_file)
+        if to_topic:
+            try:
+                self.producer.flush(timeout=max(30.0, s.flush_timeout))
+            except Exception:  # noqa: BLE001 - a flush timeout: what was not acknowledged is counted below
+                pass
+            failed, self._label_acks = rows - self._label_acks, 0
             if failed:
-                raise ConnectionFailed(f"{failed} of {len(labels)} labels could not be sent to topic "
-                                       f"'{s.labels_topic}'")
-            log.info("Sent ground truth of %d users to topic '%s'", len(labels), s.labels_topic)
+                raise ConnectionFailed(f"{failed} of {rows} labels could not be sent to topic '{s.labels_topic}'")
+            log.info("Sent ground truth of %d users to topic '%s'", rows, s.labels_topic)
+
+    def _count_label_ack(self, _metadata) -> None:  # the client's I/O thread; the only writer
+        self._label_acks += 1
 
     def _housekeeping(self, now: float) -> None:
         """Progress line, outage and failure reports, stalled-client check; at most ~1 ms of work."""
@@ -2240,7 +2606,10 @@ def log_banner(s: Settings) -> None:
         f"compression {s.compression_type}, linger {s.linger_ms} ms, batch {s.batch_size} B",
         f"Schedule: {_describe_schedule(s)}" + (f", seed {s.seed}" if s.seed is not None else ""),
         f"Events: {mix}; users {s.user_id_range[0]}-{s.user_id_range[1]}, "
-        f"products {s.product_id_range[0]}-{s.product_id_range[1]}",
+        f"products {s.product_id_range[0]}-{s.product_id_range[1]}" if s.simulation_mode == "random" else
+        f"Shop: {s.user_id_range[1] - s.user_id_range[0] + 1} customers (ids from {s.user_id_range[0]}; newcomers "
+        f"after), products {s.product_id_range[0]}-{s.product_id_range[1]}, time zone {s.shop_timezone}, "
+        f"churn signal {s.churn_signal:g}",
         "=" * 50,
     ]
     for line in lines:
@@ -2249,6 +2618,8 @@ def log_banner(s: Settings) -> None:
 
 def _describe_schedule(s: Settings) -> str:
     spe = s.seconds_per_event
+    if s.simulation_mode == "sessions":
+        return "simulated time" + (" (windows as fast as possible)" if s.start_time is not None else ", live")
     what = "as fast as possible" if spe == 0 else (f"{s.rate:g} events/s" if s.rate else f"one event every {spe:g}s")
     limits = [f"{s.count} events" if s.count else "", f"{s.duration:g}s" if s.duration else ""]
     limits = [x for x in limits if x]

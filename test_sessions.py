@@ -4,6 +4,7 @@ backfill and follow; the churn signal is really there."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -21,55 +22,95 @@ from producer import DEFAULT_EVENT_WEIGHTS, SessionSimulator
 START = "2026-11-01T00:00:00Z"
 START_MS = 1_761_955_200_000  # START in epoch ms
 DAY = 86_400_000
+MIX = {"loyal": 0.3, "casual": 0.4, "at_risk": 0.2, "churning": 0.1}
+sys.path.insert(0, str(ROOT / "examples"))
 
 
-def simulate(days: float, seed: int = 1, users=(1, 1000), rate: float = 1 / 3, **kw):
-    sim = SessionSimulator(weights=dict(DEFAULT_EVENT_WEIGHTS), segment_mix={"loyal": 0.3, "casual": 0.4,
-                           "at_risk": 0.2, "churning": 0.1}, user_id_range=users, product_id_range=(1, 500),
-                           session_length_range=(0.5, 30.0), events_per_second=rate, start_ms=START_MS, seed=seed,
-                           **kw)
+def evening_zone() -> str:
+    """A fixed-offset time zone where it is now about 8 pm: live tests then see the shop at its busiest hours,
+    whatever time CI runs (the daily cycle would otherwise make their pace depend on it)."""
+    offset = (20 - datetime.now(timezone.utc).hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX sign: Etc/GMT-3 is UTC+3
+
+
+def simulate(days: float, seed: int = 1, users=(1, 10_000), **kw):
+    """(simulator, [(ms, key, value, event)]) for a window of `days` from START."""
+    sim = SessionSimulator(segment_mix=MIX, user_id_range=users, product_id_range=(1, 500),
+                           session_length_range=(0.5, 30.0), start_ms=START_MS, seed=seed, **kw)
+    end = START_MS + int(days * DAY)
     out = []
-    end = START_MS + days * DAY
-    while sim.peek_ms() is not None and sim.peek_ms() < end:
-        ms, key, value = sim.next_event()
-        out.append((ms, key, value, json.loads(value)))
+    while True:
+        batch = sim.take(4096, end - 1)
+        if not batch:
+            break
+        out.extend((ms, key, value, json.loads(value)) for ms, key, value in batch)
     return sim, out
 
 
 @pytest.fixture(scope="module")
-def week():
-    return simulate(7)
+def month():
+    """30 simulated days of 10,000 customers with the default settings: the scale of the published bands."""
+    return simulate(30)
 
 
-def test_event_mix_over_a_simulated_week_is_within_5_points_of_the_weights(week):
-    _, events = week
-    counts = Counter(e["event_type"] for _, _, _, e in events)
-    total = sum(counts.values())
-    assert total > 150_000
-    for kind, weight in DEFAULT_EVENT_WEIGHTS.items():
-        assert abs(counts[kind] / total - weight) < 0.05, (kind, counts[kind] / total)
+def test_a_simulated_month_is_inside_the_published_bands(month):
+    """Issue 12's bands, measured from the events alone by the profile tool (the anchors are in README)."""
+    import profile_stream
+
+    _, events = month
+    f = profile_stream.profile(e for _, _, _, e in events)
+    assert 0.01 <= f["conversion"] <= 0.05, f["conversion"]
+    assert 0.60 <= f["cart_abandonment"] <= 0.80, f["cart_abandonment"]
+    assert 0.20 <= f["bounce"] <= 0.50, f["bounce"]
+    assert 3 <= f["views_per_engaged_session"] <= 10 and f["views_p99"] >= 20, f
+    assert 2 <= f["duration_median_min"] <= 10, f["duration_median_min"]
+    assert 1 <= f["sessions_per_user_month_median"] <= 8, f["sessions_per_user_month_median"]
+    assert f["top10_user_session_share"] >= 0.30, f["top10_user_session_share"]
+    assert f["hourly_peak_to_trough"] >= 3 and f["weekend_vs_weekday"] >= 0.10, f
+    assert f["orders_per_user_month"] < 1.5
+    assert f["mix"]["product_view"] > 0.85 and f["mix"]["checkout"] < 0.02, f["mix"]
 
 
-def test_every_checkout_follows_an_add_to_cart_in_the_same_session(week):
-    _, events = week
-    carted = set()
+def test_no_warm_up_the_first_week_runs_at_the_pace_of_the_following_ones(month):
+    """The population starts in its long-run state: week 1 within 5% of weeks 2-4 (the days in it differ by the
+    weekly cycle and by chance only)."""
+    _, events = month
+    weeks = Counter((ms - START_MS) // (7 * DAY) for ms, _, _, _ in events)
+    later = statistics.mean(weeks[w] for w in (1, 2, 3))
+    assert abs(weeks[0] / later - 1) < 0.05, weeks
+    days = Counter((ms - START_MS) // DAY for ms, _, _, _ in events)
+    same_weekday = [days[d] for d in range(0, 28, 7)]
+    assert abs(days[0] / statistics.mean(same_weekday) - 1) < 0.15, same_weekday
+
+
+def test_every_checkout_follows_an_add_to_cart_and_carries_its_order_value(month):
+    _, events = month
+    carted: dict[str, list] = defaultdict(list)
     checkouts = 0
     for _, _, _, e in events:
         sid = e["metadata"]["session_id"]
         if e["event_type"] == "add_to_cart":
-            carted.add(sid)
+            carted[sid].append(e["metadata"]["product_id"])
         elif e["event_type"] == "checkout":
             checkouts += 1
-            assert sid in carted, e
-    assert checkouts > 10_000
+            assert e["metadata"]["product_id"] in carted[sid], e
+            assert e["metadata"]["items"] == len(carted[sid]) and e["metadata"]["order_value"] > 0, e
+    assert checkouts > 500
 
 
-def test_events_are_in_time_order_and_sessions_grow_within_range(week):
-    _, events = week
+def test_prices_are_stable_per_product_whatever_the_seed():
+    a, b = simulate(0.1, seed=1, users=(1, 10)), simulate(0.1, seed=2, users=(1, 10))
+    assert [a[0]._price(str(p)) for p in range(1, 50)] == [b[0]._price(str(p)) for p in range(1, 50)]
+    assert len({a[0]._price(str(p)) for p in range(1, 50)}) > 40
+
+
+def test_events_are_in_time_order_and_sessions_grow_within_range(month):
+    _, events = month
     stamps = [ms for ms, _, _, _ in events]
     assert stamps == sorted(stamps)
     by_session = defaultdict(list)
-    for ms, key, value, e in events:
+    for ms, key, value, e in events[:50_000]:
         assert key == str(e["user_id"]).encode()
         assert value == producer.encode_event(e)  # the direct JSON is json.dumps's, byte for byte
         assert e["timestamp"] == producer.TimestampFormatter()(ms)
@@ -78,118 +119,142 @@ def test_events_are_in_time_order_and_sessions_grow_within_range(week):
     lengths = [x for xs in by_session.values() for x in xs]
     assert min(lengths) == 0.5 and max(lengths) <= 30.0
     assert all(xs == sorted(xs) and xs[0] == 0.5 for xs in by_session.values())
-    assert statistics.mean(len(xs) for xs in by_session.values()) > 2
 
 
-def test_products_are_skewed_and_sessions_revolve_around_a_few(week):
-    _, events = week
+def test_products_are_zipf_popular_with_a_setting_for_the_exponent(month):
+    _, events = month
     views = Counter(e["metadata"]["product_id"] for _, _, _, e in events if e["event_type"] == "product_view")
-    top = sum(n for _, n in views.most_common(50))  # the top 10% of 500 products
-    assert top / sum(views.values()) > 0.4
-    per_session = defaultdict(set)
-    for _, _, _, e in events:
-        per_session[e["metadata"]["session_id"]].add(e["metadata"]["product_id"])
-    long_sessions = [p for p in per_session.values()]
-    assert statistics.median(len(p) for p in long_sessions) <= 3
+    top = sum(n for _, n in views.most_common(50)) / sum(views.values())  # the top 10% of 500 products
+    assert 0.55 < top < 0.8, top
+    _, flat = simulate(7, users=(1, 3000), zipf_exponent=0.0)
+    views = Counter(e["metadata"]["product_id"] for _, _, _, e in flat if e["event_type"] == "product_view")
+    assert sum(n for _, n in views.most_common(50)) / sum(views.values()) < 0.2
 
 
-def test_churning_users_fade_then_send_nothing_after_their_churn_time():
-    sim, events = simulate(21, seed=4)
-    churners = {u.user_id: u for u in sim.users if u.segment == "churning"}
-    assert churners and all(u.churn_ms is not None for u in churners.values())
-    per_user = defaultdict(list)
-    for ms, _, _, e in events:
-        per_user[e["user_id"]].append((ms, e["event_type"]))
-    early_sessions = late_sessions = early_bounces = late_bounces = 0
-    for user_id, user in churners.items():
-        mine = per_user[user_id]
-        assert all(ms < user.churn_ms for ms, _ in mine), user_id
-        half = START_MS + (user.churn_ms - START_MS) / 2
-        early = [kind for ms, kind in mine if ms < half]
-        late = [kind for ms, kind in mine if ms >= half]
-        early_sessions += len(early)
-        late_sessions += len(late)
-        early_bounces += early.count("bounce")
-        late_bounces += late.count("bounce")
-    assert late_sessions < 0.8 * early_sessions  # rarer
-    assert late_bounces / late_sessions > early_bounces / early_sessions  # more bounces
-    others = [u for u in sim.users if u.segment != "churning"]
-    assert all(u.churn_ms is None for u in others)
+def test_the_daily_cycle_follows_the_shop_time_zone():
+    def busiest_utc_hour(tz):
+        _, events = simulate(7, users=(1, 5000), timezone_name=tz)
+        return Counter(ms // 3_600_000 % 24 for ms, _, _, _ in events).most_common(1)[0][0]
+
+    assert busiest_utc_hour("UTC") in (19, 20, 21, 22)  # peak 8-10 pm local
+    assert busiest_utc_hour("Asia/Tokyo") in (10, 11, 12, 13)  # the same local hours, 9 h earlier in UTC
 
 
-def test_users_who_stay_take_breaks_so_silence_alone_is_not_churn(week):
-    """Users who do not churn sometimes go quiet for days (a break of 1-10 days) and come back: silence
-    that activity alone would not explain (even the least active users start sessions daily)."""
-    sim, events = week
-    segment = {u.user_id: u.segment for u in sim.users}
-    times = defaultdict(list)
-    for ms, _, _, e in events:
-        times[e["user_id"]].append(ms)
-    longest_gap = {user: max((b - a for a, b in zip(t, t[1:])), default=0) for user, t in times.items()}
-    staying = [u for u in times if segment[u] != "churning"]
-    came_back = [u for u in staying if longest_gap[u] >= 3 * DAY]
-    assert 0.02 * len(staying) < len(came_back) < 0.5 * len(staying), (len(came_back), len(staying))
-    assert {segment[u] for u in came_back} == {"loyal", "casual", "at_risk"}
-    # Breaks are budgeted in the rate: a week is within 10% of 1 event per 3 s (its first days are
-    # busier than average, as at-risk and churning users decline over the following weeks).
-    assert 0.9 * 7 * 28_800 < len(events) < 1.1 * 7 * 28_800
+def test_churn_is_a_process_in_every_segment_with_partial_churn_returns_and_arrivals():
+    """90 days: users of every segment churn, at different times; some decline without churning (still active
+    at a lower level); some who churned come back; new customers arrive with ids after the range."""
+    sim, events = simulate(90, users=(1, 5000), seed=3)
+    churned = [u for u in sim.users if any(START_MS <= c for c, _ in (u.episodes or ()))]
+    assert {u.segment for u in churned} == set(producer.SEGMENTS)
+    times = [c for u in churned for c, _ in u.episodes if c >= START_MS]
+    assert max(times) - min(times) > 60 * DAY
+    returned = [u for u in sim.users if any(b is not None for _, b in (u.episodes or ()))]
+    assert returned
+    arrivals = [u for u in sim.users if u.joined_ms is not None]
+    assert arrivals and all(u.user_id > 5000 for u in arrivals)
+    active = {e["user_id"] for _, _, _, e in events}
+    assert {u.user_id for u in arrivals} & active
+    # partial churn: declines that end without churning leave users active at a lower level
+    assert sim.partial_declines > 0
 
 
-def test_labels_are_kept_aside_and_match_the_simulation(tmp_path):
+def test_labels_semantics_no_event_after_churn_unless_back(tmp_path):
+    """Labels are the ground truth of the stream: nobody sends an event while churned; the benchmark label is
+    exactly 'churned in (T, T+H]' for users active before T and not churned at T."""
     labels_file = tmp_path / "labels.jsonl"
-    out = run_producer("--mode", "sessions", "--dry-run", "--seed", "3", "--start-time", START,
-                       "--end-time", "2026-11-08T00:00:00Z", "--labels-file", str(labels_file), "--user-id-range",
-                       "1-300")
+    out = run_producer("--mode", "sessions", "--dry-run", "--seed", "3", "--start-time", "2026-09-01T00:00:00Z",
+                       "--end-time", START, "--labels-file", str(labels_file), "--user-id-range", "1-4000")
     assert out.returncode == 0, out.stderr
-    labels = [json.loads(line) for line in labels_file.read_text().splitlines()]
-    assert [row["user_id"] for row in labels] == list(range(1, 301))
-    assert set(labels[0]) == {"user_id", "segment", "churned", "churn_time"}
-    assert {row["segment"] for row in labels} == {"loyal", "casual", "at_risk", "churning"}
-    for row in labels:
-        assert row["churned"] == (row["segment"] == "churning" and row["churn_time"] <= "2026-11-08T00:00:00.000Z")
+    labels = {row["user_id"]: row for row in map(json.loads, labels_file.read_text().splitlines())}
     events = [json.loads(line) for line in out.stdout.splitlines()]
-    assert events and all(set(e) == {"user_id", "event_type", "timestamp", "metadata"} for e in events)
+    assert all(set(e) == {"user_id", "event_type", "timestamp", "metadata"} for e in events)
     assert not any("segment" in e["metadata"] or "churn" in json.dumps(e) for e in events)
-    assert all(START <= e["timestamp"] < "2026-11-08T00:00:00Z" for e in events)
+    by_user = defaultdict(list)
+    for e in events:
+        by_user[e["user_id"]].append(e["timestamp"])
+    assert set(by_user) <= set(labels) and set(range(1, 4001)) <= set(labels)
+    cutoff = "2026-10-18T00:00:00.000Z"  # END minus the default 14-day horizon
+    eligible = [row for row in labels.values() if row["eligible"]]
+    assert len(eligible) > 2000 and 20 < sum(row["churned_in_horizon"] for row in eligible) < 0.2 * len(eligible)
+    for user, row in labels.items():
+        for churn, back in row["episodes"]:
+            assert not [t for t in by_user[user] if churn <= t and (back is None or t < back)], (user, churn, back)
+        assert row["cutoff"] == cutoff and row["horizon_days"] == 14
+        if row["eligible"]:
+            assert min(by_user[user]) < cutoff  # active before T
+            assert not any(c <= cutoff and (b is None or b > cutoff) for c, b in row["episodes"])  # not churned at T
+            assert row["churned_in_horizon"] == any(cutoff < c <= "2026-11-01T00:00:00.000Z" for c, _ in row["episodes"])
+            assert 0 <= row["oracle"] <= 1
+        else:
+            assert row["churned_in_horizon"] is None and row["oracle"] is None
+        if row["churned"]:
+            assert row["episodes"][-1][1] is None and row["churn_time"] == row["episodes"][-1][0]
 
 
-def test_same_seed_and_window_give_byte_identical_events():
-    args = ("--mode", "sessions", "--dry-run", "--start-time", START, "--end-time", "2026-11-02T00:00:00Z")
-    a = run_producer(*args, "--seed", "11").stdout
-    b = run_producer(*args, "--seed", "11").stdout
+def test_same_seed_and_window_give_byte_identical_events_and_labels(tmp_path):
+    args = ("--mode", "sessions", "--dry-run", "--start-time", START, "--end-time", "2026-11-03T00:00:00Z",
+            "--user-id-range", "1-20000")
+    a = run_producer(*args, "--seed", "11", "--labels-file", str(tmp_path / "a")).stdout
+    b = run_producer(*args, "--seed", "11", "--labels-file", str(tmp_path / "b")).stdout
     c = run_producer(*args, "--seed", "12").stdout
-    assert a == b and len(a.splitlines()) > 20_000
+    assert a == b and len(a.splitlines()) > 10_000
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
     assert a != c
 
 
-def test_churn_model_finds_the_signal_in_sessions_mode_and_not_in_random_mode(tmp_path):
-    """14 simulated days, 1,000 users: ROC AUC >= 0.85 on held-out users; random mode about 0.5."""
-    labels, events, noise = tmp_path / "labels.jsonl", tmp_path / "events.jsonl", tmp_path / "random.jsonl"
+def test_event_weights_in_sessions_mode_are_solved_when_attainable(month):
+    """Without EVENT_WEIGHTS the mix is the realistic funnel's outcome; given, the funnel is solved for it."""
+    _, events = month
+    counts = Counter(e["event_type"] for _, _, _, e in events)
+    assert counts["product_view"] / sum(counts.values()) > 0.85  # not the random mode's 40%
+    wanted = {"product_view": 0.7, "add_to_cart": 0.12, "checkout": 0.05, "bounce": 0.13}
+    _, solved = simulate(14, users=(1, 5000), weights=wanted)
+    counts = Counter(e["event_type"] for _, _, _, e in solved)
+    total = sum(counts.values())
+    for kind, share in wanted.items():
+        assert abs(counts[kind] / total - share) < 0.02, (kind, counts[kind] / total)
+
+
+def test_population_is_sized_to_the_rate_when_no_user_range_is_given():
+    settings = producer.load_settings(["--mode", "sessions", "--rate", "1"], environ={"ENV_FILE": os.devnull})
+    users = settings.user_id_range[1] - settings.user_id_range[0] + 1
+    sim = producer.simulator_for(settings, start_ms=START_MS)
+    assert 0.85 < sim.expected_events_per_second() < 1.15 and 50_000 < users < 200_000  # an unseeded draw
+
+
+def test_churn_benchmark_is_honest_recency_is_not_enough_and_models_learn(tmp_path):
+    """The forward task on README's defaults (10,000 customers, 61 days, T = end - 14 days): recency alone is
+    weak, models on richer features do better, no single feature gives it away, the oracle shows the ceiling.
+    (README gives the figures over several seeds; bounds here allow for one run's noise.)"""
+    labels, events = tmp_path / "labels.jsonl", tmp_path / "events.jsonl"
     with open(events, "w") as f:
         out = subprocess.run([sys.executable, "producer.py", "--mode", "sessions", "--dry-run", "--seed", "1",
-                              "--start-time", START, "--end-time", "2026-11-15T00:00:00Z", "--labels-file",
-                              str(labels), "--log-file", "", "--stats-interval", "0"], cwd=ROOT, stdout=f,
-                             stderr=subprocess.PIPE, text=True, timeout=300)
+                              "--user-id-range", "1-10000", "--start-time", "2026-09-01T00:00:00Z", "--end-time",
+                              START, "--labels-file", str(labels), "--log-file", "", "--stats-interval", "0"],
+                             cwd=ROOT, stdout=f, stderr=subprocess.PIPE, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    with open(noise, "w") as f:
-        subprocess.run([sys.executable, "producer.py", "--dry-run", "--seed", "1", "--interval", "0", "--count",
-                        "300000", "--log-file", ""], cwd=ROOT, stdout=f, stderr=subprocess.DEVNULL, check=True)
-    auc = {}
-    for name, path in (("sessions", events), ("random", noise)):
-        result = subprocess.run([sys.executable, "examples/churn_model.py", "--events", str(path), "--labels",
-                                 str(labels)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
-        auc[name] = float(re.search(r"ROC AUC on \d+ held-out users: ([\d.]+)", result.stdout).group(1))
-    assert auc["sessions"] >= 0.85, auc
-    assert 0.3 <= auc["random"] <= 0.7, auc
+    result = subprocess.run([sys.executable, "examples/churn_model.py", "--events", str(events), "--labels",
+                             str(labels), "--seeds", "3", "--json"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    auc = {name: statistics.mean(values) for name, values in json.loads(result.stdout)["auc"].items()}
+    recency, rfm = auc["recency alone"], auc["RFM logistic regression"]
+    best = max(rfm, auc["gradient boosting, all features"])
+    assert 0.55 < recency <= 0.75, auc
+    assert 0.65 <= rfm <= 0.88, auc
+    assert best >= recency + 0.03, auc
+    assert max(json.loads(result.stdout)["single_features"].values()) < 0.85, result.stdout
+    assert auc["oracle (hidden state at T)"] > 0.9, auc
 
 
 def test_backfill_then_follow_has_no_gap_no_burst_no_stall():
     """Ten minutes of history at 5 events/s, then live: the stream goes on at the same pace."""
     started = datetime.now(timezone.utc).timestamp()
     start = datetime.fromtimestamp(started - 600, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    proc = subprocess.Popen([sys.executable, "producer.py", "--mode", "sessions", "--dry-run", "--rate", "5",
-                             "--start-time", start, "--follow", "--duration", "10", "--seed", "5", "--log-file", ""],
+    # --rate 3: a population of about 400,000 customers, sized to send 3 events/s
+    proc = subprocess.Popen([sys.executable, "producer.py", "--mode", "sessions", "--dry-run", "--rate", "3",
+                             "--start-time", start, "--follow", "--duration", "20", "--seed", "5", "--log-file", "",
+                             "--timezone", evening_zone()],
                             cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     arrivals = []  # (wall clock when read, event time)
@@ -203,11 +268,11 @@ def test_backfill_then_follow_has_no_gap_no_burst_no_stall():
     stamps = [t for _, t in arrivals]
     assert stamps == sorted(stamps)
     backfill = [t for t in stamps if started - 120 <= t < started]  # after the window's ramp-up
-    live = [(wall, t) for wall, t in arrivals if t >= started + 1]
-    assert len(backfill) > 400 and len(live) > 25
+    live = [(wall, t) for wall, t in arrivals if t >= started + 10]  # building the customers takes seconds
+    assert len(backfill) > 200 and len(live) > 25
     # No gap: event times run continuously through the hand-over.
     around = [t for t in stamps if started - 30 <= t <= started + 5]
-    assert max(b - a for a, b in zip(around, around[1:])) < 4  # at 5/s a 4 s silence is a 1 in 10^8 event
+    assert max(b - a for a, b in zip(around, around[1:])) < 8  # at 3/s an 8 s silence is a 1 in 10^10 event
     # No stall and no burst: live events come out when their time comes, not late and not early.
     lags = [wall - t for wall, t in live]
     assert max(lags) < 0.5 and min(lags) > -0.05, (min(lags), max(lags))
@@ -221,7 +286,8 @@ def test_backfill_to_kafka_logs_no_line_per_event_until_live(kafka, topic):
     event by event; once live (here at 2 events/s) every event is."""
     start = datetime.fromtimestamp(time.time() - 3600, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--mode", "sessions", "--seed", "3",
-                       "--rate", "2", "--start-time", start, "--follow", "--duration", "6")
+                       "--rate", "2", "--start-time", start, "--follow", "--duration", "12", "--timezone",
+                       evening_zone())
     assert out.returncode == 0, out.stderr[-2000:]
     sent = int(re.search(r"Events Sent: (\d+)", out.stderr).group(1))
     assert sent > 3000  # an hour at 2 events/s, then a few seconds live
@@ -229,26 +295,29 @@ def test_backfill_to_kafka_logs_no_line_per_event_until_live(kafka, topic):
     handover = next(i for i, line in enumerate(lines) if "following live" in line)
     assert not any("Event sent successfully" in line for line in lines[:handover])
     live = [line for line in lines[handover:] if "Event sent successfully" in line]
-    assert 1 <= len(live) <= 30
+    assert 1 <= len(live) <= 60
     assert len(consume_all(kafka.bootstrap, topic, expected=sent)) == sent
 
 
-def test_sessions_window_to_kafka_with_labels_topic(kafka, topic):
+def test_sessions_window_to_kafka_with_labels_topic(kafka, topic, tmp_path):
     labels_topic = topic + "-labels"
-    args = ("--mode", "sessions", "--seed", "6", "--start-time", START, "--end-time", "2026-11-01T06:00:00Z",
-            "--user-id-range", "1-400")
+    args = ("--mode", "sessions", "--seed", "6", "--start-time", START, "--end-time", "2026-11-01T12:00:00Z",
+            "--user-id-range", "1-20000")
     out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--labels-topic", labels_topic, *args)
     assert out.returncode == 0, out.stderr
     sent = int(re.search(r"Events Sent: (\d+)", out.stderr).group(1))
-    dry = run_producer("--dry-run", *args).stdout.splitlines()
+    dry_labels = tmp_path / "labels.jsonl"
+    dry = run_producer("--dry-run", *args, "--labels-file", str(dry_labels)).stdout.splitlines()
     assert sent == len(dry) > 1000
     records = consume_all(kafka.bootstrap, topic, expected=sent)
     assert sorted(r.value.decode() for r in records) == sorted(dry)
     for r in records:
         event = json.loads(r.value)
         assert r.timestamp == producer.iso_to_epoch_ms(event["timestamp"]) and r.key == str(event["user_id"]).encode()
-    labels = consume_all(kafka.bootstrap, labels_topic, expected=400)
-    assert len(labels) == 400 and {json.loads(r.value)["user_id"] for r in labels} == set(range(1, 401))
+    written = [json.loads(line) for line in dry_labels.read_text().splitlines()]
+    labels = consume_all(kafka.bootstrap, labels_topic, expected=len(written))
+    assert sorted(json.loads(r.value)["user_id"] for r in labels) == [row["user_id"] for row in written]
+    assert set(range(1, 20001)) <= {row["user_id"] for row in written}
 
 
 def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, topic):
@@ -264,7 +333,7 @@ def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, top
     finally:
         admin.close()
     start = datetime.fromtimestamp(time.time() - 3 * 86400, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    window = ("--mode", "sessions", "--seed", "2", "--user-id-range", "1-50", "--start-time", start, "--end-time",
+    window = ("--mode", "sessions", "--seed", "2", "--user-id-range", "1-100000", "--start-time", start, "--end-time",
               datetime.fromtimestamp(time.time() - 3 * 86400 + 600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     kept = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-short", *window)
@@ -297,7 +366,17 @@ SESSION_ERRORS = [
     (["--mode", "sessions", "--segment-mix", "loyal=1,vip=1"], "unknown segment 'vip'"),
     (["--mode", "chaos"], "random, sessions"),
     (["--mode", "sessions", "--rate", "1000", "--user-id-range", "1-10", "--start-time", START, "--end-time",
-      "2026-11-02T00:00:00Z"], "can send at most"),
+      "2026-11-02T00:00:00Z"], "expected only one of them"),
+    (["--mode", "sessions", "--rate", "100"], "needs about"),
+    (["--mode", "sessions", "--event-weights", "product_view=0.4,add_to_cart=0.1,checkout=0.3,bounce=0.2"],
+     "more than add_to_cart"),
+    (["--mode", "sessions", "--event-weights", "product_view=0.1,add_to_cart=0.5,checkout=0.1,bounce=0.3"],
+     "more than product_view"),
+    (["--mode", "sessions", "--timezone", "Mars/Olympus"], "IANA time zone"),
+    (["--mode", "sessions", "--churn-signal", "2"], "from 0 to 1"),
+    (["--timezone", "Europe/Paris"], "only used in sessions mode"),
+    (["--mode", "sessions", "--start-time", START, "--end-time", "2026-11-08T00:00:00Z", "--churn-cutoff",
+      "2026-10-01T00:00:00Z"], "not after START_TIME"),
 ]
 
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Is there a churn signal in the stream? Per-user features -> logistic regression -> ROC AUC.
+"""An honest churn benchmark on a sessions-mode stream: predict who churns in (T, T+H] from events before T.
 
-Reads the events and the ground-truth labels that producer.py writes in sessions mode, either from
-files (written with --dry-run) or from the topics, builds a few features per user, trains a logistic
-regression on part of the users and prints the ROC AUC on the others.
+producer.py's labels name the cut-off T and the horizon H, which users are eligible (active before T, not
+churned at T), whether each churned within the horizon, and an oracle: the probability a perfect model of
+the simulation would give from each user's hidden state at T. This script builds per-user features from the
+events before T only, splits the eligible users into train and test sets (by user, several seeds), and
+prints the test ROC AUC of: recency alone, an RFM logistic regression, a gradient-boosted model on all
+features, the oracle, and the best single raw feature.
 
-    python producer.py --mode sessions --dry-run --seed 1 --start-time 2026-11-01T00:00:00Z \\
-        --end-time 2026-11-15T00:00:00Z --labels-file labels.jsonl > events.jsonl
+    python producer.py --mode sessions --dry-run --user-id-range 1-10000 --seed 1 \\
+        --start-time 2026-09-01T00:00:00Z --end-time 2026-11-01T00:00:00Z --labels-file labels.jsonl > events.jsonl
     python examples/churn_model.py --events events.jsonl --labels labels.jsonl
     python examples/churn_model.py --bootstrap-servers localhost:9092 --events-topic user-events \\
         --labels-topic user-labels
@@ -16,55 +19,76 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 from collections import defaultdict
 from datetime import datetime
-from typing import Iterable
 
-FEATURES = ("events", "sessions", "active_days", "bounce_share", "cart_per_view", "checkout_per_cart",
-            "late_to_early_ratio", "days_since_last_event", "events_per_session")
+FEATURES = ("recency_days", "sessions_30d", "monetary", "tenure_days", "sessions_trend", "bounce_share",
+            "abandoned_share", "views_per_session", "mean_gap_days", "recency_over_gap", "active_days", "orders",
+            "bounce_share_14d", "views_per_session_14d")
+RFM = ("recency_days", "sessions_30d", "monetary")
 
 
 def epoch_seconds(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def features(events: Iterable[dict], user_ids: list[int]) -> list[list[float]]:
-    """One feature row per user id, from that user's events over the observed window."""
-    per_user: dict[int, list[tuple[float, str, str]]] = defaultdict(list)
-    first = last = None
+def features(events, users: set[int], cutoff: float) -> dict[int, list[float]]:
+    """One row of FEATURES per user, from that user's events before the cut-off (seconds since the epoch)."""
+    sessions: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))  # user -> session -> [(t, type)]
+    spent: dict[int, float] = defaultdict(float)
     for event in events:
+        user = event["user_id"]
+        if user not in users:
+            continue
         when = epoch_seconds(event["timestamp"])
-        first = when if first is None else min(first, when)
-        last = when if last is None else max(last, when)
-        per_user[event["user_id"]].append((when, event["event_type"], str(event["metadata"].get("session_id", ""))))
-    span = max((last or 0) - (first or 0), 1.0)
-    rows = []
-    for user in user_ids:
-        mine = per_user.get(user, [])
-        kinds = defaultdict(int)
-        for _, kind, _ in mine:
-            kinds[kind] += 1
-        sessions = len({sid for _, _, sid in mine if sid}) or kinds["bounce"] + kinds["product_view"]
-        early = sum(1 for when, _, _ in mine if when < first + span / 4)
-        late = sum(1 for when, _, _ in mine if when >= last - span / 4)
-        rows.append([
-            len(mine),
-            sessions,
-            len({int((when - first) // 86400) for when, _, _ in mine}),
-            kinds["bounce"] / max(len(mine), 1),
-            kinds["add_to_cart"] / max(kinds["product_view"], 1),
-            kinds["checkout"] / max(kinds["add_to_cart"], 1),
-            (late + 1) / (early + 1),
-            (last - max(when for when, _, _ in mine)) / 86400 if mine else span / 86400,
-            len(mine) / max(sessions, 1),
-        ])
+        if when >= cutoff:
+            continue
+        metadata = event.get("metadata") or {}
+        sessions[user][metadata.get("session_id", "")].append((when, event["event_type"]))
+        if event["event_type"] == "checkout":
+            spent[user] += metadata.get("order_value", 0.0)
+    day = 86400.0
+    rows = {}
+    for user in users:
+        mine = sessions.get(user, {})
+        starts = sorted(min(t for t, _ in rows_) for rows_ in mine.values())
+        kinds = [[k for _, k in rows_] for rows_ in mine.values()]
+        recent = [[k for _, k in rows_] for rows_ in mine.values() if min(t for t, _ in rows_) >= cutoff - 14 * day]
+        last = max((t for rows_ in mine.values() for t, _ in rows_), default=cutoff - 90 * day)
+        first = starts[0] if starts else last
+        recency = (cutoff - last) / day
+        carts = sum(1 for k in kinds if "add_to_cart" in k)
+        orders = sum(k.count("checkout") for k in kinds)
+        last14 = sum(1 for t in starts if t >= cutoff - 14 * day)
+        prev14 = sum(1 for t in starts if cutoff - 28 * day <= t < cutoff - 14 * day)
+        gap = (starts[-1] - starts[0]) / (len(starts) - 1) / day if len(starts) > 1 else (cutoff - first) / day
+        rows[user] = [
+            recency,
+            sum(1 for t in starts if t >= cutoff - 30 * day),
+            spent[user],
+            (cutoff - first) / day,
+            (last14 + 1) / (prev14 + 1),
+            sum(1 for k in kinds if set(k) == {"bounce"}) / max(len(kinds), 1),
+            (carts - sum(1 for k in kinds if "checkout" in k)) / carts if carts else 0.0,
+            sum(k.count("product_view") for k in kinds) / max(len(kinds), 1),
+            gap,
+            recency / max(gap, 0.1),
+            len({int((t - first) // day) for t in starts}),
+            orders,
+            sum(1 for k in recent if set(k) == {"bounce"}) / len(recent) if recent else -1.0,
+            sum(k.count("product_view") for k in recent) / len(recent) if recent else -1.0,
+        ]
     return rows
 
 
-def read_jsonl(path: str) -> list[dict]:
+def read_jsonl(path: str):
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
 
 
 def read_topic(bootstrap: str, topic: str) -> list[dict]:
@@ -87,44 +111,82 @@ def read_topic(bootstrap: str, topic: str) -> list[dict]:
         consumer.close()
 
 
-def score(events: list[dict], labels: list[dict], test_share: float = 0.3, seed: int = 0) -> tuple[float, int, int]:
-    """(ROC AUC on held-out users, training users, held-out users)."""
+def benchmark(events, labels: list[dict], seeds: int = 5, test_share: float = 0.3) -> dict:
+    """Test ROC AUC of each model over `seeds` train/test splits by user: {name: [auc per seed]}, plus counts."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    users = [row["user_id"] for row in labels]
-    y = [1 if row["churned"] else 0 for row in labels]
-    x = features(events, users)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_share, random_state=seed, stratify=y)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    model.fit(x_train, y_train)
-    return roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]), len(y_train), len(y_test)
+    rows = [r for r in labels if r.get("eligible") and r.get("churned_in_horizon") is not None]
+    if not rows:
+        raise SystemExit("churn_model: no eligible users with a complete horizon in the labels (give the producer a "
+                         "window longer than CHURN_HORIZON_DAYS, or a --churn-cutoff)")
+    cutoff = epoch_seconds(rows[0]["cutoff"])
+    users = [r["user_id"] for r in rows]
+    table = features(events, set(users), cutoff)
+    x = np.array([table[u] for u in users], dtype=float)
+    y = np.array([1 if r["churned_in_horizon"] else 0 for r in rows])
+    oracle = np.array([r["oracle"] for r in rows], dtype=float)
+    rfm = [FEATURES.index(f) for f in RFM]
+    scores: dict[str, list[float]] = defaultdict(list)
+    best_feature: dict[str, list[float]] = defaultdict(list)
+    for seed in range(seeds):
+        train, test = train_test_split(np.arange(len(y)), test_size=test_share, random_state=seed, stratify=y)
+        scores["recency alone"].append(roc_auc_score(y[test], x[test, 0]))
+        lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        rfm_x = np.log1p(x[:, rfm])  # recency, frequency and monetary are skewed: their logs, as RFM models do
+        lr.fit(rfm_x[train], y[train])
+        scores["RFM logistic regression"].append(roc_auc_score(y[test], lr.predict_proba(rfm_x[test])[:, 1]))
+        gbm = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
+                                             l2_regularization=1.0, random_state=seed)
+        gbm.fit(x[train], y[train])
+        scores["gradient boosting, all features"].append(roc_auc_score(y[test], gbm.predict_proba(x[test])[:, 1]))
+        scores["oracle (hidden state at T)"].append(roc_auc_score(y[test], oracle[test]))
+        for i, name in enumerate(FEATURES):
+            auc = roc_auc_score(y[test], x[test, i])
+            best_feature[name].append(max(auc, 1 - auc))  # a feature may predict either way
+    best = max(best_feature, key=lambda f: statistics.mean(best_feature[f]))
+    scores[f"best single feature ({best})"] = best_feature[best]
+    return {"users": len(y), "churned": int(y.sum()), "cutoff": rows[0]["cutoff"], "horizon_days":
+            rows[0]["horizon_days"], "seeds": seeds, "auc": {k: [round(v, 4) for v in vs] for k, vs in scores.items()},
+            "single_features": {k: round(statistics.mean(v), 4) for k, v in best_feature.items()}}
+
+
+def report(result: dict) -> str:
+    lines = [f"{result['users']} eligible users, {result['churned']} churned in the {result['horizon_days']:g} days "
+             f"after {result['cutoff']}; test ROC AUC over {result['seeds']} splits by user (30% held out):", "",
+             f"{'model':<46}{'mean':>7}{'sd':>7}{'min':>7}{'max':>7}"]
+    for name, values in result["auc"].items():
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        lines.append(f"{name:<46}{statistics.mean(values):>7.3f}{sd:>7.3f}{min(values):>7.3f}{max(values):>7.3f}")
+    lines += ["", "single features (AUC either way): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in sorted(result["single_features"].items(), key=lambda kv: -kv[1]))]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--events", help="events as JSON lines (producer.py --dry-run output)")
     parser.add_argument("--labels", help="labels as JSON lines (--labels-file)")
     parser.add_argument("--bootstrap-servers", help="read from Kafka instead of files")
     parser.add_argument("--events-topic", default="user-events")
     parser.add_argument("--labels-topic", default="user-labels")
-    parser.add_argument("--test-share", type=float, default=0.3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=5, help="train/test splits (default 5)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)
     if args.bootstrap_servers:
-        events = read_topic(args.bootstrap_servers, args.events_topic)
-        labels = read_topic(args.bootstrap_servers, args.labels_topic)
+        events, labels = read_topic(args.bootstrap_servers, args.events_topic), \
+            read_topic(args.bootstrap_servers, args.labels_topic)
     elif args.events and args.labels:
-        events, labels = read_jsonl(args.events), read_jsonl(args.labels)
+        events, labels = read_jsonl(args.events), list(read_jsonl(args.labels))
     else:
         parser.error("give --events and --labels, or --bootstrap-servers")
-    churned = sum(1 for row in labels if row["churned"])
-    auc, trained, held_out = score(events, labels, args.test_share, args.seed)
-    print(f"{len(events)} events, {len(labels)} users ({churned} churned); trained on {trained} users")
-    print(f"ROC AUC on {held_out} held-out users: {auc:.3f}")
+    result = benchmark(events, labels, seeds=args.seeds)
+    print(json.dumps(result) if args.json else report(result))
     return 0
 
 

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Profile an eCommerce event stream: does it behave like a shop? Figures next to published bands.
+
+Reads JSON lines in the producer's schema ({"user_id", "event_type", "timestamp", "metadata"}), ours or a
+real shop's exported the same way, and prints conversion, cart abandonment, bounce, session depth and
+duration, sessions and orders per user per month, the hourly and weekly curves and product concentration,
+each beside the band that published figures give (README, Sessions mode, names the sources).
+
+    python producer.py --mode sessions --dry-run --user-id-range 1-10000 --seed 1 \\
+        --start-time 2026-11-01T00:00:00Z --end-time 2026-12-01T00:00:00Z > month.jsonl
+    python examples/profile_stream.py month.jsonl
+    python examples/profile_stream.py month.jsonl --plot profile.png --timezone Europe/Paris
+    python examples/profile_stream.py month.jsonl --json        # the figures as one JSON object
+
+Sessions are the events sharing metadata.session_id; a stream without it is cut into sessions at 30
+minutes of inactivity per user (the usual web-analytics rule). A bounce session is one whose only
+event is a bounce. Session duration is first to last event, over sessions of two or more events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from typing import Iterable
+
+SESSION_TIMEOUT_S = 30 * 60
+# (figure, low, high, where the band comes from); None = no bound on that side
+BANDS = {
+    "conversion": (0.01, 0.05, "sessions with a checkout: 1-4% typical in eCommerce"),
+    "cart_abandonment": (0.60, 0.80, "Baymard Institute: about 70% of carts are abandoned"),
+    "bounce": (0.20, 0.50, "bounce rate 20-50% typical"),
+    "views_per_engaged_session": (3.0, 10.0, "product views per non-bounce session"),
+    "views_p99": (20, None, "a long tail of deep sessions"),
+    "duration_median_min": (2.0, 10.0, "session duration (2+ events), minutes"),
+    "sessions_per_user_month_median": (1.0, 8.0, "a few sessions per customer per month"),
+    "top10_user_session_share": (0.30, None, "heavy-tailed activity (eventsim: log-normal users)"),
+    "hourly_peak_to_trough": (3.0, None, "Compete 2011, SaleCycle 2020: peak 8-10 pm, trough 3-5 am"),
+    "weekend_vs_weekday": (0.10, None, "SaleCycle 2020: the weekend differs from weekdays"),
+    "daily_deviation_max": (None, 0.10, "each day within 10% of its weekday's average: no warm-up"),
+}
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def read_events(paths: list[str]) -> Iterable[dict]:
+    for path in paths or ["-"]:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        try:
+            for line in stream:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+
+
+def profile(events: Iterable[dict], tz=timezone.utc) -> dict:
+    """Every figure of the profile, from one pass over the events (any order)."""
+    mix: Counter = Counter()
+    per_session: dict[object, list] = defaultdict(list)  # session key -> [(seconds, type)]
+    untagged: dict[int, list] = defaultdict(list)  # user -> [(seconds, type)] for streams without session_id
+    products: Counter = Counter()
+    hourly = [0] * 24
+    daily: Counter = Counter()
+    order_values = []
+    users = set()
+    first = last = None
+    for event in events:
+        when = parse_time(event["timestamp"])
+        seconds = when.timestamp()
+        first = seconds if first is None or seconds < first else first
+        last = seconds if last is None or seconds > last else last
+        kind, user, metadata = event["event_type"], event["user_id"], event.get("metadata") or {}
+        users.add(user)
+        mix[kind] += 1
+        local = when.astimezone(tz)
+        hourly[local.hour] += 1
+        daily[local.date()] += 1
+        if kind == "product_view" and "product_id" in metadata:
+            products[metadata["product_id"]] += 1
+        if kind == "checkout" and "order_value" in metadata:
+            order_values.append(metadata["order_value"])
+        session_id = metadata.get("session_id")
+        if session_id is not None:
+            per_session[(user, session_id)].append((seconds, kind))
+        else:
+            untagged[user].append((seconds, kind))
+    for user, rows in untagged.items():
+        rows.sort()
+        n = 0
+        for i, row in enumerate(rows):
+            if i and row[0] - rows[i - 1][0] > SESSION_TIMEOUT_S:
+                n += 1
+            per_session[(user, f"gap-{n}")].append(row)
+    if not mix:
+        raise SystemExit("profile_stream: no events read")
+    return _figures(mix, per_session, products, hourly, daily, order_values, users, first, last)
+
+
+def _figures(mix, per_session, products, hourly, daily, order_values, users, first, last) -> dict:
+    total = sum(mix.values())
+    months = max((last - first) / (30 * 86400), 1 / 30)
+    sessions = len(per_session)
+    bounces = converted = carted = 0
+    engaged_views, durations = [], []
+    sessions_of: Counter = Counter()
+    orders_of: Counter = Counter()
+    for (user, _), rows in per_session.items():
+        kinds = [k for _, k in rows]
+        sessions_of[user] += 1
+        if all(k == "bounce" for k in kinds):
+            bounces += 1
+        else:
+            engaged_views.append(kinds.count("product_view"))
+        if "checkout" in kinds:
+            converted += 1
+            orders_of[user] += kinds.count("checkout")
+        if "add_to_cart" in kinds:
+            carted += 1
+        if len(rows) > 1:
+            times = [t for t, _ in rows]
+            durations.append((max(times) - min(times)) / 60)
+    per_user = sorted(sessions_of.values(), reverse=True)
+    top = per_user[: max(1, len(per_user) // 10)]
+    # Complete local days only: the first and last may be partial.
+    days = sorted(daily)[1:-1] if len(daily) > 2 else sorted(daily)
+    by_weekday = defaultdict(list)
+    for day in days:
+        by_weekday[day.weekday()].append(daily[day])
+    weekday_mean = {d: statistics.mean(v) for d, v in by_weekday.items()}
+    weekend = [daily[d] for d in days if d.weekday() >= 5]
+    weekdays = [daily[d] for d in days if d.weekday() < 5]
+    views = sorted(products.values(), reverse=True)
+    return {
+        "events": total,
+        "users": len(users),
+        "days": round((last - first) / 86400, 2),
+        "mix": {k: round(v / total, 4) for k, v in sorted(mix.items())},
+        "sessions": sessions,
+        "conversion": converted / sessions,
+        "cart_abandonment": 1 - converted / carted if carted else None,
+        "bounce": bounces / sessions,
+        "views_per_engaged_session": statistics.mean(engaged_views) if engaged_views else None,
+        "views_p99": _quantile(engaged_views, 0.99),
+        "duration_median_min": statistics.median(durations) if durations else None,
+        "duration_median_all_min": statistics.median(durations + [0.0] * (sessions - len(durations))),
+        "sessions_per_user_month_median": statistics.median(per_user) / months,
+        "top10_user_session_share": sum(top) / sum(per_user),
+        "orders_per_user_month": sum(orders_of.values()) / len(users) / months,
+        "order_value_mean": statistics.mean(order_values) if order_values else None,
+        "hourly": hourly,
+        "hourly_peak_to_trough": max(hourly) / max(min(hourly), 1),
+        "weekday_volume": {d: round(weekday_mean[d]) for d in sorted(weekday_mean)},
+        "weekend_vs_weekday": (abs(statistics.mean(weekend) / statistics.mean(weekdays) - 1)
+                               if weekend and weekdays else None),
+        "daily_deviation_max": (max(abs(daily[d] / weekday_mean[d.weekday()] - 1) for d in days)
+                                if len(days) >= 14 else None),
+        "top10_product_view_share": sum(views[: max(1, len(views) // 10)]) / sum(views) if views else None,
+    }
+
+
+def _quantile(values: list, q: float):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(figures: dict) -> str:
+    lines = [f"{figures['events']:,} events, {figures['users']:,} users, {figures['sessions']:,} sessions over "
+             f"{figures['days']:g} days",
+             "mix: " + ", ".join(f"{k} {v:.1%}" for k, v in figures["mix"].items()),
+             "",
+             f"{'figure':<34}{'measured':>10}   {'band':<12} source"]
+    for name, (low, high, source) in BANDS.items():
+        value = figures.get(name)
+        if value is None:
+            lines.append(f"{name:<34}{'n/a':>10}")
+            continue
+        percent = low is not None and low < 1 and name not in ("views_per_engaged_session",) or \
+            (high is not None and high < 1)
+        shown = f"{value:.1%}" if percent else f"{value:.2f}" if isinstance(value, float) else str(value)
+        band = _band(low, high, percent)
+        ok = (low is None or value >= low) and (high is None or value <= high)
+        lines.append(f"{name:<34}{shown:>10} {'ok' if ok else '--'} {band:<12} {source}")
+    lines += ["",
+              f"orders per user per month: {figures['orders_per_user_month']:.2f}"
+              + (f"; mean order value {figures['order_value_mean']:.2f}" if figures["order_value_mean"] else ""),
+              f"session duration median including bounces (as 0 min): {figures['duration_median_all_min']:.2f} min",
+              f"top 10% of products: {figures['top10_product_view_share']:.1%} of product views"
+              if figures["top10_product_view_share"] is not None else "no product views",
+              "events by hour:    " + " ".join(f"{h:02d}" for h in range(24)),
+              "(% of peak)        " + " ".join(f"{round(99 * v / max(figures['hourly'])):2d}"
+                                               for v in figures["hourly"]),
+              "events by weekday: " + ", ".join(f"{'Mon Tue Wed Thu Fri Sat Sun'.split()[d]} {v:,}"
+                                                for d, v in figures["weekday_volume"].items())]
+    return "\n".join(lines)
+
+
+def _band(low, high, percent: bool) -> str:
+    fmt = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:g}")
+    if low is not None and high is not None:
+        return f"{fmt(low)}-{fmt(high)}"
+    return f">= {fmt(low)}" if low is not None else f"<= {fmt(high)}"
+
+
+def plot(figures: dict, path: str) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("profile_stream: --plot needs matplotlib (pip install -r requirements-dev.txt)") from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (funnel, hours, week) = plt.subplots(1, 3, figsize=(15, 4))
+    mix = figures["mix"]
+    names = [k for k in ("product_view", "add_to_cart", "checkout", "bounce") if k in mix]
+    funnel.bar(names, [mix[k] for k in names], color="#4c72b0")
+    funnel.set_yscale("log")
+    funnel.set_title(f"event mix (conversion {figures['conversion']:.1%}, "
+                     f"abandonment {figures['cart_abandonment'] or 0:.0%})")
+    hours.plot(range(24), figures["hourly"], marker="o")
+    hours.set_title("events by hour of day")
+    hours.set_xticks(range(0, 24, 3))
+    days = list(figures["weekday_volume"])
+    week.bar(["Mon Tue Wed Thu Fri Sat Sun".split()[d] for d in days], [figures["weekday_volume"][d] for d in days])
+    week.set_title("average events per weekday")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("files", nargs="*", help="JSON-lines files (default: standard input)")
+    parser.add_argument("--timezone", default="UTC", help="the shop's time zone for the hourly/weekly curves")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--plot", metavar="PNG", help="draw the funnel and the hourly/weekly curves (matplotlib)")
+    args = parser.parse_args(argv)
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        tz = ZoneInfo(args.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        parser.error(f"--timezone: unknown time zone {args.timezone!r}; expected an IANA name such as Europe/Paris")
+    figures = profile(read_events(args.files), tz)
+    print(json.dumps(figures, default=str) if args.json else report(figures))
+    if args.plot:
+        plot(figures, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
