@@ -9,6 +9,7 @@ with the same records (~the size of our events) and the same producer settings.
     python bench/run.py --only throughput --count 100000
     python bench/run.py --only rates --rate-seconds 10
     python bench/run.py --only backfill --backfill-pairs 3
+    python bench/run.py --only population      # 1,000,000 customers' RSS; simulation cost vs the previous model
 
 Results: a table on stdout and bench/results.json (figures, ratios, targets, settings).
 """
@@ -269,6 +270,86 @@ def backfill_ratio(bootstrap: str, pairs: int) -> dict:
             "median_cpu_ratio": cpu_median, "met": median >= 0.8}
 
 
+# --- sessions mode at scale ------------------------------------------------------------------------
+
+PREVIOUS_MODEL = "bc3201e"  # the sessions simulator before the realistic shop (2.8 us/event in its own bench)
+
+
+def population(rounds: int) -> dict:
+    """A day of 1,000,000 simulated customers (peak RSS, target < 1 GB), and the simulation's own cost per event
+    (take(), in this process) beside the previous, simpler model's, in alternating rounds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        m = must(run_measured([PY, "producer.py", "--mode", "sessions", "--dry-run", "--seed", "1", "--user-id-range",
+                               "1-1000000", "--start-time", "2026-11-01T00:00:00Z", "--end-time",
+                               "2026-11-02T00:00:00Z", "--labels-file", f"{tmp}/labels.jsonl", "--stats-interval",
+                               "0"], stdout_to_devnull=True), "1,000,000 customers")
+    events = int(re.search(r"Events Generated: (\d+)", m.err).group(1))
+    print(f"  1,000,000 customers, 1 simulated day: {events:,} events and the labels in {m.seconds:.1f} s, "
+          f"peak RSS {m.peak_rss_mb:.0f} MB: {'MET ' if m.peak_rss_mb < 1024 else 'MISS'} < 1 GB", flush=True)
+    result = {"million": {"events": events, "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb,
+                          "met": m.peak_rss_mb < 1024}}
+    previous = _previous_model()
+    costs: dict[str, list[float]] = {"current (33,000 customers, the default size)": [],
+                                     f"previous {PREVIOUS_MODEL} (1,000 users at 1/3 event/s)": []}
+    import producer
+
+    for i in range(rounds):
+        order = [0, 1] if i % 2 == 0 else [1, 0]
+        for which in order:
+            if which == 0:
+                sim = producer.SessionSimulator(segment_mix=MIX, user_id_range=(1, 33_000), product_id_range=(1, 500),
+                                                session_length_range=(0.5, 30.0), start_ms=START_MS, seed=1)
+                costs["current (33,000 customers, the default size)"].append(_take_cost(sim))
+            elif previous is not None:
+                sim = previous.SessionSimulator(weights=dict(previous.DEFAULT_EVENT_WEIGHTS), segment_mix=MIX,
+                                                user_id_range=(1, 1000), product_id_range=(1, 500),
+                                                session_length_range=(0.5, 30.0), events_per_second=1 / 3,
+                                                start_ms=START_MS, seed=1)
+                costs[f"previous {PREVIOUS_MODEL} (1,000 users at 1/3 event/s)"].append(_take_cost(sim))
+    for name, values in costs.items():
+        if values:
+            print(f"  simulation, 14 days, {name}: {statistics.median(values):.2f} us/event "
+                  f"({', '.join(f'{v:.2f}' for v in values)})", flush=True)
+    current, old = (statistics.median(v) if v else None for v in costs.values())
+    if old:
+        print(f"  current / previous: {current / old:.2f} x the cost per event", flush=True)
+    result["simulation_us_per_event"] = {k: v for k, v in costs.items() if v}
+    result["cost_ratio"] = current / old if old else None
+    return result
+
+
+MIX = {"loyal": 0.3, "casual": 0.4, "at_risk": 0.2, "churning": 0.1}
+START_MS = 1_761_955_200_000  # 2026-11-01T00:00:00Z
+
+
+def _take_cost(sim, days: int = 14) -> float:
+    end, events, started = START_MS + days * 86_400_000, 0, time.perf_counter()
+    while True:
+        batch = sim.take(512, end - 1)
+        if not batch:
+            return (time.perf_counter() - started) / events * 1e6
+        events += len(batch)
+
+
+def _previous_model():
+    """The previous producer.py from git, as a module (None outside a git checkout)."""
+    import importlib.util
+
+    try:
+        source = subprocess.run(["git", "show", f"{PREVIOUS_MODEL}:producer.py"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        print(f"  (no git history here: the previous model {PREVIOUS_MODEL} is not measured)", flush=True)
+        return None
+    path = Path(tempfile.mkdtemp()) / "producer_previous.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("producer_previous", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["producer_previous"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 # --- rate precision and drift ------------------------------------------------------------------------
 
 def rate_precision(bootstrap: str, seconds: float) -> dict:
@@ -368,7 +449,7 @@ def print_table(tp: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"))
-    parser.add_argument("--only", choices=("throughput", "backfill", "rates", "memory"), action="append")
+    parser.add_argument("--only", choices=("throughput", "backfill", "rates", "memory", "population"), action="append")
     parser.add_argument("--count", type=int, default=200_000, help="records per throughput contender")
     parser.add_argument("--naive-count", type=int, default=3_000, help="records for the naive loop (slow)")
     parser.add_argument("--generation-count", type=int, default=1_000_000)
@@ -376,9 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backfill-pairs", type=int, default=7)
     parser.add_argument("--rate-seconds", type=float, default=20)
     parser.add_argument("--memory-count", type=int, default=3_000_000)
+    parser.add_argument("--population-rounds", type=int, default=4)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args(argv)
-    parts = set(args.only or ("throughput", "backfill", "rates", "memory"))
+    parts = set(args.only or ("throughput", "backfill", "rates", "memory", "population"))
 
     if devkafka.main(["ensure", args.bootstrap_servers]) != 0:
         return 1
@@ -402,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in parts:
         print("\nMemory at full speed:", flush=True)
         results["memory"] = memory(args.bootstrap_servers, args.memory_count)
+    if "population" in parts:
+        print("\nSessions mode at scale:", flush=True)
+        results["population"] = population(args.population_rounds)
     results["harness_seconds"] = time.monotonic() - started
     if "throughput" in results:
         print_table(results["throughput"])
