@@ -8,26 +8,32 @@ KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test kafka-up kafka-down kafka-status kafka-logs bench bench-quick clean
+.PHONY: setup setup-dev run test kafka-up kafka-down kafka-reset kafka-status kafka-logs bench bench-quick clean
 
-setup: $(VENV)/.installed kafka/lib/.resolved
+# The producer's own needs (a few MB); tests, benchmarks and the examples add theirs (setup-dev).
+setup: $(VENV)/.runtime broker/lib/.resolved
+setup-dev: setup $(VENV)/.dev
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.runtime: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-kafka/lib/.resolved: kafka/pom.xml devkafka.py
+broker/lib/.resolved: broker/pom.xml devkafka.py
 	$(PYTHON) devkafka.py setup
 
-# Starts the local broker only when KAFKA_BOOTSTRAP_SERVERS is local and nothing answers there;
-# the broker keeps running afterwards (stop it with `make kafka-down`).
+# Starts the local broker only when KAFKA_BOOTSTRAP_SERVERS is local and nothing answers; it keeps running
+# afterwards, and keeps its data across restarts (stop it: `make kafka-down`; wipe it: `make kafka-reset`).
 run: setup
 	@$(PY) devkafka.py ensure $(KAFKA_BOOTSTRAP_SERVERS)
 	KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_BOOTSTRAP_SERVERS) $(PY) producer.py $(ARGS)
 
-test: setup
+test: setup-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 kafka-up: setup
@@ -36,15 +42,23 @@ kafka-up: setup
 kafka-down:
 	$(PYTHON) devkafka.py down
 
+kafka-reset:
+	$(PYTHON) devkafka.py reset
+
 kafka-status:
 	$(PYTHON) devkafka.py status
 
 kafka-logs:
 	$(PYTHON) devkafka.py logs
 
-bench: setup
+bench: setup-dev
 	$(PY) bench/run.py $(ARGS)
+
+# Under a minute: the throughput contenders with fewer records, one round (ratios noisier than `make bench`).
+bench-quick: setup-dev
+	$(PY) bench/run.py --only throughput --count 20000 --naive-count 300 --generation-count 200000 --rounds 1 \
+		--output bench/out/quick.json $(ARGS)
 
 clean:
 	-$(PYTHON) devkafka.py down
-	rm -rf $(VENV) kafka/lib .devkafka .pytest_cache __pycache__
+	rm -rf $(VENV) broker/lib .devkafka .pytest_cache __pycache__

@@ -69,8 +69,8 @@ def start_broker(state_name: str, security: bool = False, port: int | None = Non
     args += ["up", "--timeout", "120"]
     if security:
         args.append("--security")
-    if keep_data:
-        args.append("--keep-data")
+    if not keep_data:
+        args.append("--fresh")  # a test session starts from empty storage; restarts keep it
     code = devkafka.main(args)
     if code != 0:
         pytest.fail(f"could not start the local Kafka broker ({state_name}); see the output above")

@@ -2,11 +2,14 @@
 """devkafka: a real single-node Apache Kafka broker for local runs, tests and CI.
 
 Kafka's release tarball is not needed: the broker and its Java tools are resolved by Maven from
-`kafka/pom.xml` into `kafka/lib` (once; later runs reuse the jars and the ~/.m2 cache) and run in one
+`broker/pom.xml` into `broker/lib` (once; later runs reuse the jars and the ~/.m2 cache) and run in one
 JVM as a KRaft broker+controller listening on 127.0.0.1.
 
-    python devkafka.py up [--port 9092] [--security]   # start, return once it serves clients
+    python devkafka.py up [--port 9092] [--security]   # start (keeping its data), return once it serves clients
     python devkafka.py status | logs [-n 50] | down
+    python devkafka.py reset                           # stop and wipe the data: every topic and event
+    python devkafka.py tool configs --alter --entity-type topics --entity-name user-events \
+        --add-config retention.ms=-1
     python devkafka.py tool console-consumer --topic user-events --from-beginning --max-messages 5
     python devkafka.py tool perf --topic t --num-records 100000 --record-size 150 --throughput -1 \
         --producer-props bootstrap.servers=127.0.0.1:9092 acks=all
@@ -35,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-POM = ROOT / "kafka" / "pom.xml"
-LIB = ROOT / "kafka" / "lib"
+POM = ROOT / "broker" / "pom.xml"
+LIB = ROOT / "broker" / "lib"
 RESOLVED_MARKER = LIB / ".resolved"
 DEFAULT_STATE_DIR = ROOT / ".devkafka"
 DEFAULT_PORT = 9092
@@ -56,7 +59,9 @@ TOOLS = {
     "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
     "console-producer": "org.apache.kafka.tools.ConsoleProducer",
     "topics": "org.apache.kafka.tools.TopicCommand",
+    "configs": "kafka.admin.ConfigCommand",
 }
+FORMAT_NOTE = "devkafka-format.json"  # in the data folder: what its storage was formatted for
 
 
 def make_instance(state_dir: Path, port: int, security: bool, data_dir: Path | None = None) -> "Instance":
@@ -126,7 +131,7 @@ def require(program: str, what: str) -> str:
 
 
 def resolve_jars(quiet: bool = False) -> None:
-    """Copy Kafka's jars from Maven into kafka/lib; a no-op (no network) once done for this pom."""
+    """Copy Kafka's jars from Maven into broker/lib; a no-op (no network) once done for this pom."""
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()
     if RESOLVED_MARKER.exists() and RESOLVED_MARKER.read_text().strip() == digest:
         return
@@ -313,7 +318,30 @@ def cluster_id() -> str:
 
 # --- commands --------------------------------------------------------------------------------
 
-def up(inst: Instance, keep_data: bool = False, timeout: float = START_TIMEOUT_S) -> int:
+def up(inst: Instance, fresh: bool = False, timeout: float = START_TIMEOUT_S) -> int:
+    """Start the broker on its kept storage (formatted the first time; wiped first with fresh=True). Two starts
+    at once (two `make run` in two shells) take turns on a lock: the second finds the first's broker and uses it."""
+    import fcntl
+
+    inst.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(inst.state_dir / "up.lock", "w") as lock:
+        if not _try_lock(lock):
+            print(f"devkafka: another start of the broker of {inst.state_dir} is under way; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _up(inst, fresh, timeout)
+
+
+def _try_lock(lock) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _up(inst: Instance, fresh: bool, timeout: float) -> int:
     if broker_answers("127.0.0.1", inst.port):
         print(f"devkafka: a Kafka broker already answers on {inst.bootstrap}; nothing to do")
         return 0
@@ -338,10 +366,19 @@ def up(inst: Instance, keep_data: bool = False, timeout: float = START_TIMEOUT_S
     tools_log4j.write_text(TOOLS_LOG4J)
 
     formatted = (inst.data_dir / "meta.properties").exists()
-    if formatted and not keep_data:
+    if formatted and fresh:
         shutil.rmtree(inst.data_dir)
         formatted = False
-    if not formatted:
+    made_for = {"controller_port": inst.controller_port, "security": inst.security}
+    note = inst.data_dir / FORMAT_NOTE
+    if formatted and note.exists() and json.loads(note.read_text()) != made_for:
+        was = json.loads(note.read_text())
+        raise DevKafkaError(f"the data in {inst.data_dir} was formatted for port {was['controller_port'] - 3}"
+                            f"{' with --security' if was['security'] else ' without --security'}; start it that "
+                            "way to keep its topics, or wipe them with 'python devkafka.py reset'")
+    if formatted:
+        print(f"devkafka: keeping the broker's data in {inst.data_dir} (wipe it: python devkafka.py reset)")
+    else:
         fmt = ["format", "--standalone", f"--cluster-id={cluster_id()}", "-c", str(props)]  # ids may start with "-"
         if inst.security:
             fmt += ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER[0]},password={SCRAM_USER[1]}]"]
@@ -349,6 +386,7 @@ def up(inst: Instance, keep_data: bool = False, timeout: float = START_TIMEOUT_S
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise DevKafkaError(f"formatting the storage failed:\n{(proc.stdout + proc.stderr).strip()}")
+        note.write_text(json.dumps(made_for) + "\n")
 
     # Start from the end of the (possibly kept) log so the "started" line we wait for is this run's.
     log_offset = inst.log_file.stat().st_size if inst.log_file.exists() else 0
@@ -458,6 +496,17 @@ def down(inst: Instance) -> int:
     return 0
 
 
+def reset(inst: Instance) -> int:
+    """Stop the broker and delete its data: the one command that loses topics and events, on purpose."""
+    down(inst)
+    if inst.data_dir.exists():
+        shutil.rmtree(inst.data_dir)
+        print(f"devkafka: deleted the broker's data in {inst.data_dir}; the next 'up' starts empty")
+    else:
+        print(f"devkafka: no data in {inst.data_dir}")
+    return 0
+
+
 def status(inst: Instance) -> int:
     pid = read_pid(inst)
     answers = broker_answers("127.0.0.1", inst.port)
@@ -477,7 +526,7 @@ def tool(inst: Instance, name: str, args: list[str]) -> int:
     if not log4j.exists():
         inst.state_dir.mkdir(parents=True, exist_ok=True)
         log4j.write_text(TOOLS_LOG4J)
-    if name in ("console-consumer", "topics") and "--bootstrap-server" not in args:
+    if name in ("console-consumer", "topics", "configs") and "--bootstrap-server" not in args:
         args = ["--bootstrap-server", inst.bootstrap, *args]
     return subprocess.call(java_cmd(TOOLS[name], log4j, *args, heap=["-Xmx256m"]))
 
@@ -494,28 +543,46 @@ def ensure(inst: Instance, bootstrap: str) -> int:
     return up(make_instance(inst.state_dir, int(port), inst.security, inst.data_dir))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="devkafka.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEVKAFKA_STATE_DIR", DEFAULT_STATE_DIR)),
+def _instance_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--state-dir, --port, --data-dir: accepted before the command and after it (`up --port 19092`)."""
+    def default(value):
+        return value if defaults else argparse.SUPPRESS  # after the command: only when given
+
+    parser.add_argument("--state-dir", type=Path,
+                        default=default(Path(os.environ.get("DEVKAFKA_STATE_DIR", DEFAULT_STATE_DIR))),
                         help="folder of this broker instance (default .devkafka, env DEVKAFKA_STATE_DIR)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DEVKAFKA_PORT", DEFAULT_PORT)),
+    parser.add_argument("--port", type=int, default=default(int(os.environ.get("DEVKAFKA_PORT", DEFAULT_PORT))),
                         help="PLAINTEXT listener on 127.0.0.1 (default 9092, env DEVKAFKA_PORT); the controller "
                              "uses port+3, SASL_PLAINTEXT port+1 and SSL port+2")
-    parser.add_argument("--data-dir", type=Path, help="log.dirs of the broker (default <state-dir>/data)")
+    parser.add_argument("--data-dir", type=Path, default=default(None),
+                        help="log.dirs of the broker (default <state-dir>/data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="devkafka.py", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    _instance_options(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    _instance_options(common, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_up = sub.add_parser("up", help="start the broker (fresh storage) and wait until it serves clients")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, parents=[common], allow_abbrev=False)
+
+    p_up = command("up", "start the broker, keeping its data, and wait until it serves clients")
     p_up.add_argument("--security", action="store_true",
                       help="also open SASL_PLAINTEXT (PLAIN, SCRAM-SHA-512) and SSL listeners")
-    p_up.add_argument("--keep-data", action="store_true", help="keep the existing storage (restart)")
+    p_up.add_argument("--fresh", action="store_true", help="wipe the data first (every topic and event)")
+    p_up.add_argument("--keep-data", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     p_up.add_argument("--timeout", type=float, default=START_TIMEOUT_S, help="seconds to wait (default 90)")
-    sub.add_parser("down", help="stop the broker: SIGTERM, SIGKILL after 30 s")
-    sub.add_parser("status", help="exit 0 when a broker answers on the port")
-    p_logs = sub.add_parser("logs", help="print the end of the broker log")
+    command("down", "stop the broker: SIGTERM, SIGKILL after 30 s; its data stays")
+    command("reset", "stop the broker and delete its data (every topic and event)")
+    command("status", "exit 0 when a broker answers on the port")
+    p_logs = command("logs", "print the end of the broker log")
     p_logs.add_argument("-n", type=int, default=50)
-    p_ensure = sub.add_parser("ensure", help="start a broker if BOOTSTRAP is local and nothing answers")
+    p_ensure = command("ensure", "start a broker if BOOTSTRAP is local and nothing answers")
     p_ensure.add_argument("bootstrap")
-    sub.add_parser("setup", help="resolve the Kafka jars with Maven (no-op when done)")
-    p_tool = sub.add_parser("tool", help="run one of Kafka's Java tools: " + ", ".join(TOOLS))
+    command("setup", "resolve the Kafka jars with Maven (no-op when done)")
+    p_tool = command("tool", "run one of Kafka's Java tools: " + ", ".join(TOOLS))
     p_tool.add_argument("name", choices=sorted(TOOLS))
     p_tool.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -530,9 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     inst = make_instance(state, args.port, security, args.data_dir)
     try:
         if args.command == "up":
-            return up(inst, keep_data=args.keep_data, timeout=args.timeout)
+            return up(inst, fresh=args.fresh, timeout=args.timeout)
         if args.command == "down":
             return down(inst)
+        if args.command == "reset":
+            return reset(inst)
         if args.command == "status":
             return status(inst)
         if args.command == "logs":

@@ -114,6 +114,9 @@ def parse_optional_seconds(text: str) -> float | None:
 def parse_rate(text: str) -> float | None:
     if not text.strip():
         return None
+    if text.strip() in ("0", "0.0"):
+        raise ValueError("0 events per second is no rate; for as fast as possible use --interval 0 "
+                         "(PRODUCER_INTERVAL=0)")
     return _number(text, minimum=0.0001, maximum=1_000_000,
                    accepted="events per second from 0.0001 to 1000000 (e.g. 0.2 or 500)")
 
@@ -519,6 +522,8 @@ class Settings:
     health_timeout: float
     print_config: bool = False
     env_file: str = ".env"
+    env_file_read: bool = field(default=False, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # for main() to log once logging is set up
     # settings given by flag, environment or .env file, not defaulted (sessions mode reads this)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -601,7 +606,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The CLI: every setting as a flag whose help names its environment variable and default."""
     parser = _Parser(
-        prog="producer.py",
+        prog="producer.py", allow_abbrev=False,  # --rat must not silently mean --rate
         description="Stream simulated eCommerce user events (product_view, add_to_cart, checkout, bounce) "
                     "to a Kafka topic. Precedence: flag > environment variable > .env file > default.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -681,6 +686,8 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         except ValueError as exc:
             shown = "***" if option.secret else repr(raw)
             raise SettingsError(f"{source}: {shown} is not valid; {exc}") from None
+    if values["dry_run"] and values["simulation_mode"] == "random" and not {"rate", "interval"} & set(given):
+        values["interval"] = 0.0  # a dry run prints as fast as it can unless a pace is asked for
     if "rate" in given and "interval" in given:
         # Both given: the more specific source wins (a --rate flag over PRODUCER_INTERVAL in .env);
         # at the same level it is a contradiction.
@@ -688,8 +695,31 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
             raise SettingsError(f"{given['rate']} and {given['interval']} are both set; expected only one of them")
         if level["interval"] > level["rate"]:
             values["rate"] = None
-    settings = Settings(**values, print_config=args.print_config, env_file=env_file, explicit=frozenset(given))
+    warnings = unknown_settings(dotenv, f"in {env_file}", only_close=False) + \
+        unknown_settings(environ, "in the environment", only_close=True)
+    settings = Settings(**values, print_config=args.print_config, env_file=env_file,
+                        env_file_read=os.path.isfile(env_file), explicit=frozenset(given), warnings=tuple(warnings))
     return validate(settings, given)
+
+
+def unknown_settings(names: Iterable[str], where: str, only_close: bool) -> list[str]:
+    """Warnings for names that look like ours (a known setting's prefix, e.g. KAFKA_) but are not settings, with
+    the closest known name: a misspelt KAFKA_TOPC would otherwise be ignored in silence. In the environment,
+    only names close to a setting are reported (KAFKA_HOME and KAFKA_OPTS belong to Kafka's own scripts)."""
+    import difflib
+
+    known = [o.env for o in OPTIONS if o.env] + ["ENV_FILE"]
+    prefixes = tuple({name.split("_")[0] + "_" for name in known})
+    warnings = []
+    for name in sorted(names):
+        if name in known or not name.startswith(prefixes):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if close:
+            warnings.append(f"{name} ({where}) is not a setting and is ignored; did you mean {close[0]}?")
+        elif not only_close:
+            warnings.append(f"{name} ({where}) is not a setting and is ignored; producer_config.env lists them all")
+    return warnings
 
 
 def validate(s: Settings, given: dict[str, str]) -> Settings:
@@ -1635,11 +1665,13 @@ class BrokerWatch(logging.Handler):
         self.last_problem = ""
         self.specific_problem = ""  # the last authentication or TLS failure
         self.problem_since: float | None = None
+        self.refused = threading.Event()  # set when the broker refused our credentials or certificate
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if any(m in message for m in self.AUTH + self.TLS):
             self.specific_problem = message
+            self.refused.set()
         if record.levelno >= logging.ERROR or "failed" in message.lower():
             self.last_problem = message
             if self.problem_since is None:
@@ -1648,6 +1680,7 @@ class BrokerWatch(logging.Handler):
     def clear(self) -> None:
         self.problem_since = None
         self.specific_problem = ""
+        self.refused.clear()
 
     def kind(self) -> str:
         text = self.specific_problem
@@ -1811,8 +1844,8 @@ class ECommerceEventProducer:
             attempt += 1
             remaining = deadline - time.monotonic()
             try:
-                # Short attempts: an authentication or TLS failure is recognised after the first one.
-                admin = self._admin_client(max(1.0, min(remaining, 3.0)))
+                # Short attempts, so that "not reachable yet" is said early; a refusal ends one at once.
+                admin = self._unless_refused(lambda: self._admin_client(max(1.0, min(remaining, 3.0))))
                 try:
                     self.partitions = self._ensure_topic(admin)
                     self._check_backfill_window(admin)
@@ -1841,6 +1874,28 @@ class ECommerceEventProducer:
             self._partition_count = self.partitions
             self._partition_of.clear()
         log.info("Successfully connected to Kafka. Topic '%s' has %d partitions", s.topic, self.partitions)
+
+    def _unless_refused(self, connect: Callable[[], Any]) -> Any:
+        """connect(), but stop waiting for it once the broker refuses our credentials or certificate: kafka-python
+        goes on retrying its bootstrap until its own timeout even after reading the refusal, and under load a
+        refusal often reaches it only as a dropped connection, so the first one it can read must count."""
+        outcome: dict[str, Any] = {}
+
+        def attempt() -> None:
+            try:
+                outcome["client"] = connect()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=attempt, name="kafka-connect", daemon=True)  # daemon: may be abandoned
+        worker.start()
+        while worker.is_alive():
+            if self._broker_watch.refused.wait(0.05):
+                raise ConnectionFailed(self._connection_error(self._broker_watch.kind()))
+            worker.join(0.0)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["client"]
 
     def _new_client(self, bootstrap_timeout_s: float):
         from kafka import KafkaProducer
@@ -1919,6 +1974,12 @@ class ECommerceEventProducer:
         s = self.settings
         partitions = self._describe_partitions(admin)
         if partitions:
+            self._wait_for_leaders(admin)
+            if "topic_partitions" in s.explicit and partitions != s.topic_partitions:
+                log.warning("Topic '%s' exists with %d partitions, not the %d of KAFKA_TOPIC_PARTITIONS, which applies "
+                            "only when the producer creates the topic; to add partitions: python devkafka.py tool "
+                            "topics --alter --topic %s --partitions %d", s.topic, partitions, s.topic_partitions,
+                            s.topic, s.topic_partitions)
             return partitions
         try:
             admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)])
@@ -1936,9 +1997,24 @@ class ECommerceEventProducer:
         for _ in range(50):  # metadata of a new topic propagates within moments
             partitions = self._describe_partitions(admin)
             if partitions:
+                self._wait_for_leaders(admin)
                 return partitions
             time.sleep(0.1)
         raise ConnectionFailed(f"Topic '{s.topic}' was created but has no partitions yet; try again")
+
+    def _wait_for_leaders(self, admin, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) until every partition has a leader, as after a broker restart it may not yet. The first
+        batches sent to a partition without one fail retriably, those pipelined behind them get
+        OutOfOrderSequenceNumber, and kafka-python's idempotent producer then bumps its epoch and fails every batch
+        in flight (its documented KIP-360 handling; the Java client resends them): failed events at start."""
+        deadline = time.monotonic() + timeout_s
+        while self._leaderless_partitions(admin) and time.monotonic() < deadline and not self._stop.wait(0.2):
+            pass
+
+    def _leaderless_partitions(self, admin) -> int:
+        described = admin.describe_topics([self.settings.topic])
+        return sum(1 for topic in described if topic.get("name") == self.settings.topic
+                   for p in topic.get("partitions") or [] if p.get("leader_id", -1) < 0)
 
     def _check_backfill_window(self, admin) -> None:
         """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
@@ -2384,9 +2460,17 @@ class ECommerceEventProducer:
         return EXIT_OK if stats.failed == 0 and stats.dropped_at_shutdown == 0 else EXIT_FAILURE
 
     def log_statistics(self) -> None:
+        """The run's figures. Only what the broker acknowledged counts as sent, and the success rate is that over
+        every event generated, so events failed or left unacknowledged at shutdown lower it."""
         stats = self.stats
         runtime = stats.runtime()
-        finished = stats.acked + stats.failed
+        if self.settings.dry_run:  # nothing went to Kafka: the events were printed
+            lines = ["=" * 50, "PRODUCER STATISTICS (dry run: printed, not sent)", f"Runtime: {runtime:.2f} seconds",
+                     f"Events Printed: {stats.acked}",
+                     f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}", "=" * 50]
+            for line in lines:
+                log.info("%s", line)
+            return
         lines = [
             "=" * 50,
             "PRODUCER STATISTICS",
@@ -2399,7 +2483,8 @@ class ECommerceEventProducer:
             lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown}")
         lines += [
             f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}",
-            f"Success Rate: {100.0 * stats.acked / finished if finished else 0.0:.2f}%",
+            f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
+            "(acknowledged of generated)",
         ]
         if stats.failed_by_error:
             lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.failed_by_error.items())))
@@ -2537,24 +2622,52 @@ def setup_logging(settings: Settings) -> None:
 
 def print_config(settings: Settings) -> None:
     width = max(len(name) for name, _ in settings.describe())
-    print(f"# effective settings (env file: {settings.env_file})")
+    print(f"# effective settings (env file: {settings.env_file})" if settings.env_file_read
+          else "# effective settings (no env file read)")
     for name, value in settings.describe():
         print(f"{name:<{width}} = {value}")
 
 
+def missing_dependency(*modules: str) -> str | None:
+    """One line saying how to run with the project's environment, when a module it needs is not installed
+    for this Python (python3 outside .venv, say); None when all import."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            package = {"dotenv": "python-dotenv", "kafka.errors": "kafka-python"}.get(module, module)
+            return (f"{package} is not installed for {sys.executable}; run `make run` (it installs everything into "
+                    f".venv), or .venv/bin/python producer.py after `make setup`")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    problem = missing_dependency("dotenv")
+    if problem:
+        print(f"producer.py: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         settings = load_settings(argv)
     except SettingsError as exc:
         print(f"producer.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    problem = None if settings.dry_run else missing_dependency("kafka.errors")
+    if problem:
+        print(f"producer.py: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if settings.print_config:
+        for warning in settings.warnings:
+            print(f"producer.py: warning: {warning}", file=sys.stderr)
         try:
             print_config(settings)
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     setup_logging(settings)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     producer = ECommerceEventProducer(settings)
     # Every event leaves a few short-lived containers behind (kafka-python's futures and their
     # callback lists). With the default threshold of 700 the collector runs every few hundred events
@@ -2599,12 +2712,14 @@ def main(argv: list[str] | None = None) -> int:
 def log_banner(s: Settings) -> None:
     target = "stdout (dry run)" if s.dry_run else f"{s.bootstrap_servers} ({s.security_protocol})"
     mix = ", ".join(f"{name}={weight:g}" for name, weight in s.event_weights)
+    delivery = [] if s.dry_run else [  # a dry run delivers nothing
+        f"Delivery: acks={s.acks}, idempotence {'on' if s.enable_idempotence else 'off'}, "
+        f"compression {s.compression_type}, linger {s.linger_ms} ms, batch {s.batch_size} B"]
     lines = [
         "=" * 50,
         "eCommerce Event Producer starting",
-        f"Kafka: {target} -> topic '{s.topic}'",
-        f"Delivery: acks={s.acks}, idempotence {'on' if s.enable_idempotence else 'off'}, "
-        f"compression {s.compression_type}, linger {s.linger_ms} ms, batch {s.batch_size} B",
+        f"Kafka: {target}" + ("" if s.dry_run else f" -> topic '{s.topic}'"),
+        *delivery,
         f"Schedule: {_describe_schedule(s)}" + (f", seed {s.seed}" if s.seed is not None else ""),
         f"Events: {mix}; users {s.user_id_range[0]}-{s.user_id_range[1]}, "
         f"products {s.product_id_range[0]}-{s.product_id_range[1]}" if s.simulation_mode == "random" else

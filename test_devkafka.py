@@ -106,5 +106,69 @@ def test_consume_all_helper_reads_what_was_written(kafka, topic):
     assert sorted(r.value for r in consume_all(kafka.bootstrap, topic, expected=5)) == [b"0", b"1", b"2", b"3", b"4"]
 
 
+def test_racing_starts_share_one_broker_which_keeps_its_data_until_reset():
+    """Two `make run` at once on a cold machine: one starts the broker, the other waits and uses it. A restart
+    keeps every topic and event; only `reset` wipes them. (Options also work after the command.)"""
+    from kafka import KafkaAdminClient, KafkaProducer
+
+    state = ROOT / ".devkafka-test-keep"
+    devkafka.main(["reset", "--state-dir", str(state)])
+    port = free_port_block()
+    where = ["--state-dir", str(state), "--port", str(port)]
+    up = [sys.executable, str(ROOT / "devkafka.py"), "up", *where, "--timeout", "120"]
+    try:
+        racers = [subprocess.Popen(up, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        outs = [racer.communicate(timeout=200)[0] for racer in racers]
+        assert [racer.returncode for racer in racers] == [0, 0], outs
+        assert sum("Kafka broker up" in out for out in outs) == 1, outs
+        assert sum("already answers" in out for out in outs) == 1, outs
+        assert "Traceback" not in "".join(outs)
+
+        bootstrap, topic = f"127.0.0.1:{port}", f"kept-{uuid.uuid4().hex[:8]}"
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        for i in range(5):
+            producer.send(topic, f"{i}".encode()).get(timeout=30)
+        producer.close()
+        assert devkafka.main(["down", *where]) == 0
+        assert devkafka.main(["up", *where]) == 0
+        assert sorted(r.value for r in consume_all(bootstrap, topic, expected=5)) == [b"0", b"1", b"2", b"3", b"4"]
+
+        assert devkafka.main(["reset", *where]) == 0
+        assert devkafka.main(["up", *where]) == 0
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            assert topic not in admin.list_topics()
+        finally:
+            admin.close()
+    finally:
+        devkafka.main(["reset", *where])
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_options_go_before_or_after_the_command():
+    parser = devkafka.build_parser()
+    for argv in (["--port", "19999", "status"], ["status", "--port", "19999"], ["up", "--port", "19999", "--fresh"]):
+        args = parser.parse_args(argv)
+        assert args.port == 19999, argv
+    assert parser.parse_args(["status"]).port == int(os.environ.get("DEVKAFKA_PORT", devkafka.DEFAULT_PORT))
+
+
+def test_configs_tool_sets_a_topics_retention(kafka, topic):
+    """README's fix for a backfill that retention would delete runs with the helper."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+        out = subprocess.run([sys.executable, str(ROOT / "devkafka.py"), "tool", "configs", "--bootstrap-server",
+                              kafka.bootstrap, "--alter", "--entity-type", "topics", "--entity-name", topic,
+                              "--add-config", "retention.ms=-1"], capture_output=True, text=True, timeout=90)
+        assert out.returncode == 0, out.stderr
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, ["retention.ms"])])
+        assert described["topic"][topic]["retention.ms"]["value"] == "-1"
+    finally:
+        admin.close()
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,6 +41,20 @@ def test_every_setting_is_in_producer_config_env_and_readme():
     # The template is itself a valid settings file with the defaults.
     settings = producer.load_settings(["--env-file", str(ROOT / "producer_config.env")], environ={})
     assert settings == producer.default_settings(env_file=str(ROOT / "producer_config.env"))
+
+
+def test_make_run_installs_only_the_runtime_requirements():
+    """`make run` needs a few MB of packages; tests, benchmarks and examples install theirs with `make test`."""
+    def commands(target: str) -> str:
+        out = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    run, test = commands("run"), commands("test")
+    assert "-r requirements.txt" in run and "requirements-dev.txt" not in run
+    assert "-r requirements-dev.txt" in test
+    runtime = (ROOT / "requirements.txt").read_text().lower()
+    assert not any(heavy in runtime for heavy in ("pytest", "scikit-learn", "scipy", "confluent-kafka", "matplotlib"))
 
 
 def test_dockerfile_slim_nonroot_cached_exec_form_no_secrets():

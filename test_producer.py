@@ -462,5 +462,84 @@ def test_topic_creation_refused_is_said_clearly(kafka, topic):
     assert "replication factor" in out.stderr.lower() or "InvalidReplicationFactor" in out.stderr
 
 
+# --- the first hour: no surprises, no misleading figures ----------------------------------------------
+
+def test_success_rate_is_acknowledged_over_generated(caplog):
+    """Broker away, one Ctrl-C: events left unacknowledged at shutdown must lower the success rate (it said 100%
+    next to '512 events were not acknowledged')."""
+    p = ECommerceEventProducer(default_settings(log_file=""))
+    p.stats.generated, p.stats.acked, p.stats.dropped_at_shutdown = 1000, 488, 512
+    with caplog.at_level("INFO", logger="producer"):
+        p.log_statistics()
+    assert "Success Rate: 48.80% (acknowledged of generated)" in caplog.text
+    assert "Events Unacknowledged at Shutdown: 512" in caplog.text
+
+
+def test_dry_run_prints_at_once_says_printed_and_shows_no_delivery_settings():
+    out = run_producer("--dry-run", "--count", "5")
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 5
+    assert "Schedule: as fast as possible" in out.stderr  # no 3 s interval unless asked for
+    assert "Events Printed: 5" in out.stderr and "Events Sent" not in out.stderr
+    assert "Delivery:" not in out.stderr and "acks=" not in out.stderr
+    paced = run_producer("--dry-run", "--count", "2", "--interval", "0.1")
+    assert "Schedule: one event every 0.1s" in paced.stderr  # an explicit pace still applies
+
+
+def test_abbreviated_flags_are_refused(capsys):
+    with pytest.raises(SystemExit) as exited:
+        producer.load_settings(["--rat", "5"], environ={"ENV_FILE": os.devnull})
+    assert exited.value.code == 2 and "unrecognized arguments: --rat" in capsys.readouterr().err
+
+
+def test_rate_0_points_to_interval_0(capsys):
+    assert producer.main(["--rate", "0", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--interval 0" in err, err
+
+
+def test_misspelt_settings_get_a_warning_with_the_closest_name(tmp_path):
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("KAFKA_TOPC=orders\nCHURN_SIGNL=0.2\nOTHER_TOOL_SETTING=1\n")
+    out = run_producer("--print-config", "--env-file", str(env_file), env={"PRODUCER_INTERVL": "2", "KAFKA_HOME": "/x"})
+    assert out.returncode == 0, out.stderr
+    warnings = out.stderr.strip().splitlines()
+    assert any("KAFKA_TOPC" in w and "did you mean KAFKA_TOPIC?" in w for w in warnings), warnings
+    assert any("CHURN_SIGNL" in w and "did you mean CHURN_SIGNAL?" in w for w in warnings), warnings
+    assert any("PRODUCER_INTERVL (in the environment)" in w and "PRODUCER_INTERVAL" in w for w in warnings)
+    assert not any("OTHER_TOOL_SETTING" in w or "KAFKA_HOME" in w for w in warnings), warnings
+    assert len(warnings) == 3
+    assert f"env file: {env_file}" in out.stdout
+    assert "(no env file read)" in run_producer("--print-config").stdout  # run_producer points ENV_FILE at nothing
+
+
+def test_outside_the_venv_a_missing_library_is_one_line_saying_what_to_do():
+    """python3 producer.py without the project's packages (here: no site-packages at all)."""
+    out = subprocess.run([sys.executable, "-S", str(ROOT / "producer.py"), "--count", "1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "make run" in out.stderr, out.stderr
+
+
+def test_no_folder_of_the_project_shadows_a_python_package():
+    """The broker's jars used to live in kafka/, which `import kafka` found first outside the venv."""
+    probe = "import importlib.util as u; print([n for n in ('kafka', 'dotenv', 'prometheus_client') if u.find_spec(n)])"
+    out = subprocess.run([sys.executable, "-S", "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_an_existing_topic_with_other_partitions_gets_a_warning(kafka, topic):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--topic-partitions", "3",
+                       "--count", "1", "--interval", "0")
+    assert out.returncode == 0, out.stderr
+    assert re.search(rf"WARNING - Topic '{topic}' exists with 1 partitions, not the 3 of KAFKA_TOPIC_PARTITIONS",
+                     out.stderr), out.stderr
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
