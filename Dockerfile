@@ -5,6 +5,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # pip runs as root at build time on purpose (the app then runs as a non-root user): no warning.
+    PIP_ROOT_USER_ACTION=ignore \
     # Containers log to stdout; no log file inside the image.
     LOG_FILE="" \
     # Metrics and /healthz for the HEALTHCHECK below and for Kubernetes probes.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -154,21 +155,39 @@ def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout
         consumer.close()
 
 
+def _producer_env(env: dict | None, summary: Path) -> dict:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PRODUCER_", "LOG_"))}
+    full_env.update({"LOG_FILE": "", "ENV_FILE": os.devnull, "PYTHONUNBUFFERED": "1", "SUMMARY_JSON": str(summary)})
+    full_env.update(env or {})
+    return full_env
+
+
+def _new_summary_path() -> Path:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="producer-summary-")) / "summary.json"
+    return path
+
+
+def read_summary(path: Path) -> dict | None:
+    """The run's --summary-json (what tests read instead of parsing log lines), None when none was written."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def run_producer(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path = ROOT
                  ) -> subprocess.CompletedProcess:
-    """Run producer.py as a user would, in a subprocess with a clean environment (no .env)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PRODUCER_", "LOG_"))}
-    full_env.update({"LOG_FILE": "", "ENV_FILE": os.devnull, "PYTHONUNBUFFERED": "1"})
-    full_env.update(env or {})
-    return subprocess.run([PYTHON, str(ROOT / "producer.py"), *args], env=full_env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    """Run producer.py as a user would, in a subprocess with a clean environment (no .env); the result has the
+    run's summary as `.summary` (None when the run wrote none, e.g. bad settings)."""
+    summary = _new_summary_path()
+    out = subprocess.run([PYTHON, str(ROOT / "producer.py"), *args], env=_producer_env(env, summary), cwd=cwd,
+                         capture_output=True, text=True, timeout=timeout)
+    out.summary = read_summary(summary)
+    return out
 
 
-def spawn_producer(*args: str, env: dict | None = None) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PRODUCER_", "LOG_"))}
-    full_env.update({"LOG_FILE": "", "ENV_FILE": os.devnull, "PYTHONUNBUFFERED": "1"})
-    full_env.update(env or {})
-    return subprocess.Popen([PYTHON, str(ROOT / "producer.py"), *args], env=full_env, cwd=ROOT,
+def spawn_producer(*args: str, env: dict | None = None, summary: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen([PYTHON, str(ROOT / "producer.py"), *args],
+                            env=_producer_env(env, summary or _new_summary_path()), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -178,7 +197,8 @@ class ProducerProcess:
     def __init__(self, *args: str, env: dict | None = None) -> None:
         import threading
 
-        self.proc = spawn_producer(*args, env=env)
+        self.summary_path = _new_summary_path()
+        self.proc = spawn_producer(*args, env=env, summary=self.summary_path)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -207,7 +227,25 @@ class ProducerProcess:
         self._reader.join(timeout=5)
         return code
 
+    @property
+    def summary(self) -> dict:
+        """The finished run's --summary-json."""
+        summary = read_summary(self.summary_path)
+        assert summary is not None, f"no summary was written; output:\n{self.text[-3000:]}"
+        return summary
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+PROGRESS = re.compile(r"Progress: sent=(\d+) failed=(\d+) in_flight=(\d+)")
+
+
+def wait_for_progress(run: ProducerProcess, sent_over: int, timeout: float = 60.0) -> None:
+    """Until a progress line of the run shows more than `sent_over` events acknowledged."""
+    deadline = time.monotonic() + timeout
+    while not any(int(sent) > sent_over for sent, _, _ in PROGRESS.findall(run.text)):
+        assert time.monotonic() < deadline and run.proc.poll() is None, run.text[-2000:]
+        time.sleep(0.1)

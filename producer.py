@@ -19,6 +19,18 @@ partition, in order), the event's time as record timestamp and a unique `event_i
 Settings come from CLI flags, then environment variables, then the `.env` file, then defaults; they are
 listed with comments in `producer_config.env` and in README.md. Exit codes: 0 every generated event was
 acknowledged, 1 runtime or connection failure (or events lost), 2 bad settings or usage.
+
+Public API (`__all__`): `ECommerceEventProducer` (the original script's class and methods, see its
+docstring), `main(argv) -> int`, `load_settings`, `default_settings`, `Settings`, `SettingsError`,
+`EventGenerator`, `SessionSimulator`, `encode_event`.
+
+Where to change what (sections in this order):
+- a setting: `OPTIONS` (flag, variable, default, parser, help), then `Settings` and `validate()`;
+- the event schema and the random mode's events: the defaults at the top, `EventGenerator`, `encode_event`;
+- the simulated shop: `DEFAULT_FUNNEL`, `PROFILES`, the churn constants and `SessionSimulator`;
+- connecting, topic checks, outage and stall handling: `ECommerceEventProducer._connect` and its neighbours;
+- delivery accounting and statistics: `Statistics`, the `_on_*` callbacks, `_shutdown`, `log_statistics`;
+- metrics and health: `MetricsServer`; the command line: `main`.
 """
 
 from __future__ import annotations
@@ -41,7 +53,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from collections import Counter
 from heapq import heappop, heappush
 from typing import Any, Callable, Iterable, Iterator
 
@@ -78,6 +89,9 @@ TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("producer")
+
+__all__ = ["ECommerceEventProducer", "EventGenerator", "SessionSimulator", "Settings", "SettingsError",
+           "default_settings", "encode_event", "load_settings", "main"]
 
 
 # --- settings ----------------------------------------------------------------------------------------
@@ -459,6 +473,9 @@ OPTIONS: tuple[Option, ...] = (
            group="logging"),
     Option("stats_interval", "STATS_INTERVAL", "--stats-interval", "30", parse_seconds,
            "seconds between progress lines (sent, failed, in flight, rate); 0 = none", group="logging"),
+    Option("summary_json", "SUMMARY_JSON", "--summary-json", "", parse_path,
+           "at the end, write the run's figures as one JSON object here (generated, sent, failed, dropped, "
+           "runtime, rate, exit code and reason) for scripts and tests", group="logging"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -517,6 +534,7 @@ class Settings:
     log_file: str
     log_events: str
     stats_interval: float
+    summary_json: str
     metrics_port: int | None
     metrics_address: str
     health_timeout: float
@@ -764,10 +782,11 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
         s = _size_population(s, given, name)
         if s.start_time is not None and s.start_time > time.time() * 1000 and s.follow:
             raise SettingsError(f"{name('start_time')}: is in the future; expected a past date-time with --follow")
-    if s.labels_file:
-        folder = os.path.dirname(os.path.abspath(s.labels_file))
-        if os.path.isdir(s.labels_file) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise SettingsError(f"{name('labels_file')}: cannot write '{s.labels_file}'; expected a writable file path")
+    for option in ("labels_file", "summary_json"):
+        path = getattr(s, option)
+        folder = os.path.dirname(os.path.abspath(path)) if path else ""
+        if path and (os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK)):
+            raise SettingsError(f"{name(option)}: cannot write '{path}'; expected a writable file path")
     if s.enable_idempotence and s.acks != "all":
         raise SettingsError(f"{name('acks')}: {s.acks} is not valid with idempotence on; expected all, "
                             f"or {name('enable_idempotence')}=false")
@@ -1625,8 +1644,12 @@ class Statistics:
     """Counts of the run. Each counter has one writer (the loop or the client's I/O thread), so plain
     integer updates are safe under the GIL; in_flight is derived, never stored."""
 
+    # The original script's stats dict: stats["events_sent"], ["events_failed"], ["start_time"] still work.
+    _ORIGINAL_KEYS = ("events_sent", "events_failed", "start_time")
+
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.start_time = time.time()  # epoch seconds, as the original stats["start_time"]
         self.generated = 0
         self.acked = 0
         self.failed = 0
@@ -1648,6 +1671,19 @@ class Statistics:
 
     def runtime(self) -> float:
         return time.monotonic() - self.started
+
+    def __getitem__(self, key: str) -> float | int:
+        """events_sent: acknowledged; events_failed: failed or left unacknowledged at shutdown; start_time."""
+        if key == "events_sent":
+            return self.acked
+        if key == "events_failed":
+            return self.failed + self.dropped_at_shutdown
+        if key == "start_time":
+            return self.start_time
+        raise KeyError(f"{key!r}: the statistics keys are {', '.join(self._ORIGINAL_KEYS)}")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self._ORIGINAL_KEYS else default
 
 
 class BrokerWatch(logging.Handler):
@@ -1722,10 +1758,17 @@ class ConnectionFailed(Exception):
 class ECommerceEventProducer:
     """Generates weighted random eCommerce events and sends them to Kafka on a fixed schedule.
 
-    Customise by editing or subclassing: the attributes `user_id_range`, `product_id_range`,
-    `session_length_range`, `event_types` and `event_weights` are read when production starts (or
-    at the first generate_event()), and an overridden `_generate_metadata(event_type)` may return
-    extra fields, which flow into the event's metadata.
+    The original script's API works as it did: `ECommerceEventProducer()`, `connect()`, `generate_event()`,
+    `send_event(event)` (True once the broker acknowledged it), `log_event_details(event)`, `log_statistics()`,
+    `start_producing()`, `stop()`; the attributes `bootstrap_servers`, `topic`, `producer_interval`,
+    `user_id_range`, `product_id_range`, `session_length_range`, `event_types`, `event_weights` are read when
+    connecting and when production starts, so edits made after construction take effect; `running`;
+    `stats["events_sent" | "events_failed" | "start_time"]`.
+
+    Customise the metadata by overriding `_generate_metadata` either way: `_generate_metadata(self)` returns
+    the whole metadata (the original form; `super()._generate_metadata()` gives the default one), or
+    `_generate_metadata(self, event_type)` returns extra fields merged into it. Random mode and --dry-run
+    honour both; sessions mode builds its own metadata and refuses an override with one line.
     """
 
     def __init__(self, settings: Settings | None = None, clock: Callable[[], int] | None = None) -> None:
@@ -1738,6 +1781,7 @@ class ECommerceEventProducer:
         self.user_id_range = s.user_id_range
         self.product_id_range = s.product_id_range
         self.session_length_range = s.session_length_range
+        self.producer_interval = s.seconds_per_event  # seconds between events (the original attribute)
         # Wall clock in epoch ms for event timestamps; injectable so tests and backfills control time.
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.producer = None  # kafka.KafkaProducer once connected
@@ -1761,12 +1805,15 @@ class ECommerceEventProducer:
         self._last_failure_log = -math.inf
         self._last_acked = 0
         self._last_ack_time = time.monotonic()
+        self._loop_acked = 0  # the acknowledged count at the loop's last look (ack_progress)
         self._ack_lock = threading.Lock()
+        self._drawn_metadata: dict[str, Any] = {}
         self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
         self._partition_of: dict[bytes, int] = {}
         self._partition_count = 0  # 0: leave partitioning to the client (custom partitioner)
         self._next_partition_check = 0.0
         self._label_acks = 0
+        self.ended_by = "not started"  # why the last run ended, for the summary
 
     # generation -------------------------------------------------------------------------------
     def _compiled_generator(self) -> EventGenerator:
@@ -1776,21 +1823,41 @@ class ECommerceEventProducer:
                                              seed=self.settings.seed)
         return self._generator
 
-    def _generate_metadata(self, event_type: str) -> dict[str, Any]:
-        """Extra metadata fields for an event; override to add your own (default: none)."""
+    def _generate_metadata(self, event_type: str | None = None) -> dict[str, Any]:
+        """The event's metadata, for overriding (see the class docstring): without an event type (the original
+        form) the whole metadata of the event being generated; with one, extra fields (default: none)."""
+        if event_type is None:
+            return dict(self._drawn_metadata)
         return {}
 
     def _metadata_overridden(self) -> bool:
         return type(self)._generate_metadata is not ECommerceEventProducer._generate_metadata
 
+    def _metadata_replaces(self) -> bool:
+        """Whether the override is the original form, _generate_metadata(self): it returns the whole metadata."""
+        import inspect
+
+        return not inspect.signature(self._generate_metadata).parameters
+
     def generate_event(self, epoch_ms: int | None = None) -> dict[str, Any]:
         """One event as the contract dict; `epoch_ms` defaults to the producer's clock."""
         generator = self._compiled_generator()
         event = generator.event(self.clock() if epoch_ms is None else epoch_ms)
-        extra = self._generate_metadata(event["event_type"])
-        if extra:
-            event["metadata"].update(extra)
+        if self._metadata_overridden() and self._metadata_replaces():
+            self._drawn_metadata = event["metadata"]
+            event["metadata"] = self._generate_metadata()
+        else:
+            extra = self._generate_metadata(event["event_type"])
+            if extra:
+                event["metadata"].update(extra)
         return event
+
+    def log_event_details(self, event: dict[str, Any]) -> None:
+        """One log line describing an event (the original script's), its JSON at DEBUG."""
+        md = event.get("metadata") or {}
+        log.info("Event - User: %s, Event: %s, Product: %s, Session: %smin, Time: %s", event.get("user_id"),
+                 event.get("event_type"), md.get("product_id"), md.get("session_length"), event.get("timestamp"))
+        log.debug("EVENT DETAILS:\n%s", json.dumps(event, indent=2))
 
     def next_record(self, epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
         """(key, value, event or None) for the next event: the fast path for the default generator
@@ -1826,6 +1893,7 @@ class ECommerceEventProducer:
         Returns True when connected; on failure logs one clear error line and returns False.
         """
         try:
+            self._apply_attribute_edits()
             self._connect()
             return True
         except ConnectionFailed as exc:
@@ -2081,13 +2149,25 @@ class ECommerceEventProducer:
 
     # sending ----------------------------------------------------------------------------------
     def send_event(self, event: dict[str, Any]) -> bool:
-        """Send one event dict. Returns True when handed to the client (delivery is reported later
-        by the callbacks); False when the client refused it, which is counted as failed."""
+        """Send one event dict and wait for the broker (the original API): True once it acknowledged the event,
+        False with one error line when it was refused or failed (counted as failed either way). The produce loop
+        does not wait like this; it counts acknowledgements as they come."""
+        if self.producer is None and not self.connect():
+            return False
         key = str(event["user_id"]).encode()
-        epoch_ms = iso_to_epoch_ms(event["timestamp"])
-        return self._send(key, encode_event(event), epoch_ms, event)
+        future = self._send(key, encode_event(event), iso_to_epoch_ms(event["timestamp"]), event)
+        if future is None:
+            log.error("Event of user %s not sent: %s", event["user_id"], self.stats.last_error)
+            return False
+        try:
+            future.get(timeout=self.settings.delivery_timeout_ms / 1000 + 5)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the client's delivery errors; counted by the errback
+            log.error("Event of user %s not acknowledged: %s: %s", event["user_id"], type(exc).__name__, exc)
+            return False
 
-    def _send(self, key: bytes, value: bytes, epoch_ms: int, event: dict[str, Any] | None) -> bool:
+    def _send(self, key: bytes, value: bytes, epoch_ms: int, event: dict[str, Any] | None):
+        """Hand one record to the client: its future, or None when the client refused it (counted as failed)."""
         # The per-event path at full speed: every attribute look-up and call here costs on each event.
         stats = self.stats
         stats.generated += 1
@@ -2102,7 +2182,7 @@ class ECommerceEventProducer:
         except self._refused_errors as exc:
             # Not accepted by the client (no metadata within max.block.ms, record too large, closed).
             self._on_failure(exc)
-            return False
+            return None
         if event is not None and self._log_events:
             future.add_callback(self._on_ack_logged, event, value, time.monotonic())
         elif stats.generated % LATENCY_SAMPLE_EVERY == 0:
@@ -2110,7 +2190,7 @@ class ECommerceEventProducer:
         else:
             future.add_callback(self._on_ack)
         future.add_errback(self._on_failure)
-        return True
+        return future
 
     def _keyed_partition(self, key: bytes) -> int:
         """The partition kafka-python's default partitioner (murmur2, as in the Java client) picks for
@@ -2151,7 +2231,11 @@ class ECommerceEventProducer:
     # the loop ---------------------------------------------------------------------------------
     def start_producing(self) -> int:
         """Run until stop(), --count or --duration; flush, close, log statistics. Returns the exit code."""
-        s = self.settings
+        s = self._apply_attribute_edits()
+        if s.simulation_mode == "sessions" and self._metadata_overridden():
+            log.error("%s overrides _generate_metadata, which sessions mode does not use (it builds the metadata of "
+                      "its simulated shop); expected SIMULATION_MODE=random for custom metadata", type(self).__name__)
+            return EXIT_USAGE
         if self.producer is None and not s.dry_run and not self.connect():
             return EXIT_FAILURE
         self._generator = None  # pick up attribute edits made since construction
@@ -2159,7 +2243,7 @@ class ECommerceEventProducer:
         self._log_events = s.events_logged
         self.running = True
         self.stats = stats = Statistics()
-        self._last_completion = (0, stats.started)
+        self._reset_run_state(stats.started)
         self._next_report = stats.started + s.stats_interval if s.stats_interval else math.inf
         sink = _DryRunSink(sys.stdout) if s.dry_run else None
         try:
@@ -2408,18 +2492,26 @@ class ECommerceEventProducer:
             self._failures_reported = stats.failed
 
     def ack_progress(self, now: float) -> bool:
-        """True when acknowledgements arrived since the last look; remembers when that was last seen.
-        Called by the loop and by the health endpoint's thread."""
+        """For the loop: True when acknowledgements arrived since its last look (the "deliveries resumed" edge,
+        which is the loop's alone); also notes when the count last changed."""
         with self._ack_lock:
-            if self.stats.acked != self._last_acked:
-                self._last_acked, self._last_ack_time = self.stats.acked, now
+            self._note_acks(now)
+            if self.stats.acked != self._loop_acked:
+                self._loop_acked = self.stats.acked
                 return True
             return False
 
+    def _note_acks(self, now: float) -> None:
+        """When the acknowledged count was last seen to change; shared by the loop and the health endpoint."""
+        if self.stats.acked != self._last_acked:
+            self._last_acked, self._last_ack_time = self.stats.acked, now
+
     def health(self) -> tuple[bool, str]:
-        """Liveness: unhealthy when events are pending and none was acknowledged for HEALTH_TIMEOUT."""
+        """Liveness: unhealthy when events are pending and none was acknowledged for HEALTH_TIMEOUT. It reads
+        the shared note of the last acknowledgement and leaves the loop's edge alone."""
         now = time.monotonic()
-        self.ack_progress(now)
+        with self._ack_lock:
+            self._note_acks(now)
         stalled = now - self._last_ack_time
         pending = self.stats.in_flight
         if pending and stalled > self.settings.health_timeout:
@@ -2435,11 +2527,55 @@ class ECommerceEventProducer:
         return True, "ready"
 
     def stop(self) -> None:
-        """Ask the loop to stop; safe from a signal handler (only sets a flag)."""
+        """Ask the loop to stop; safe from a signal handler (only sets a flag), and to call again."""
         self._stop.set()
+
+    def _apply_attribute_edits(self) -> Settings:
+        """The original API lets users set bootstrap_servers, topic and producer_interval after construction:
+        fold them into the settings, so that every part (connection, topic creation, sends) uses the same."""
+        s, changes = self.settings, {}
+        if self.bootstrap_servers != s.bootstrap_servers:
+            changes["bootstrap_servers"] = parse_bootstrap(self.bootstrap_servers)
+        if self.topic != s.topic:
+            changes["topic"] = parse_topic(self.topic)
+        if self.producer_interval != s.seconds_per_event:
+            changes.update(interval=parse_seconds(str(self.producer_interval)), rate=None)
+        if changes:
+            self.settings = replace(s, **changes)
+        return self.settings
+
+    def _reset_run_state(self, started: float) -> None:
+        """What belongs to one run, fresh for each start_producing() on the same instance."""
+        self._shutting_down = False
+        self._outage_reported = self._paused_reported = False
+        self._failures_reported, self._last_failure_log = 0, -math.inf
+        self._last_completion = (0, started)
+        self._last_acked, self._last_ack_time, self._loop_acked = 0, started, 0
+        self._last_report = (0.0, 0)
+        self._broker_watch.clear()
+
+    def summary(self, exit_code: int, reason: str) -> dict[str, Any]:
+        """The run's figures for --summary-json: only acknowledged events count as sent."""
+        stats, s = self.stats, self.settings
+        runtime = stats.runtime()
+        return {"mode": s.simulation_mode, "dry_run": s.dry_run, "topic": None if s.dry_run else s.topic,
+                "generated": stats.generated, "sent": 0 if s.dry_run else stats.acked,
+                "printed": stats.acked if s.dry_run else 0, "failed": stats.failed,
+                "dropped_at_shutdown": stats.dropped_at_shutdown, "failures_by_error": dict(stats.failed_by_error),
+                "runtime_seconds": round(runtime, 3),
+                "events_per_second": round(stats.acked / runtime, 3) if runtime > 0 else 0.0,
+                "exit_code": exit_code, "exit_reason": reason}
 
     def _shutdown(self) -> int:
         s, stats = self.settings, self.stats
+        if self._stop.is_set():
+            self.ended_by = "stopped"
+        elif s.count is not None and stats.generated >= s.count:
+            self.ended_by = "count reached"
+        elif s.duration and stats.runtime() >= s.duration:
+            self.ended_by = "duration reached"
+        else:
+            self.ended_by = "window done"  # sessions mode: the window's end, or every customer gone
         if self.producer is not None:
             from kafka.errors import KafkaTimeoutError
 
@@ -2457,6 +2593,7 @@ class ECommerceEventProducer:
         self.log_statistics()
         if stats.dropped_at_shutdown:
             log.error("%d events were not acknowledged before shutdown and may be lost", stats.dropped_at_shutdown)
+        self._stop.clear()  # the stop request is served; the same instance may run again
         return EXIT_OK if stats.failed == 0 and stats.dropped_at_shutdown == 0 else EXIT_FAILURE
 
     def log_statistics(self) -> None:
@@ -2694,19 +2831,31 @@ def main(argv: list[str] | None = None) -> int:
             metrics.start()
             log.info("Metrics on http://%s:%d/metrics, health on /healthz and /readyz",
                      settings.metrics_address, settings.metrics_port)
-        return producer.start_producing()
+        code, reason = producer.start_producing(), producer.ended_by
     except ConnectionFailed as exc:
         log.error("%s", exc)
-        return EXIT_FAILURE
+        code, reason = EXIT_FAILURE, "connection failed"
     except BrokenPipeError:
         # stdout was closed by its reader (`--dry-run | head`): stop quietly, as command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        code, reason = EXIT_OK, "stdout closed"
     except KeyboardInterrupt:
-        return EXIT_FAILURE
+        code, reason = EXIT_FAILURE, "interrupted"
     finally:
         if metrics is not None:
             metrics.stop()
+    if settings.summary_json:
+        write_summary(settings.summary_json, producer.summary(code, reason))
+    return code
+
+
+def write_summary(path: str, summary: dict[str, Any]) -> None:
+    """The run summary, written whole or not at all (a reader never sees half a file)."""
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8") as out:
+        json.dump(summary, out, indent=2)
+        out.write("\n")
+    os.replace(partial, path)
 
 
 def log_banner(s: Settings) -> None:

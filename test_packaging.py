@@ -43,6 +43,32 @@ def test_every_setting_is_in_producer_config_env_and_readme():
     assert settings == producer.default_settings(env_file=str(ROOT / "producer_config.env"))
 
 
+def test_settings_tables_and_the_template_say_what_the_options_say_row_by_row():
+    """README's settings tables and producer_config.env are checked against OPTIONS whole: variable, flag,
+    default and meaning, so neither can drift from the code."""
+    readme = (ROOT / "README.md").read_text()
+    described, comment = {}, []
+    for line in (ROOT / "producer_config.env").read_text().splitlines():
+        setting = re.match(r"^#? ?([A-Z][A-Z0-9_]+)=(.*)$", line)
+        if setting and setting.group(1) in SETTINGS:
+            described[setting.group(1)] = (" ".join(comment), setting.group(2), line.startswith("#"))
+            comment = []
+        elif line.startswith("# ---") or not line.strip():
+            comment = []
+        elif line.startswith("#"):
+            comment.append(line[1:].strip())
+    for option in producer.OPTIONS:
+        meaning = option.help.replace("%%", "%")  # argparse's escape
+        default = "(empty)" if not option.default or option.secret else f"`{option.default}`"
+        assert f"| `{option.env}` | `{option.flag}` | {default} | {meaning} |" in readme, option.env
+        text, value, commented = described[option.env]
+        assert text.endswith(f"{meaning} (flag {option.flag})"), (option.env, text)
+        assert value == ("" if option.secret else option.default), option.env
+    # commented out on purpose: set, they change what sessions mode does (the template says why)
+    assert sorted(env for env, (_, _, commented) in described.items() if commented) == \
+        ["EVENT_WEIGHTS", "PRODUCER_INTERVAL", "USER_ID_RANGE"]
+
+
 def test_make_run_installs_only_the_runtime_requirements():
     """`make run` needs a few MB of packages; tests, benchmarks and examples install theirs with `make test`."""
     def commands(target: str) -> str:

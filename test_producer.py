@@ -13,12 +13,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
 
 import producer
-from conftest import ROOT, consume_all, free_port_block, run_producer, spawn_producer
+from conftest import ROOT, ProducerProcess, consume_all, free_port_block, run_producer, wait_for_progress
 from producer import (ECommerceEventProducer, SettingsError, TimestampFormatter, default_settings,
                       encode_event, load_settings)
 
@@ -314,7 +315,7 @@ def test_count_events_arrive_with_keys_values_timestamps_and_unique_ids(kafka, t
                        "--interval", "0", "--seed", "8")
     assert out.returncode == 0, out.stderr
     assert "Successfully connected to Kafka. Topic" in out.stderr and "has 3 partitions" in out.stderr
-    assert f"Events Sent: {n}" in out.stderr and "Events Failed: 0" in out.stderr
+    assert out.summary["sent"] == n and out.summary["failed"] == 0 and out.summary["exit_reason"] == "count reached"
     records = consume_all(kafka.bootstrap, topic, expected=n)
     assert len(records) == n
     ids = set()
@@ -417,15 +418,18 @@ def test_low_rate_logs_each_acknowledged_event_with_partition_and_offset(kafka, 
 
 
 def test_sigterm_mid_run_loses_no_acknowledged_event(kafka, topic):
-    proc = spawn_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "300",
-                          "--stats-interval", "1")
-    time.sleep(4)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "PRODUCER STATISTICS" in err
-    sent = int(re.search(r"Events Sent: (\d+)", err).group(1))
-    assert sent > 300
+    run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "300",
+                          "--stats-interval", "0.5")
+    try:
+        run.wait_for("Successfully connected")
+        wait_for_progress(run, sent_over=300)  # the producer says more than 300 were acknowledged
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.finish(timeout=30) == 0, run.text[-2000:]
+    finally:
+        run.kill()
+    assert "PRODUCER STATISTICS" in run.text
+    sent = run.summary["sent"]
+    assert sent > 300 and run.summary["exit_reason"] == "stopped"
     records = consume_all(kafka.bootstrap, topic, expected=sent, timeout=30)
     assert len(records) == sent
     assert len({dict(r.headers)["event_id"] for r in records}) == sent
@@ -436,8 +440,8 @@ def test_duration_ends_the_run_like_count(kafka, topic):
     out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "50", "--duration", "2")
     assert out.returncode == 0, out.stderr
     assert time.monotonic() - started < 20
-    sent = int(re.search(r"Events Sent: (\d+)", out.stderr).group(1))
-    assert 80 <= sent <= 110  # 2 s at 50/s, the first event at t=0
+    sent = out.summary["sent"]
+    assert 80 <= sent <= 110 and out.summary["exit_reason"] == "duration reached"  # 2 s at 50/s, the first at t=0
     assert len(consume_all(kafka.bootstrap, topic, expected=sent)) == sent
 
 
@@ -539,6 +543,121 @@ def test_an_existing_topic_with_other_partitions_gets_a_warning(kafka, topic):
     assert out.returncode == 0, out.stderr
     assert re.search(rf"WARNING - Topic '{topic}' exists with 1 partitions, not the 3 of KAFKA_TOPIC_PARTITIONS",
                      out.stderr), out.stderr
+
+
+# --- the original class API, unchanged, and one run's state per run -------------------------------------
+
+class BooksProducer(ECommerceEventProducer):
+    """The original README's way: _generate_metadata(self) returns the whole metadata."""
+
+    def _generate_metadata(self):
+        metadata = super()._generate_metadata()
+        metadata["category"] = "books"
+        return metadata
+
+
+class CampaignProducer(ECommerceEventProducer):
+    """Today's way: _generate_metadata(self, event_type) returns extra fields."""
+
+    def _generate_metadata(self, event_type):
+        return {"campaign": "winter"} if event_type == "checkout" else {}
+
+
+def books(event: dict) -> bool:
+    return event["metadata"]["category"] == "books" and set(event["metadata"]) == {"product_id", "session_length",
+                                                                                    "category"}
+
+
+def campaign(event: dict) -> bool:
+    return (event["metadata"].get("campaign") == "winter") == (event["event_type"] == "checkout")
+
+
+def test_the_original_test_flow_works_unchanged(kafka, topic, caplog):
+    """connect, generate_event, send_event, log_event_details, log_statistics, stop (twice): as the original
+    script's test used them; attributes edited after construction take effect."""
+    p = ECommerceEventProducer()
+    p.bootstrap_servers, p.topic = kafka.bootstrap, topic
+    assert p.connect()
+    event = p.generate_event()
+    with caplog.at_level("INFO", logger="producer"):
+        assert p.send_event(event) is True  # acknowledged, not merely handed over
+        p.log_event_details(event)
+        p.log_statistics()
+    assert p.stats["events_sent"] == 1 and p.stats["events_failed"] == 0
+    assert p.stats["start_time"] <= time.time()
+    assert f"User: {event['user_id']}" in caplog.text and "PRODUCER STATISTICS" in caplog.text
+    p.stop()
+    p.stop()
+    records = consume_all(kafka.bootstrap, topic, expected=1)
+    assert [json.loads(r.value) for r in records] == [event]
+
+
+@pytest.mark.parametrize("cls, check", [(BooksProducer, books), (CampaignProducer, campaign)], ids=["whole", "extra"])
+def test_both_subclass_styles_flow_into_kafka_and_dry_run(kafka, topic, cls, check, capsys):
+    p = cls(default_settings(bootstrap_servers=kafka.bootstrap, topic=topic, count=60, log_file="", seed=3))
+    p.producer_interval = 0  # the original attribute, set after construction
+    assert p.start_producing() == 0
+    events = [json.loads(r.value) for r in consume_all(kafka.bootstrap, topic, expected=60)]
+    assert len(events) == 60 and all(check(e) for e in events), events[:3]
+    assert any(e["event_type"] == "checkout" for e in events)
+    dry = cls(default_settings(dry_run=True, count=60, interval=0.0, log_file="", seed=3))
+    assert dry.start_producing() == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(printed) == 60 and all(check(e) for e in printed)
+
+
+def test_sessions_mode_refuses_a_metadata_override_with_one_line(caplog):
+    p = BooksProducer(default_settings(simulation_mode="sessions", dry_run=True, log_file=""))
+    with caplog.at_level("ERROR", logger="producer"):
+        assert p.start_producing() == 2
+    assert len(caplog.records) == 1 and "SIMULATION_MODE=random" in caplog.records[0].getMessage()
+
+
+class OversizeProducer(ECommerceEventProducer):
+    def _generate_metadata(self, event_type):
+        return {"blob": "x" * 2_000_000}  # over the client's max_request_size: refused at send()
+
+
+def test_a_second_run_on_the_same_instance_counts_its_own_failures(kafka, topic, caplog):
+    """The shutdown flag and the failure-report counters belong to one run: a second run on the same instance
+    counted every failure as dropped at shutdown and never reported it."""
+    p = OversizeProducer(default_settings(bootstrap_servers=kafka.bootstrap, topic=topic, count=3, interval=0.0,
+                                          log_file=""))
+    assert p.start_producing() == 1 and p.stats.failed == 3
+    with caplog.at_level("ERROR", logger="producer"):
+        p.settings = replace(p.settings, count=2)
+        assert p.start_producing() == 1
+    assert p.stats.failed == 2 and p.stats.dropped_at_shutdown == 0
+    assert "2 events failed since the last report (2 in all)" in caplog.text
+
+
+def test_health_does_not_take_the_deliveries_resumed_signal_from_the_loop(caplog):
+    p = ECommerceEventProducer(default_settings(log_file=""))
+    p._outage_reported = True
+    p._broker_watch.problem_since = time.monotonic() - 5
+    p.stats.generated = p.stats.acked = 10  # acknowledgements arrived
+    assert p.health()[0]  # a scrape of /healthz comes first
+    with caplog.at_level("INFO", logger="producer"):
+        p._report_broker_state(time.monotonic())
+    assert "reachable again" in caplog.text and not p._outage_reported
+
+
+def test_the_topic_attribute_is_the_topic_created_and_written(kafka, topic):
+    from kafka.admin import KafkaAdminClient
+
+    p = ECommerceEventProducer(default_settings(bootstrap_servers=kafka.bootstrap, topic=topic + "-unused",
+                                                count=5, interval=0.0, log_file=""))
+    p.topic = topic
+    assert p.start_producing() == 0
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        topics = admin.list_topics()
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    assert topic + "-unused" not in topics
+    assert len(described[0]["partitions"]) == 3  # created by the producer (KAFKA_TOPIC_PARTITIONS), not by the broker
+    assert len(consume_all(kafka.bootstrap, topic, expected=5)) == 5
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 
 import producer
 from conftest import ROOT, consume_all, run_producer
-from producer import DEFAULT_EVENT_WEIGHTS, SessionSimulator
+from producer import SessionSimulator
 
 START = "2026-11-01T00:00:00Z"
 START_MS = 1_761_955_200_000  # START in epoch ms
@@ -289,7 +289,7 @@ def test_backfill_to_kafka_logs_no_line_per_event_until_live(kafka, topic):
                        "--rate", "2", "--start-time", start, "--follow", "--duration", "12", "--timezone",
                        evening_zone())
     assert out.returncode == 0, out.stderr[-2000:]
-    sent = int(re.search(r"Events Sent: (\d+)", out.stderr).group(1))
+    sent = out.summary["sent"]
     assert sent > 3000  # an hour at 2 events/s, then a few seconds live
     lines = out.stderr.splitlines()
     handover = next(i for i, line in enumerate(lines) if "following live" in line)
@@ -305,7 +305,7 @@ def test_sessions_window_to_kafka_with_labels_topic(kafka, topic, tmp_path):
             "--user-id-range", "1-20000")
     out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--labels-topic", labels_topic, *args)
     assert out.returncode == 0, out.stderr
-    sent = int(re.search(r"Events Sent: (\d+)", out.stderr).group(1))
+    sent = out.summary["sent"]
     dry_labels = tmp_path / "labels.jsonl"
     dry = run_producer("--dry-run", *args, "--labels-file", str(dry_labels)).stdout.splitlines()
     assert sent == len(dry) > 1000
@@ -340,7 +340,7 @@ def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, top
     assert kept.returncode == 0, kept.stderr
     assert re.search(r"WARNING - Topic '.*-short' keeps records for 1 day \(retention.ms=86400000\).*will delete",
                      kept.stderr), kept.stderr
-    assert int(re.search(r"Events Sent: (\d+)", kept.stderr).group(1)) > 0
+    assert kept.summary["sent"] > 0
 
     refused = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-strict", *window)
     assert refused.returncode == 1

@@ -44,9 +44,11 @@ RATES = (1, 10, 100, 1000, 5000)
 
 
 class Measured:
-    def __init__(self, code: int, out: str, err: str, seconds: float, peak_rss_mb: float, cpu_seconds: float) -> None:
+    def __init__(self, code: int, out: str, err: str, seconds: float, peak_rss_mb: float, cpu_seconds: float,
+                 summary: dict | None = None) -> None:
         self.code, self.out, self.err, self.seconds, self.peak_rss_mb = code, out, err, seconds, peak_rss_mb
         self.cpu_seconds = cpu_seconds  # user + system time of the process, all its threads
+        self.summary = summary or {}  # producer.py's --summary-json (SUMMARY_JSON), read instead of its log
 
 
 def run_measured(cmd: list[str], *, stdout_to_devnull: bool = False, on_start=None) -> Measured:
@@ -56,8 +58,11 @@ def run_measured(cmd: list[str], *, stdout_to_devnull: bool = False, on_start=No
     wrong here: Linux carries the high-water mark of the forking parent's memory across exec, so every
     child would report at least the harness's own size.)
     """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        env = {**os.environ, "ENV_FILE": os.devnull, "LOG_FILE": "", "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.TemporaryDirectory() as tmp:
+        summary_path = Path(tmp) / "summary.json"
+        env = {**os.environ, "ENV_FILE": os.devnull, "LOG_FILE": "", "PYTHONUNBUFFERED": "1",
+               "SUMMARY_JSON": str(summary_path)}
         started = time.monotonic()
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # one child at a time here
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if stdout_to_devnull else out, stderr=err,
@@ -84,7 +89,8 @@ def run_measured(cmd: list[str], *, stdout_to_devnull: bool = False, on_start=No
         cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
         out.seek(0)
         err.seek(0)
-        return Measured(proc.returncode, out.read(), err.read(), seconds, peak_kb[0] / 1024, cpu)
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        return Measured(proc.returncode, out.read(), err.read(), seconds, peak_kb[0] / 1024, cpu, summary)
 
 
 def must(m: Measured, what: str) -> Measured:
@@ -122,21 +128,19 @@ def bench_producer(bootstrap: str, count: int) -> dict:
     m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--interval", "0",
                            "--count", str(count), "--linger-ms", str(LINGER_MS), "--batch-size", str(BATCH_SIZE),
                            "--stats-interval", "0"]), "producer.py full speed")
-    sent = int(re.search(r"Events Sent: (\d+)", m.err).group(1))
-    runtime = float(re.search(r"Runtime: ([\d.]+) seconds", m.err).group(1))
+    sent, runtime = m.summary["sent"], m.summary["runtime_seconds"]
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
             "cpu_us_per_event": m.cpu_seconds / sent * 1e6}
 
 
 def bench_sessions_backfill(bootstrap: str, days: int = 14) -> dict:
-    """Sessions mode: `days` simulated days of 1,000 users (default rate) produced as fast as possible."""
+    """Sessions mode: `days` simulated days of the default-sized shop produced as fast as possible."""
     name = create_topic(bootstrap, topic("sessions"))
     m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--mode", "sessions",
                            "--seed", "1", "--start-time", "2026-11-01T00:00:00Z", "--end-time",
                            f"2026-11-{1 + days:02d}T00:00:00Z", "--linger-ms", str(LINGER_MS), "--batch-size",
                            str(BATCH_SIZE), "--stats-interval", "0"]), "sessions backfill")
-    sent = int(re.search(r"Events Sent: (\d+)", m.err).group(1))
-    runtime = float(re.search(r"Runtime: ([\d.]+) seconds", m.err).group(1))
+    sent, runtime = m.summary["sent"], m.summary["runtime_seconds"]
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
             "cpu_us_per_event": m.cpu_seconds / sent * 1e6}
 
@@ -181,7 +185,7 @@ def bench_peer(kind: str, bootstrap: str, count: int, size: int, linger_ms: int 
 def bench_dry_run(count: int) -> dict:
     m = must(run_measured([PY, "producer.py", "--dry-run", "--interval", "0", "--count", str(count),
                            "--stats-interval", "0"], stdout_to_devnull=True), "dry run")
-    runtime = float(re.search(r"Runtime: ([\d.]+) seconds", m.err).group(1))
+    runtime = m.summary["runtime_seconds"]
     return {"events": count, "seconds": runtime, "rate": count / runtime, "peak_rss_mb": m.peak_rss_mb}
 
 
@@ -283,7 +287,7 @@ def population(rounds: int) -> dict:
                                "1-1000000", "--start-time", "2026-11-01T00:00:00Z", "--end-time",
                                "2026-11-02T00:00:00Z", "--labels-file", f"{tmp}/labels.jsonl", "--stats-interval",
                                "0"], stdout_to_devnull=True), "1,000,000 customers")
-    events = int(re.search(r"Events Generated: (\d+)", m.err).group(1))
+    events = m.summary["printed"]
     print(f"  1,000,000 customers, 1 simulated day: {events:,} events and the labels in {m.seconds:.1f} s, "
           f"peak RSS {m.peak_rss_mb:.0f} MB: {'MET ' if m.peak_rss_mb < 1024 else 'MISS'} < 1 GB", flush=True)
     result = {"million": {"events": events, "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb,
@@ -359,7 +363,7 @@ def rate_precision(bootstrap: str, seconds: float) -> dict:
         m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--rate",
                                str(rate), "--duration", str(seconds), "--stats-interval", "0", "--log-events",
                                "false"]), f"--rate {rate}")
-        sent = int(re.search(r"Events Sent: (\d+)", m.err).group(1))
+        sent = m.summary["sent"]
         records = consume_all(bootstrap, name, expected=sent, timeout=120)
         stamps = sorted(r.timestamp for r in records)
         span = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0.0
