@@ -165,8 +165,7 @@ def _producer_env(env: dict | None, summary: Path) -> dict:
 def _new_summary_path() -> Path:
     import tempfile
 
-    path = Path(tempfile.mkdtemp(prefix="producer-summary-")) / "summary.json"
-    return path
+    return Path(tempfile.mkdtemp(prefix="producer-summary-")) / "summary.json"
 
 
 def read_summary(path: Path) -> dict | None:

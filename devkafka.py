@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -321,8 +322,6 @@ def cluster_id() -> str:
 def up(inst: Instance, fresh: bool = False, timeout: float = START_TIMEOUT_S) -> int:
     """Start the broker on its kept storage (formatted the first time; wiped first with fresh=True). Two starts
     at once (two `make run` in two shells) take turns on a lock: the second finds the first's broker and uses it."""
-    import fcntl
-
     inst.state_dir.mkdir(parents=True, exist_ok=True)
     with open(inst.state_dir / "up.lock", "w") as lock:
         if not _try_lock(lock):
@@ -332,8 +331,6 @@ def up(inst: Instance, fresh: bool = False, timeout: float = START_TIMEOUT_S) ->
 
 
 def _try_lock(lock) -> bool:
-    import fcntl
-
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -371,8 +368,8 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
         formatted = False
     made_for = {"controller_port": inst.controller_port, "security": inst.security}
     note = inst.data_dir / FORMAT_NOTE
-    if formatted and note.exists() and json.loads(note.read_text()) != made_for:
-        was = json.loads(note.read_text())
+    was = json.loads(note.read_text()) if formatted and note.exists() else made_for
+    if was != made_for:
         raise DevKafkaError(f"the data in {inst.data_dir} was formatted for port {was['controller_port'] - 3}"
                             f"{' with --security' if was['security'] else ' without --security'}; start it that "
                             "way to keep its topics, or wipe them with 'python devkafka.py reset'")

@@ -1033,7 +1033,7 @@ class Funnel:
 
 
 # Calibrated to the anchors in README (Sessions mode): about 3% of sessions convert, 70% of carts are
-# abandoned (Baymard), a quarter of sessions bounce, product views are 90%+ of events (RetailRocket, REES46).
+# abandoned (Baymard), about 30% of sessions bounce, product views are 90%+ of events (RetailRocket, REES46).
 DEFAULT_FUNNEL = Funnel(bounce=0.32, views=6.0, cart=0.12, items=1.4, checkout=0.26)
 
 
@@ -1193,7 +1193,8 @@ class SessionSimulator:
         self._max_session_ms = (self.max_minutes - self.min_minutes) * 60_000
         self.signal = churn_signal
         self._fade_depth = FADE_DEPTH(churn_signal)
-        self.cutoff_ms = cutoff_ms
+        self.cutoff_ms = cutoff_ms  # cleared once the cut-off has passed and users' states are noted
+        self._cutoff_noted: int | None = None
         self.horizon_ms = int(horizon_days * DAY_MS)
         self._timezone = ZoneInfo(timezone_name)
         self._cycle_cache: dict[int, float] = {}
@@ -1225,7 +1226,7 @@ class SessionSimulator:
         self._arrival_cdf = list(itertools.accumulate(segment_mix[s] * PROFILES[s].hazard for s in self._segment_names))
         self.dormant = 0  # users churned now
         self.partial_declines = 0  # declines that ended without churning
-        self.funnel = self._calibrate(weights, segment_mix)
+        self._calibrate(weights, segment_mix)
         self._funnels = {s: self._segment_funnel(s, 0.0) for s in SEGMENTS}
         self._heap: list[int] = []
         self.users: list[_User] = []
@@ -1287,7 +1288,7 @@ class SessionSimulator:
         else:  # a new customer's arrival is their first visit
             self._plan_decline(user, now)
             user.action = START
-            heappush(self._heap, now * HEAP_SLOTS + user.index)
+            self._push(now, user.index)
 
     def _plan_decline(self, user: _User, now: int) -> None:
         """When an engaged user starts to disengage: the hazard as it stands (drawn again when it changes)."""
@@ -1300,13 +1301,13 @@ class SessionSimulator:
         """Chance per ms that an engaged user starts to disengage."""
         return user.hazard * math.exp(FRICTION_WEIGHT * (user.friction - 1 + DEFAULT_FUNNEL.checkout))
 
-    def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> Funnel:
-        """The average customer's funnel: the default, or one solved so that the population's mix (segments
+    def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> None:
+        """Set the average customer's funnel: the default, or one solved so that the population's mix (segments
         weighted by their sessions) is `weights`; ValueError when no funnel gives that mix."""
         if weights is None:
             self.funnel = DEFAULT_FUNNEL
             self.expected_mix = self._mix(segment_mix)
-            return DEFAULT_FUNNEL
+            return
         target = solve_funnel(weights)
         total = sum(weights[t] for t in FUNNEL_TYPES)
         wanted = {t: weights[t] / total for t in FUNNEL_TYPES}
@@ -1324,7 +1325,6 @@ class SessionSimulator:
         if abs(got[worst] - wanted[worst]) > 0.01:
             raise ValueError(f"the shop's segments cannot reach {worst}={wanted[worst]:.3f} of events (the closest "
                              f"attainable is {got[worst]:.3f}: it needs every session of some segments to convert)")
-        return self.funnel
 
     def _segment_funnel(self, segment: str, fade: float) -> Funnel:
         """The funnel of a segment's users; fade in [0, 1] for a disengaging user, scaled by CHURN_SIGNAL."""
@@ -1355,14 +1355,16 @@ class SessionSimulator:
 
     def expected_events_per_second(self) -> float:
         """The population's average pace at the start (the daily cycle averaged out)."""
-        per_ms = 0.0
-        for user in self.users:
-            if user.state != DORMANT:
-                present = 1 / (1 + PROFILES[user.segment].breaks_per_day * sum(BREAK_DAYS) / 2)
-                per_ms += user.rate * present * sum(self._per_session(user.segment))
-        return per_ms * 1000
+        per_session = {segment: sum(self._per_session(segment)) / (1 + profile.breaks_per_day * sum(BREAK_DAYS) / 2)
+                       for segment, profile in PROFILES.items()}  # events per session, times the share not away
+        return 1000 * sum(user.rate * per_session[user.segment] for user in self.users if user.state != DORMANT)
 
     # scheduling ------------------------------------------------------------------------------------
+    def _push(self, when: int, index: int) -> None:
+        """Schedule a user's next action (or, with ARRIVAL, the next new customer) at `when` (ms). The per-event
+        push of a session's next step in _take() writes the same entry inline."""
+        heappush(self._heap, when * HEAP_SLOTS + index)
+
     def _cycle(self, when: int) -> float:
         """The shop's traffic at this time, relative to its weekly average (cached per hour)."""
         hour = when // HOUR_MS
@@ -1395,12 +1397,12 @@ class SessionSimulator:
             if user.state == FADING:
                 if when >= user.fade_end:
                     user.action = FADE_END
-                    heappush(self._heap, user.fade_end * HEAP_SLOTS + user.index)
+                    self._push(user.fade_end, user.index)
                     return
                 keep *= 1 - self._fade_depth * (when - user.fade_start) / (user.fade_end - user.fade_start)
             if random() < keep:
                 user.action = START
-                heappush(self._heap, when * HEAP_SLOTS + user.index)
+                self._push(when, user.index)
                 return
 
     def _plan_break(self, user: _User, active_from: int) -> None:
@@ -1412,8 +1414,7 @@ class SessionSimulator:
 
     def _schedule_reactivation(self, user: _User, now: int) -> None:
         user.action = REACTIVATE
-        heappush(self._heap, (now + 1 + int(self.rng.expovariate(REACTIVATION_PER_DAY) * DAY_MS)) * HEAP_SLOTS
-                 + user.index)
+        self._push(now + 1 + int(self.rng.expovariate(REACTIVATION_PER_DAY) * DAY_MS), user.index)
 
     def _schedule_arrival(self, now: int) -> None:
         """The next new customer: Poisson arrivals at the rate customers leave, less the rate churned ones come
@@ -1425,7 +1426,7 @@ class SessionSimulator:
         while True:
             when += 1 + int(self.rng.expovariate(rate))
             if self._random() < self._cycle(when) / self._cycle_max * net:
-                heappush(self._heap, when * HEAP_SLOTS + ARRIVAL)
+                self._push(when, ARRIVAL)
                 return
 
     # what happens between sessions ------------------------------------------------------------------
@@ -1575,7 +1576,7 @@ class SessionSimulator:
             n -= 1
             # The timestamp from a per-minute prefix and second and millisecond tables: events of a backfill are
             # seconds apart, so TimestampFormatter's per-millisecond cache rarely hits and formatting each one
-            # cost 0.9 us/event (3.6 -> 4.6, bench/run.py --only population's contender, in-process).
+            # cost about 1 us/event (3.6 -> 4.6, bench/run.py --only population's contender, in-process).
             minute, milli = divmod(now, 60_000)
             if minute != last_minute:
                 last_minute, prefix = minute, minute_prefix(minute)
@@ -1621,7 +1622,7 @@ class SessionSimulator:
         """Ground truth, kept out of the events: one row per user who had joined by end_ms (a generator: a
         million rows at once would double the memory)."""
         fmt = TimestampFormatter()
-        cutoff = getattr(self, "_cutoff_noted", None)
+        cutoff = self._cutoff_noted
         for u in self.users:
             if u.joined_ms is not None and u.joined_ms > end_ms:
                 continue
@@ -1963,7 +1964,6 @@ class ECommerceEventProducer:
         while worker.is_alive():
             if self._broker_watch.refused.wait(0.05):
                 raise ConnectionFailed(self._connection_error(self._broker_watch.kind()))
-            worker.join(0.0)
         if "error" in outcome:
             raise outcome["error"]
         return outcome["client"]
@@ -2390,7 +2390,7 @@ class ECommerceEventProducer:
         if not (s.labels_file or s.labels_topic):
             return
         to_topic = bool(s.labels_topic and self.producer is not None)
-        rows = failed = 0
+        rows = 0
         with open(s.labels_file or os.devnull, "w", encoding="utf-8") as out:
             for row in sim.labels(end_ms):
                 text = json.dumps(row, separators=(",", ":"))
@@ -2604,30 +2604,29 @@ class ECommerceEventProducer:
         every event generated, so events failed or left unacknowledged at shutdown lower it."""
         stats = self.stats
         runtime = stats.runtime()
+        rate = f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}"
         if self.settings.dry_run:  # nothing went to Kafka: the events were printed
             lines = ["=" * 50, "PRODUCER STATISTICS (dry run: printed, not sent)", f"Runtime: {runtime:.2f} seconds",
-                     f"Events Printed: {stats.acked}",
-                     f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}", "=" * 50]
-            for line in lines:
-                log.info("%s", line)
-            return
-        lines = [
-            "=" * 50,
-            "PRODUCER STATISTICS",
-            f"Runtime: {runtime:.2f} seconds",
-            f"Events Generated: {stats.generated}",
-            f"Events Sent: {stats.acked}",
-            f"Events Failed: {stats.failed}",
-        ]
-        if stats.dropped_at_shutdown:
-            lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown}")
-        lines += [
-            f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}",
-            f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
-            "(acknowledged of generated)",
-        ]
-        if stats.failed_by_error:
-            lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.failed_by_error.items())))
+                     f"Events Printed: {stats.acked}", rate]
+        else:
+            lines = [
+                "=" * 50,
+                "PRODUCER STATISTICS",
+                f"Runtime: {runtime:.2f} seconds",
+                f"Events Generated: {stats.generated}",
+                f"Events Sent: {stats.acked}",
+                f"Events Failed: {stats.failed}",
+            ]
+            if stats.dropped_at_shutdown:
+                lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown}")
+            lines += [
+                rate,
+                f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
+                "(acknowledged of generated)",
+            ]
+            if stats.failed_by_error:
+                lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in
+                                                                sorted(stats.failed_by_error.items())))
         lines.append("=" * 50)
         for line in lines:
             log.info("%s", line)
