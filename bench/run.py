@@ -295,7 +295,7 @@ def population(rounds: int) -> dict:
     previous = _previous_model()
     import producer
 
-    current_name = "current (33,000 customers, the default size)"
+    current_name = "current (33,000 customers, about the default size)"
     contenders = {current_name: lambda: producer.SessionSimulator(
         segment_mix=MIX, user_id_range=(1, 33_000), product_id_range=(1, 500), session_length_range=(0.5, 30.0),
         start_ms=START_MS, seed=1)}
