@@ -22,15 +22,18 @@ acknowledged, 1 runtime or connection failure (or events lost), 2 bad settings o
 
 Public API (`__all__`): `ECommerceEventProducer` (the original script's class and methods, see its
 docstring), `main(argv) -> int`, `load_settings`, `default_settings`, `Settings`, `SettingsError`,
-`EventGenerator`, `SessionSimulator`, `encode_event`.
+`JsonCodec` and `encode_event`, `EventGenerator`, `SessionSimulator`, `KafkaConnection`, `DeliveryMonitor`.
 
-Where to change what (sections in this order):
+Where to change what (sections in this order, each using only what is above it):
 - a setting: `OPTIONS` (flag, variable, default, parser, help), then `Settings` and `validate()`;
-- the event schema and the random mode's events: the defaults at the top, `EventGenerator`, `encode_event`;
+- the record format (value, key, timestamp, event_id header): `JsonCodec`, the one place it is written;
+- the random mode's events: the defaults at the top and `EventGenerator`;
 - the simulated shop: `DEFAULT_FUNNEL`, `PROFILES`, the churn constants and `SessionSimulator`;
-- connecting, topic checks, outage and stall handling: `ECommerceEventProducer._connect` and its neighbours;
-- delivery accounting and statistics: `Statistics`, the `_on_*` callbacks, `_shutdown`, `log_statistics`;
-- metrics and health: `MetricsServer`; the command line: `main`.
+- connecting, client settings, topic checks, outage and stall handling, anything of kafka-python:
+  `KafkaConnection` (another client library would be another class of its shape);
+- delivery accounting, progress, health and readiness, statistics, the run summary: `DeliveryMonitor`;
+- the run itself (schedule, back-pressure, shutdown) and the original API: `ECommerceEventProducer`;
+- metrics: `MetricsServer`; logging, signals and exit codes: `main`.
 """
 
 from __future__ import annotations
@@ -90,8 +93,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("producer")
 
-__all__ = ["ECommerceEventProducer", "EventGenerator", "SessionSimulator", "Settings", "SettingsError",
-           "default_settings", "encode_event", "load_settings", "main"]
+__all__ = ["DeliveryMonitor", "ECommerceEventProducer", "EventGenerator", "JsonCodec", "KafkaConnection",
+           "SessionSimulator", "Settings", "SettingsError", "default_settings", "encode_event", "load_settings", "main"]
 
 
 # --- settings ----------------------------------------------------------------------------------------
@@ -557,40 +560,6 @@ class Settings:
             return spe > 0 and 1.0 / spe <= LOG_EVENTS_AUTO_MAX_RATE
         return self.log_events == "true"
 
-    def kafka_client_config(self) -> dict[str, Any]:
-        """Settings mapped to kafka-python KafkaProducer keyword arguments, in one place."""
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "client_id": self.client_id,
-            "acks": self.acks,
-            "compression_type": None if self.compression_type == "none" else self.compression_type,
-            "linger_ms": self.linger_ms,
-            "batch_size": self.batch_size,
-            "max_block_ms": self.max_block_ms,
-            "request_timeout_ms": self.request_timeout_ms,
-            "delivery_timeout_ms": self.delivery_timeout_ms,
-            "enable_idempotence": self.enable_idempotence,
-            # kafka-python backs off up to 30 s between reconnects by default; after a broker restart
-            # that leaves events waiting long after the broker is back.
-            "reconnect_backoff_max_ms": 2000,
-        }
-        config.update(self.connection_config())
-        config.update(dict(self.producer_options))
-        return config
-
-    def connection_config(self) -> dict[str, Any]:
-        """The part shared by the producer and the admin client: where and how to connect."""
-        config: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(","),
-                                  "client_id": self.client_id,
-                                  "security_protocol": self.security_protocol}
-        if self.security_protocol.startswith("SASL"):
-            config.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                          sasl_plain_password=self.sasl_password)
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            config.update(ssl_cafile=self.ssl_cafile or None, ssl_certfile=self.ssl_certfile or None,
-                          ssl_keyfile=self.ssl_keyfile or None)
-        return config
-
     def describe(self) -> list[tuple[str, str]]:
         """(variable, effective value) rows for --print-config and the banner; secrets masked."""
         rows = []
@@ -863,18 +832,20 @@ def _size_population(s: Settings, given: dict[str, str], name: Callable[[str], s
     return replace(s, user_id_range=(lo, lo + users - 1))
 
 
-# --- event generation ------------------------------------------------------------------------------
+# --- the wire format -------------------------------------------------------------------------------
 
 class TimestampFormatter:
-    """Epoch milliseconds -> '2024-01-15T10:30:45.123Z'.
+    """Epoch milliseconds -> '2024-01-15T10:30:45.123Z', the events' timestamp text.
 
     At thousands of events per second most events share their minute (and many their millisecond)
-    with the previous one, so the date-and-minute prefix is formatted once per minute and the whole
-    string once per millisecond; in a simulated backfill, events a few seconds apart still share
-    the minute.
+    with the previous one, so the date-and-minute prefix is formatted once per minute, seconds and
+    milliseconds come from tables, and the whole text is kept for the next event of the same
+    millisecond.
     """
 
     __slots__ = ("_minute", "_prefix", "_ms", "_text")
+    _SECONDS = tuple(f"{second:02d}." for second in range(60))
+    _MILLIS = tuple(f"{milli:03d}Z" for milli in range(1000))
 
     def __init__(self) -> None:
         self._minute = self._ms = -1
@@ -884,25 +855,97 @@ class TimestampFormatter:
         if epoch_ms == self._ms:
             return self._text
         minute, milli = divmod(epoch_ms, 60_000)
-        self._ms = epoch_ms
-        self._text = f"{self.minute_prefix(minute)}{milli // 1000:02d}.{milli % 1000:03d}Z"
-        return self._text
-
-    def minute_prefix(self, minute: int) -> str:
-        """'2024-01-15T10:30:' for a minute since the epoch (epoch ms // 60000)."""
         if minute != self._minute:
             self._minute = minute
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
-        return self._prefix
+        self._ms = epoch_ms
+        self._text = f"{self._prefix}{self._SECONDS[milli // 1000]}{self._MILLIS[milli % 1000]}"
+        return self._text
 
+
+def iso_to_epoch_ms(timestamp: str) -> int:
+    """'2024-01-15T10:30:45.123Z' -> epoch ms (for events built by overridden generators)."""
+    import calendar
+
+    main, _, rest = timestamp.rstrip("Z").partition(".")
+    seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1000 + int((rest or "0")[:3].ljust(3, "0"))
+
+
+class JsonCodec:
+    """The record format, in one place. Downstream consumers parse it: it is a contract.
+
+    - value: the event as compact UTF-8 JSON, fields in this order, byte-identical to
+      json.dumps(event, separators=(",", ":"), ensure_ascii=False):
+      {"user_id":456,"event_type":"product_view","timestamp":"2024-01-15T10:30:45.123Z",
+       "metadata":{"product_id":234,"session_length":12.5}}
+      (sessions mode adds metadata fields after session_length: session_id, and order_value and
+      items on a checkout);
+    - key: the user id as decimal text, so that one user's events share a partition, in order;
+    - timestamp: the event's time in epoch ms, as the record timestamp;
+    - header `event_id`: "<random run prefix>-<sequence number>", unique per event.
+
+    The generators' fast paths build values with `text()` from pieces they made once (numbers as
+    text, names through `name()`); an event dict, e.g. one with overridden metadata, goes through
+    `value()`.
+    """
+
+    def __init__(self) -> None:
+        # Unique event ids without uuid4's cost: a random 64-bit run prefix plus a sequence number.
+        self.run_prefix = os.urandom(8).hex().encode() + b"-"
+
+    @staticmethod
+    def text(user_id: str, event_type: str, timestamp: str, product_id: str, session_length: str,
+             extra: str = "") -> str:
+        """An event's value as text, from its fields' JSON texts (event_type without quotes); extra: more
+        metadata fields, each starting with a comma."""
+        return (f'{{"user_id":{user_id},"event_type":"{event_type}","timestamp":"{timestamp}",'
+                f'"metadata":{{"product_id":{product_id},"session_length":{session_length}{extra}}}}}')
+
+    @staticmethod
+    def name(text: str) -> str:
+        """A string's JSON text without its quotes (event types, ids with dashes)."""
+        return json.dumps(text, ensure_ascii=False)[1:-1]
+
+    @staticmethod
+    def value(event: dict[str, Any]) -> bytes:
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @staticmethod
+    def key(user_id: int | str) -> bytes:
+        return str(user_id).encode()
+
+    @staticmethod
+    def timestamp_ms(event: dict[str, Any]) -> int:
+        return iso_to_epoch_ms(event["timestamp"])
+
+    @staticmethod
+    def session_fields(session_id: str, order_value: float | None = None, items: int | None = None) -> str:
+        """Sessions mode's metadata fields after session_length, as `extra` for text(); a session id is
+        "<user id>-<session number>", which needs no escaping."""
+        if order_value is None:
+            return f',"session_id":"{session_id}"'
+        return f',"session_id":"{session_id}","order_value":{order_value!r},"items":{items}'
+
+    def headers(self, sequence: int) -> list[tuple[str, bytes]]:
+        return [(EVENT_ID_HEADER, b"%b%d" % (self.run_prefix, sequence))]
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """An event dict's record value (JsonCodec.value), kept under its original name."""
+    return JsonCodec.value(event)
+
+
+
+# --- event generation ------------------------------------------------------------------------------
 
 class EventGenerator:
     """Pure, seeded generator of independent random events (the default `random` mode).
 
     No I/O and no clock: the caller passes the event time in epoch milliseconds. The same seed gives
     the same sequence of draws. `draw()` picks the numbers; `event()` makes the contract dict from
-    them and `encode()` the JSON bytes, through tables built once so that the hot path is a handful
-    of random() calls, list look-ups and one string join.
+    them and `encode()` its JSON text (JsonCodec), from tables of texts built once, so that the hot
+    path is a handful of random() calls, list look-ups and one string join.
     """
 
     def __init__(self, event_types: list[str], event_weights: list[float], user_id_range: tuple[int, int],
@@ -929,7 +972,7 @@ class EventGenerator:
         self.centi_span = round(session_length_range[1] * 100) - self.centi_lo + 1
         self.timestamp = TimestampFormatter()
         # JSON fragments: small ranges get look-up tables, large ones are formatted per event.
-        self._type_json = [json.dumps(t) for t in self.event_types]
+        self._type_text = [JsonCodec.name(t) for t in self.event_types]
         self._user_text = self._table(user_id_range)
         self._product_text = self._table(product_id_range)
         self._session_text = [repr((self.centi_lo + i) / 100) for i in range(self.centi_span)] \
@@ -954,13 +997,12 @@ class EventGenerator:
                              "session_length": (self.centi_lo + centi) / 100}}
 
     def encode(self, epoch_ms: int, drawn: tuple[int, int, int, int]) -> str:
-        """The event as compact JSON text, byte-identical to json.dumps(event, separators=(',', ':'))."""
+        """The drawn event's record value as text (JsonCodec.text)."""
         user, etype, product, centi = drawn
         u = self._user_text[user] if self._user_text else str(self.user_lo + user)
         p = self._product_text[product] if self._product_text else str(self.product_lo + product)
         s = self._session_text[centi] if self._session_text else repr((self.centi_lo + centi) / 100)
-        return (f'{{"user_id":{u},"event_type":{self._type_json[etype]},"timestamp":"{self.timestamp(epoch_ms)}",'
-                f'"metadata":{{"product_id":{p},"session_length":{s}}}}}')
+        return JsonCodec.text(u, self._type_text[etype], self.timestamp(epoch_ms), p, s)
 
     def json_lines(self, clock: Callable[[], int], n: int) -> list[str]:
         """n events as JSON texts, each stamped by clock() as it is made: the --dry-run hot path.
@@ -972,34 +1014,16 @@ class EventGenerator:
         users, products, sessions = self._user_text, self._product_text, self._session_text
         if not (users and products and sessions):
             return [self.encode(ms, self.draw()) for ms in (clock() for _ in range(n))]
-        r, cumulative, types, timestamp = self.rng.random, self._cumulative, self._type_json, self.timestamp
+        r, cumulative, types, timestamp = self.rng.random, self._cumulative, self._type_text, self.timestamp
         user_span, product_span, centi_span = self.user_span, self.product_span, self.centi_span
-        bisect_right = bisect.bisect_right
+        bisect_right, text = bisect.bisect_right, JsonCodec.text
         lines = []
         append = lines.append
         for _ in range(n):
             ts = timestamp(clock())
-            u = users[int(r() * user_span)]
-            t = types[bisect_right(cumulative, r())]
-            p = products[int(r() * product_span)]
-            s = sessions[int(r() * centi_span)]
-            append(f'{{"user_id":{u},"event_type":{t},"timestamp":"{ts}",'
-                   f'"metadata":{{"product_id":{p},"session_length":{s}}}}}')
+            append(text(users[int(r() * user_span)], types[bisect_right(cumulative, r())], ts,
+                        products[int(r() * product_span)], sessions[int(r() * centi_span)]))
         return lines
-
-
-def encode_event(event: dict[str, Any]) -> bytes:
-    """The general serializer (events with extra metadata): compact UTF-8 JSON."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def iso_to_epoch_ms(timestamp: str) -> int:
-    """'2024-01-15T10:30:45.123Z' -> epoch ms (for events built by overridden generators)."""
-    import calendar
-
-    main, _, rest = timestamp.rstrip("Z").partition(".")
-    seconds = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
-    return seconds * 1000 + int((rest or "0")[:3].ljust(3, "0"))
 
 
 # --- sessions mode: a shop's customers, their sessions, and churn as a process -------------------
@@ -1145,7 +1169,7 @@ class _User:
     index: int
     segment: str
     key: bytes
-    json_head: str  # the event's JSON up to the event type: the same in every event of the user
+    user_text: str  # the user id as JSON text, made once
     rate: float  # session starts per ms when fully engaged, before the daily and weekly cycle
     depth: float  # views per engaged session beyond the first, mean
     hazard: float  # chance per ms of starting to disengage, before friction
@@ -1157,7 +1181,7 @@ class _User:
     break_at: float = math.inf
     break_days: float = 0.0  # how long the planned break lasts
     action: int = START
-    plan: list | None = None  # the session's steps still to come, last first: (event type, product, JSON tail)
+    plan: list | None = None  # the session's steps still to come, last first: (event type, product, metadata fields after session_length)
     outcome: int = BROWSED
     session_start: int = 0
     sessions: int = 0
@@ -1217,8 +1241,6 @@ class SessionSimulator:
         self._minutes_text = [repr((self._centi_lo + i) / 100)
                               for i in range(round(self.max_minutes * 100) - self._centi_lo + 1)]
         self._timestamp = TimestampFormatter()
-        self._second_text = [f"{second:02d}." for second in range(60)]
-        self._milli_text = [f"{milli:03d}Z" for milli in range(1000)]
         self._segment_names = [s for s in SEGMENTS if segment_mix.get(s, 0) > 0]
         self._segment_cdf = list(itertools.accumulate(segment_mix[s] for s in self._segment_names))
         # SEGMENT_MIX is the standing customer base's; segments that churn more must be more of the newcomers
@@ -1245,8 +1267,8 @@ class SessionSimulator:
         engagement = rng.lognormvariate(0.0, ACTIVITY_SPREAD)
         depth = (self.funnel.views - 1) * profile.depth * rng.lognormvariate(-DEPTH_SPREAD ** 2 / 2, DEPTH_SPREAD)
         hazard = BASE_HAZARD_PER_DAY / DAY_MS * profile.hazard * engagement ** -HAZARD_ENGAGEMENT
-        user = _User(user_id, len(self.users), segment, str(user_id).encode(),
-                     f'{{"user_id":{user_id},"event_type":"', profile.sessions_per_month * engagement / MONTH_MS,
+        user = _User(user_id, len(self.users), segment, JsonCodec.key(user_id), str(user_id),
+                     profile.sessions_per_month * engagement / MONTH_MS,
                      depth, hazard, joined_ms)
         self.users.append(user)
         return user
@@ -1473,7 +1495,7 @@ class SessionSimulator:
         user.session_start = now
         user.outcome = BROWSED
         session_id = f"{user.user_id}-{user.sessions}"
-        tail = f',"session_id":"{session_id}"}}}}'
+        tail = JsonCodec.session_fields(session_id)
         # Products drawn inline (bisect on the popularity CDF): a method call per product was a tenth of the cost.
         focus = [products[bisect.bisect_right(cdf, r() * total)] for _ in range(1 + int(r() * 3))]
         if r() < f.bounce:
@@ -1498,8 +1520,7 @@ class SessionSimulator:
         if r() < f.checkout:
             cart = [viewed[i] for i in sorted(added)]
             value = round(sum(self._price(p) for p in cart), 2)
-            plan.append(("checkout", cart[0],
-                         f',"session_id":"{session_id}","order_value":{value!r},"items":{len(cart)}}}}}'))
+            plan.append(("checkout", cart[0], JsonCodec.session_fields(session_id, value, len(cart))))
             user.outcome = PURCHASED
         plan.reverse()  # the hot path pops steps off the end
         user.plan = plan
@@ -1547,12 +1568,11 @@ class SessionSimulator:
         return out
 
     def _take(self, n: int, until_ms: float) -> list[tuple[int, bytes, bytes]]:
-        """take()'s hot path: batches, everything bound to locals, and text made beforehand (per user,
-        per session, per minute, tables) joined rather than numbers formatted."""
+        """take()'s hot path: batches, everything bound to locals, and the value's pieces made beforehand
+        (per user, per session, tables) and joined by JsonCodec.text rather than numbers formatted."""
         heap, users, random, gaps = self._heap, self.users, self._random, self._gaps
         minutes_text, max_session = self._minutes_text, self._max_session_ms
-        minute_prefix, second_text, milli_text = self._timestamp.minute_prefix, self._second_text, self._milli_text
-        last_minute, prefix = -1, ""
+        timestamp, text = self._timestamp, JsonCodec.text
         # Heap entries from this one on are later than until_ms: compared without dividing each.
         beyond = math.inf if until_ms == math.inf else (math.floor(until_ms) + 1) * HEAP_SLOTS
         out = []
@@ -1572,19 +1592,10 @@ class SessionSimulator:
                     continue
                 if user.first_ms < 0:
                     user.first_ms = now
-            event_type, product, tail = plan.pop()
+            event_type, product, fields = plan.pop()
             n -= 1
-            # The timestamp from a per-minute prefix and second and millisecond tables: events of a backfill are
-            # seconds apart, so TimestampFormatter's per-millisecond cache rarely hits and formatting each one
-            # cost about 1 us/event (3.6 -> 4.6, bench/run.py --only population's contender, in-process).
-            minute, milli = divmod(now, 60_000)
-            if minute != last_minute:
-                last_minute, prefix = minute, minute_prefix(minute)
-            # Every piece is text made once and nothing needs escaping: numbers, fixed names, "<digits>-<digits>".
-            append((now, user.key, (
-                f'{user.json_head}{event_type}","timestamp":"{prefix}{second_text[milli // 1000]}'
-                f'{milli_text[milli % 1000]}","metadata":{{"product_id":{product},"session_length":'
-                f'{minutes_text[(now - user.session_start) // 600]}{tail}').encode()))  # within the table: see below
+            append((now, user.key, text(user.user_text, event_type, timestamp(now), product,
+                                        minutes_text[(now - user.session_start) // 600], fields).encode()))
             if plan:
                 when = now + gaps[int(random() * 1024)]
                 if when - user.session_start <= max_session:  # a session ends at its maximum length
@@ -1642,7 +1653,422 @@ class SessionSimulator:
             yield row
 
 
-# --- the producer --------------------------------------------------------------------------------------
+# --- the Kafka connection ------------------------------------------------------------------------------
+
+class BrokerWatch(logging.Handler):
+    """Receives the Kafka client's own log records (which would otherwise flood the log with one line per
+    reconnect attempt) and keeps the connection problem, so the producer can report an outage once,
+    with its cause, and its recovery. Authentication and TLS problems are kept apart: they are the
+    cause the user needs to see, and later generic lines ("Unable to bootstrap") must not hide them."""
+
+    AUTH = ("SaslAuthenticationFailed", "Authentication failed", "AuthenticationFailed")
+    TLS = ("CERTIFICATE_VERIFY_FAILED", "SSLError", "Handshake failed", "WRONG_VERSION_NUMBER",
+           "certificate verify failed")
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.last_problem = ""
+        self.specific_problem = ""  # the last authentication or TLS failure
+        self.problem_since: float | None = None
+        self.refused = threading.Event()  # set when the broker refused our credentials or certificate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(m in message for m in self.AUTH + self.TLS):
+            self.specific_problem = message
+            self.refused.set()
+        if record.levelno >= logging.ERROR or "failed" in message.lower():
+            self.last_problem = message
+            if self.problem_since is None:
+                self.problem_since = time.monotonic()
+
+    def clear(self) -> None:
+        self.problem_since = None
+        self.specific_problem = ""
+        self.refused.clear()
+
+    def kind(self) -> str:
+        text = self.specific_problem
+        if any(marker in text for marker in self.AUTH):
+            return "auth"
+        if any(marker in text for marker in self.TLS):
+            return "tls"
+        return "connection"
+
+    def reason(self) -> str:
+        text = re.sub(r" \(backoff [\d.]+ secs\)$", "", self.specific_problem or self.last_problem)
+        # Keep the meaningful tail ("SaslAuthenticationFailedError: ... invalid credentials"),
+        # not the connection object's repr.
+        m = re.search(r"((?:\[Error \d+\] )?\w+(?:Error|Failed)\w*: .*)$", text)
+        return (m.group(1) if m else text)[-300:]
+
+
+class ConnectionFailed(Exception):
+    """The broker could not be reached or refused us: one clear line, exit code 1."""
+
+
+class KafkaConnection:
+    """The Kafka client and everything that touches it: connecting (with retries and a refusal noticed at
+    once), the admin checks (the topic, created when missing; its partitions' leaders; a backfill's
+    timestamps against the topic's limits), sending, flushing and closing, replacing a stalled client,
+    following the partition count, and every use of kafka-python's internals.
+
+    This is the seam for another client library: a class with the same public methods and attributes
+    (`open`, `send`, `send_label`, `flush`, `close`, `replace_stalled`, `follow_partition_count`,
+    `connected`, `client`, `partitions`, `watch`, `refused_errors`) can take this one's place. Delivery
+    callbacks run in the client's I/O thread: `on_ack(*args, metadata)` (metadata has .partition and
+    .offset) when the broker acknowledged a record, `on_failure(exception)` when it failed.
+    """
+
+    name = "kafka-python"
+
+    def __init__(self, settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> None:
+        self.settings = settings
+        self.topic = settings.topic
+        self.client = None  # kafka.KafkaProducer once open
+        self.partitions: int | None = None
+        self.watch = BrokerWatch()
+        # Exceptions of send() meaning "not accepted" (no metadata within max.block.ms, too large, closed).
+        self.refused_errors: tuple[type[BaseException], ...] = (ValueError, TypeError)
+        self._stop = stop  # the producer's stop request: ends every wait here
+        self._clock = clock
+        self._partition_of: dict[bytes, int] = {}
+        self._partition_count = 0  # 0: leave partitioning to the client (a custom partitioner)
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None
+
+    # settings mapped to kafka-python's keyword arguments, in one place ----------------------------
+    def _connection_config(self) -> dict[str, Any]:
+        """The part shared by the producer and the admin client: where and how to connect."""
+        s = self.settings
+        config: dict[str, Any] = {"bootstrap_servers": s.bootstrap_servers.split(","), "client_id": s.client_id,
+                                  "security_protocol": s.security_protocol}
+        if s.security_protocol.startswith("SASL"):
+            config.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
+                          sasl_plain_password=s.sasl_password)
+        if s.security_protocol in ("SSL", "SASL_SSL"):
+            config.update(ssl_cafile=s.ssl_cafile or None, ssl_certfile=s.ssl_certfile or None,
+                          ssl_keyfile=s.ssl_keyfile or None)
+        return config
+
+    def _producer_config(self) -> dict[str, Any]:
+        s = self.settings
+        config: dict[str, Any] = {
+            "acks": s.acks,
+            "compression_type": None if s.compression_type == "none" else s.compression_type,
+            "linger_ms": s.linger_ms,
+            "batch_size": s.batch_size,
+            "max_block_ms": s.max_block_ms,
+            "request_timeout_ms": s.request_timeout_ms,
+            "delivery_timeout_ms": s.delivery_timeout_ms,
+            "enable_idempotence": s.enable_idempotence,
+            # kafka-python backs off up to 30 s between reconnects by default; after a broker restart
+            # that leaves events waiting long after the broker is back.
+            "reconnect_backoff_max_ms": 2000,
+        }
+        config.update(self._connection_config())
+        config.update(dict(s.producer_options))
+        return config
+
+    # connecting ----------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect (retrying with backoff for the connect timeout) and check the topic; ConnectionFailed
+        with one clear line otherwise."""
+        from kafka.errors import KafkaError
+
+        s = self.settings
+        self._capture_client_logs()
+        deadline = time.monotonic() + s.connect_timeout
+        backoff = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            try:
+                # Short attempts, so that "not reachable yet" is said early; a refusal ends one at once.
+                admin = self._unless_refused(lambda: self._admin_client(max(1.0, min(remaining, 3.0))))
+                try:
+                    self.partitions = self._ensure_topic(admin)
+                    self._check_backfill_window(admin)
+                finally:
+                    admin.close()
+                self.client = self._new_client(max(1.0, remaining))
+                break
+            except ConnectionFailed:
+                raise
+            except (KafkaError, OSError) as exc:
+                kind = self.watch.kind()
+                if kind in ("auth", "tls"):
+                    raise ConnectionFailed(self._connection_error(kind)) from None
+                if time.monotonic() + backoff >= deadline:
+                    raise ConnectionFailed(self._connection_error("connection", exc)) from None
+                if attempt == 1:
+                    log.warning("Kafka at %s is not reachable yet (%s); retrying for up to %.0fs",
+                                s.bootstrap_servers, self.watch.reason() or type(exc).__name__, s.connect_timeout)
+                if self._stop.wait(backoff):
+                    raise ConnectionFailed("Stopped before Kafka could be reached") from None
+                backoff = min(backoff * 2, 5.0)
+        self.watch.clear()
+        self.refused_errors = (KafkaError, ValueError, TypeError)
+        if "partitioner" not in dict(s.producer_options):
+            self._partition_count = self.partitions
+            self._partition_of.clear()
+        log.info("Successfully connected to Kafka. Topic '%s' has %d partitions", s.topic, self.partitions)
+
+    def _unless_refused(self, connect: Callable[[], Any]) -> Any:
+        """connect(), but stop waiting for it once the broker refuses our credentials or certificate: kafka-python
+        goes on retrying its bootstrap until its own timeout even after reading the refusal, and under load a
+        refusal often reaches it only as a dropped connection, so the first one it can read must count."""
+        outcome: dict[str, Any] = {}
+
+        def attempt() -> None:
+            try:
+                outcome["client"] = connect()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=attempt, name="kafka-connect", daemon=True)  # daemon: may be abandoned
+        worker.start()
+        while worker.is_alive():
+            if self.watch.refused.wait(0.05):
+                raise ConnectionFailed(self._connection_error(self.watch.kind()))
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["client"]
+
+    def _new_client(self, bootstrap_timeout_s: float):
+        from kafka import KafkaProducer
+
+        return KafkaProducer(**self._producer_config(), bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000))
+
+    def _admin_client(self, timeout_s: float):
+        from kafka import KafkaAdminClient
+
+        return KafkaAdminClient(**self._connection_config(), bootstrap_timeout_ms=int(timeout_s * 1000),
+                                request_timeout_ms=int(max(timeout_s, 5) * 1000))
+
+    def _connection_error(self, kind: str, exc: Exception | None = None) -> str:
+        s = self.settings
+        reason = self.watch.reason() or (f"{type(exc).__name__}: {exc}" if exc else "")
+        if kind == "auth":
+            return (f"Authentication to Kafka at {s.bootstrap_servers} failed ({reason}); check "
+                    f"KAFKA_SASL_MECHANISM={s.sasl_mechanism}, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if kind == "tls":
+            return (f"TLS handshake with Kafka at {s.bootstrap_servers} failed ({reason}); check KAFKA_SSL_CAFILE "
+                    "(the CA that signed the broker certificate) and that the host name matches the certificate")
+        return (f"Cannot connect to Kafka at {s.bootstrap_servers} within {s.connect_timeout:g}s ({reason}); check "
+                "that the broker is running and KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL are right "
+                "(local broker: make kafka-up)")
+
+    def _capture_client_logs(self) -> None:
+        """Route kafka-python's logs to BrokerWatch; at DEBUG they are shown as well."""
+        client_log = logging.getLogger("kafka")
+        if self.watch not in client_log.handlers:
+            client_log.addHandler(self.watch)
+        client_log.propagate = self.settings.log_level == "DEBUG"
+        if client_log.level == logging.NOTSET or client_log.level > logging.WARNING:
+            client_log.setLevel(logging.WARNING if self.settings.log_level != "DEBUG" else logging.DEBUG)
+
+    # the topic -----------------------------------------------------------------------------------
+    def _ensure_topic(self, admin) -> int:
+        """Partitions of the topic, creating it when missing."""
+        from kafka.admin import NewTopic
+        from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+        s = self.settings
+        partitions = self._describe_partitions(admin)
+        if partitions:
+            self._wait_for_leaders(admin)
+            if "topic_partitions" in s.explicit and partitions != s.topic_partitions:
+                log.warning("Topic '%s' exists with %d partitions, not the %d of KAFKA_TOPIC_PARTITIONS, which applies "
+                            "only when the producer creates the topic; to add partitions: python devkafka.py tool "
+                            "topics --alter --topic %s --partitions %d", s.topic, partitions, s.topic_partitions,
+                            s.topic, s.topic_partitions)
+            return partitions
+        try:
+            admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)])
+            log.info("Created topic '%s' with %d partitions, replication factor %d",
+                     s.topic, s.topic_partitions, s.topic_replication)
+        except TopicAlreadyExistsError:
+            pass  # created by someone else meanwhile
+        except KafkaError as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            detail = re.search(r"error_message='([^']*)'", message)
+            raise ConnectionFailed(
+                f"Topic '{s.topic}' does not exist and creating it was refused "
+                f"({type(exc).__name__}: {detail.group(1) if detail else message[:200]}); create it yourself or "
+                "check KAFKA_TOPIC_PARTITIONS / KAFKA_TOPIC_REPLICATION and the user's CREATE permission") from None
+        for _ in range(50):  # metadata of a new topic propagates within moments
+            partitions = self._describe_partitions(admin)
+            if partitions:
+                self._wait_for_leaders(admin)
+                return partitions
+            time.sleep(0.1)
+        raise ConnectionFailed(f"Topic '{s.topic}' was created but has no partitions yet; try again")
+
+    def _wait_for_leaders(self, admin, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) until every partition has a leader, as after a broker restart it may not yet. The first
+        batches sent to a partition without one fail retriably, those pipelined behind them get
+        OutOfOrderSequenceNumber, and kafka-python's idempotent producer then bumps its epoch and fails every batch
+        in flight (its documented KIP-360 handling; the Java client resends them): failed events at start."""
+        deadline = time.monotonic() + timeout_s
+        while self._leaderless_partitions(admin) and time.monotonic() < deadline and not self._stop.wait(0.2):
+            pass
+
+    def _leaderless_partitions(self, admin) -> int:
+        described = admin.describe_topics([self.topic])
+        return sum(1 for topic in described if topic.get("name") == self.topic
+                   for p in topic.get("partitions") or [] if p.get("leader_id", -1) < 0)
+
+    def _check_backfill_window(self, admin) -> None:
+        """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
+        start if the topic rejects them, warn if it will delete them or overwrite their timestamps."""
+        from kafka.admin import ConfigResource, ConfigResourceType
+        from kafka.errors import KafkaError
+
+        s = self.settings
+        if s.simulation_mode != "sessions" or s.start_time is None:
+            return
+        names = ["retention.ms", "message.timestamp.before.max.ms", "message.timestamp.type"]
+        try:
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.topic, names)],
+                                               config_filter="all")
+            configs = {k: v["value"] for k, v in described["topic"][s.topic].items()}
+        except (KafkaError, KeyError, TypeError) as exc:  # e.g. no DescribeConfigs permission: nothing to check
+            log.debug("Could not read the configuration of topic '%s': %s", s.topic, exc)
+            return
+        age_ms = self._clock() - s.start_time
+        oldest = TimestampFormatter()(s.start_time)
+        before_max = int(configs.get("message.timestamp.before.max.ms") or 2 ** 63 - 1)
+        if age_ms > before_max:
+            raise ConnectionFailed(
+                f"Topic '{s.topic}' refuses records older than {_days(before_max)} "
+                f"(message.timestamp.before.max.ms={before_max}) and --start-time is {oldest}; use a later "
+                "--start-time or raise that setting of the topic")
+        retention = int(configs.get("retention.ms") or -1)
+        if 0 <= retention < age_ms:
+            log.warning("Topic '%s' keeps records for %s (retention.ms=%d) judged by their timestamps, and the "
+                        "window starts %s ago: the broker will delete the older backfilled events at its next "
+                        "retention check, within minutes. Give the topic a longer retention.ms to keep them "
+                        "(kafka-configs --alter --entity-type topics --entity-name %s --add-config retention.ms=-1)",
+                        s.topic, _days(retention), retention, _days(age_ms), s.topic)
+        if configs.get("message.timestamp.type") == "LogAppendTime":
+            log.warning("Topic '%s' has message.timestamp.type=LogAppendTime: the broker replaces the simulated "
+                        "record timestamps with the time of writing (the JSON timestamps stay simulated)", s.topic)
+
+    def _describe_partitions(self, admin) -> int:
+        from kafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
+
+        try:
+            described = admin.describe_topics([self.topic])
+        except UnknownTopicOrPartitionError:
+            return 0
+        except TopicAuthorizationFailedError:
+            raise ConnectionFailed(f"Not authorized to describe topic '{self.topic}'; check the ACLs "
+                                   "of KAFKA_SASL_USERNAME") from None
+        for topic in described:
+            if topic.get("error_code") == 29:
+                raise ConnectionFailed(f"Not authorized to use topic '{self.topic}'; check the ACLs of "
+                                       "KAFKA_SASL_USERNAME") from None
+            if topic.get("name") == self.topic and topic.get("error_code") == 0:
+                return len(topic.get("partitions") or [])
+        return 0
+
+    # sending -------------------------------------------------------------------------------------
+    def send(self, key: bytes, value: bytes, epoch_ms: int, headers: list[tuple[str, bytes]],
+             on_ack: Callable[..., None], on_failure: Callable[[BaseException], None], *ack_args: Any):
+        """Hand one record to the client: on_ack(*ack_args, metadata) or on_failure(exc) follows in the client's I/O
+        thread. Returns the client's future; raises one of refused_errors when the client did not accept it."""
+        # The per-event path at full speed: every attribute look-up and call here costs on each event.
+        partition = self._partition_of.get(key)
+        if partition is None and self._partition_count:
+            partition = self._partition_of[key] = self.keyed_partition(key)
+        future = self.client.send(self.topic, value, key, headers, partition, epoch_ms)
+        future.add_callback(on_ack, *ack_args)
+        future.add_errback(on_failure)
+        return future
+
+    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None]) -> None:
+        """A ground-truth row to its own topic (the client's default partitioner, no event id)."""
+        self.client.send(topic, value, key).add_callback(on_ack)
+
+    def keyed_partition(self, key: bytes) -> int:
+        """The partition kafka-python's default partitioner (murmur2, as in the Java client) picks for
+        this key. Computed once per user and cached: the pure-Python hash was ~15% of the per-event
+        cost at full speed. The partition count is the one read at connect."""
+        from kafka.partitioner.default import murmur2
+
+        return (murmur2(key) & 0x7FFFFFFF) % self._partition_count
+
+    def flush(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for every record handed over to complete."""
+        from kafka.errors import KafkaTimeoutError
+
+        if self.client is not None:
+            try:
+                self.client.flush(timeout=timeout)
+            except KafkaTimeoutError:
+                pass  # what did not complete is the caller's to count
+
+    def close(self, timeout: float) -> None:
+        """Flush for up to `timeout` seconds and close. kafka-python's close() flushes first and raises
+        when events are still pending, so the I/O thread is then forced down: the pending events'
+        futures fail, and their callbacks count them."""
+        from kafka.errors import KafkaError
+
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            client.close(timeout=timeout)
+        except KafkaError:
+            sender = getattr(client, "_sender", None)  # private: no public force-close exists
+            if sender is not None:
+                sender.force_close()
+                sender.join(5.0)
+
+    def replace_stalled(self, while_waiting: Callable[[], None]) -> bool:
+        """Replace a client that keeps records past the delivery timeout without completing any (kafka-python
+        3.0.12's idempotent producer stops for good once a batch it had sent expires: its producer id is reset
+        but never requested again). The stuck records' futures fail; a new client is connected, waiting for the
+        broker as long as needed (while_waiting() runs between attempts). False when stopped first."""
+        self.close(timeout=0)
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self.client = self._new_client(3.0)
+                log.info("Kafka client reconnected to %s", self.settings.bootstrap_servers)
+                return True
+            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet": keep trying
+                log.debug("reconnect failed: %s", exc)
+                if self._stop.wait(backoff):
+                    break
+                backoff = min(backoff * 2, 5.0)
+                while_waiting()
+        return False
+
+    def follow_partition_count(self) -> None:
+        """Partitions added while running (seen at the client's next metadata refresh): keys move to
+        the partition the default partitioner now picks, as the Java client's do."""
+        if not self._partition_count or self.client is None:
+            return  # a custom partitioner: the client decides
+        # The client's cached metadata, not partitions_for(): that one blocks up to max_block_ms when
+        # the topic is not known yet (a replaced client during an outage), and this runs in the loop.
+        known = self.client._metadata.partitions_for_topic(self.topic)
+        if not known:
+            return  # unknown for now: the next check will tell
+        count = len(known)
+        if count != self._partition_count:
+            log.info("Topic '%s' now has %d partitions (was %d): keys are spread over all of them from now on, so "
+                     "a user's events from before and after this may sit in different partitions",
+                     self.topic, count, self._partition_count)
+            self.partitions = self._partition_count = count
+            self._partition_of.clear()
+
+
+# --- delivery accounting -----------------------------------------------------------------------------
 
 class Statistics:
     """Counts of the run. Each counter has one writer (the loop or the client's I/O thread), so plain
@@ -1690,74 +2116,203 @@ class Statistics:
         return self[key] if key in self._ORIGINAL_KEYS else default
 
 
-class BrokerWatch(logging.Handler):
-    """Receives kafka-python's own log records (which would otherwise flood the log with one line per
-    reconnect attempt) and keeps the connection problem, so the producer can report an outage once,
-    with its cause, and its recovery. Authentication and TLS problems are kept apart: they are the
-    cause the user needs to see, and later generic lines ("Unable to bootstrap") must not hide them."""
+class DeliveryMonitor:
+    """One run's delivery accounting: the callbacks the client calls as records complete, the counters
+    (`stats`), the progress, outage and failure lines, liveness and readiness, the final statistics and
+    the run summary. A run gets a new one, so nothing carries over from the previous run.
 
-    AUTH = ("SaslAuthenticationFailed", "Authentication failed", "AuthenticationFailed")
-    TLS = ("CERTIFICATE_VERIFY_FAILED", "SSLError", "Handshake failed", "WRONG_VERSION_NUMBER",
-           "certificate verify failed")
+    Only acknowledgements count as sent. The callbacks run in the client's I/O thread: they count and
+    keep notes, never block; everything that logs runs in the loop's thread.
+    """
 
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.last_problem = ""
-        self.specific_problem = ""  # the last authentication or TLS failure
-        self.problem_since: float | None = None
-        self.refused = threading.Event()  # set when the broker refused our credentials or certificate
+    def __init__(self, settings: Settings, watch: BrokerWatch | None = None) -> None:
+        self.settings = settings
+        self.watch = watch or BrokerWatch()  # the connection's: what the client said about the broker
+        self.stats = stats = Statistics()
+        started = stats.started
+        self.shutting_down = False  # from here on, failures are events the shutdown gave up on
+        self.outage_reported = False
+        self.next_report = started + settings.stats_interval if settings.stats_interval else math.inf
+        self.label_acks = 0
+        self._failures_reported, self._last_failure_log = 0, -math.inf
+        self._last_completion = (0, started)  # (acked + failed, when that count last changed)
+        self._last_acked, self._last_ack_time = 0, started
+        self._loop_acked = 0  # the acknowledged count at the loop's last look (ack_progress)
+        self._ack_lock = threading.Lock()
+        self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
 
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if any(m in message for m in self.AUTH + self.TLS):
-            self.specific_problem = message
-            self.refused.set()
-        if record.levelno >= logging.ERROR or "failed" in message.lower():
-            self.last_problem = message
-            if self.problem_since is None:
-                self.problem_since = time.monotonic()
+    # callbacks: the client's I/O thread ------------------------------------------------------------
+    def on_ack(self, metadata) -> None:
+        self.stats.acked += 1
 
-    def clear(self) -> None:
-        self.problem_since = None
-        self.specific_problem = ""
-        self.refused.clear()
+    def on_ack_timed(self, sent_at: float, metadata) -> None:
+        self.stats.observe_latency(time.monotonic() - sent_at)
+        self.stats.acked += 1
 
-    def kind(self) -> str:
-        text = self.specific_problem
-        if any(marker in text for marker in self.AUTH):
-            return "auth"
-        if any(marker in text for marker in self.TLS):
-            return "tls"
-        return "connection"
+    def on_ack_logged(self, event: dict[str, Any], value: bytes, sent_at: float, metadata) -> None:
+        self.on_ack_timed(sent_at, metadata)
+        md = event["metadata"]
+        log.info("Event sent successfully - User: %s, Event: %s, Product: %s, Session: %smin, "
+                 "Partition: %d, Offset: %d", event["user_id"], event["event_type"], md.get("product_id"),
+                 md.get("session_length"), metadata.partition, metadata.offset)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("EVENT DETAILS:\n%s", json.dumps(json.loads(value), indent=2))
 
-    def reason(self) -> str:
-        text = re.sub(r" \(backoff [\d.]+ secs\)$", "", self.specific_problem or self.last_problem)
-        # Keep the meaningful tail ("SaslAuthenticationFailedError: ... invalid credentials"),
-        # not the connection object's repr.
-        m = re.search(r"((?:\[Error \d+\] )?\w+(?:Error|Failed)\w*: .*)$", text)
-        return (m.group(1) if m else text)[-300:]
+    def on_failure(self, exc: BaseException) -> None:
+        stats = self.stats
+        if self.shutting_down:
+            stats.dropped_at_shutdown += 1
+            return
+        name = type(exc).__name__
+        stats.failed_by_error[name] = stats.failed_by_error.get(name, 0) + 1
+        stats.last_error = f"{name}: {exc}"[:300]
+        stats.failed += 1
+
+    def on_label_ack(self, _metadata) -> None:
+        self.label_acks += 1
+
+    # the loop's thread ----------------------------------------------------------------------------
+    def report_progress(self) -> None:
+        """The progress line, when due (every STATS_INTERVAL)."""
+        now = time.monotonic()
+        if now < self.next_report:
+            return
+        stats = self.stats
+        runtime, acked = stats.runtime(), stats.acked
+        window = runtime - self._last_report[0]
+        recent = (acked - self._last_report[1]) / window if window > 0 else 0.0
+        self._last_report = (runtime, acked)
+        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs",
+                 acked, stats.failed, stats.in_flight, recent, acked / runtime if runtime > 0 else 0.0, runtime)
+        self.next_report = max(self.next_report + self.settings.stats_interval, now)
+
+    def report_broker_state(self, now: float) -> None:
+        """Log an outage once when it starts and once when deliveries resume; summarise failures
+        in at most one line every 5 s instead of one per event."""
+        watch, stats = self.watch, self.stats
+        if self.ack_progress(now):
+            if self.outage_reported:
+                log.info("Kafka broker reachable again after %.1fs; deliveries resumed",
+                         now - (watch.problem_since or now))
+                self.outage_reported = False
+                watch.clear()
+        if watch.problem_since is not None and not self.outage_reported:
+            if stats.in_flight and now - self._last_ack_time > 2.0 and now - watch.problem_since > 1.0:
+                self.outage_reported = True
+                log.warning("Kafka broker unreachable (%s); %d events in flight are kept and retried for up "
+                            "to KAFKA_DELIVERY_TIMEOUT_MS=%d", watch.reason(), stats.in_flight,
+                            self.settings.delivery_timeout_ms)
+            elif now - watch.problem_since > 10.0:
+                watch.clear()  # a passing hiccup that never held up deliveries
+        if stats.failed > self._failures_reported and now - self._last_failure_log >= 5.0:
+            self._last_failure_log = now
+            log.error("%d events failed since the last report (%d in all); last error: %s",
+                      stats.failed - self._failures_reported, stats.failed, stats.last_error)
+            self._failures_reported = stats.failed
+
+    def stalled(self, now: float) -> bool:
+        """True when events are pending and none completed (acknowledged or failed) for longer than the
+        delivery timeout allows: every event must complete within it, so the client is stuck."""
+        stats = self.stats
+        completed = stats.acked + stats.failed
+        if completed != self._last_completion[0] or not stats.in_flight:
+            self._last_completion = (completed, now)
+            return False
+        return now - self._last_completion[1] > self.settings.delivery_timeout_ms / 1000 + STALL_GRACE_S
+
+    def client_replaced(self) -> None:
+        """A stalled client was replaced: its stuck records failed, and the stall clock starts again."""
+        stats = self.stats
+        self._last_completion = (stats.acked + stats.failed, time.monotonic())
+
+    def ack_progress(self, now: float) -> bool:
+        """For the loop: True when acknowledgements arrived since its last look (the "deliveries resumed" edge,
+        which is the loop's alone); also notes when the count last changed."""
+        with self._ack_lock:
+            self._note_acks(now)
+            if self.stats.acked != self._loop_acked:
+                self._loop_acked = self.stats.acked
+                return True
+            return False
+
+    def _note_acks(self, now: float) -> None:
+        """When the acknowledged count was last seen to change; shared by the loop and the health endpoint."""
+        if self.stats.acked != self._last_acked:
+            self._last_acked, self._last_ack_time = self.stats.acked, now
+
+    # any thread (the metrics server's) ------------------------------------------------------------
+    def health(self) -> tuple[bool, str]:
+        """Liveness: unhealthy when events are pending and none was acknowledged for HEALTH_TIMEOUT. It reads
+        the shared note of the last acknowledgement and leaves the loop's edge alone."""
+        now = time.monotonic()
+        with self._ack_lock:
+            self._note_acks(now)
+        stalled = now - self._last_ack_time
+        pending = self.stats.in_flight
+        if pending and stalled > self.settings.health_timeout:
+            return False, f"{pending} events pending, none acknowledged for {stalled:.0f}s"
+        return True, f"ok: {self.stats.acked} acknowledged, {pending} in flight"
+
+    def ready(self, connected: bool) -> tuple[bool, str]:
+        """Readiness: connected to the broker and not in a reported outage."""
+        if not connected:
+            return False, "not connected to Kafka"
+        if self.outage_reported:
+            return False, f"Kafka broker unreachable: {self.watch.reason()}"
+        return True, "ready"
+
+    # the end of the run ----------------------------------------------------------------------------
+    def summary(self, exit_code: int, reason: str) -> dict[str, Any]:
+        """The run's figures for --summary-json: only acknowledged events count as sent."""
+        stats, s = self.stats, self.settings
+        runtime = stats.runtime()
+        return {"mode": s.simulation_mode, "dry_run": s.dry_run, "topic": None if s.dry_run else s.topic,
+                "generated": stats.generated, "sent": 0 if s.dry_run else stats.acked,
+                "printed": stats.acked if s.dry_run else 0, "failed": stats.failed,
+                "dropped_at_shutdown": stats.dropped_at_shutdown, "failures_by_error": dict(stats.failed_by_error),
+                "runtime_seconds": round(runtime, 3),
+                "events_per_second": round(stats.acked / runtime, 3) if runtime > 0 else 0.0,
+                "exit_code": exit_code, "exit_reason": reason}
+
+    def exit_code(self) -> int:
+        stats = self.stats
+        return EXIT_OK if stats.failed == 0 and stats.dropped_at_shutdown == 0 else EXIT_FAILURE
+
+    def log_statistics(self) -> None:
+        """The run's figures. Only what the broker acknowledged counts as sent, and the success rate is that over
+        every event generated, so events failed or left unacknowledged at shutdown lower it."""
+        stats = self.stats
+        runtime = stats.runtime()
+        rate = f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}"
+        if self.settings.dry_run:  # nothing went to Kafka: the events were printed
+            lines = ["=" * 50, "PRODUCER STATISTICS (dry run: printed, not sent)", f"Runtime: {runtime:.2f} seconds",
+                     f"Events Printed: {stats.acked}", rate]
+        else:
+            lines = [
+                "=" * 50,
+                "PRODUCER STATISTICS",
+                f"Runtime: {runtime:.2f} seconds",
+                f"Events Generated: {stats.generated}",
+                f"Events Sent: {stats.acked}",
+                f"Events Failed: {stats.failed}",
+            ]
+            if stats.dropped_at_shutdown:
+                lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown}")
+            lines += [
+                rate,
+                f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
+                "(acknowledged of generated)",
+            ]
+            if stats.failed_by_error:
+                lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in
+                                                                sorted(stats.failed_by_error.items())))
+        lines.append("=" * 50)
+        for line in lines:
+            log.info("%s", line)
 
 
-class SecretFilter(logging.Filter):
-    """Masks secrets in every log record, whoever logs them (kafka-python at DEBUG logs its config)."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = [x for x in secrets if x]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(x in message for x in self.secrets):
-                for x in self.secrets:
-                    message = message.replace(x, "***")
-                record.msg, record.args = message, ()
-        return True
-
-
-class ConnectionFailed(Exception):
-    """The broker could not be reached or refused us: one clear line, exit code 1."""
-
+# --- the producer: the lifecycle ----------------------------------------------------------------------
 
 class ECommerceEventProducer:
     """Generates weighted random eCommerce events and sends them to Kafka on a fixed schedule.
@@ -1767,12 +2322,15 @@ class ECommerceEventProducer:
     `start_producing()`, `stop()`; the attributes `bootstrap_servers`, `topic`, `producer_interval`,
     `user_id_range`, `product_id_range`, `session_length_range`, `event_types`, `event_weights` are read when
     connecting and when production starts, so edits made after construction take effect; `running`;
-    `stats["events_sent" | "events_failed" | "start_time"]`.
+    `stats["events_sent" | "events_failed" | "start_time"]`; `producer`, the Kafka client once connected.
 
     Customise the metadata by overriding `_generate_metadata` either way: `_generate_metadata(self)` returns
     the whole metadata (the original form; `super()._generate_metadata()` gives the default one), or
     `_generate_metadata(self, event_type)` returns extra fields merged into it. Random mode and --dry-run
     honour both; sessions mode builds its own metadata and refuses an override with one line.
+
+    It composes the parts above: the generator (EventGenerator or SessionSimulator), the codec (JsonCodec),
+    the connection (KafkaConnection) and, for each run, a DeliveryMonitor.
     """
 
     def __init__(self, settings: Settings | None = None, clock: Callable[[], int] | None = None) -> None:
@@ -1788,36 +2346,28 @@ class ECommerceEventProducer:
         self.producer_interval = s.seconds_per_event  # seconds between events (the original attribute)
         # Wall clock in epoch ms for event timestamps; injectable so tests and backfills control time.
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
-        self.producer = None  # kafka.KafkaProducer once connected
-        self.partitions: int | None = None
-        self.stats = Statistics()
+        self.codec = JsonCodec()
+        self.connection: KafkaConnection | None = None
+        self.delivery = DeliveryMonitor(s)
         self.running = False
+        self.ended_by = "not started"  # why the last run ended, for the summary
         self._stop = threading.Event()
         self._generator: EventGenerator | None = None
-        # Unique event ids without uuid4's cost: a random 64-bit run prefix plus a sequence number.
-        self._event_id_prefix = os.urandom(8).hex().encode() + b"-"
         self._event_seq = 0
-        self._refused_errors: tuple[type[BaseException], ...] = (ValueError, TypeError)
-        self._log_events = self.settings.events_logged
-        self._broker_watch = BrokerWatch()
-        self._outage_reported = False
-        self._shutting_down = False
-        self._last_completion = (0, time.monotonic())  # (acked + failed, when that count last changed)
-        self._next_report = math.inf
-        self._paused_reported = False
-        self._failures_reported = 0
-        self._last_failure_log = -math.inf
-        self._last_acked = 0
-        self._last_ack_time = time.monotonic()
-        self._loop_acked = 0  # the acknowledged count at the loop's last look (ack_progress)
-        self._ack_lock = threading.Lock()
+        self._log_events = s.events_logged
         self._drawn_metadata: dict[str, Any] = {}
-        self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
-        self._partition_of: dict[bytes, int] = {}
-        self._partition_count = 0  # 0: leave partitioning to the client (custom partitioner)
+        self._paused_reported = False
         self._next_partition_check = 0.0
-        self._label_acks = 0
-        self.ended_by = "not started"  # why the last run ended, for the summary
+
+    @property
+    def stats(self) -> Statistics:
+        """The current (or last) run's counts; the original stats dict's keys work on it."""
+        return self.delivery.stats
+
+    @property
+    def producer(self):
+        """The Kafka client (kafka.KafkaProducer) once connected, else None: the original attribute."""
+        return self.connection.client if self.connection is not None else None
 
     # generation -------------------------------------------------------------------------------
     def _compiled_generator(self) -> EventGenerator:
@@ -1871,22 +2421,23 @@ class ECommerceEventProducer:
     def _lines_maker(self) -> Callable[[Callable[[], int], int], list[str]]:
         """For --dry-run: (clock, n) -> n events as JSON texts."""
         if self._metadata_overridden():
-            return lambda clock, n: [encode_event(self.generate_event(clock())).decode() for _ in range(n)]
+            return lambda clock, n: [self.codec.value(self.generate_event(clock())).decode() for _ in range(n)]
         return self._compiled_generator().json_lines
 
     def _record_maker(self) -> Callable[[int], tuple[bytes, bytes, dict[str, Any] | None]]:
+        codec = self.codec
         if self._metadata_overridden():
             def custom(epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
                 event = self.generate_event(epoch_ms)
-                return str(event["user_id"]).encode(), encode_event(event), event
+                return codec.key(event["user_id"]), codec.value(event), event
             return custom
         generator = self._compiled_generator()
         draw, encode, user_lo = generator.draw, generator.encode, generator.user_lo
-        keys = [text.encode() for text in generator._user_text] if generator._user_text else None
+        keys = [codec.key(text) for text in generator._user_text] if generator._user_text else None
 
         def fast(epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
             drawn = draw()
-            key = keys[drawn[0]] if keys else str(user_lo + drawn[0]).encode()
+            key = keys[drawn[0]] if keys else codec.key(user_lo + drawn[0])
             return key, encode(epoch_ms, drawn).encode(), None
         return fast
 
@@ -1897,339 +2448,78 @@ class ECommerceEventProducer:
         Returns True when connected; on failure logs one clear error line and returns False.
         """
         try:
-            self._apply_attribute_edits()
-            self._connect()
+            self._open_connection()
             return True
         except ConnectionFailed as exc:
             log.error("%s", exc)
             return False
 
-    def _connect(self) -> None:
-        from kafka.errors import KafkaError
-
-        s = self.settings
-        self._capture_client_logs()
-        deadline = time.monotonic() + s.connect_timeout
-        backoff = 0.5
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - time.monotonic()
-            try:
-                # Short attempts, so that "not reachable yet" is said early; a refusal ends one at once.
-                admin = self._unless_refused(lambda: self._admin_client(max(1.0, min(remaining, 3.0))))
-                try:
-                    self.partitions = self._ensure_topic(admin)
-                    self._check_backfill_window(admin)
-                finally:
-                    admin.close()
-                self.producer = self._new_client(max(1.0, remaining))
-                break
-            except ConnectionFailed:
-                raise
-            except (KafkaError, OSError) as exc:
-                kind = self._broker_watch.kind()
-                if kind in ("auth", "tls"):
-                    raise ConnectionFailed(self._connection_error(kind)) from None
-                if time.monotonic() + backoff >= deadline:
-                    raise ConnectionFailed(self._connection_error("connection", exc)) from None
-                if attempt == 1:
-                    log.warning("Kafka at %s is not reachable yet (%s); retrying for up to %.0fs",
-                                s.bootstrap_servers, self._broker_watch.reason() or type(exc).__name__,
-                                s.connect_timeout)
-                if self._stop.wait(backoff):
-                    raise ConnectionFailed("Stopped before Kafka could be reached") from None
-                backoff = min(backoff * 2, 5.0)
-        self._broker_watch.clear()
-        self._refused_errors = (KafkaError, ValueError, TypeError)
-        if "partitioner" not in dict(s.producer_options):
-            self._partition_count = self.partitions
-            self._partition_of.clear()
-        log.info("Successfully connected to Kafka. Topic '%s' has %d partitions", s.topic, self.partitions)
-
-    def _unless_refused(self, connect: Callable[[], Any]) -> Any:
-        """connect(), but stop waiting for it once the broker refuses our credentials or certificate: kafka-python
-        goes on retrying its bootstrap until its own timeout even after reading the refusal, and under load a
-        refusal often reaches it only as a dropped connection, so the first one it can read must count."""
-        outcome: dict[str, Any] = {}
-
-        def attempt() -> None:
-            try:
-                outcome["client"] = connect()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=attempt, name="kafka-connect", daemon=True)  # daemon: may be abandoned
-        worker.start()
-        while worker.is_alive():
-            if self._broker_watch.refused.wait(0.05):
-                raise ConnectionFailed(self._connection_error(self._broker_watch.kind()))
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["client"]
-
-    def _new_client(self, bootstrap_timeout_s: float):
-        from kafka import KafkaProducer
-
-        return KafkaProducer(**self.settings.kafka_client_config(),
-                             bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000))
-
-    def _close_client(self, timeout: float) -> None:
-        """Flush for up to `timeout` seconds and close. kafka-python's close() flushes first and raises
-        when events are still pending, so the I/O thread is then forced down: the pending events'
-        futures fail, and the callbacks count them."""
-        from kafka.errors import KafkaError
-
-        client, self.producer = self.producer, None
-        if client is None:
-            return
+    def _open_connection(self) -> None:
+        s = self._apply_attribute_edits()
+        if self.connection is not None:
+            self.connection.close(timeout=s.flush_timeout)
+        self.connection = KafkaConnection(s, self._stop, self.clock)
+        self.delivery.watch = self.connection.watch
         try:
-            client.close(timeout=timeout)
-        except KafkaError:
-            sender = getattr(client, "_sender", None)  # private: no public force-close exists
-            if sender is not None:
-                sender.force_close()
-                sender.join(5.0)
+            self.connection.open()
+        except ConnectionFailed:
+            self.connection = None
+            raise
 
-    def _replace_stalled_client(self) -> None:
-        """Every event must complete (acknowledged or failed) within the delivery timeout. When the
-        client keeps events past it with no completion at all, it is stalled (kafka-python 3.0.12's
-        idempotent producer stops for good once a batch it had sent expires: its producer id is reset
-        but never requested again). Replace it: the stuck events are counted as failed, and a new
-        client is connected, waiting for the broker as long as needed."""
-        stats = self.stats
-        log.error("Kafka client kept %d events past KAFKA_DELIVERY_TIMEOUT_MS=%d without completing any; "
-                  "replacing the client (those events are counted as failed)", stats.in_flight,
-                  self.settings.delivery_timeout_ms)
-        self._close_client(timeout=0)
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                self.producer = self._new_client(3.0)
-                log.info("Kafka client reconnected to %s", self.settings.bootstrap_servers)
-                self._last_completion = (stats.acked + stats.failed, time.monotonic())
-                return
-            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet": keep trying
-                log.debug("reconnect failed: %s", exc)
-                if self._stop.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 5.0)
-                now = time.monotonic()
-                if now >= self._next_report:
-                    self._next_report = self._report_progress(self._next_report)
-
-    def _connection_error(self, kind: str, exc: Exception | None = None) -> str:
-        s = self.settings
-        reason = self._broker_watch.reason() or (f"{type(exc).__name__}: {exc}" if exc else "")
-        if kind == "auth":
-            return (f"Authentication to Kafka at {s.bootstrap_servers} failed ({reason}); check "
-                    f"KAFKA_SASL_MECHANISM={s.sasl_mechanism}, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
-        if kind == "tls":
-            return (f"TLS handshake with Kafka at {s.bootstrap_servers} failed ({reason}); check KAFKA_SSL_CAFILE "
-                    "(the CA that signed the broker certificate) and that the host name matches the certificate")
-        return (f"Cannot connect to Kafka at {s.bootstrap_servers} within {s.connect_timeout:g}s ({reason}); check "
-                "that the broker is running and KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL are right "
-                "(local broker: make kafka-up)")
-
-    def _admin_client(self, timeout_s: float):
-        from kafka import KafkaAdminClient
-
-        return KafkaAdminClient(**self.settings.connection_config(), bootstrap_timeout_ms=int(timeout_s * 1000),
-                                request_timeout_ms=int(max(timeout_s, 5) * 1000))
-
-    def _ensure_topic(self, admin) -> int:
-        """Partitions of the topic, creating it when missing."""
-        from kafka.admin import NewTopic
-        from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-        s = self.settings
-        partitions = self._describe_partitions(admin)
-        if partitions:
-            self._wait_for_leaders(admin)
-            if "topic_partitions" in s.explicit and partitions != s.topic_partitions:
-                log.warning("Topic '%s' exists with %d partitions, not the %d of KAFKA_TOPIC_PARTITIONS, which applies "
-                            "only when the producer creates the topic; to add partitions: python devkafka.py tool "
-                            "topics --alter --topic %s --partitions %d", s.topic, partitions, s.topic_partitions,
-                            s.topic, s.topic_partitions)
-            return partitions
-        try:
-            admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)])
-            log.info("Created topic '%s' with %d partitions, replication factor %d",
-                     s.topic, s.topic_partitions, s.topic_replication)
-        except TopicAlreadyExistsError:
-            pass  # created by someone else meanwhile
-        except KafkaError as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            detail = re.search(r"error_message='([^']*)'", message)
-            raise ConnectionFailed(
-                f"Topic '{s.topic}' does not exist and creating it was refused "
-                f"({type(exc).__name__}: {detail.group(1) if detail else message[:200]}); create it yourself or "
-                "check KAFKA_TOPIC_PARTITIONS / KAFKA_TOPIC_REPLICATION and the user's CREATE permission") from None
-        for _ in range(50):  # metadata of a new topic propagates within moments
-            partitions = self._describe_partitions(admin)
-            if partitions:
-                self._wait_for_leaders(admin)
-                return partitions
-            time.sleep(0.1)
-        raise ConnectionFailed(f"Topic '{s.topic}' was created but has no partitions yet; try again")
-
-    def _wait_for_leaders(self, admin, timeout_s: float = 10.0) -> None:
-        """Wait (bounded) until every partition has a leader, as after a broker restart it may not yet. The first
-        batches sent to a partition without one fail retriably, those pipelined behind them get
-        OutOfOrderSequenceNumber, and kafka-python's idempotent producer then bumps its epoch and fails every batch
-        in flight (its documented KIP-360 handling; the Java client resends them): failed events at start."""
-        deadline = time.monotonic() + timeout_s
-        while self._leaderless_partitions(admin) and time.monotonic() < deadline and not self._stop.wait(0.2):
-            pass
-
-    def _leaderless_partitions(self, admin) -> int:
-        described = admin.describe_topics([self.settings.topic])
-        return sum(1 for topic in described if topic.get("name") == self.settings.topic
-                   for p in topic.get("partitions") or [] if p.get("leader_id", -1) < 0)
-
-    def _check_backfill_window(self, admin) -> None:
-        """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
-        start if the topic rejects them, warn if it will delete them or overwrite their timestamps."""
-        from kafka.admin import ConfigResource, ConfigResourceType
-        from kafka.errors import KafkaError
-
-        s = self.settings
-        if s.simulation_mode != "sessions" or s.start_time is None:
-            return
-        names = ["retention.ms", "message.timestamp.before.max.ms", "message.timestamp.type"]
-        try:
-            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.topic, names)],
-                                               config_filter="all")
-            configs = {k: v["value"] for k, v in described["topic"][s.topic].items()}
-        except (KafkaError, KeyError, TypeError) as exc:  # e.g. no DescribeConfigs permission: nothing to check
-            log.debug("Could not read the configuration of topic '%s': %s", s.topic, exc)
-            return
-        age_ms = self.clock() - s.start_time
-        oldest = TimestampFormatter()(s.start_time)
-        before_max = int(configs.get("message.timestamp.before.max.ms") or 2 ** 63 - 1)
-        if age_ms > before_max:
-            raise ConnectionFailed(
-                f"Topic '{s.topic}' refuses records older than {_days(before_max)} "
-                f"(message.timestamp.before.max.ms={before_max}) and --start-time is {oldest}; use a later "
-                "--start-time or raise that setting of the topic")
-        retention = int(configs.get("retention.ms") or -1)
-        if 0 <= retention < age_ms:
-            log.warning("Topic '%s' keeps records for %s (retention.ms=%d) judged by their timestamps, and the "
-                        "window starts %s ago: the broker will delete the older backfilled events at its next "
-                        "retention check, within minutes. Give the topic a longer retention.ms to keep them "
-                        "(kafka-configs --alter --entity-type topics --entity-name %s --add-config retention.ms=-1)",
-                        s.topic, _days(retention), retention, _days(age_ms), s.topic)
-        if configs.get("message.timestamp.type") == "LogAppendTime":
-            log.warning("Topic '%s' has message.timestamp.type=LogAppendTime: the broker replaces the simulated "
-                        "record timestamps with the time of writing (the JSON timestamps stay simulated)", s.topic)
-
-    def _describe_partitions(self, admin) -> int:
-        from kafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
-
-        try:
-            described = admin.describe_topics([self.settings.topic])
-        except UnknownTopicOrPartitionError:
-            return 0
-        except TopicAuthorizationFailedError:
-            raise ConnectionFailed(f"Not authorized to describe topic '{self.settings.topic}'; check the ACLs "
-                                   "of KAFKA_SASL_USERNAME") from None
-        for topic in described:
-            if topic.get("error_code") == 29:
-                raise ConnectionFailed(f"Not authorized to use topic '{self.settings.topic}'; check the ACLs of "
-                                       "KAFKA_SASL_USERNAME") from None
-            if topic.get("name") == self.settings.topic and topic.get("error_code") == 0:
-                return len(topic.get("partitions") or [])
-        return 0
-
-    def _capture_client_logs(self) -> None:
-        """Route kafka-python's logs to BrokerWatch; at DEBUG they are shown as well."""
-        client_log = logging.getLogger("kafka")
-        if self._broker_watch not in client_log.handlers:
-            client_log.addHandler(self._broker_watch)
-        client_log.propagate = self.settings.log_level == "DEBUG"
-        if client_log.level == logging.NOTSET or client_log.level > logging.WARNING:
-            client_log.setLevel(logging.WARNING if self.settings.log_level != "DEBUG" else logging.DEBUG)
+    def _apply_attribute_edits(self) -> Settings:
+        """The original API lets users set bootstrap_servers, topic and producer_interval after construction:
+        fold them into the settings, so that every part (connection, topic creation, sends) uses the same."""
+        s, changes = self.settings, {}
+        if self.bootstrap_servers != s.bootstrap_servers:
+            changes["bootstrap_servers"] = parse_bootstrap(self.bootstrap_servers)
+        if self.topic != s.topic:
+            changes["topic"] = parse_topic(self.topic)
+        if self.producer_interval != s.seconds_per_event:
+            changes.update(interval=parse_seconds(str(self.producer_interval)), rate=None)
+        if changes:
+            self.settings = replace(s, **changes)
+        return self.settings
 
     # sending ----------------------------------------------------------------------------------
     def send_event(self, event: dict[str, Any]) -> bool:
         """Send one event dict and wait for the broker (the original API): True once it acknowledged the event,
         False with one error line when it was refused or failed (counted as failed either way). The produce loop
         does not wait like this; it counts acknowledgements as they come."""
-        if self.producer is None and not self.connect():
+        if self.connection is None and not self.connect():
             return False
-        key = str(event["user_id"]).encode()
-        future = self._send(key, encode_event(event), iso_to_epoch_ms(event["timestamp"]), event)
+        codec = self.codec
+        future = self._send(codec.key(event["user_id"]), codec.value(event), codec.timestamp_ms(event), event)
         if future is None:
             log.error("Event of user %s not sent: %s", event["user_id"], self.stats.last_error)
             return False
         try:
             future.get(timeout=self.settings.delivery_timeout_ms / 1000 + 5)
             return True
-        except Exception as exc:  # noqa: BLE001 - the client's delivery errors; counted by the errback
+        except Exception as exc:  # noqa: BLE001 - the client's delivery errors; counted by on_failure
             log.error("Event of user %s not acknowledged: %s: %s", event["user_id"], type(exc).__name__, exc)
             return False
 
     def _send(self, key: bytes, value: bytes, epoch_ms: int, event: dict[str, Any] | None):
-        """Hand one record to the client: its future, or None when the client refused it (counted as failed)."""
+        """Hand one record to the connection, with the delivery callback that fits: its future, or None when the
+        client refused it (counted as failed)."""
         # The per-event path at full speed: every attribute look-up and call here costs on each event.
-        stats = self.stats
+        delivery = self.delivery
+        stats = delivery.stats
         stats.generated += 1
         self._event_seq += 1
-        partition = self._partition_of.get(key)
-        if partition is None and self._partition_count:
-            partition = self._partition_of[key] = self._keyed_partition(key)
+        headers = self.codec.headers(self._event_seq)
+        send = self.connection.send
         try:
-            future = self.producer.send(self.topic, value, key,
-                                        [(EVENT_ID_HEADER, b"%b%d" % (self._event_id_prefix, self._event_seq))],
-                                        partition, epoch_ms)
-        except self._refused_errors as exc:
-            # Not accepted by the client (no metadata within max.block.ms, record too large, closed).
-            self._on_failure(exc)
+            if event is not None and self._log_events:
+                return send(key, value, epoch_ms, headers, delivery.on_ack_logged, delivery.on_failure,
+                            event, value, time.monotonic())
+            if stats.generated % LATENCY_SAMPLE_EVERY == 0:
+                return send(key, value, epoch_ms, headers, delivery.on_ack_timed, delivery.on_failure,
+                            time.monotonic())
+            return send(key, value, epoch_ms, headers, delivery.on_ack, delivery.on_failure)
+        except self.connection.refused_errors as exc:
+            delivery.on_failure(exc)
             return None
-        if event is not None and self._log_events:
-            future.add_callback(self._on_ack_logged, event, value, time.monotonic())
-        elif stats.generated % LATENCY_SAMPLE_EVERY == 0:
-            future.add_callback(self._on_ack_timed, time.monotonic())
-        else:
-            future.add_callback(self._on_ack)
-        future.add_errback(self._on_failure)
-        return future
-
-    def _keyed_partition(self, key: bytes) -> int:
-        """The partition kafka-python's default partitioner (murmur2, as in the Java client) picks for
-        this key. Computed once per user and cached: the pure-Python hash was ~15% of the per-event
-        cost at full speed. The partition count is the one read at connect."""
-        from kafka.partitioner.default import murmur2
-
-        return (murmur2(key) & 0x7FFFFFFF) % self._partition_count
-
-    # Delivery callbacks run in kafka-python's I/O thread: count, keep notes, never block.
-    def _on_ack(self, metadata) -> None:
-        self.stats.acked += 1
-
-    def _on_ack_timed(self, sent_at: float, metadata) -> None:
-        now = time.monotonic()
-        self.stats.observe_latency(now - sent_at)
-        self.stats.acked += 1
-
-    def _on_ack_logged(self, event: dict[str, Any], value: bytes, sent_at: float, metadata) -> None:
-        self._on_ack_timed(sent_at, metadata)
-        md = event["metadata"]
-        log.info("Event sent successfully - User: %s, Event: %s, Product: %s, Session: %smin, "
-                 "Partition: %d, Offset: %d", event["user_id"], event["event_type"], md.get("product_id"),
-                 md.get("session_length"), metadata.partition, metadata.offset)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("EVENT DETAILS:\n%s", json.dumps(json.loads(value), indent=2))
-
-    def _on_failure(self, exc: BaseException) -> None:
-        stats = self.stats
-        if self._shutting_down:
-            stats.dropped_at_shutdown += 1
-            return
-        name = type(exc).__name__
-        stats.failed_by_error[name] = stats.failed_by_error.get(name, 0) + 1
-        stats.last_error = f"{name}: {exc}"[:300]
-        stats.failed += 1
 
     # the loop ---------------------------------------------------------------------------------
     def start_producing(self) -> int:
@@ -2239,15 +2529,21 @@ class ECommerceEventProducer:
             log.error("%s overrides _generate_metadata, which sessions mode does not use (it builds the metadata of "
                       "its simulated shop); expected SIMULATION_MODE=random for custom metadata", type(self).__name__)
             return EXIT_USAGE
-        if self.producer is None and not s.dry_run and not self.connect():
+        connection = self.connection
+        # Connect unless connected to the same target (connect() may have been called first, as the original
+        # script did; a previous run closed its client; the target's attributes may have been edited since).
+        connected = connection is not None and connection.connected and \
+            (connection.settings.bootstrap_servers, connection.topic) == (s.bootstrap_servers, s.topic)
+        if not s.dry_run and not connected and not self.connect():
             return EXIT_FAILURE
         self._generator = None  # pick up attribute edits made since construction
         self._compiled_generator()
         self._log_events = s.events_logged
         self.running = True
-        self.stats = stats = Statistics()
-        self._reset_run_state(stats.started)
-        self._next_report = stats.started + s.stats_interval if s.stats_interval else math.inf
+        self._paused_reported = False
+        if self.connection is not None:
+            self.connection.watch.clear()
+        self.delivery = DeliveryMonitor(s, self.connection.watch if self.connection else None)
         sink = _DryRunSink(sys.stdout) if s.dry_run else None
         try:
             if s.simulation_mode == "sessions":
@@ -2269,7 +2565,7 @@ class ECommerceEventProducer:
     def _room(self) -> int:
         """How many more events may be handed to the client now; 0 after waiting for room."""
         room = self.settings.max_in_flight - self.stats.in_flight
-        if room <= 0 or self.producer is None:
+        if room <= 0 or self.connection is None or not self.connection.connected:
             # Back-pressure: kafka-python has no memory limit of its own, so generation waits for
             # acknowledgements (the caller restarts its schedule afterwards instead of bursting).
             self._wait_for_room()
@@ -2298,7 +2594,7 @@ class ECommerceEventProducer:
             if spe > 0:
                 batch = int((now - anchor) / spe) + 1 - scheduled
                 if batch <= 0:
-                    wait(max(0.0, min(anchor + scheduled * spe, deadline, self._next_report, now + 1.0) - now))
+                    wait(max(0.0, min(anchor + scheduled * spe, deadline, self.delivery.next_report, now + 1.0) - now))
                     continue
             else:
                 batch = 512  # full speed: look at the clock and the stop flag every few hundred events
@@ -2363,7 +2659,7 @@ class ECommerceEventProducer:
                     handed_over = True
                     log_events = self._log_events
                     log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(limit))
-                wait(min((due - limit) / 1000, 1.0, max(0.0, self._next_report - now)))
+                wait(min((due - limit) / 1000, 1.0, max(0.0, self.delivery.next_report - now)))
                 continue
             batch = int(min(512, remaining, self._room() if sink is None else 512))
             if not batch:
@@ -2389,7 +2685,8 @@ class ECommerceEventProducer:
         s = self.settings
         if not (s.labels_file or s.labels_topic):
             return
-        to_topic = bool(s.labels_topic and self.producer is not None)
+        connection, delivery = self.connection, self.delivery
+        to_topic = bool(s.labels_topic and connection is not None and connection.connected)
         rows = 0
         with open(s.labels_file or os.devnull, "w", encoding="utf-8") as out:
             for row in sim.labels(end_ms):
@@ -2397,180 +2694,69 @@ class ECommerceEventProducer:
                 out.write(text + "\n")
                 rows += 1
                 if to_topic:
-                    self.producer.send(s.labels_topic, text.encode(), str(row["user_id"]).encode()).add_callback(
-                        self._count_label_ack)
+                    connection.send_label(s.labels_topic, self.codec.key(row["user_id"]), text.encode(),
+                                          delivery.on_label_ack)
         if s.labels_file:
             log.info("Wrote ground truth of %d users to %s", rows, s.labels_file)
         if to_topic:
-            try:
-                self.producer.flush(timeout=max(30.0, s.flush_timeout))
-            except Exception:  # noqa: BLE001 - a flush timeout: what was not acknowledged is counted below
-                pass
-            failed, self._label_acks = rows - self._label_acks, 0
+            connection.flush(timeout=max(30.0, s.flush_timeout))
+            failed = rows - delivery.label_acks
             if failed:
                 raise ConnectionFailed(f"{failed} of {rows} labels could not be sent to topic '{s.labels_topic}'")
             log.info("Sent ground truth of %d users to topic '%s'", rows, s.labels_topic)
 
-    def _count_label_ack(self, _metadata) -> None:  # the client's I/O thread; the only writer
-        self._label_acks += 1
-
     def _housekeeping(self, now: float) -> None:
         """Progress line, outage and failure reports, stalled-client check; at most ~1 ms of work."""
-        if now >= self._next_report:
-            self._next_report = self._report_progress(self._next_report)
-        if self.producer is None:
+        delivery, connection = self.delivery, self.connection
+        delivery.report_progress()
+        if connection is None or not connection.connected:
             return
-        self._report_broker_state(now)
+        delivery.report_broker_state(now)
         if now >= self._next_partition_check:
             self._next_partition_check = now + PARTITION_CHECK_S
-            self._follow_partition_count()
-        stats = self.stats
-        completed = stats.acked + stats.failed
-        if completed != self._last_completion[0] or not stats.in_flight:
-            self._last_completion = (completed, now)
-        elif now - self._last_completion[1] > self.settings.delivery_timeout_ms / 1000 + STALL_GRACE_S:
-            self._replace_stalled_client()
-
-    def _follow_partition_count(self) -> None:
-        """Partitions added while running (seen at the client's next metadata refresh): keys move to
-        the partition the default partitioner now picks, as the Java client's do."""
-        if not self._partition_count:
-            return  # a custom partitioner: the client decides
-        # The client's cached metadata, not partitions_for(): that one blocks up to max_block_ms when
-        # the topic is not known yet (a replaced client during an outage), and this runs in the loop.
-        known = self.producer._metadata.partitions_for_topic(self.topic)
-        if not known:
-            return  # unknown for now: the next check will tell
-        count = len(known)
-        if count != self._partition_count:
-            log.info("Topic '%s' now has %d partitions (was %d): keys are spread over all of them from now on, so "
-                     "a user's events from before and after this may sit in different partitions",
-                     self.topic, count, self._partition_count)
-            self.partitions = self._partition_count = count
-            self._partition_of.clear()
+            connection.follow_partition_count()
+        if delivery.stalled(now):
+            log.error("Kafka client kept %d events past KAFKA_DELIVERY_TIMEOUT_MS=%d without completing any; "
+                      "replacing the client (those events are counted as failed)", self.stats.in_flight,
+                      self.settings.delivery_timeout_ms)
+            if connection.replace_stalled(while_waiting=delivery.report_progress):
+                delivery.client_replaced()
 
     def _wait_for_room(self) -> None:
         s, stats = self.settings, self.stats
-        if not self._paused_reported and self.producer is not None:
+        connected = self.connection is not None and self.connection.connected
+        if not self._paused_reported and connected:
             self._paused_reported = True
             log.warning("%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
                         "acknowledges", stats.in_flight, s.max_in_flight)
-        while (stats.in_flight >= s.max_in_flight or self.producer is None) and not self._stop.wait(0.01):
+        while (stats.in_flight >= s.max_in_flight or not (self.connection and self.connection.connected)) \
+                and not self._stop.wait(0.01):
             self._housekeeping(time.monotonic())
         if stats.in_flight < s.max_in_flight * 0.5:
             self._paused_reported = False
 
-    def _report_progress(self, due: float) -> float:
-        s, stats = self.settings, self.stats
-        runtime, acked = stats.runtime(), stats.acked
-        window = runtime - self._last_report[0]
-        recent = (acked - self._last_report[1]) / window if window > 0 else 0.0
-        self._last_report = (runtime, acked)
-        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs",
-                 acked, stats.failed, stats.in_flight, recent, acked / runtime if runtime > 0 else 0.0, runtime)
-        return max(due + s.stats_interval, time.monotonic())
-
-    def _report_broker_state(self, now: float) -> None:
-        """Log an outage once when it starts and once when deliveries resume; summarise failures
-        in at most one line every 5 s instead of one per event."""
-        watch, stats = self._broker_watch, self.stats
-        if self.ack_progress(now):
-            if self._outage_reported:
-                log.info("Kafka broker reachable again after %.1fs; deliveries resumed",
-                         now - (watch.problem_since or now))
-                self._outage_reported = False
-                watch.clear()
-        if watch.problem_since is not None and not self._outage_reported:
-            if stats.in_flight and now - self._last_ack_time > 2.0 and now - watch.problem_since > 1.0:
-                self._outage_reported = True
-                log.warning("Kafka broker unreachable (%s); %d events in flight are kept and retried for up "
-                            "to KAFKA_DELIVERY_TIMEOUT_MS=%d", watch.reason(), stats.in_flight,
-                            self.settings.delivery_timeout_ms)
-            elif now - watch.problem_since > 10.0:
-                watch.clear()  # a passing hiccup that never held up deliveries
-        if stats.failed > self._failures_reported and now - self._last_failure_log >= 5.0:
-            self._last_failure_log = now
-            log.error("%d events failed since the last report (%d in all); last error: %s",
-                      stats.failed - self._failures_reported, stats.failed, stats.last_error)
-            self._failures_reported = stats.failed
-
-    def ack_progress(self, now: float) -> bool:
-        """For the loop: True when acknowledgements arrived since its last look (the "deliveries resumed" edge,
-        which is the loop's alone); also notes when the count last changed."""
-        with self._ack_lock:
-            self._note_acks(now)
-            if self.stats.acked != self._loop_acked:
-                self._loop_acked = self.stats.acked
-                return True
-            return False
-
-    def _note_acks(self, now: float) -> None:
-        """When the acknowledged count was last seen to change; shared by the loop and the health endpoint."""
-        if self.stats.acked != self._last_acked:
-            self._last_acked, self._last_ack_time = self.stats.acked, now
-
     def health(self) -> tuple[bool, str]:
-        """Liveness: unhealthy when events are pending and none was acknowledged for HEALTH_TIMEOUT. It reads
-        the shared note of the last acknowledgement and leaves the loop's edge alone."""
-        now = time.monotonic()
-        with self._ack_lock:
-            self._note_acks(now)
-        stalled = now - self._last_ack_time
-        pending = self.stats.in_flight
-        if pending and stalled > self.settings.health_timeout:
-            return False, f"{pending} events pending, none acknowledged for {stalled:.0f}s"
-        return True, f"ok: {self.stats.acked} acknowledged, {pending} in flight"
+        """Liveness (/healthz): unhealthy when events are pending and none was acknowledged for HEALTH_TIMEOUT."""
+        return self.delivery.health()
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: connected to the broker and not in a reported outage."""
-        if self.producer is None:
-            return False, "not connected to Kafka"
-        if self._outage_reported:
-            return False, f"Kafka broker unreachable: {self._broker_watch.reason()}"
-        return True, "ready"
+        """Readiness (/readyz): connected to the broker and not in a reported outage."""
+        return self.delivery.ready(self.connection is not None and self.connection.connected)
 
     def stop(self) -> None:
         """Ask the loop to stop; safe from a signal handler (only sets a flag), and to call again."""
         self._stop.set()
 
-    def _apply_attribute_edits(self) -> Settings:
-        """The original API lets users set bootstrap_servers, topic and producer_interval after construction:
-        fold them into the settings, so that every part (connection, topic creation, sends) uses the same."""
-        s, changes = self.settings, {}
-        if self.bootstrap_servers != s.bootstrap_servers:
-            changes["bootstrap_servers"] = parse_bootstrap(self.bootstrap_servers)
-        if self.topic != s.topic:
-            changes["topic"] = parse_topic(self.topic)
-        if self.producer_interval != s.seconds_per_event:
-            changes.update(interval=parse_seconds(str(self.producer_interval)), rate=None)
-        if changes:
-            self.settings = replace(s, **changes)
-        return self.settings
-
-    def _reset_run_state(self, started: float) -> None:
-        """What belongs to one run, fresh for each start_producing() on the same instance."""
-        self._shutting_down = False
-        self._outage_reported = self._paused_reported = False
-        self._failures_reported, self._last_failure_log = 0, -math.inf
-        self._last_completion = (0, started)
-        self._last_acked, self._last_ack_time, self._loop_acked = 0, started, 0
-        self._last_report = (0.0, 0)
-        self._broker_watch.clear()
-
     def summary(self, exit_code: int, reason: str) -> dict[str, Any]:
         """The run's figures for --summary-json: only acknowledged events count as sent."""
-        stats, s = self.stats, self.settings
-        runtime = stats.runtime()
-        return {"mode": s.simulation_mode, "dry_run": s.dry_run, "topic": None if s.dry_run else s.topic,
-                "generated": stats.generated, "sent": 0 if s.dry_run else stats.acked,
-                "printed": stats.acked if s.dry_run else 0, "failed": stats.failed,
-                "dropped_at_shutdown": stats.dropped_at_shutdown, "failures_by_error": dict(stats.failed_by_error),
-                "runtime_seconds": round(runtime, 3),
-                "events_per_second": round(stats.acked / runtime, 3) if runtime > 0 else 0.0,
-                "exit_code": exit_code, "exit_reason": reason}
+        return self.delivery.summary(exit_code, reason)
+
+    def log_statistics(self) -> None:
+        """The run's figures (see DeliveryMonitor.log_statistics)."""
+        self.delivery.log_statistics()
 
     def _shutdown(self) -> int:
-        s, stats = self.settings, self.stats
+        s, stats, delivery, connection = self.settings, self.stats, self.delivery, self.connection
         if self._stop.is_set():
             self.ended_by = "stopped"
         elif s.count is not None and stats.generated >= s.count:
@@ -2579,57 +2765,19 @@ class ECommerceEventProducer:
             self.ended_by = "duration reached"
         else:
             self.ended_by = "window done"  # sessions mode: the window's end, or every customer gone
-        if self.producer is not None:
-            from kafka.errors import KafkaTimeoutError
-
+        if connection is not None and connection.connected:
             if stats.in_flight:
                 log.info("Flushing %d in-flight events (up to %gs)...", stats.in_flight, s.flush_timeout)
-            try:
-                self.producer.flush(timeout=s.flush_timeout)
-            except KafkaTimeoutError:
-                pass
-            # From here on, events that fail are ones the shutdown gave up on.
-            self._shutting_down = True
-            self._close_client(timeout=0 if stats.in_flight else 1.0)
+            connection.flush(timeout=s.flush_timeout)
+            delivery.shutting_down = True
+            connection.close(timeout=0 if stats.in_flight else 1.0)
             stats.dropped_at_shutdown += stats.in_flight  # never completed at all
-            self._report_broker_state(time.monotonic())
-        self.log_statistics()
+            delivery.report_broker_state(time.monotonic())
+        delivery.log_statistics()
         if stats.dropped_at_shutdown:
             log.error("%d events were not acknowledged before shutdown and may be lost", stats.dropped_at_shutdown)
         self._stop.clear()  # the stop request is served; the same instance may run again
-        return EXIT_OK if stats.failed == 0 and stats.dropped_at_shutdown == 0 else EXIT_FAILURE
-
-    def log_statistics(self) -> None:
-        """The run's figures. Only what the broker acknowledged counts as sent, and the success rate is that over
-        every event generated, so events failed or left unacknowledged at shutdown lower it."""
-        stats = self.stats
-        runtime = stats.runtime()
-        rate = f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}"
-        if self.settings.dry_run:  # nothing went to Kafka: the events were printed
-            lines = ["=" * 50, "PRODUCER STATISTICS (dry run: printed, not sent)", f"Runtime: {runtime:.2f} seconds",
-                     f"Events Printed: {stats.acked}", rate]
-        else:
-            lines = [
-                "=" * 50,
-                "PRODUCER STATISTICS",
-                f"Runtime: {runtime:.2f} seconds",
-                f"Events Generated: {stats.generated}",
-                f"Events Sent: {stats.acked}",
-                f"Events Failed: {stats.failed}",
-            ]
-            if stats.dropped_at_shutdown:
-                lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown}")
-            lines += [
-                rate,
-                f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
-                "(acknowledged of generated)",
-            ]
-            if stats.failed_by_error:
-                lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in
-                                                                sorted(stats.failed_by_error.items())))
-        lines.append("=" * 50)
-        for line in lines:
-            log.info("%s", line)
+        return delivery.exit_code()
 
 
 class _DryRunSink:
@@ -2740,6 +2888,23 @@ def default_settings(**overrides: Any) -> Settings:
 
 
 # --- main ---------------------------------------------------------------------------------------
+
+class SecretFilter(logging.Filter):
+    """Masks secrets in every log record, whoever logs them (kafka-python at DEBUG logs its config)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [x for x in secrets if x]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(x in message for x in self.secrets):
+                for x in self.secrets:
+                    message = message.replace(x, "***")
+                record.msg, record.args = message, ()
+        return True
+
 
 def setup_logging(settings: Settings) -> None:
     fmt = logging.Formatter("%(asctime)s - %(levelname)s - %(message)s")

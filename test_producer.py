@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -20,8 +21,8 @@ import pytest
 
 import producer
 from conftest import ROOT, ProducerProcess, consume_all, free_port_block, run_producer, wait_for_progress
-from producer import (ECommerceEventProducer, SettingsError, TimestampFormatter, default_settings,
-                      encode_event, load_settings)
+from producer import (DeliveryMonitor, ECommerceEventProducer, KafkaConnection, SettingsError, TimestampFormatter,
+                      default_settings, encode_event, load_settings)
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 NOW_MS = 1_705_314_645_123  # 2024-01-15T10:30:45.123Z
@@ -354,11 +355,11 @@ def test_a_users_events_share_one_partition_in_order(kafka, topic):
 def test_partition_choice_matches_the_clients_default_partitioner():
     from kafka.partitioner.default import DefaultPartitioner, murmur2
 
-    p = make_producer()
-    p._partition_count = 7
+    connection = KafkaConnection(default_settings(), threading.Event(), lambda: 0)
+    connection._partition_count = 7  # as read at connect
     for user in range(1, 300):
         key = str(user).encode()
-        assert p._keyed_partition(key) == (murmur2(key) & 0x7FFFFFFF) % 7
+        assert connection.keyed_partition(key) == (murmur2(key) & 0x7FFFFFFF) % 7
 
     class Cluster:
         def topics(self):
@@ -371,8 +372,8 @@ def test_partition_choice_matches_the_clients_default_partitioner():
             return set(range(7))
 
     dp = DefaultPartitioner()
-    assert all(dp.partition("t", None, str(u).encode(), None, None, Cluster()) == p._keyed_partition(str(u).encode())
-               for u in range(1, 300))
+    assert all(dp.partition("t", None, str(u).encode(), None, None, Cluster()) ==
+               connection.keyed_partition(str(u).encode()) for u in range(1, 300))
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -632,14 +633,14 @@ def test_a_second_run_on_the_same_instance_counts_its_own_failures(kafka, topic,
 
 
 def test_health_does_not_take_the_deliveries_resumed_signal_from_the_loop(caplog):
-    p = ECommerceEventProducer(default_settings(log_file=""))
-    p._outage_reported = True
-    p._broker_watch.problem_since = time.monotonic() - 5
-    p.stats.generated = p.stats.acked = 10  # acknowledgements arrived
-    assert p.health()[0]  # a scrape of /healthz comes first
+    delivery = DeliveryMonitor(default_settings(log_file=""))
+    delivery.outage_reported = True
+    delivery.watch.problem_since = time.monotonic() - 5
+    delivery.stats.generated = delivery.stats.acked = 10  # acknowledgements arrived
+    assert delivery.health()[0]  # a scrape of /healthz comes first
     with caplog.at_level("INFO", logger="producer"):
-        p._report_broker_state(time.monotonic())
-    assert "reachable again" in caplog.text and not p._outage_reported
+        delivery.report_broker_state(time.monotonic())
+    assert "reachable again" in caplog.text and not delivery.outage_reported
 
 
 def test_the_topic_attribute_is_the_topic_created_and_written(kafka, topic):
