@@ -111,6 +111,15 @@ def secure_kafka(kafka: Broker) -> Broker:
         stop_broker(broker)
 
 
+CLIENTS = ("kafka-python", "confluent-kafka")
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request) -> str:
+    """KAFKA_CLIENT: a test taking this runs with each client library (their guarantees are the same)."""
+    return request.param
+
+
 @pytest.fixture
 def topic(request) -> str:
     """A topic name of this test's own."""

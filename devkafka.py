@@ -7,6 +7,8 @@ JVM as a KRaft broker+controller listening on 127.0.0.1.
 
     python devkafka.py up [--port 9092] [--security]   # start (keeping its data), return once it serves clients
     python devkafka.py status | logs [-n 50] | down
+    python devkafka.py up --brokers 3                  # a 3-node KRaft cluster on 9192, 9202, 9212 (.devkafka-cluster)
+    python devkafka.py down --brokers 3
     python devkafka.py reset                           # stop and wipe the data: every topic and event
     python devkafka.py tool configs --alter --entity-type topics --entity-name user-events \
         --add-config retention.ms=-1
@@ -47,6 +49,11 @@ DEFAULT_PORT = 9092
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 HEAP = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC"]
+# A cluster's nodes share 2 cores and the tests' clients: smaller heaps, fewer threads each.
+CLUSTER_HEAP = ["-Xms128m", "-Xmx384m", "-XX:+UseG1GC", "-XX:ActiveProcessorCount=1"]
+CLUSTER_STATE_DIR = ROOT / ".devkafka-cluster"
+CLUSTER_PORT = 9192
+NODE_PORT_STEP = 10  # node i listens on port + 10 * (i - 1), its controller on that + 3
 
 # Accounts of the security listeners. This broker is for local tests only: the secrets are fixed
 # so tests and README can name them; never reuse them anywhere else.
@@ -70,6 +77,16 @@ def make_instance(state_dir: Path, port: int, security: bool, data_dir: Path | N
                     ssl_port=port + 2, security=security, data_dir=(data_dir or state_dir / "data").resolve())
 
 
+def make_cluster(state_dir: Path, port: int, brokers: int) -> list["Instance"]:
+    """The nodes of a KRaft cluster: each a broker and a voter of the controller quorum (so that losing any one
+    node leaves a majority), in folders node-1, node-2... of state_dir."""
+    ports = [port + NODE_PORT_STEP * i for i in range(brokers)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{p + 3}" for i, p in enumerate(ports))
+    return [Instance(state_dir=state_dir / f"node-{i + 1}", port=p, controller_port=p + 3, sasl_port=p + 1,
+                     ssl_port=p + 2, security=False, data_dir=(state_dir / f"node-{i + 1}" / "data").resolve(),
+                     node_id=i + 1, voters=voters, replicas=brokers) for i, p in enumerate(ports)]
+
+
 class DevKafkaError(Exception):
     """An expected failure: printed as one line (plus context) with exit code 1."""
 
@@ -85,6 +102,9 @@ class Instance:
     ssl_port: int
     security: bool
     data_dir: Path
+    node_id: int = 1
+    voters: str = ""  # a cluster's controller quorum; empty: a single node, its own quorum
+    replicas: int = 1  # nodes in the cluster: the replication of the internal topics and the default
 
     @property
     def pid_file(self) -> Path:
@@ -248,21 +268,23 @@ def server_properties(inst: Instance) -> str:
     listeners = [f"PLAINTEXT://127.0.0.1:{inst.port}"]
     advertised = list(listeners)
     protocol_map = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    replicas, min_isr = inst.replicas, min(2, inst.replicas)
     lines = [
         "process.roles=broker,controller",
-        "node.id=1",
+        f"node.id={inst.node_id}",
         "controller.listener.names=CONTROLLER",
+        f"controller.quorum.voters={inst.voters}" if inst.voters else
         f"controller.quorum.bootstrap.servers=127.0.0.1:{inst.controller_port}",
         "inter.broker.listener.name=PLAINTEXT",
         f"log.dirs={inst.data_dir}",
         "num.partitions=3",
-        "default.replication.factor=1",
-        "offsets.topic.replication.factor=1",
+        f"default.replication.factor={replicas}",
+        f"offsets.topic.replication.factor={replicas}",
         "offsets.topic.num.partitions=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_isr}",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
         "group.initial.rebalance.delay.ms=0",
         "num.network.threads=2",
         "num.io.threads=2",
@@ -350,8 +372,16 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
         if _port_in_use(port):
             raise DevKafkaError(f"port {port} on 127.0.0.1 is taken by something that is not a Kafka broker; "
                                 "choose another with --port")
-    resolve_jars()
     started = time.monotonic()
+    proc, log_offset = _spawn(inst, fresh, cluster_id())
+    _await_started(inst, proc, log_offset, started, started + timeout)
+    return 0
+
+
+def _spawn(inst: Instance, fresh: bool, new_cluster_id: str, heap: list[str] | None = None):
+    """Write the node's configuration, format its storage when new (with new_cluster_id), start its JVM:
+    (the process, where this run's part of the log starts)."""
+    resolve_jars()
     (inst.state_dir / "logs").mkdir(parents=True, exist_ok=True)
     if inst.security:
         make_certificate(inst)
@@ -367,6 +397,8 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
         shutil.rmtree(inst.data_dir)
         formatted = False
     made_for = {"controller_port": inst.controller_port, "security": inst.security}
+    if inst.voters:
+        made_for["voters"] = inst.voters
     note = inst.data_dir / FORMAT_NOTE
     was = json.loads(note.read_text()) if formatted and note.exists() else made_for
     if was != made_for:
@@ -376,7 +408,9 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
     if formatted:
         print(f"devkafka: keeping the broker's data in {inst.data_dir} (wipe it: python devkafka.py reset)")
     else:
-        fmt = ["format", "--standalone", f"--cluster-id={cluster_id()}", "-c", str(props)]  # ids may start with "-"
+        # A cluster's quorum is in its configuration (controller.quorum.voters); a single node is its own.
+        fmt = ["format", *([] if inst.voters else ["--standalone"]), f"--cluster-id={new_cluster_id}", "-c",
+               str(props)]  # --cluster-id=...: ids may start with "-"
         if inst.security:
             fmt += ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER[0]},password={SCRAM_USER[1]}]"]
         proc = subprocess.run(java_cmd("kafka.tools.StorageTool", tools_log4j, *fmt),
@@ -392,7 +426,7 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
     tmp.mkdir(parents=True)
     with open(inst.jvm_out, "ab") as out:
         proc = subprocess.Popen(
-            java_cmd("kafka.Kafka", log4j, str(props), heap=HEAP + [
+            java_cmd("kafka.Kafka", log4j, str(props), heap=(heap or HEAP) + [
                 f"-Ddevkafka.state={inst.state_dir}",
                 # snappy-java and zstd-jni unpack their native libraries into the temp folder when
                 # first used; a folder of this broker's own keeps /tmp clean-ups from breaking them.
@@ -402,8 +436,10 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
             cwd=inst.state_dir)
     inst.pid_file.write_text(f"{proc.pid}\n")
     (inst.state_dir / "instance.json").write_text(json.dumps(inst.describe(), indent=2) + "\n")
+    return proc, log_offset
 
-    deadline = started + timeout
+
+def _await_started(inst: Instance, proc, log_offset: int, started: float, deadline: float) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise DevKafkaError(f"the broker exited with code {proc.returncode} during start-up\n"
@@ -416,11 +452,46 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
                 d = inst.describe()
                 print(f"devkafka: SASL_PLAINTEXT on {d['sasl_plaintext_bootstrap']} (PLAIN {SASL_PLAIN_USER[0]}, "
                       f"SCRAM-SHA-512 {SCRAM_USER[0]}), SSL on {d['ssl_bootstrap']} (CA {d['ssl_cafile']})")
-            return 0
+            return
         time.sleep(0.25)
     _stop_pid(proc.pid)
-    raise DevKafkaError(f"the broker did not serve clients on {inst.bootstrap} within {timeout:.0f}s; "
+    raise DevKafkaError(f"the broker did not serve clients on {inst.bootstrap} within {deadline - started:.0f}s; "
                         "it was stopped\n" + _tail(inst, 30))
+
+
+def cluster_up(nodes: list[Instance], fresh: bool = False, timeout: float = START_TIMEOUT_S) -> int:
+    """Start the nodes of a cluster that are not running (all at once: a node waits for a quorum of
+    controllers), formatting new storage with one cluster id, and wait until each serves clients."""
+    state = nodes[0].state_dir.parent
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / "up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if fresh:
+            for node in nodes:
+                down(node, quiet=True)
+                shutil.rmtree(node.data_dir, ignore_errors=True)
+        formatted = [(node.data_dir / "meta.properties").exists() for node in nodes]
+        if any(formatted) and not all(formatted):
+            raise DevKafkaError(f"only some nodes of the cluster in {state} have data; wipe it with "
+                                f"'python devkafka.py reset --brokers {len(nodes)}'")
+        started = time.monotonic()
+        new_id = cluster_id()
+        waiting = []
+        for node in nodes:
+            if read_pid(node) and broker_answers("127.0.0.1", node.port):
+                continue
+            if read_pid(node):
+                down(node, quiet=True)
+            waiting.append((node, *_spawn(node, False, new_id, heap=CLUSTER_HEAP)))
+        for node, proc, offset in waiting:
+            _await_started(node, proc, offset, started, started + timeout)
+        bootstrap = ",".join(node.bootstrap for node in nodes)
+        (state / "cluster.json").write_text(json.dumps(
+            {"bootstrap_servers": bootstrap, "nodes": [{"node_id": n.node_id, "bootstrap": n.bootstrap,
+                                                        "pid": read_pid(n)} for n in nodes]}, indent=2) + "\n")
+        print(f"devkafka: {len(nodes)}-node Kafka cluster up on {bootstrap}" +
+              ("" if len(waiting) == len(nodes) else f" ({len(waiting)} of its nodes started, the others were running)"))
+        return 0
 
 
 def _port_in_use(port: int) -> bool:
@@ -480,10 +551,11 @@ def _alive(pid: int) -> bool:
     return status != "Z"
 
 
-def down(inst: Instance) -> int:
+def down(inst: Instance, quiet: bool = False) -> int:
     pid = read_pid(inst)
     if pid is None:
-        print(f"devkafka: no broker of {inst.state_dir} is running")
+        if not quiet:
+            print(f"devkafka: no broker of {inst.state_dir} is running")
         inst.pid_file.unlink(missing_ok=True)
         return 0
     started = time.monotonic()
@@ -553,6 +625,10 @@ def _instance_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                              "uses port+3, SASL_PLAINTEXT port+1 and SSL port+2")
     parser.add_argument("--data-dir", type=Path, default=default(None),
                         help="log.dirs of the broker (default <state-dir>/data)")
+    parser.add_argument("--brokers", type=int, choices=range(1, 10), metavar="N", default=default(1),
+                        help="1 (default): a single broker; more: a KRaft cluster of N broker+controller nodes, "
+                             f"by default in {CLUSTER_STATE_DIR.name} on port {CLUSTER_PORT} and every "
+                             f"{NODE_PORT_STEP}th port after it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -587,6 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.brokers > 1:
+        return cluster_main(args, argv or sys.argv[1:])
     state = args.state_dir.resolve()
     security = getattr(args, "security", False)
     if not security and (state / "instance.json").exists() and args.command != "up":
@@ -615,6 +693,33 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def cluster_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """up, down, reset, status of a cluster (--brokers N)."""
+    given = " ".join(argv)
+    state = (args.state_dir if "--state-dir" in given or "DEVKAFKA_STATE_DIR" in os.environ
+             else CLUSTER_STATE_DIR).resolve()
+    port = args.port if "--port" in given or "DEVKAFKA_PORT" in os.environ else CLUSTER_PORT
+    nodes = make_cluster(state, port, args.brokers)
+    try:
+        if args.command == "up":
+            if getattr(args, "security", False):
+                raise DevKafkaError("--security is for the single broker; a cluster has PLAINTEXT listeners only")
+            return cluster_up(nodes, fresh=args.fresh, timeout=args.timeout)
+        if args.command in ("down", "reset"):
+            # All at once: the last node of a quorum would wait for its gone peers before a clean shutdown.
+            for pid in filter(None, (read_pid(node) for node in nodes)):
+                os.kill(pid, signal.SIGTERM)
+            for node in nodes:
+                (reset if args.command == "reset" else down)(node)
+            return 0
+        if args.command == "status":
+            return max(status(node) for node in nodes)
+        raise DevKafkaError(f"'{args.command}' is for the single broker; with --brokers: up, down, reset, status")
+    except DevKafkaError as exc:
+        print(f"devkafka: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ EVENT_ID_HEADER = "event_id"
 SEGMENTS = ("loyal", "casual", "at_risk", "churning")
 DEFAULT_SEGMENT_MIX = "loyal=0.3,casual=0.4,at_risk=0.2,churning=0.1"
 FUNNEL_TYPES = ("product_view", "add_to_cart", "checkout", "bounce")
+CLIENT_NAMES = ("kafka-python", "confluent-kafka")
+CLIENT_MODULES = {"kafka-python": "kafka.errors", "confluent-kafka": "confluent_kafka"}  # imported to check
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -87,6 +89,8 @@ LATENCY_SAMPLE_EVERY = 16
 STALL_GRACE_S = 10.0
 # How often the partition count in the client's metadata (refreshed every metadata_max_age_ms) is compared.
 PARTITION_CHECK_S = 5.0
+SILENCE_S = 5.0  # events in flight and no acknowledgement nor error for this long: reported as an outage
+PUBLISH_S = 0.25  # --workers: how often a worker tells the parent its counts
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -312,6 +316,16 @@ def parse_path(text: str) -> str:
     return text.strip()
 
 
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """'I/N' -> (I, N): this process is shard I (from 0) of N."""
+    if not text.strip():
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)) <= 4096:
+        raise ValueError("expected I/N with 0 <= I < N <= 4096, e.g. 0/4 for the first of four shards")
+    return int(m.group(1)), int(m.group(2))
+
+
 def parse_producer_options(text: str) -> tuple[tuple[str, Any], ...]:
     """KEY=VALUE pairs (comma separated) passed to kafka-python's KafkaProducer as they are."""
     if not text.strip():
@@ -367,6 +381,13 @@ OPTIONS: tuple[Option, ...] = (
            "stop after this many seconds (empty = no limit)"),
     Option("seed", "RANDOM_SEED", "--seed", "", parse_seed,
            "random seed: the same seed gives the same events apart from timestamps (empty = random)"),
+    Option("workers", "WORKERS", "--workers", "1", int_in(1, 64),
+           "producer processes on this machine, one Kafka client each, splitting the users (as --shard does) and "
+           "the rate; one combined progress line and statistics block"),
+    Option("shard", "SHARD", "--shard", "", parse_shard,
+           "I/N: this process is shard I (from 0) of N that together produce one stream: random mode takes "
+           "the I-th part of USER_ID_RANGE; sessions mode simulates the whole shop and sends the events of the "
+           "users whose id mod N is I (needs RANDOM_SEED and START_TIME, the same in every shard)"),
     Option("dry_run", "DRY_RUN", "--dry-run", "false", parse_bool,
            "print JSON lines on stdout instead of sending (logs go to stderr); no Kafka needed"),
     Option("simulation_mode", "SIMULATION_MODE", "--mode", "random", choice(("random", "sessions"), upper=False),
@@ -431,10 +452,15 @@ OPTIONS: tuple[Option, ...] = (
            "is counted as failed (delivery.timeout.ms)", group="kafka"),
     Option("enable_idempotence", "KAFKA_ENABLE_IDEMPOTENCE", "--idempotence", "true", parse_bool,
            "idempotent producer: retries never duplicate or reorder (needs acks=all)", group="kafka"),
+    Option("client", "KAFKA_CLIENT", "--client", "kafka-python", choice(tuple(CLIENT_NAMES), upper=False),
+           "the Kafka client library: kafka-python (pure Python) or confluent-kafka (librdkafka, several times "
+           "faster); the same guarantees and behaviour with either", group="kafka"),
     Option("client_id", "KAFKA_CLIENT_ID", "--client-id", "ecommerce-event-producer", str.strip,
            "client.id seen in broker logs and quotas", group="kafka"),
     Option("producer_options", "KAFKA_PRODUCER_OPTIONS", "--producer-options", "", parse_producer_options,
-           "other kafka-python KafkaProducer options, key=value[,key=value]", group="kafka"),
+           "other options of the client, key=value[,key=value]: kafka-python KafkaProducer arguments "
+           "(max_in_flight_requests_per_connection=1) or, with confluent-kafka, librdkafka properties "
+           "(message.max.bytes=2000000)", group="kafka"),
     Option("topic_partitions", "KAFKA_TOPIC_PARTITIONS", "--topic-partitions", "3", int_in(1, 10_000),
            "partitions of the topic when the producer creates it", group="kafka"),
     Option("topic_replication", "KAFKA_TOPIC_REPLICATION", "--topic-replication", "1", int_in(1, 32),
@@ -494,6 +520,8 @@ class Settings:
     count: int | None
     duration: float | None
     seed: int | None
+    workers: int
+    shard: tuple[int, int] | None
     dry_run: bool
     simulation_mode: str
     segment_mix: tuple[tuple[str, float], ...]
@@ -520,6 +548,7 @@ class Settings:
     request_timeout_ms: int
     delivery_timeout_ms: int
     enable_idempotence: bool
+    client: str
     client_id: str
     producer_options: tuple[tuple[str, Any], ...]
     topic_partitions: int
@@ -774,14 +803,56 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
             raise SettingsError(f"{name('log_file')}: '{s.log_file}' is a directory; expected a file path, or empty")
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise SettingsError(f"{name('log_file')}: cannot write in '{folder}'; expected a writable path, or empty")
+    if s.workers > 1 and s.dry_run:
+        raise SettingsError(f"{name('workers')}: a dry run is one stream on stdout; expected WORKERS=1 with --dry-run "
+                            "(split a dry run with --shard I/N, one process each)")
+    if s.shard and s.simulation_mode == "sessions" and (s.seed is None or s.start_time is None):
+        raise SettingsError(f"{name('shard')}: in sessions mode every shard must simulate the same shop; expected "
+                            "RANDOM_SEED and START_TIME too, the same in every shard (--follow carries on live)")
+    if s.shard and s.workers == 1:
+        s = with_shard(s, *s.shard)
     if s.producer_options:
-        from kafka import KafkaProducer
-
-        unknown = [k for k, _ in s.producer_options if k not in KafkaProducer.DEFAULT_CONFIG]
-        if unknown:
-            raise SettingsError(f"{name('producer_options')}: unknown option '{unknown[0]}'; expected kafka-python "
-                                "KafkaProducer options such as max_in_flight_requests_per_connection")
+        unknown_option = _unknown_producer_option(s)
+        if unknown_option:
+            raise SettingsError(f"{name('producer_options')}: {unknown_option}")
     return s
+
+
+def with_shard(s: Settings, index: int, count: int) -> Settings:
+    """The settings of shard `index` of `count`. Sessions mode: kept as they are (the simulator sends this shard's
+    users' events). Random mode: the index-th of `count` equal parts of USER_ID_RANGE, and a seed of its own."""
+    s = replace(s, shard=(index, count) if count > 1 else None)
+    if s.simulation_mode == "sessions" or count == 1:
+        return s
+    lo, hi = s.user_id_range
+    if hi - lo + 1 < count:
+        raise SettingsError(f"USER_ID_RANGE: {lo}-{hi} has fewer users than the {count} shards; expected a wider range "
+                            "or fewer shards")
+    width = (hi - lo + 1) / count
+    part = (lo + round(index * width), lo + round((index + 1) * width) - 1)
+    return replace(s, user_id_range=part, seed=None if s.seed is None else s.seed * 4099 + index)
+
+
+def _unknown_producer_option(s: Settings) -> str:
+    """Why PRODUCER_OPTIONS does not suit the chosen client, or "" when it does (or the client is not installed:
+    main() says that)."""
+    try:
+        if s.client == "confluent-kafka":
+            from confluent_kafka import KafkaException, Producer
+
+            try:  # librdkafka checks its properties when a client is made; with no brokers it connects nowhere
+                Producer({"bootstrap.servers": "", **dict(s.producer_options)})
+            except KafkaException as exc:
+                return f"{exc.args[0].str()}; expected librdkafka properties such as message.max.bytes=2000000"
+            return ""
+        from kafka import KafkaProducer
+    except ImportError:
+        return ""
+    unknown = [k for k, _ in s.producer_options if k not in KafkaProducer.DEFAULT_CONFIG]
+    if unknown:
+        return (f"unknown option '{unknown[0]}'; expected kafka-python KafkaProducer options such as "
+                "max_in_flight_requests_per_connection")
+    return ""
 
 
 def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0) -> "SessionSimulator":
@@ -795,7 +866,8 @@ def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, sta
                             s.user_id_range, product_id_range=s.product_id_range,
                             session_length_range=s.session_length_range, start_ms=start_ms, seed=s.seed,
                             timezone_name=s.shop_timezone, zipf_exponent=s.zipf_exponent, churn_signal=s.churn_signal,
-                            cutoff_ms=cutoff, horizon_days=s.churn_horizon)
+                            cutoff_ms=cutoff, horizon_days=s.churn_horizon,
+                            shard=s.shard if s.workers == 1 else None)
 
 
 POPULATION_PROBE = 20_000  # users simulated to learn the population's pace per user
@@ -977,6 +1049,7 @@ class EventGenerator:
         self._product_text = self._table(product_id_range)
         self._session_text = [repr((self.centi_lo + i) / 100) for i in range(self.centi_span)] \
             if self.centi_span <= 1_000_000 else None
+        self._keys: list[bytes] | None = None  # record keys, made on first use by records()
 
     @staticmethod
     def _table(bounds: tuple[int, int]) -> list[str] | None:
@@ -1024,6 +1097,32 @@ class EventGenerator:
             append(text(users[int(r() * user_span)], types[bisect_right(cumulative, r())], ts,
                         products[int(r() * product_span)], sessions[int(r() * centi_span)]))
         return lines
+
+    def records(self, clock: Callable[[], int], n: int) -> list[tuple[int, bytes, bytes]]:
+        """n events as (epoch ms, key, value) records, each stamped by clock() as it is made: the sending hot
+        path, inlined like json_lines() for the same reason; the same draws in the same order."""
+        users, products, sessions = self._user_text, self._product_text, self._session_text
+        key = JsonCodec.key
+        if not (users and products and sessions):
+            out = []
+            for _ in range(n):
+                ms, drawn = clock(), self.draw()
+                out.append((ms, key(self.user_lo + drawn[0]), self.encode(ms, drawn).encode()))
+            return out
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = [key(text) for text in users]
+        r, cumulative, types, timestamp = self.rng.random, self._cumulative, self._type_text, self.timestamp
+        user_span, product_span, centi_span = self.user_span, self.product_span, self.centi_span
+        bisect_right, text = bisect.bisect_right, JsonCodec.text
+        out = []
+        append = out.append
+        for _ in range(n):
+            ms = clock()
+            user = int(r() * user_span)
+            append((ms, keys[user], text(users[user], types[bisect_right(cumulative, r())], timestamp(ms),
+                                         products[int(r() * product_span)], sessions[int(r() * centi_span)]).encode()))
+        return out
 
 
 # --- sessions mode: a shop's customers, their sessions, and churn as a process -------------------
@@ -1170,6 +1269,7 @@ class _User:
     segment: str
     key: bytes
     user_text: str  # the user id as JSON text, made once
+    mine: bool  # in this shard: its events and labels are handed out
     rate: float  # session starts per ms when fully engaged, before the daily and weekly cycle
     depth: float  # views per engaged session beyond the first, mean
     hazard: float  # chance per ms of starting to disengage, before friction
@@ -1207,8 +1307,12 @@ class SessionSimulator:
                  product_id_range: tuple[int, int], session_length_range: tuple[float, float], start_ms: int,
                  seed: int | None, weights: dict[str, float] | None = None, timezone_name: str = "UTC",
                  zipf_exponent: float = 1.0, churn_signal: float = 0.7, cutoff_ms: int | None = None,
-                 horizon_days: float = 14.0) -> None:
+                 horizon_days: float = 14.0, shard: tuple[int, int] | None = None) -> None:
         from zoneinfo import ZoneInfo
+
+        # A shard simulates the whole shop (the same draws in the same order as every other shard) and hands out
+        # only its users' events and labels: the union of the shards is the unsharded stream, byte for byte.
+        self.shard = shard
 
         self.rng = rng = random.Random(seed)
         self._random = rng.random
@@ -1268,7 +1372,7 @@ class SessionSimulator:
         depth = (self.funnel.views - 1) * profile.depth * rng.lognormvariate(-DEPTH_SPREAD ** 2 / 2, DEPTH_SPREAD)
         hazard = BASE_HAZARD_PER_DAY / DAY_MS * profile.hazard * engagement ** -HAZARD_ENGAGEMENT
         user = _User(user_id, len(self.users), segment, JsonCodec.key(user_id), str(user_id),
-                     profile.sessions_per_month * engagement / MONTH_MS,
+                     self.shard is None or user_id % self.shard[1] == self.shard[0], profile.sessions_per_month * engagement / MONTH_MS,
                      depth, hazard, joined_ms)
         self.users.append(user)
         return user
@@ -1593,9 +1697,10 @@ class SessionSimulator:
                 if user.first_ms < 0:
                     user.first_ms = now
             event_type, product, fields = plan.pop()
-            n -= 1
-            append((now, user.key, text(user.user_text, event_type, timestamp(now), product,
-                                        minutes_text[(now - user.session_start) // 600], fields).encode()))
+            if user.mine:
+                n -= 1
+                append((now, user.key, text(user.user_text, event_type, timestamp(now), product,
+                                            minutes_text[(now - user.session_start) // 600], fields).encode()))
             if plan:
                 when = now + gaps[int(random() * 1024)]
                 if when - user.session_start <= max_session:  # a session ends at its maximum length
@@ -1635,7 +1740,7 @@ class SessionSimulator:
         fmt = TimestampFormatter()
         cutoff = self._cutoff_noted
         for u in self.users:
-            if u.joined_ms is not None and u.joined_ms > end_ms:
+            if not u.mine or u.joined_ms is not None and u.joined_ms > end_ms:
                 continue
             episodes = [(c, b if b is not None and b <= end_ms else None) for c, b in (u.episodes or ()) if c <= end_ms]
             row = {"user_id": u.user_id, "segment": u.segment,
@@ -1661,26 +1766,31 @@ class BrokerWatch(logging.Handler):
     with its cause, and its recovery. Authentication and TLS problems are kept apart: they are the
     cause the user needs to see, and later generic lines ("Unable to bootstrap") must not hide them."""
 
-    AUTH = ("SaslAuthenticationFailed", "Authentication failed", "AuthenticationFailed")
-    TLS = ("CERTIFICATE_VERIFY_FAILED", "SSLError", "Handshake failed", "WRONG_VERSION_NUMBER",
-           "certificate verify failed")
+    AUTH = ("SaslAuthenticationFailed", "Authentication failed", "AuthenticationFailed", "_AUTHENTICATION")
+    TLS = ("CERTIFICATE_VERIFY_FAILED", "SSLError", "Handshake failed", "handshake failed", "WRONG_VERSION_NUMBER",
+           "certificate verify failed", "_SSL:")
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
         self.last_problem = ""
         self.specific_problem = ""  # the last authentication or TLS failure
         self.problem_since: float | None = None
+        self.last_seen = 0.0  # when the client last said something was wrong
         self.refused = threading.Event()  # set when the broker refused our credentials or certificate
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
+        self.note(record.getMessage(), serious=record.levelno >= logging.ERROR)
+
+    def note(self, message: str, serious: bool) -> None:
+        """What the client said; `serious`: an error, not a warning."""
         if any(m in message for m in self.AUTH + self.TLS):
             self.specific_problem = message
             self.refused.set()
-        if record.levelno >= logging.ERROR or "failed" in message.lower():
+        if serious or "failed" in message.lower():
             self.last_problem = message
+            self.last_seen = time.monotonic()
             if self.problem_since is None:
-                self.problem_since = time.monotonic()
+                self.problem_since = self.last_seen
 
     def clear(self) -> None:
         self.problem_since = None
@@ -1707,37 +1817,289 @@ class ConnectionFailed(Exception):
     """The broker could not be reached or refused us: one clear line, exit code 1."""
 
 
-class KafkaConnection:
-    """The Kafka client and everything that touches it: connecting (with retries and a refusal noticed at
-    once), the admin checks (the topic, created when missing; its partitions' leaders; a backfill's
-    timestamps against the topic's limits), sending, flushing and closing, replacing a stalled client,
-    following the partition count, and every use of kafka-python's internals.
+class DeliveryFailed(Exception):
+    """A record the client reported as failed, named by the client's error (e.g. MSG_TIMED_OUT)."""
 
-    This is the seam for another client library: a class with the same public methods and attributes
-    (`open`, `send`, `send_label`, `flush`, `close`, `replace_stalled`, `follow_partition_count`,
-    `connected`, `client`, `partitions`, `watch`, `refused_errors`) can take this one's place. Delivery
+    def __init__(self, error_name: str, message: str) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+
+
+class KafkaConnection:
+    """The Kafka client and everything that touches it: connecting (with retries, and a refusal of our
+    credentials or certificate noticed at once), the admin checks (the topic, created when missing; its
+    partitions' leaders; a backfill's timestamps against the topic's limits), sending, flushing and closing,
+    replacing a stalled client, following the partition count, and every use of a client library.
+
+    This class holds what every client shares; `KafkaPythonConnection` (kafka-python, the default) and
+    `ConfluentConnection` (confluent-kafka, librdkafka) fill in the client's own parts, each mapping the
+    settings to its client's configuration in one place. `connection_for(settings)` picks one. Delivery
     callbacks run in the client's I/O thread: `on_ack(*args, metadata)` (metadata has .partition and
-    .offset) when the broker acknowledged a record, `on_failure(exception)` when it failed.
+    .offset) once the broker acknowledged a record, `on_failure(exception)` when it failed.
     """
 
-    name = "kafka-python"
+    name = ""  # KAFKA_CLIENT's value for this client
 
     def __init__(self, settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> None:
         self.settings = settings
         self.topic = settings.topic
-        self.client = None  # kafka.KafkaProducer once open
+        self.client = None  # the library's producer once open
         self.partitions: int | None = None
         self.watch = BrokerWatch()
-        # Exceptions of send() meaning "not accepted" (no metadata within max.block.ms, too large, closed).
+        # Exceptions of send() meaning "not accepted" (e.g. too large, no metadata in time, closed).
         self.refused_errors: tuple[type[BaseException], ...] = (ValueError, TypeError)
         self._stop = stop  # the producer's stop request: ends every wait here
         self._clock = clock
-        self._partition_of: dict[bytes, int] = {}
-        self._partition_count = 0  # 0: leave partitioning to the client (a custom partitioner)
 
     @property
     def connected(self) -> bool:
         return self.client is not None
+
+    # connecting ----------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect (retrying with backoff for the connect timeout) and check the topic; ConnectionFailed
+        with one clear line otherwise."""
+        s = self.settings
+        self._capture_client_logs()
+        deadline = time.monotonic() + s.connect_timeout
+        backoff = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            try:
+                # Short attempts, so that "not reachable yet" is said early; a refusal ends one at once.
+                admin = self._unless_refused(lambda: self._admin_client(max(1.0, min(remaining, 3.0))))
+                try:
+                    self.partitions = self._ensure_topic(admin)
+                    self._check_backfill_window(admin)
+                finally:
+                    self._close_admin(admin)
+                self.client = self._new_client(max(1.0, remaining))
+                break
+            except ConnectionFailed:
+                raise
+            except self._transient_errors() as exc:
+                kind = self.watch.kind()
+                if kind in ("auth", "tls"):
+                    raise ConnectionFailed(self._connection_error(kind)) from None
+                if time.monotonic() + backoff >= deadline:
+                    raise ConnectionFailed(self._connection_error("connection", exc)) from None
+                if attempt == 1:
+                    log.warning("Kafka at %s is not reachable yet (%s); retrying for up to %.0fs",
+                                s.bootstrap_servers, self.watch.reason() or type(exc).__name__, s.connect_timeout)
+                if self._stop.wait(backoff):
+                    raise ConnectionFailed("Stopped before Kafka could be reached") from None
+                backoff = min(backoff * 2, 5.0)
+        self.watch.clear()
+        self._connected()
+        log.info("Successfully connected to Kafka (%s). Topic '%s' has %d partitions", self.name, s.topic,
+                 self.partitions)
+
+    def _unless_refused(self, connect: Callable[[], Any]) -> Any:
+        """connect(), but stop waiting for it once the broker refuses our credentials or certificate: kafka-python
+        goes on retrying its bootstrap until its own timeout even after reading the refusal, and under load a
+        refusal often reaches it only as a dropped connection, so the first one it can read must count."""
+        outcome: dict[str, Any] = {}
+
+        def attempt() -> None:
+            try:
+                outcome["client"] = connect()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=attempt, name="kafka-connect", daemon=True)  # daemon: may be abandoned
+        worker.start()
+        while worker.is_alive():
+            if self.watch.refused.wait(0.05):
+                raise ConnectionFailed(self._connection_error(self.watch.kind()))
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["client"]
+
+    def _connection_error(self, kind: str, exc: Exception | None = None) -> str:
+        s = self.settings
+        reason = self.watch.reason() or (f"{type(exc).__name__}: {exc}" if exc else "")
+        if kind == "auth":
+            return (f"Authentication to Kafka at {s.bootstrap_servers} failed ({reason}); check "
+                    f"KAFKA_SASL_MECHANISM={s.sasl_mechanism}, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        if kind == "tls":
+            return (f"TLS handshake with Kafka at {s.bootstrap_servers} failed ({reason}); check KAFKA_SSL_CAFILE "
+                    "(the CA that signed the broker certificate) and that the host name matches the certificate")
+        return (f"Cannot connect to Kafka at {s.bootstrap_servers} within {s.connect_timeout:g}s ({reason}); check "
+                "that the broker is running and KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL are right "
+                "(local broker: make kafka-up)")
+
+    # the topic -----------------------------------------------------------------------------------
+    def _ensure_topic(self, admin) -> int:
+        """Partitions of the topic, creating it when missing."""
+        s = self.settings
+        partitions, _ = self._describe_partitions(admin)
+        if partitions:
+            self._wait_for_leaders(admin)
+            if "topic_partitions" in s.explicit and partitions != s.topic_partitions:
+                log.warning("Topic '%s' exists with %d partitions, not the %d of KAFKA_TOPIC_PARTITIONS, which applies "
+                            "only when the producer creates the topic; to add partitions: python devkafka.py tool "
+                            "topics --alter --topic %s --partitions %d", s.topic, partitions, s.topic_partitions,
+                            s.topic, s.topic_partitions)
+            return partitions
+        refusal = self._create_topic(admin)
+        if refusal:
+            raise ConnectionFailed(
+                f"Topic '{s.topic}' does not exist and creating it was refused ({refusal}); create it yourself or "
+                "check KAFKA_TOPIC_PARTITIONS / KAFKA_TOPIC_REPLICATION and the user's CREATE permission")
+        if refusal is not None:
+            log.info("Created topic '%s' with %d partitions, replication factor %d",
+                     s.topic, s.topic_partitions, s.topic_replication)
+        for _ in range(50):  # metadata of a new topic propagates within moments
+            partitions, _ = self._describe_partitions(admin)
+            if partitions:
+                self._wait_for_leaders(admin)
+                return partitions
+            time.sleep(0.1)
+        raise ConnectionFailed(f"Topic '{s.topic}' was created but has no partitions yet; try again")
+
+    def _wait_for_leaders(self, admin, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) until every partition has a leader, as after a broker restart it may not yet. The first
+        batches sent to a partition without one fail retriably, those pipelined behind them get
+        OutOfOrderSequenceNumber, and kafka-python's idempotent producer then bumps its epoch and fails every batch
+        in flight (its documented KIP-360 handling; the Java client resends them): failed events at start."""
+        deadline = time.monotonic() + timeout_s
+        while self._describe_partitions(admin)[1] and time.monotonic() < deadline and not self._stop.wait(0.2):
+            pass
+
+    def _not_authorized(self) -> ConnectionFailed:
+        return ConnectionFailed(f"Not authorized to use topic '{self.topic}'; check the ACLs of KAFKA_SASL_USERNAME")
+
+    def _check_backfill_window(self, admin) -> None:
+        """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
+        start if the topic rejects them, warn if it will delete them or overwrite their timestamps."""
+        s = self.settings
+        if s.simulation_mode != "sessions" or s.start_time is None:
+            return
+        configs = self._topic_configs(admin, ["retention.ms", "message.timestamp.before.max.ms",
+                                              "message.timestamp.type"])
+        if configs is None:  # e.g. no DescribeConfigs permission: nothing to check
+            return
+        age_ms = self._clock() - s.start_time
+        oldest = TimestampFormatter()(s.start_time)
+        before_max = int(configs.get("message.timestamp.before.max.ms") or 2 ** 63 - 1)
+        if age_ms > before_max:
+            raise ConnectionFailed(
+                f"Topic '{s.topic}' refuses records older than {_days(before_max)} "
+                f"(message.timestamp.before.max.ms={before_max}) and --start-time is {oldest}; use a later "
+                "--start-time or raise that setting of the topic")
+        retention = int(configs.get("retention.ms") or -1)
+        if 0 <= retention < age_ms:
+            log.warning("Topic '%s' keeps records for %s (retention.ms=%d) judged by their timestamps, and the "
+                        "window starts %s ago: the broker will delete the older backfilled events at its next "
+                        "retention check, within minutes. Give the topic a longer retention.ms to keep them "
+                        "(kafka-configs --alter --entity-type topics --entity-name %s --add-config retention.ms=-1)",
+                        s.topic, _days(retention), retention, _days(age_ms), s.topic)
+        if configs.get("message.timestamp.type") == "LogAppendTime":
+            log.warning("Topic '%s' has message.timestamp.type=LogAppendTime: the broker replaces the simulated "
+                        "record timestamps with the time of writing (the JSON timestamps stay simulated)", s.topic)
+
+    # each client's own parts --------------------------------------------------------------------
+    def _transient_errors(self) -> tuple[type[BaseException], ...]:
+        """Errors of a connection attempt that mean "try again"."""
+        raise NotImplementedError
+
+    def _capture_client_logs(self) -> None:
+        """Send what the client says about the broker to self.watch."""
+
+    def _admin_client(self, timeout_s: float):
+        raise NotImplementedError
+
+    def _close_admin(self, admin) -> None:
+        pass
+
+    def _describe_partitions(self, admin) -> tuple[int, int]:
+        """(partitions of the topic, how many have no leader); (0, 0) when the topic does not exist."""
+        raise NotImplementedError
+
+    def _create_topic(self, admin) -> str | None:
+        """Create the topic: "" when created, None when someone else created it meanwhile, else the refusal."""
+        raise NotImplementedError
+
+    def _topic_configs(self, admin, names: list[str]) -> dict[str, str] | None:
+        raise NotImplementedError
+
+    def _new_client(self, bootstrap_timeout_s: float):
+        raise NotImplementedError
+
+    def _connected(self) -> None:
+        """After open(): the client is ready for send()."""
+
+    def send(self, key: bytes, value: bytes, epoch_ms: int, headers: list[tuple[str, bytes]],
+             on_ack: Callable[..., None], on_failure: Callable[[BaseException], None], *ack_args: Any) -> None:
+        """Hand one record to the client: on_ack(*ack_args, metadata) or on_failure(exc) follows in the client's I/O
+        thread. Raises one of refused_errors when the client did not accept the record."""
+        raise NotImplementedError
+
+    def send_many(self, records: list[tuple[int, bytes, bytes]], first_seq: int,
+                  headers: Callable[[int], list[tuple[str, bytes]]], delivery: "DeliveryMonitor") -> None:
+        """Records (epoch ms, key, value) numbered from first_seq, with delivery's callbacks; one in
+        LATENCY_SAMPLE_EVERY is timed. A record the client does not accept goes to delivery.on_failure."""
+        send, on_ack, on_timed, on_failure = self.send, delivery.on_ack, delivery.on_ack_timed, delivery.on_failure
+        refused = self.refused_errors
+        seq = first_seq
+        for epoch_ms, key, value in records:
+            try:
+                if seq % LATENCY_SAMPLE_EVERY:
+                    send(key, value, epoch_ms, headers(seq), on_ack, on_failure)
+                else:
+                    send(key, value, epoch_ms, headers(seq), on_timed, on_failure, time.monotonic())
+            except refused as exc:
+                on_failure(exc)
+            seq += 1
+
+    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None]) -> None:
+        """A ground-truth row to its own topic (the client's default partitioner, no event id)."""
+        raise NotImplementedError
+
+    def flush(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for every record handed over to complete."""
+        raise NotImplementedError
+
+    def close(self, timeout: float) -> None:
+        """Flush for up to `timeout` seconds and close; records still pending then fail (their callbacks run)."""
+        raise NotImplementedError
+
+    def replace_stalled(self, while_waiting: Callable[[], None]) -> bool:
+        """Replace a client that keeps records past the delivery timeout without completing any: the stuck
+        records fail, a new client is connected (while_waiting() runs between attempts). False when stopped.
+        Seen with kafka-python 3.0.12, whose idempotent producer stops for good once a batch it had sent expires
+        (its producer id is reset but never requested again): only a new client sends again."""
+        self.close(timeout=0)
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self.client = self._new_client(3.0)
+                self._connected()
+                log.info("Kafka client reconnected to %s", self.settings.bootstrap_servers)
+                return True
+            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet": keep trying
+                log.debug("reconnect failed: %s", exc)
+                if self._stop.wait(backoff):
+                    break
+                backoff = min(backoff * 2, 5.0)
+                while_waiting()
+        return False
+
+    def follow_partition_count(self) -> None:
+        """Partitions added while running: keys move to the partition the default partitioner now picks."""
+
+
+class KafkaPythonConnection(KafkaConnection):
+    """kafka-python (pure Python), the default client."""
+
+    name = "kafka-python"
+
+    def __init__(self, settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> None:
+        super().__init__(settings, stop, clock)
+        self._partition_of: dict[bytes, int] = {}
+        self._partition_count = 0  # 0: leave partitioning to the client (a custom partitioner)
 
     # settings mapped to kafka-python's keyword arguments, in one place ----------------------------
     def _connection_config(self) -> dict[str, Any]:
@@ -1773,94 +2135,10 @@ class KafkaConnection:
         return config
 
     # connecting ----------------------------------------------------------------------------------
-    def open(self) -> None:
-        """Connect (retrying with backoff for the connect timeout) and check the topic; ConnectionFailed
-        with one clear line otherwise."""
+    def _transient_errors(self) -> tuple[type[BaseException], ...]:
         from kafka.errors import KafkaError
 
-        s = self.settings
-        self._capture_client_logs()
-        deadline = time.monotonic() + s.connect_timeout
-        backoff = 0.5
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - time.monotonic()
-            try:
-                # Short attempts, so that "not reachable yet" is said early; a refusal ends one at once.
-                admin = self._unless_refused(lambda: self._admin_client(max(1.0, min(remaining, 3.0))))
-                try:
-                    self.partitions = self._ensure_topic(admin)
-                    self._check_backfill_window(admin)
-                finally:
-                    admin.close()
-                self.client = self._new_client(max(1.0, remaining))
-                break
-            except ConnectionFailed:
-                raise
-            except (KafkaError, OSError) as exc:
-                kind = self.watch.kind()
-                if kind in ("auth", "tls"):
-                    raise ConnectionFailed(self._connection_error(kind)) from None
-                if time.monotonic() + backoff >= deadline:
-                    raise ConnectionFailed(self._connection_error("connection", exc)) from None
-                if attempt == 1:
-                    log.warning("Kafka at %s is not reachable yet (%s); retrying for up to %.0fs",
-                                s.bootstrap_servers, self.watch.reason() or type(exc).__name__, s.connect_timeout)
-                if self._stop.wait(backoff):
-                    raise ConnectionFailed("Stopped before Kafka could be reached") from None
-                backoff = min(backoff * 2, 5.0)
-        self.watch.clear()
-        self.refused_errors = (KafkaError, ValueError, TypeError)
-        if "partitioner" not in dict(s.producer_options):
-            self._partition_count = self.partitions
-            self._partition_of.clear()
-        log.info("Successfully connected to Kafka. Topic '%s' has %d partitions", s.topic, self.partitions)
-
-    def _unless_refused(self, connect: Callable[[], Any]) -> Any:
-        """connect(), but stop waiting for it once the broker refuses our credentials or certificate: kafka-python
-        goes on retrying its bootstrap until its own timeout even after reading the refusal, and under load a
-        refusal often reaches it only as a dropped connection, so the first one it can read must count."""
-        outcome: dict[str, Any] = {}
-
-        def attempt() -> None:
-            try:
-                outcome["client"] = connect()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=attempt, name="kafka-connect", daemon=True)  # daemon: may be abandoned
-        worker.start()
-        while worker.is_alive():
-            if self.watch.refused.wait(0.05):
-                raise ConnectionFailed(self._connection_error(self.watch.kind()))
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["client"]
-
-    def _new_client(self, bootstrap_timeout_s: float):
-        from kafka import KafkaProducer
-
-        return KafkaProducer(**self._producer_config(), bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000))
-
-    def _admin_client(self, timeout_s: float):
-        from kafka import KafkaAdminClient
-
-        return KafkaAdminClient(**self._connection_config(), bootstrap_timeout_ms=int(timeout_s * 1000),
-                                request_timeout_ms=int(max(timeout_s, 5) * 1000))
-
-    def _connection_error(self, kind: str, exc: Exception | None = None) -> str:
-        s = self.settings
-        reason = self.watch.reason() or (f"{type(exc).__name__}: {exc}" if exc else "")
-        if kind == "auth":
-            return (f"Authentication to Kafka at {s.bootstrap_servers} failed ({reason}); check "
-                    f"KAFKA_SASL_MECHANISM={s.sasl_mechanism}, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
-        if kind == "tls":
-            return (f"TLS handshake with Kafka at {s.bootstrap_servers} failed ({reason}); check KAFKA_SSL_CAFILE "
-                    "(the CA that signed the broker certificate) and that the host name matches the certificate")
-        return (f"Cannot connect to Kafka at {s.bootstrap_servers} within {s.connect_timeout:g}s ({reason}); check "
-                "that the broker is running and KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL are right "
-                "(local broker: make kafka-up)")
+        return (KafkaError, OSError)
 
     def _capture_client_logs(self) -> None:
         """Route kafka-python's logs to BrokerWatch; at DEBUG they are shown as well."""
@@ -1871,116 +2149,75 @@ class KafkaConnection:
         if client_log.level == logging.NOTSET or client_log.level > logging.WARNING:
             client_log.setLevel(logging.WARNING if self.settings.log_level != "DEBUG" else logging.DEBUG)
 
-    # the topic -----------------------------------------------------------------------------------
-    def _ensure_topic(self, admin) -> int:
-        """Partitions of the topic, creating it when missing."""
-        from kafka.admin import NewTopic
-        from kafka.errors import KafkaError, TopicAlreadyExistsError
+    def _admin_client(self, timeout_s: float):
+        from kafka import KafkaAdminClient
 
-        s = self.settings
-        partitions = self._describe_partitions(admin)
-        if partitions:
-            self._wait_for_leaders(admin)
-            if "topic_partitions" in s.explicit and partitions != s.topic_partitions:
-                log.warning("Topic '%s' exists with %d partitions, not the %d of KAFKA_TOPIC_PARTITIONS, which applies "
-                            "only when the producer creates the topic; to add partitions: python devkafka.py tool "
-                            "topics --alter --topic %s --partitions %d", s.topic, partitions, s.topic_partitions,
-                            s.topic, s.topic_partitions)
-            return partitions
-        try:
-            admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)])
-            log.info("Created topic '%s' with %d partitions, replication factor %d",
-                     s.topic, s.topic_partitions, s.topic_replication)
-        except TopicAlreadyExistsError:
-            pass  # created by someone else meanwhile
-        except KafkaError as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            detail = re.search(r"error_message='([^']*)'", message)
-            raise ConnectionFailed(
-                f"Topic '{s.topic}' does not exist and creating it was refused "
-                f"({type(exc).__name__}: {detail.group(1) if detail else message[:200]}); create it yourself or "
-                "check KAFKA_TOPIC_PARTITIONS / KAFKA_TOPIC_REPLICATION and the user's CREATE permission") from None
-        for _ in range(50):  # metadata of a new topic propagates within moments
-            partitions = self._describe_partitions(admin)
-            if partitions:
-                self._wait_for_leaders(admin)
-                return partitions
-            time.sleep(0.1)
-        raise ConnectionFailed(f"Topic '{s.topic}' was created but has no partitions yet; try again")
+        return KafkaAdminClient(**self._connection_config(), bootstrap_timeout_ms=int(timeout_s * 1000),
+                                request_timeout_ms=int(max(timeout_s, 5) * 1000))
 
-    def _wait_for_leaders(self, admin, timeout_s: float = 10.0) -> None:
-        """Wait (bounded) until every partition has a leader, as after a broker restart it may not yet. The first
-        batches sent to a partition without one fail retriably, those pipelined behind them get
-        OutOfOrderSequenceNumber, and kafka-python's idempotent producer then bumps its epoch and fails every batch
-        in flight (its documented KIP-360 handling; the Java client resends them): failed events at start."""
-        deadline = time.monotonic() + timeout_s
-        while self._leaderless_partitions(admin) and time.monotonic() < deadline and not self._stop.wait(0.2):
-            pass
+    def _close_admin(self, admin) -> None:
+        admin.close()
 
-    def _leaderless_partitions(self, admin) -> int:
-        described = admin.describe_topics([self.topic])
-        return sum(1 for topic in described if topic.get("name") == self.topic
-                   for p in topic.get("partitions") or [] if p.get("leader_id", -1) < 0)
-
-    def _check_backfill_window(self, admin) -> None:
-        """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
-        start if the topic rejects them, warn if it will delete them or overwrite their timestamps."""
-        from kafka.admin import ConfigResource, ConfigResourceType
-        from kafka.errors import KafkaError
-
-        s = self.settings
-        if s.simulation_mode != "sessions" or s.start_time is None:
-            return
-        names = ["retention.ms", "message.timestamp.before.max.ms", "message.timestamp.type"]
-        try:
-            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.topic, names)],
-                                               config_filter="all")
-            configs = {k: v["value"] for k, v in described["topic"][s.topic].items()}
-        except (KafkaError, KeyError, TypeError) as exc:  # e.g. no DescribeConfigs permission: nothing to check
-            log.debug("Could not read the configuration of topic '%s': %s", s.topic, exc)
-            return
-        age_ms = self._clock() - s.start_time
-        oldest = TimestampFormatter()(s.start_time)
-        before_max = int(configs.get("message.timestamp.before.max.ms") or 2 ** 63 - 1)
-        if age_ms > before_max:
-            raise ConnectionFailed(
-                f"Topic '{s.topic}' refuses records older than {_days(before_max)} "
-                f"(message.timestamp.before.max.ms={before_max}) and --start-time is {oldest}; use a later "
-                "--start-time or raise that setting of the topic")
-        retention = int(configs.get("retention.ms") or -1)
-        if 0 <= retention < age_ms:
-            log.warning("Topic '%s' keeps records for %s (retention.ms=%d) judged by their timestamps, and the "
-                        "window starts %s ago: the broker will delete the older backfilled events at its next "
-                        "retention check, within minutes. Give the topic a longer retention.ms to keep them "
-                        "(kafka-configs --alter --entity-type topics --entity-name %s --add-config retention.ms=-1)",
-                        s.topic, _days(retention), retention, _days(age_ms), s.topic)
-        if configs.get("message.timestamp.type") == "LogAppendTime":
-            log.warning("Topic '%s' has message.timestamp.type=LogAppendTime: the broker replaces the simulated "
-                        "record timestamps with the time of writing (the JSON timestamps stay simulated)", s.topic)
-
-    def _describe_partitions(self, admin) -> int:
+    def _describe_partitions(self, admin) -> tuple[int, int]:
         from kafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
 
         try:
             described = admin.describe_topics([self.topic])
         except UnknownTopicOrPartitionError:
-            return 0
+            return 0, 0
         except TopicAuthorizationFailedError:
-            raise ConnectionFailed(f"Not authorized to describe topic '{self.topic}'; check the ACLs "
-                                   "of KAFKA_SASL_USERNAME") from None
+            raise self._not_authorized() from None
         for topic in described:
             if topic.get("error_code") == 29:
-                raise ConnectionFailed(f"Not authorized to use topic '{self.topic}'; check the ACLs of "
-                                       "KAFKA_SASL_USERNAME") from None
+                raise self._not_authorized() from None
             if topic.get("name") == self.topic and topic.get("error_code") == 0:
-                return len(topic.get("partitions") or [])
-        return 0
+                partitions = topic.get("partitions") or []
+                return len(partitions), sum(1 for p in partitions if p.get("leader_id", -1) < 0)
+        return 0, 0
+
+    def _create_topic(self, admin) -> str | None:
+        from kafka.admin import NewTopic
+        from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+        s = self.settings
+        try:
+            admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)])
+        except TopicAlreadyExistsError:
+            return None
+        except KafkaError as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            detail = re.search(r"error_message='([^']*)'", message)
+            return f"{type(exc).__name__}: {detail.group(1) if detail else message[:200]}"
+        return ""
+
+    def _topic_configs(self, admin, names: list[str]) -> dict[str, str] | None:
+        from kafka.admin import ConfigResource, ConfigResourceType
+        from kafka.errors import KafkaError
+
+        try:
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic, names)],
+                                               config_filter="all")
+            return {k: v["value"] for k, v in described["topic"][self.topic].items()}
+        except (KafkaError, KeyError, TypeError) as exc:
+            log.debug("Could not read the configuration of topic '%s': %s", self.topic, exc)
+            return None
+
+    def _new_client(self, bootstrap_timeout_s: float):
+        from kafka import KafkaProducer
+
+        return KafkaProducer(**self._producer_config(), bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000))
+
+    def _connected(self) -> None:
+        from kafka.errors import KafkaError
+
+        self.refused_errors = (KafkaError, ValueError, TypeError)
+        if "partitioner" not in dict(self.settings.producer_options):
+            self._partition_count = self.partitions
+            self._partition_of.clear()
 
     # sending -------------------------------------------------------------------------------------
     def send(self, key: bytes, value: bytes, epoch_ms: int, headers: list[tuple[str, bytes]],
-             on_ack: Callable[..., None], on_failure: Callable[[BaseException], None], *ack_args: Any):
-        """Hand one record to the client: on_ack(*ack_args, metadata) or on_failure(exc) follows in the client's I/O
-        thread. Returns the client's future; raises one of refused_errors when the client did not accept it."""
+             on_ack: Callable[..., None], on_failure: Callable[[BaseException], None], *ack_args: Any) -> None:
         # The per-event path at full speed: every attribute look-up and call here costs on each event.
         partition = self._partition_of.get(key)
         if partition is None and self._partition_count:
@@ -1988,10 +2225,8 @@ class KafkaConnection:
         future = self.client.send(self.topic, value, key, headers, partition, epoch_ms)
         future.add_callback(on_ack, *ack_args)
         future.add_errback(on_failure)
-        return future
 
     def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None]) -> None:
-        """A ground-truth row to its own topic (the client's default partitioner, no event id)."""
         self.client.send(topic, value, key).add_callback(on_ack)
 
     def keyed_partition(self, key: bytes) -> int:
@@ -2003,7 +2238,6 @@ class KafkaConnection:
         return (murmur2(key) & 0x7FFFFFFF) % self._partition_count
 
     def flush(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds for every record handed over to complete."""
         from kafka.errors import KafkaTimeoutError
 
         if self.client is not None:
@@ -2013,9 +2247,8 @@ class KafkaConnection:
                 pass  # what did not complete is the caller's to count
 
     def close(self, timeout: float) -> None:
-        """Flush for up to `timeout` seconds and close. kafka-python's close() flushes first and raises
-        when events are still pending, so the I/O thread is then forced down: the pending events'
-        futures fail, and their callbacks count them."""
+        """kafka-python's close() flushes first and raises when records are still pending, so the I/O thread is
+        then forced down: the pending records' futures fail, and their callbacks count them."""
         from kafka.errors import KafkaError
 
         client, self.client = self.client, None
@@ -2028,26 +2261,6 @@ class KafkaConnection:
             if sender is not None:
                 sender.force_close()
                 sender.join(5.0)
-
-    def replace_stalled(self, while_waiting: Callable[[], None]) -> bool:
-        """Replace a client that keeps records past the delivery timeout without completing any (kafka-python
-        3.0.12's idempotent producer stops for good once a batch it had sent expires: its producer id is reset
-        but never requested again). The stuck records' futures fail; a new client is connected, waiting for the
-        broker as long as needed (while_waiting() runs between attempts). False when stopped first."""
-        self.close(timeout=0)
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                self.client = self._new_client(3.0)
-                log.info("Kafka client reconnected to %s", self.settings.bootstrap_servers)
-                return True
-            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet": keep trying
-                log.debug("reconnect failed: %s", exc)
-                if self._stop.wait(backoff):
-                    break
-                backoff = min(backoff * 2, 5.0)
-                while_waiting()
-        return False
 
     def follow_partition_count(self) -> None:
         """Partitions added while running (seen at the client's next metadata refresh): keys move to
@@ -2066,6 +2279,255 @@ class KafkaConnection:
                      self.topic, count, self._partition_count)
             self.partitions = self._partition_count = count
             self._partition_of.clear()
+
+
+class _Delivered:
+    """What an acknowledgement callback may read of the record (as kafka-python's RecordMetadata)."""
+
+    __slots__ = ("partition", "offset")
+
+    def __init__(self, partition: int, offset: int) -> None:
+        self.partition, self.offset = partition, offset
+
+
+class ConfluentConnection(KafkaConnection):
+    """confluent-kafka (librdkafka, in C): several times kafka-python's speed, same guarantees.
+
+    librdkafka runs delivery callbacks only inside poll() or flush(), in the calling thread. A thread of ours
+    polls, so that, as with kafka-python, callbacks run in one I/O thread of the client's and the loop never
+    serves them; flush() here waits for that thread's work instead of serving callbacks itself (two threads
+    running callbacks would race on the counters).
+    """
+
+    name = "confluent-kafka"
+
+    def __init__(self, settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> None:
+        super().__init__(settings, stop, clock)
+        self._poller: threading.Thread | None = None
+        self._adapter: tuple[Any, Any, Callable[[Any, Any], None]] | None = None
+
+    # settings mapped to librdkafka's configuration properties, in one place -----------------------
+    def _connection_config(self) -> dict[str, Any]:
+        s = self.settings
+        config: dict[str, Any] = {"bootstrap.servers": s.bootstrap_servers, "client.id": s.client_id,
+                                  "security.protocol": s.security_protocol, "error_cb": self._on_client_error,
+                                  "reconnect.backoff.max.ms": 2000}
+        if s.security_protocol.startswith("SASL"):
+            config.update({"sasl.mechanism": s.sasl_mechanism, "sasl.username": s.sasl_username,
+                           "sasl.password": s.sasl_password})
+        if s.security_protocol in ("SSL", "SASL_SSL"):
+            # librdkafka checks the broker's host name against its certificate by default, as kafka-python does.
+            for name, path in (("ssl.ca.location", s.ssl_cafile), ("ssl.certificate.location", s.ssl_certfile),
+                               ("ssl.key.location", s.ssl_keyfile)):
+                if path:
+                    config[name] = path
+        return config
+
+    def _producer_config(self) -> dict[str, Any]:
+        s = self.settings
+        config = self._connection_config()
+        config.update({
+            "acks": str(s.acks),
+            "compression.type": s.compression_type,
+            "linger.ms": s.linger_ms,
+            "batch.size": s.batch_size,
+            "request.timeout.ms": s.request_timeout_ms,
+            "delivery.timeout.ms": s.delivery_timeout_ms,
+            "enable.idempotence": s.enable_idempotence,
+            # A key's partition as the Java client and kafka-python pick it (librdkafka's default is CRC32).
+            "partitioner": "murmur2_random",
+            # librdkafka's queue must hold MAX_IN_FLIGHT_EVENTS, so produce() does not run out of room first.
+            "queue.buffering.max.messages": max(100_000, s.max_in_flight + 1_000),
+        })
+        config.update(dict(s.producer_options))
+        return config
+
+    def _on_client_error(self, error) -> None:
+        """librdkafka's error callback: connection problems, refusals; noted like kafka-python's log lines."""
+        message = f"{error.name()}: {error.str()}"
+        log.debug("confluent-kafka: %s", message)  # what kafka-python's own log lines show at DEBUG
+        self.watch.note(message, serious=True)
+
+    # connecting ----------------------------------------------------------------------------------
+    def _transient_errors(self) -> tuple[type[BaseException], ...]:
+        from confluent_kafka import KafkaException
+
+        return (KafkaException, OSError)
+
+    def _admin_client(self, timeout_s: float):
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(self._connection_config())
+        try:
+            admin.list_topics(timeout=timeout_s)  # the first request: reachable, and let in?
+        finally:
+            admin.poll(0)  # serve error_cb: the cause of a failure, for the watch
+        return admin
+
+    def _describe_partitions(self, admin) -> tuple[int, int]:
+        from confluent_kafka import KafkaError
+
+        # All topics, not this one by name: a metadata request naming a missing topic may create it with the
+        # broker's defaults (auto.create.topics.enable), and the producer creates it with its own.
+        metadata = admin.list_topics(timeout=10)
+        topic = metadata.topics.get(self.topic)
+        if topic is None:
+            return 0, 0
+        if topic.error is not None:
+            if topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise self._not_authorized()
+            return 0, 0
+        return len(topic.partitions), sum(1 for p in topic.partitions.values() if p.leader < 0)
+
+    def _create_topic(self, admin) -> str | None:
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import NewTopic
+
+        s = self.settings
+        futures = admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)],
+                                      request_timeout=15)
+        try:
+            futures[s.topic].result(timeout=20)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return None
+            return f"{error.name()}: {error.str()}"
+        return ""
+
+    def _topic_configs(self, admin, names: list[str]) -> dict[str, str] | None:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import ConfigResource, ResourceType
+
+        resource = ConfigResource(ResourceType.TOPIC, self.topic)
+        try:
+            entries = admin.describe_configs([resource], request_timeout=10)[resource].result(timeout=15)
+        except (KafkaException, KeyError, TypeError) as exc:
+            log.debug("Could not read the configuration of topic '%s': %s", self.topic, exc)
+            return None
+        return {name: entries[name].value for name in names if name in entries}
+
+    def _new_client(self, bootstrap_timeout_s: float):
+        from confluent_kafka import Producer
+
+        return Producer(self._producer_config())
+
+    def _connected(self) -> None:
+        from confluent_kafka import KafkaException
+
+        self.refused_errors = (KafkaException, BufferError, ValueError, TypeError)
+        client = self.client
+        self._poller = threading.Thread(target=self._serve, args=(client,), name="kafka-delivery", daemon=True)
+        self._poller.start()
+
+    def _serve(self, client) -> None:
+        """The I/O thread: runs the delivery and error callbacks until this client is closed or replaced."""
+        while self.client is client:
+            client.poll(0.05)
+
+    # sending -------------------------------------------------------------------------------------
+    def send(self, key: bytes, value: bytes, epoch_ms: int, headers: list[tuple[str, bytes]],
+             on_ack: Callable[..., None], on_failure: Callable[[BaseException], None], *ack_args: Any) -> None:
+        if ack_args:
+            def delivered(error, message) -> None:
+                if error is None:
+                    on_ack(*ack_args, _Delivered(message.partition(), message.offset()))
+                else:
+                    on_failure(self._failure(error))
+        else:
+            delivered = self._plain_adapter(on_ack, on_failure)
+        try:
+            self.client.produce(self.topic, value, key, on_delivery=delivered, timestamp=epoch_ms, headers=headers)
+        except BufferError:
+            self._wait_for_queue_room()
+            self.client.produce(self.topic, value, key, on_delivery=delivered, timestamp=epoch_ms, headers=headers)
+
+    def send_many(self, records: list[tuple[int, bytes, bytes]], first_seq: int,
+                  headers: Callable[[int], list[tuple[str, bytes]]], delivery: "DeliveryMonitor") -> None:
+        # At librdkafka's speed the Python around produce() is most of the cost: one shared callback, produce()
+        # bound once, no call of ours per record but headers(). The timed one in LATENCY_SAMPLE_EVERY takes send().
+        produce, topic, send = self.client.produce, self.topic, self.send
+        on_ack, on_timed, on_failure = delivery.on_ack, delivery.on_ack_timed, delivery.on_failure
+        plain = self._plain_adapter(on_ack, on_failure)
+        refused = self.refused_errors
+        seq = first_seq
+        for epoch_ms, key, value in records:
+            try:
+                if seq % LATENCY_SAMPLE_EVERY:
+                    try:
+                        produce(topic, value, key, on_delivery=plain, timestamp=epoch_ms, headers=headers(seq))
+                    except BufferError:
+                        send(key, value, epoch_ms, headers(seq), on_ack, on_failure)
+                else:
+                    send(key, value, epoch_ms, headers(seq), on_timed, on_failure, time.monotonic())
+            except refused as exc:
+                on_failure(exc)
+            seq += 1
+
+    def _plain_adapter(self, on_ack: Callable[..., None],
+                       on_failure: Callable[[BaseException], None]) -> Callable[[Any, Any], None]:
+        """librdkafka's on_delivery(error, message) for callbacks without arguments, one for as long as they stay
+        the same (one run): a closure per record would cost more than the comparison."""
+        adapter = self._adapter
+        if adapter is None or adapter[0] != on_ack or adapter[1] != on_failure:
+            def plain(error, message) -> None:
+                if error is None:
+                    on_ack(message)
+                else:
+                    on_failure(self._failure(error))
+            adapter = self._adapter = (on_ack, on_failure, plain)
+        return adapter[2]
+
+    def _wait_for_queue_room(self) -> None:
+        """librdkafka's queue is full (PRODUCER_OPTIONS raised MAX_IN_FLIGHT_EVENTS past it): wait up to
+        KAFKA_MAX_BLOCK_MS for the I/O thread to make room, as kafka-python's send() waits for buffer space."""
+        deadline = time.monotonic() + self.settings.max_block_ms / 1000
+        limit = self.settings.max_in_flight
+        while len(self.client) >= limit and time.monotonic() < deadline and not self._stop.wait(0.005):
+            pass
+
+    @staticmethod
+    def _failure(error) -> DeliveryFailed:
+        return DeliveryFailed(error.name().lstrip("_"), f"{error.name()}: {error.str()}")
+
+    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None]) -> None:
+        self.client.produce(topic, value, key, on_delivery=lambda error, message: error is None and on_ack(message))
+
+    def flush(self, timeout: float) -> None:
+        client = self.client
+        if client is None:
+            return
+        # len(): records not yet completed, counting delivery reports the I/O thread has not served yet.
+        deadline = time.monotonic() + timeout
+        while len(client) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self, timeout: float) -> None:
+        """Flush for up to `timeout` seconds, stop the I/O thread, and purge what is left: those records' callbacks
+        report them failed (purged), here, in this thread."""
+        client = self.client
+        if client is None:
+            return
+        self.flush(timeout)
+        self.client = None
+        if self._poller is not None:
+            self._poller.join()
+            self._poller = None
+        if len(client):
+            client.purge(in_queue=True, in_flight=True)
+        client.flush(5.0)  # serves the purged records' callbacks
+
+    def follow_partition_count(self) -> None:
+        """librdkafka follows a topic's partition count itself, at its metadata refresh
+        (topic.metadata.refresh.interval.ms), and its murmur2 partitioner maps keys over all of them."""
+
+
+CLIENTS = {"kafka-python": KafkaPythonConnection, "confluent-kafka": ConfluentConnection}
+
+
+def connection_for(settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> KafkaConnection:
+    """The connection of the client KAFKA_CLIENT names."""
+    return CLIENTS[settings.client](settings, stop, clock)
 
 
 # --- delivery accounting -----------------------------------------------------------------------------
@@ -2132,6 +2594,7 @@ class DeliveryMonitor:
         started = stats.started
         self.shutting_down = False  # from here on, failures are events the shutdown gave up on
         self.outage_reported = False
+        self._outage_since = started
         self.next_report = started + settings.stats_interval if settings.stats_interval else math.inf
         self.label_acks = 0
         self._failures_reported, self._last_failure_log = 0, -math.inf
@@ -2163,7 +2626,7 @@ class DeliveryMonitor:
         if self.shutting_down:
             stats.dropped_at_shutdown += 1
             return
-        name = type(exc).__name__
+        name = getattr(exc, "error_name", None) or type(exc).__name__
         stats.failed_by_error[name] = stats.failed_by_error.get(name, 0) + 1
         stats.last_error = f"{name}: {exc}"[:300]
         stats.failed += 1
@@ -2192,18 +2655,24 @@ class DeliveryMonitor:
         watch, stats = self.watch, self.stats
         if self.ack_progress(now):
             if self.outage_reported:
-                log.info("Kafka broker reachable again after %.1fs; deliveries resumed",
-                         now - (watch.problem_since or now))
+                log.info("Kafka broker reachable again after %.1fs; deliveries resumed", now - self._outage_since)
                 self.outage_reported = False
                 watch.clear()
-        if watch.problem_since is not None and not self.outage_reported:
-            if stats.in_flight and now - self._last_ack_time > 2.0 and now - watch.problem_since > 1.0:
-                self.outage_reported = True
+        silent_for = now - self._last_ack_time if stats.in_flight else 0.0
+        if not self.outage_reported and silent_for > 2.0:
+            reason = ""
+            if watch.problem_since is not None and now - watch.problem_since > 1.0:
+                reason = watch.reason()
+            elif silent_for > SILENCE_S:
+                # No error, no answer: a broker frozen or overloaded, or a cluster fencing a lost node.
+                reason = f"no acknowledgement for {silent_for:.0f}s and no error from the client"
+            if reason:
+                self.outage_reported, self._outage_since = True, self._last_ack_time
                 log.warning("Kafka broker unreachable (%s); %d events in flight are kept and retried for up "
-                            "to KAFKA_DELIVERY_TIMEOUT_MS=%d", watch.reason(), stats.in_flight,
+                            "to KAFKA_DELIVERY_TIMEOUT_MS=%d", reason, stats.in_flight,
                             self.settings.delivery_timeout_ms)
-            elif now - watch.problem_since > 10.0:
-                watch.clear()  # a passing hiccup that never held up deliveries
+        if not self.outage_reported and watch.problem_since is not None and now - watch.last_seen > 10.0:
+            watch.clear()  # a passing hiccup that never held up deliveries
         if stats.failed > self._failures_reported and now - self._last_failure_log >= 5.0:
             self._last_failure_log = now
             log.error("%d events failed since the last report (%d in all); last error: %s",
@@ -2351,6 +2820,9 @@ class ECommerceEventProducer:
         self.delivery = DeliveryMonitor(s)
         self.running = False
         self.ended_by = "not started"  # why the last run ended, for the summary
+        # Called with the run's Statistics about every PUBLISH_S and at the end (--workers: the parent's view).
+        self.on_progress: Callable[[Statistics], None] | None = None
+        self._next_publish = 0.0
         self._stop = threading.Event()
         self._generator: EventGenerator | None = None
         self._event_seq = 0
@@ -2458,7 +2930,7 @@ class ECommerceEventProducer:
         s = self._apply_attribute_edits()
         if self.connection is not None:
             self.connection.close(timeout=s.flush_timeout)
-        self.connection = KafkaConnection(s, self._stop, self.clock)
+        self.connection = connection_for(s, self._stop, self.clock)
         self.delivery.watch = self.connection.watch
         try:
             self.connection.open()
@@ -2487,21 +2959,38 @@ class ECommerceEventProducer:
         does not wait like this; it counts acknowledgements as they come."""
         if self.connection is None and not self.connect():
             return False
-        codec = self.codec
-        future = self._send(codec.key(event["user_id"]), codec.value(event), codec.timestamp_ms(event), event)
-        if future is None:
+        codec, delivery = self.codec, self.delivery
+        done, outcome = threading.Event(), []
+
+        def acked(metadata) -> None:
+            delivery.on_ack(metadata)
+            done.set()
+
+        def failed(exc: BaseException) -> None:
+            delivery.on_failure(exc)
+            outcome.append(exc)
+            done.set()
+
+        delivery.stats.generated += 1
+        self._event_seq += 1
+        try:
+            self.connection.send(codec.key(event["user_id"]), codec.value(event), codec.timestamp_ms(event),
+                                 codec.headers(self._event_seq), acked, failed)
+        except self.connection.refused_errors as exc:
+            delivery.on_failure(exc)
             log.error("Event of user %s not sent: %s", event["user_id"], self.stats.last_error)
             return False
-        try:
-            future.get(timeout=self.settings.delivery_timeout_ms / 1000 + 5)
-            return True
-        except Exception as exc:  # noqa: BLE001 - the client's delivery errors; counted by on_failure
-            log.error("Event of user %s not acknowledged: %s: %s", event["user_id"], type(exc).__name__, exc)
+        if not done.wait(self.settings.delivery_timeout_ms / 1000 + 5):
+            log.error("Event of user %s not acknowledged within KAFKA_DELIVERY_TIMEOUT_MS", event["user_id"])
             return False
+        if outcome:
+            log.error("Event of user %s not acknowledged: %s", event["user_id"], self.stats.last_error)
+            return False
+        return True
 
-    def _send(self, key: bytes, value: bytes, epoch_ms: int, event: dict[str, Any] | None):
-        """Hand one record to the connection, with the delivery callback that fits: its future, or None when the
-        client refused it (counted as failed)."""
+    def _send(self, key: bytes, value: bytes, epoch_ms: int, event: dict[str, Any] | None) -> bool:
+        """Hand one record to the connection, with the delivery callback that fits: False when the client refused
+        it (counted as failed)."""
         # The per-event path at full speed: every attribute look-up and call here costs on each event.
         delivery = self.delivery
         stats = delivery.stats
@@ -2511,15 +3000,24 @@ class ECommerceEventProducer:
         send = self.connection.send
         try:
             if event is not None and self._log_events:
-                return send(key, value, epoch_ms, headers, delivery.on_ack_logged, delivery.on_failure,
-                            event, value, time.monotonic())
-            if stats.generated % LATENCY_SAMPLE_EVERY == 0:
-                return send(key, value, epoch_ms, headers, delivery.on_ack_timed, delivery.on_failure,
-                            time.monotonic())
-            return send(key, value, epoch_ms, headers, delivery.on_ack, delivery.on_failure)
+                send(key, value, epoch_ms, headers, delivery.on_ack_logged, delivery.on_failure,
+                     event, value, time.monotonic())
+            elif stats.generated % LATENCY_SAMPLE_EVERY == 0:
+                send(key, value, epoch_ms, headers, delivery.on_ack_timed, delivery.on_failure, time.monotonic())
+            else:
+                send(key, value, epoch_ms, headers, delivery.on_ack, delivery.on_failure)
+            return True
         except self.connection.refused_errors as exc:
             delivery.on_failure(exc)
-            return None
+            return False
+
+    def _send_many(self, records: list[tuple[int, bytes, bytes]]) -> None:
+        """Hand a batch of (epoch ms, key, value) records to the connection: the path at full speed."""
+        delivery = self.delivery
+        first = self._event_seq + 1
+        self._event_seq += len(records)
+        delivery.stats.generated += len(records)
+        self.connection.send_many(records, first, self.codec.headers, delivery)
 
     # the loop ---------------------------------------------------------------------------------
     def start_producing(self) -> int:
@@ -2580,7 +3078,7 @@ class ECommerceEventProducer:
         want_dict = self._log_events or self._metadata_overridden()
         # Hot loop: methods bound once, outside it (each attribute look-up costs on every event).
         clock, next_record, send, wait = self.clock, self._record_maker(), self._send, self._stop.wait
-        json_lines = self._lines_maker()
+        json_lines, records, send_many = self._lines_maker(), self._compiled_generator().records, self._send_many
         # The schedule is anchored to the start on the monotonic clock: event k is due at
         # start + k * spe, so sending and logging time never stretch the interval and nothing drifts.
         # All events already due are sent in one burst (at 5,000/s that is several per wake-up).
@@ -2609,10 +3107,15 @@ class ECommerceEventProducer:
                     anchor, scheduled = time.monotonic(), 0
                     continue
                 batch = int(min(batch, remaining, room))
+                if not want_dict:
+                    send_many(records(clock, batch))
+                    remaining -= batch
+                    scheduled += batch
+                    continue
                 for _ in range(batch):
                     epoch_ms = clock()
                     key, value, event = next_record(epoch_ms)
-                    if want_dict and event is None:
+                    if event is None:
                         event = json.loads(value)  # only at the low rates where events are logged
                     send(key, value, epoch_ms, event)
             remaining -= batch
@@ -2640,7 +3143,7 @@ class ECommerceEventProducer:
                  sim.expected_events_per_second(),
                  ", ".join(f"{t} {share:.1%}" for t, share in sim.expected_mix.items()))
         deadline, remaining = self._limits()
-        clock, send, wait, take = self.clock, self._send, self._stop.wait, sim.take
+        clock, send, send_many, wait, take = self.clock, self._send, self._send_many, self._stop.wait, sim.take
         handed_over = not s.follow
         # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client
         # allows: one line per event there only when asked for explicitly; live, the setting applies.
@@ -2673,8 +3176,7 @@ class ECommerceEventProducer:
                 for epoch_ms, key, value in events:
                     send(key, value, epoch_ms, json.loads(value))
             else:
-                for epoch_ms, key, value in events:
-                    send(key, value, epoch_ms, None)
+                send_many(events)
             remaining -= len(events)
         reached = min(end_ms, sim.peek_ms() or end_ms) if not live else clock()
         self._publish_labels(sim, int(min(reached, end_ms)))
@@ -2709,6 +3211,9 @@ class ECommerceEventProducer:
         """Progress line, outage and failure reports, stalled-client check; at most ~1 ms of work."""
         delivery, connection = self.delivery, self.connection
         delivery.report_progress()
+        if self.on_progress is not None and now >= self._next_publish:
+            self._next_publish = now + PUBLISH_S
+            self.on_progress(self.stats)
         if connection is None or not connection.connected:
             return
         delivery.report_broker_state(now)
@@ -2773,7 +3278,10 @@ class ECommerceEventProducer:
             connection.close(timeout=0 if stats.in_flight else 1.0)
             stats.dropped_at_shutdown += stats.in_flight  # never completed at all
             delivery.report_broker_state(time.monotonic())
-        delivery.log_statistics()
+        if self.on_progress is not None:
+            self.on_progress(stats)  # the final figures; the parent of --workers logs the statistics
+        else:
+            delivery.log_statistics()
         if stats.dropped_at_shutdown:
             log.error("%d events were not acknowledged before shutdown and may be lost", stats.dropped_at_shutdown)
         self._stop.clear()  # the stop request is served; the same instance may run again
@@ -2887,6 +3395,138 @@ def default_settings(**overrides: Any) -> Settings:
     return replace(settings, **overrides) if overrides else settings
 
 
+# --- several producer processes: --workers --------------------------------------------------------------
+
+def worker_settings(s: Settings, worker: int, seed: int | None, start_ms: int, summary_path: str) -> Settings:
+    """What worker `worker` of s.workers runs: its shard of the users (within s.shard when given), its share of
+    --count and, in random mode, of the rate; one shop (seed and start) in sessions mode; ports and files of its
+    own."""
+    n = s.workers
+    index, count = s.shard or (0, 1)
+    w = replace(s, workers=1, seed=seed, stats_interval=0, summary_json=summary_path, print_config=False,
+                metrics_port=s.metrics_port + worker if s.metrics_port else None,
+                labels_file=f"{s.labels_file}.part{worker}" if s.labels_file else "")
+    if s.count is not None:
+        w = replace(w, count=s.count // n + (1 if worker < s.count % n else 0))
+    if s.simulation_mode == "sessions":
+        if s.start_time is None:  # live: every worker simulates the same shop from the same instant
+            w = replace(w, start_time=start_ms, follow=True)
+    elif s.seconds_per_event > 0:
+        w = replace(w, rate=1 / s.seconds_per_event / n, interval=s.seconds_per_event * n)
+    return with_shard(w, index * n + worker, count * n)
+
+
+def run_workers(s: Settings) -> int:
+    """s.workers producer processes, one Kafka client each, as shards of one stream. The parent logs one
+    combined progress line and statistics block, forwards SIGINT/SIGTERM (a second one: the workers exit at
+    once), merges the labels, and exits 0 only when every worker did."""
+    import multiprocessing
+    import multiprocessing.connection
+    import tempfile
+
+    n = s.workers
+    seed = s.seed
+    if seed is None and s.simulation_mode == "sessions":
+        seed = random.SystemRandom().randrange(2 ** 31)  # one shop: every worker must simulate the same
+        log.info("Sessions mode with %d workers: seed %d (RANDOM_SEED) for the shop they simulate together", n, seed)
+    started, start_ms = time.monotonic(), time.time_ns() // 1_000_000
+    # fork: the workers start from this process's state (settings, logging), nothing to pickle.
+    context = multiprocessing.get_context("fork")
+    counts = context.Array("q", n * 4, lock=False)  # per worker: generated, acked, failed, dropped_at_shutdown
+    folder = tempfile.mkdtemp(prefix="producer-workers-")
+    summaries = [os.path.join(folder, f"worker-{w}.json") for w in range(n)]
+    workers = []
+    for w in range(n):
+        settings = worker_settings(s, w, seed, start_ms, summaries[w])
+        process = context.Process(target=_worker_main, args=(settings, w, n, counts), name=f"producer-worker-{w}")
+        process.start()
+        workers.append(process)
+    signalled = []
+
+    def on_signal(signum: int, _frame) -> None:
+        signalled.append(signum)
+        if len(signalled) == 1:
+            log.info("Received %s, stopping the %d workers gracefully...", signal.Signals(signum).name, n)
+        for process in workers:  # a second signal reaches them as their second: they exit at once
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    next_report = started + s.stats_interval if s.stats_interval else math.inf
+    last = (started, 0)
+    while any(process.is_alive() for process in workers):
+        multiprocessing.connection.wait([process.sentinel for process in workers], timeout=0.2)
+        now = time.monotonic()
+        if now >= next_report:
+            generated, acked, failed, dropped = (sum(counts[w * 4 + i] for w in range(n)) for i in range(4))
+            log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs workers=%d",
+                     acked, failed, generated - acked - failed - dropped, (acked - last[1]) / (now - last[0]),
+                     acked / (now - started), now - started, n)
+            last, next_report = (now, acked), max(next_report + s.stats_interval, now)
+    codes = [process.exitcode for process in workers]
+    code = _combine_workers(s, summaries, counts, codes, started, "stopped" if signalled else "")
+    for path in summaries:
+        if os.path.exists(path):
+            os.unlink(path)
+    os.rmdir(folder)
+    return code
+
+
+def _worker_main(s: Settings, worker: int, n: int, counts) -> None:
+    """A worker process: Ctrl-C reaches it through the parent (as SIGTERM), never twice."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging(s, prefix=f"worker {worker + 1}/{n}: ")
+
+    def publish(stats: Statistics) -> None:
+        counts[worker * 4:worker * 4 + 4] = [stats.generated, stats.acked, stats.failed, stats.dropped_at_shutdown]
+
+    sys.exit(run_process(s, signals=(signal.SIGTERM,), on_progress=publish))
+
+
+def _combine_workers(s: Settings, summaries: list[str], counts, codes: list[int | None], started: float,
+                     ended_by: str) -> int:
+    """The workers' statistics as one run: counts from their summaries (or, for a worker that died without
+    one, what it last published), the labels merged, the exit code of the worst."""
+    delivery = DeliveryMonitor(s)
+    stats = delivery.stats
+    stats.started = started
+    reasons = []
+    for w, path in enumerate(summaries):
+        try:
+            with open(path, encoding="utf-8") as f:
+                summary = json.load(f)
+        except (OSError, ValueError):
+            generated, acked, failed, _ = counts[w * 4:w * 4 + 4]
+            summary = {"generated": generated, "sent": acked, "printed": 0, "failed": failed,
+                       "dropped_at_shutdown": generated - acked - failed, "failures_by_error": {},
+                       "exit_reason": f"worker died (exit code {codes[w]})"}
+            log.error("Worker %d ended without its summary (exit code %s): counted from its last report", w + 1,
+                      codes[w])
+        stats.generated += summary["generated"]
+        stats.acked += summary["sent"] + summary["printed"]
+        stats.failed += summary["failed"]
+        stats.dropped_at_shutdown += summary["dropped_at_shutdown"]
+        for error, k in summary["failures_by_error"].items():
+            stats.failed_by_error[error] = stats.failed_by_error.get(error, 0) + k
+        reasons.append(summary["exit_reason"])
+    if s.labels_file:
+        with open(s.labels_file, "w", encoding="utf-8") as out:
+            for w in range(len(summaries)):
+                part = f"{s.labels_file}.part{w}"
+                if os.path.exists(part):
+                    with open(part, encoding="utf-8") as f:
+                        out.writelines(f)
+                    os.unlink(part)
+    delivery.log_statistics()
+    code = EXIT_USAGE if EXIT_USAGE in codes else EXIT_OK if all(c == EXIT_OK for c in codes) else EXIT_FAILURE
+    if s.summary_json:
+        reason = ended_by or (reasons[0] if len(set(reasons)) == 1 else "; ".join(sorted(set(reasons))))
+        write_summary(s.summary_json, delivery.summary(code, reason) | {"workers": len(summaries),
+                                                                      "worker_exit_codes": codes})
+    return code
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 class SecretFilter(logging.Filter):
@@ -2906,8 +3546,8 @@ class SecretFilter(logging.Filter):
         return True
 
 
-def setup_logging(settings: Settings) -> None:
-    fmt = logging.Formatter("%(asctime)s - %(levelname)s - %(message)s")
+def setup_logging(settings: Settings, prefix: str = "") -> None:
+    fmt = logging.Formatter(f"%(asctime)s - %(levelname)s - {prefix}%(message)s")
     root = logging.getLogger()
     root.handlers.clear()
     # Logs go to stderr so that --dry-run's stdout carries nothing but events.
@@ -2941,7 +3581,8 @@ def missing_dependency(*modules: str) -> str | None:
         try:
             importlib.import_module(module)
         except ImportError:
-            package = {"dotenv": "python-dotenv", "kafka.errors": "kafka-python"}.get(module, module)
+            package = {"dotenv": "python-dotenv", "kafka.errors": "kafka-python",
+                       "confluent_kafka": "confluent-kafka"}.get(module, module)
             return (f"{package} is not installed for {sys.executable}; run `make run` (it installs everything into "
                     f".venv), or .venv/bin/python producer.py after `make setup`")
     return None
@@ -2957,7 +3598,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"producer.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    problem = None if settings.dry_run else missing_dependency("kafka.errors")
+    problem = None if settings.dry_run else missing_dependency(CLIENT_MODULES[settings.client])
     if problem:
         print(f"producer.py: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -2972,7 +3613,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings)
     for warning in settings.warnings:
         log.warning("%s", warning)
+    log_banner(settings)
+    if settings.workers > 1:
+        return run_workers(settings)
+    return run_process(settings)
+
+
+def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+                on_progress: Callable[[Statistics], None] | None = None) -> int:
+    """One producer in this process, from start to exit code: signals, metrics, the run, its summary."""
     producer = ECommerceEventProducer(settings)
+    producer.on_progress = on_progress
     # Every event leaves a few short-lived containers behind (kafka-python's futures and their
     # callback lists). With the default threshold of 700 the collector runs every few hundred events
     # and walks them all; at 50,000 it runs a hundred times less often: 10-20% more events per second
@@ -2988,9 +3639,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("Received %s, shutting down gracefully...", signal.Signals(signum).name)
         producer.stop()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    log_banner(settings)
+    for signum in signals:
+        signal.signal(signum, on_signal)
     metrics = None
     try:
         if settings.metrics_port:
@@ -3034,7 +3684,7 @@ def log_banner(s: Settings) -> None:
     lines = [
         "=" * 50,
         "eCommerce Event Producer starting",
-        f"Kafka: {target}" + ("" if s.dry_run else f" -> topic '{s.topic}'"),
+        f"Kafka: {target}" + ("" if s.dry_run else f" -> topic '{s.topic}', client {s.client}"),
         *delivery,
         f"Schedule: {_describe_schedule(s)}" + (f", seed {s.seed}" if s.seed is not None else ""),
         f"Events: {mix}; users {s.user_id_range[0]}-{s.user_id_range[1]}, "

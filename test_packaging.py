@@ -80,7 +80,8 @@ def test_make_run_installs_only_the_runtime_requirements():
     assert "-r requirements.txt" in run and "requirements-dev.txt" not in run
     assert "-r requirements-dev.txt" in test
     runtime = (ROOT / "requirements.txt").read_text().lower()
-    assert not any(heavy in runtime for heavy in ("pytest", "scikit-learn", "scipy", "confluent-kafka", "matplotlib"))
+    assert not any(heavy in runtime for heavy in ("pytest", "scikit-learn", "scipy", "matplotlib"))
+    assert "confluent-kafka==" in runtime  # KAFKA_CLIENT=confluent-kafka is a runtime choice
 
 
 def test_dockerfile_slim_nonroot_cached_exec_form_no_secrets():
@@ -109,10 +110,10 @@ def test_compose_starts_the_producer_after_a_healthy_kafka_4():
 
 def test_kubernetes_manifests_use_known_settings_secret_and_probes():
     docs = {}
-    for path in (ROOT / "k8s").glob("*.yaml"):
+    for path in (ROOT / "k8s").rglob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             docs[doc["kind"]] = doc
-    assert set(docs) == {"ConfigMap", "Secret", "Deployment"}
+    assert set(docs) == {"ConfigMap", "Secret", "Deployment", "Job", "StatefulSet"}
     assert set(docs["ConfigMap"]["data"]) <= SETTINGS
     assert set(docs["Secret"]["stringData"]) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
@@ -125,6 +126,26 @@ def test_kubernetes_manifests_use_known_settings_secret_and_probes():
     # The ConfigMap is a valid configuration for the producer.
     environ = {**docs["ConfigMap"]["data"], **docs["Secret"]["stringData"], "ENV_FILE": "/dev/null"}
     assert producer.load_settings([], environ=environ).security_protocol == "SASL_SSL"
+
+
+@pytest.mark.parametrize("kind, count_of", [("Job", lambda spec: (spec["completions"], spec["parallelism"])),
+                                            ("StatefulSet", lambda spec: (spec["replicas"],))])
+def test_sharded_manifests_pass_the_pod_index_as_the_shard_and_make_valid_settings(kind, count_of):
+    """Each pod's settings, as Kubernetes makes them (env over envFrom, $(VAR) in args), are valid, and the
+    shards are 0..N-1 of N with N the number of pods."""
+    docs = {doc["kind"]: doc for path in (ROOT / "k8s").rglob("*.yaml") for doc in yaml.safe_load_all(path.read_text())}
+    spec = docs[kind]["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    pods = count_of(spec)
+    assert len(set(pods)) == 1
+    index_var = "JOB_COMPLETION_INDEX" if kind == "Job" else "POD_INDEX"
+    assert container["args"] == ["--shard", f"$({index_var})/{pods[0]}"]
+    environ = {**docs["ConfigMap"]["data"], **docs["Secret"]["stringData"], "ENV_FILE": "/dev/null"}
+    environ.update({e["name"]: e["value"] for e in container["env"] if "value" in e})
+    shards = [producer.load_settings([a.replace(f"$({index_var})", str(i)) for a in container["args"]],
+                                     environ=environ) for i in range(pods[0])]
+    assert [s.shard for s in shards] == [(i, pods[0]) for i in range(pods[0])]
+    assert all(s.simulation_mode == "sessions" and s.seed is not None and s.start_time for s in shards)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import pytest
 
 import producer
 from conftest import ROOT, ProducerProcess, consume_all, free_port_block, run_producer, wait_for_progress
-from producer import (DeliveryMonitor, ECommerceEventProducer, KafkaConnection, SettingsError, TimestampFormatter,
+from producer import (DeliveryMonitor, ECommerceEventProducer, KafkaPythonConnection, SettingsError, TimestampFormatter,
                       default_settings, encode_event, load_settings)
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -310,12 +310,12 @@ def test_dry_run_with_seed_is_reproducible():
 
 # --- end to end against the real broker -----------------------------------------------------------
 
-def test_count_events_arrive_with_keys_values_timestamps_and_unique_ids(kafka, topic):
+def test_count_events_arrive_with_keys_values_timestamps_and_unique_ids(kafka, topic, client):
     n = 500
-    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", str(n),
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--client", client, "--topic", topic, "--count", str(n),
                        "--interval", "0", "--seed", "8")
     assert out.returncode == 0, out.stderr
-    assert "Successfully connected to Kafka. Topic" in out.stderr and "has 3 partitions" in out.stderr
+    assert f"Successfully connected to Kafka ({client}). Topic" in out.stderr and "has 3 partitions" in out.stderr
     assert out.summary["sent"] == n and out.summary["failed"] == 0 and out.summary["exit_reason"] == "count reached"
     records = consume_all(kafka.bootstrap, topic, expected=n)
     assert len(records) == n
@@ -335,8 +335,8 @@ def test_count_events_arrive_with_keys_values_timestamps_and_unique_ids(kafka, t
     assert sorted(strip(r.value.decode()) for r in by_partition_order) == sorted(strip(line) for line in dry)
 
 
-def test_a_users_events_share_one_partition_in_order(kafka, topic):
-    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", "2000",
+def test_a_users_events_share_one_partition_in_order(kafka, topic, client):
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--client", client, "--topic", topic, "--count", "2000",
                        "--interval", "0", "--user-id-range", "1-20")
     assert out.returncode == 0, out.stderr
     records = consume_all(kafka.bootstrap, topic, expected=2000)
@@ -355,7 +355,7 @@ def test_a_users_events_share_one_partition_in_order(kafka, topic):
 def test_partition_choice_matches_the_clients_default_partitioner():
     from kafka.partitioner.default import DefaultPartitioner, murmur2
 
-    connection = KafkaConnection(default_settings(), threading.Event(), lambda: 0)
+    connection = KafkaPythonConnection(default_settings(), threading.Event(), lambda: 0)
     connection._partition_count = 7  # as read at connect
     for user in range(1, 300):
         key = str(user).encode()
@@ -376,9 +376,25 @@ def test_partition_choice_matches_the_clients_default_partitioner():
                connection.keyed_partition(str(u).encode()) for u in range(1, 300))
 
 
+def test_a_user_lands_in_the_same_partition_with_either_client(kafka, topic):
+    """murmur2 of the key over the partition count, as the Java client: a user's events stay in one partition
+    whichever client wrote them."""
+    from kafka.partitioner.default import murmur2
+
+    placed = {}
+    for client in ("kafka-python", "confluent-kafka"):
+        name = f"{topic}-{client}"
+        out = run_producer("--bootstrap-servers", kafka.bootstrap, "--client", client, "--topic", name, "--count",
+                           "1500", "--interval", "0", "--user-id-range", "1-300", "--seed", "4")
+        assert out.returncode == 0, out.stderr[-2000:]
+        placed[client] = {r.key: r.partition for r in consume_all(kafka.bootstrap, name, expected=1500)}
+    assert len(placed["kafka-python"]) > 250 and placed["kafka-python"] == placed["confluent-kafka"]
+    assert all(partition == (murmur2(key) & 0x7FFFFFFF) % 3 for key, partition in placed["confluent-kafka"].items())
+
+
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
-def test_every_compression_type_works(kafka, topic, codec):
-    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", "300",
+def test_every_compression_type_works(kafka, topic, codec, client):
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--client", client, "--topic", topic, "--count", "300",
                        "--interval", "0", "--compression", codec)
     assert out.returncode == 0, out.stderr
     records = consume_all(kafka.bootstrap, topic, expected=300)
@@ -418,8 +434,8 @@ def test_low_rate_logs_each_acknowledged_event_with_partition_and_offset(kafka, 
     assert len(lines) == 3
 
 
-def test_sigterm_mid_run_loses_no_acknowledged_event(kafka, topic):
-    run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "300",
+def test_sigterm_mid_run_loses_no_acknowledged_event(kafka, topic, client):
+    run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--client", client, "--topic", topic, "--rate", "300",
                           "--stats-interval", "0.5")
     try:
         run.wait_for("Successfully connected")
@@ -446,10 +462,10 @@ def test_duration_ends_the_run_like_count(kafka, topic):
     assert len(consume_all(kafka.bootstrap, topic, expected=sent)) == sent
 
 
-def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeout():
+def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeout(client):
     port = free_port_block(1, 44000)
     started = time.monotonic()
-    out = run_producer("--bootstrap-servers", f"127.0.0.1:{port}", "--connect-timeout", "4", "--count", "1")
+    out = run_producer("--bootstrap-servers", f"127.0.0.1:{port}", "--client", client, "--connect-timeout", "4", "--count", "1")
     elapsed = time.monotonic() - started
     assert out.returncode == 1
     assert "Traceback" not in out.stderr

@@ -29,14 +29,18 @@ def confluent(bootstrap: str, topic: str, count: int, size: int, linger_ms: int,
             acked += 1
 
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                         "linger.ms": linger_ms, "batch.size": batch_size, "compression.type": "none"})
+                         "linger.ms": linger_ms, "batch.size": batch_size, "compression.type": "none",
+                         "partitioner": "murmur2_random"})
     value = b"x" * size
     produce, poll = producer.produce, producer.poll
+    prefix = b"0123456789abcdef-"
     started = time.monotonic()
+    # The same records as producer.py's: a user-id key, the value, a timestamp and an event_id header.
     for i in range(count):
         while True:
             try:
-                produce(topic, value, str(i % 1000).encode(), on_delivery=on_delivery)
+                produce(topic, value, str(i % 1000).encode(), on_delivery=on_delivery,
+                        timestamp=time.time_ns() // 1_000_000, headers=[("event_id", b"%b%d" % (prefix, i))])
                 break
             except BufferError:  # librdkafka's local queue is full: serve callbacks, then retry
                 poll(0.01)

@@ -123,23 +123,23 @@ def average_event_size() -> int:
 
 # --- throughput ------------------------------------------------------------------------------------
 
-def bench_producer(bootstrap: str, count: int) -> dict:
+def bench_producer(bootstrap: str, count: int, client: str = "kafka-python") -> dict:
     name = create_topic(bootstrap, topic("producer"))
     m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--interval", "0",
                            "--count", str(count), "--linger-ms", str(LINGER_MS), "--batch-size", str(BATCH_SIZE),
-                           "--stats-interval", "0"]), "producer.py full speed")
+                           "--stats-interval", "0", "--client", client]), f"producer.py full speed ({client})")
     sent, runtime = m.summary["sent"], m.summary["runtime_seconds"]
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
             "cpu_us_per_event": m.cpu_seconds / sent * 1e6}
 
 
-def bench_sessions_backfill(bootstrap: str, days: int = 14) -> dict:
+def bench_sessions_backfill(bootstrap: str, days: int = 14, client: str = "kafka-python") -> dict:
     """Sessions mode: `days` simulated days of the default-sized shop produced as fast as possible."""
     name = create_topic(bootstrap, topic("sessions"))
     m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--mode", "sessions",
                            "--seed", "1", "--start-time", "2026-11-01T00:00:00Z", "--end-time",
                            f"2026-11-{1 + days:02d}T00:00:00Z", "--linger-ms", str(LINGER_MS), "--batch-size",
-                           str(BATCH_SIZE), "--stats-interval", "0"]), "sessions backfill")
+                           str(BATCH_SIZE), "--stats-interval", "0", "--client", client]), "sessions backfill")
     sent, runtime = m.summary["sent"], m.summary["runtime_seconds"]
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
             "cpu_us_per_event": m.cpu_seconds / sent * 1e6}
@@ -204,6 +204,8 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
         "kafka-python benchmark (ceiling)": lambda: bench_kafka_python(bootstrap, count, size),
         "Java ProducerPerformance (broker)": lambda: bench_java(bootstrap, count, size),
         "confluent-kafka (librdkafka)": lambda: bench_peer("confluent", bootstrap, count, size),
+        "producer.py --client confluent-kafka": lambda: bench_producer(bootstrap, count, "confluent-kafka"),
+        "sessions backfill, confluent-kafka": lambda: bench_sessions_backfill(bootstrap, client="confluent-kafka"),
         "naive send().get() loop": lambda: bench_peer("naive", bootstrap, naive_count, size),
         # linger.ms holds every lone send for 5 ms: the naive loop's best case is without it.
         "naive loop, linger.ms=0": lambda: bench_peer("naive", bootstrap, naive_count, size, linger_ms=0),
@@ -222,6 +224,10 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
     for result in best.values():
         result["ratio_to_kafka_python"] = result["rate"] / ceiling
     p, dry = best["producer.py (full speed)"], best["producer.py --dry-run (generation)"]
+    native, java, bare = (best[name]["rate"] for name in ("producer.py --client confluent-kafka",
+                                                          "Java ProducerPerformance (broker)",
+                                                          "confluent-kafka (librdkafka)"))
+    backfill_native = best["sessions backfill, confluent-kafka"]["rate"]
     verdicts = {
         "producer >= 0.9 x kafka-python": p["rate"] / ceiling,
         "producer >= 20 x naive loop": p["rate"] / max(best["naive send().get() loop"]["rate"],
@@ -240,6 +246,12 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
                 "generation >= 5 x obvious generator": {
                     "value": verdicts["generation >= 5 x obvious generator"],
                     "met": verdicts["generation >= 5 x obvious generator"] >= 5},
+                "confluent-kafka client >= 1.0 x Java ProducerPerformance": {"value": native / java,
+                                                                            "met": native / java >= 1.0},
+                "confluent-kafka client >= 0.8 x a bare confluent-kafka loop": {"value": native / bare,
+                                                                               "met": native / bare >= 0.8},
+                "sessions backfill, confluent-kafka >= 100,000 events/s": {"value": backfill_native,
+                                                                           "met": backfill_native >= 100_000},
             }}
 
 

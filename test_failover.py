@@ -1,0 +1,142 @@
+"""A partition leader lost in a three-broker cluster while the producer writes 1,000 events/s, with each client:
+killed (SIGKILL) or frozen for 15 s (SIGSTOP, then SIGCONT). The producer keeps running and says so once; at the
+end every acknowledged event is in the topic exactly once (by event_id), in order per user, and nothing
+acknowledged is missing. The cluster is devkafka's (`up --brokers 3`): three KRaft broker+controller nodes, the
+topic with replication factor 3 and min.insync.replicas=2, so one node may go while writes with acks=all go on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import pytest
+
+import devkafka
+import producer
+from conftest import ROOT, ProducerProcess, consume_all, free_port_block, wait_for_progress
+
+STATE = ROOT / ".devkafka-test-cluster"
+
+
+@dataclass
+class Cluster:
+    bootstrap: str
+    port: int
+
+    def up(self, fresh: bool = False) -> None:
+        """Every node running (a node a test killed is started again, on its kept data)."""
+        args = ["--state-dir", str(STATE), "--port", str(self.port), "up", "--brokers", "3", "--timeout", "180"]
+        assert devkafka.main(args + (["--fresh"] if fresh else [])) == 0, "the cluster did not start"
+
+    def pid(self, node_id: int) -> int:
+        return int((STATE / f"node-{node_id}" / "broker.pid").read_text())
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Cluster:
+    port = free_port_block(24, 29092)
+    running = Cluster(",".join(f"127.0.0.1:{port + devkafka.NODE_PORT_STEP * i}" for i in range(3)), port)
+    running.up(fresh=True)
+    try:
+        yield running
+    finally:
+        devkafka.main(["--state-dir", str(STATE), "--port", str(port), "down", "--brokers", "3"])
+
+
+def replicated_topic(cluster: Cluster, topic: str) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 3, 3, topic_configs={"min.insync.replicas": "2"})])
+    finally:
+        admin.close()
+
+
+def leader_of(cluster: Cluster, topic: str, partition: int) -> int:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition)
+
+
+def event_seq(record) -> int:
+    return int(dict(record.headers)[producer.EVENT_ID_HEADER].rsplit(b"-", 1)[1])
+
+
+def produce_through(cluster: Cluster, topic: str, client: str, fault) -> ProducerProcess:
+    """1,000 events/s for 35 s; fault(leader node id) is applied to partition 0's leader once 3,000 are sent."""
+    cluster.up()
+    replicated_topic(cluster, topic)
+    run = ProducerProcess("--bootstrap-servers", cluster.bootstrap, "--client", client, "--topic", topic, "--rate",
+                          "1000", "--duration", "35", "--stats-interval", "1", "--user-id-range", "1-5000")
+    try:
+        run.wait_for("Successfully connected", timeout=60)
+        wait_for_progress(run, sent_over=3000)
+        fault(leader_of(cluster, topic, 0))
+        code = run.finish(timeout=150)
+    finally:
+        run.kill()
+    assert code == 0, run.text[-4000:]
+    return run
+
+
+def assert_said_once(run: ProducerProcess) -> None:
+    """With acks=all every partition waits while the lost node is still in its in-sync replicas (until the cluster
+    fences it, about 9 s): the producer reports one outage and one recovery, whatever the client said or not."""
+    assert run.text.count("Kafka broker unreachable") == 1, run.text[-4000:]
+    assert run.text.count("Kafka broker reachable again") == 1, run.text[-4000:]
+    assert "Traceback" not in run.text
+
+
+def assert_exactly_once_in_order(cluster: Cluster, topic: str, run: ProducerProcess) -> None:
+    summary = run.summary
+    assert summary["failed"] == 0 and summary["dropped_at_shutdown"] == 0, summary
+    sent = summary["sent"]
+    assert sent == summary["generated"] > 30_000
+    records = consume_all(cluster.bootstrap, topic, expected=sent, timeout=90)
+    ids = [dict(r.headers)[producer.EVENT_ID_HEADER] for r in records]
+    assert len(set(ids)) == len(ids) == sent  # every acknowledged event, exactly once
+    per_user = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        per_user[r.key].append(event_seq(r))
+    assert all(seq == sorted(seq) for seq in per_user.values())  # a user's events in the order they were sent
+
+
+def test_a_killed_partition_leader_loses_nothing(cluster, topic, client):
+    killed = []
+
+    def kill(node_id: int) -> None:
+        os.kill(cluster.pid(node_id), signal.SIGKILL)
+        killed.append(node_id)
+
+    run = produce_through(cluster, topic, client, kill)
+    assert_said_once(run)
+    assert_exactly_once_in_order(cluster, topic, run)
+    assert leader_of(cluster, topic, 0) != killed[0]  # partition 0 was written on its new leader
+
+
+def test_a_frozen_partition_leader_loses_nothing(cluster, topic, client):
+    def freeze(node_id: int) -> None:
+        pid = cluster.pid(node_id)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(15)  # the fault itself: the node is frozen for 15 s (the session timeout fences it at 9 s)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    run = produce_through(cluster, topic, client, freeze)
+    assert_said_once(run)
+    assert_exactly_once_in_order(cluster, topic, run)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
