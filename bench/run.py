@@ -123,11 +123,12 @@ def average_event_size() -> int:
 
 # --- throughput ------------------------------------------------------------------------------------
 
-def bench_producer(bootstrap: str, count: int, client: str = "kafka-python") -> dict:
+def bench_producer(bootstrap: str, count: int, client: str = "kafka-python", workers: int = 1) -> dict:
     name = create_topic(bootstrap, topic("producer"))
     m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--interval", "0",
                            "--count", str(count), "--linger-ms", str(LINGER_MS), "--batch-size", str(BATCH_SIZE),
-                           "--stats-interval", "0", "--client", client]), f"producer.py full speed ({client})")
+                           "--stats-interval", "0", "--client", client, "--workers", str(workers)]),
+             f"producer.py full speed ({client}, {workers} worker(s))")
     sent, runtime = m.summary["sent"], m.summary["runtime_seconds"]
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
             "cpu_us_per_event": m.cpu_seconds / sent * 1e6}
@@ -205,6 +206,7 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
         "Java ProducerPerformance (broker)": lambda: bench_java(bootstrap, count, size),
         "confluent-kafka (librdkafka)": lambda: bench_peer("confluent", bootstrap, count, size),
         "producer.py --client confluent-kafka": lambda: bench_producer(bootstrap, count, "confluent-kafka"),
+        "producer.py --workers 2 (kafka-python)": lambda: bench_producer(bootstrap, count * 2, workers=2),
         "sessions backfill, confluent-kafka": lambda: bench_sessions_backfill(bootstrap, client="confluent-kafka"),
         "naive send().get() loop": lambda: bench_peer("naive", bootstrap, naive_count, size),
         # linger.ms holds every lone send for 5 ms: the naive loop's best case is without it.
@@ -228,6 +230,7 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
                                                           "Java ProducerPerformance (broker)",
                                                           "confluent-kafka (librdkafka)"))
     backfill_native = best["sessions backfill, confluent-kafka"]["rate"]
+    two_workers = best["producer.py --workers 2 (kafka-python)"]["rate"] / p["rate"]
     verdicts = {
         "producer >= 0.9 x kafka-python": p["rate"] / ceiling,
         "producer >= 20 x naive loop": p["rate"] / max(best["naive send().get() loop"]["rate"],
@@ -252,6 +255,8 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
                                                                                "met": native / bare >= 0.8},
                 "sessions backfill, confluent-kafka >= 100,000 events/s": {"value": backfill_native,
                                                                            "met": backfill_native >= 100_000},
+                "2 workers >= 1.6 x one worker (kafka-python, 2 cores)": {"value": two_workers,
+                                                                          "met": two_workers >= 1.6},
             }}
 
 
