@@ -22,18 +22,19 @@ acknowledged, 1 runtime or connection failure (or events lost), 2 bad settings o
 
 Public API (`__all__`): `ECommerceEventProducer` (the original script's class and methods, see its
 docstring), `main(argv) -> int`, `load_settings`, `default_settings`, `Settings`, `SettingsError`,
-`JsonCodec` and `encode_event`, `EventGenerator`, `SessionSimulator`, `KafkaConnection`, `DeliveryMonitor`.
+`JsonCodec` and `encode_event`, `EventGenerator`, `SessionSimulator`, `KafkaConnection` (and its two clients),
+`DeliveryMonitor`.
 
 Where to change what (sections in this order, each using only what is above it):
 - a setting: `OPTIONS` (flag, variable, default, parser, help), then `Settings` and `validate()`;
 - the record format (value, key, timestamp, event_id header): `JsonCodec`, the one place it is written;
 - the random mode's events: the defaults at the top and `EventGenerator`;
 - the simulated shop: `DEFAULT_FUNNEL`, `PROFILES`, the churn constants and `SessionSimulator`;
-- connecting, client settings, topic checks, outage and stall handling, anything of kafka-python:
-  `KafkaConnection` (another client library would be another class of its shape);
+- connecting, topic checks, outage and stall handling: `KafkaConnection`; a client library's settings and
+  calls: `KafkaPythonConnection` (kafka-python) or `ConfluentConnection` (confluent-kafka);
 - delivery accounting, progress, health and readiness, statistics, the run summary: `DeliveryMonitor`;
 - the run itself (schedule, back-pressure, shutdown) and the original API: `ECommerceEventProducer`;
-- metrics: `MetricsServer`; logging, signals and exit codes: `main`.
+- metrics: `MetricsServer`; several processes (--workers): `run_workers`; logging, signals, exit codes: `main`.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("producer")
 
-__all__ = ["DeliveryMonitor", "ECommerceEventProducer", "EventGenerator", "JsonCodec", "KafkaConnection",
-           "SessionSimulator", "Settings", "SettingsError", "default_settings", "encode_event", "load_settings", "main"]
+__all__ = ["ConfluentConnection", "DeliveryMonitor", "ECommerceEventProducer", "EventGenerator", "JsonCodec",
+           "KafkaConnection", "KafkaPythonConnection", "SessionSimulator", "Settings", "SettingsError",
+           "default_settings", "encode_event", "load_settings", "main"]
 
 
 # --- settings ----------------------------------------------------------------------------------------
