@@ -489,8 +489,8 @@ def cluster_up(nodes: list[Instance], fresh: bool = False, timeout: float = STAR
         (state / "cluster.json").write_text(json.dumps(
             {"bootstrap_servers": bootstrap, "nodes": [{"node_id": n.node_id, "bootstrap": n.bootstrap,
                                                         "pid": read_pid(n)} for n in nodes]}, indent=2) + "\n")
-        print(f"devkafka: {len(nodes)}-node Kafka cluster up on {bootstrap}" +
-              ("" if len(waiting) == len(nodes) else f" ({len(waiting)} of its nodes started, the others were running)"))
+        started_now = "" if len(waiting) == len(nodes) else f" ({len(waiting)} nodes started, the others were running)"
+        print(f"devkafka: {len(nodes)}-node Kafka cluster up on {bootstrap}{started_now}")
         return 0
 
 

@@ -1283,7 +1283,7 @@ class _User:
     break_at: float = math.inf
     break_days: float = 0.0  # how long the planned break lasts
     action: int = START
-    plan: list | None = None  # the session's steps still to come, last first: (event type, product, metadata fields after session_length)
+    plan: list | None = None  # the session's steps to come, last first: (event type, product, extra metadata)
     outcome: int = BROWSED
     session_start: int = 0
     sessions: int = 0
@@ -1373,8 +1373,9 @@ class SessionSimulator:
         engagement = rng.lognormvariate(0.0, ACTIVITY_SPREAD)
         depth = (self.funnel.views - 1) * profile.depth * rng.lognormvariate(-DEPTH_SPREAD ** 2 / 2, DEPTH_SPREAD)
         hazard = BASE_HAZARD_PER_DAY / DAY_MS * profile.hazard * engagement ** -HAZARD_ENGAGEMENT
-        user = _User(user_id, len(self.users), segment, JsonCodec.key(user_id), str(user_id),
-                     self.shard is None or user_id % self.shard[1] == self.shard[0], profile.sessions_per_month * engagement / MONTH_MS,
+        mine = self.shard is None or user_id % self.shard[1] == self.shard[0]
+        user = _User(user_id, len(self.users), segment, JsonCodec.key(user_id), str(user_id), mine,
+                     profile.sessions_per_month * engagement / MONTH_MS,
                      depth, hazard, joined_ms)
         self.users.append(user)
         return user

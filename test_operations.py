@@ -55,7 +55,8 @@ def restart_after(broker: Broker, down_seconds: float) -> None:
 # --- broker faults --------------------------------------------------------------------------------
 
 def test_broker_restart_loses_nothing_duplicates_nothing_reorders_nothing(restartable, topic, client):
-    run = ProducerProcess("--bootstrap-servers", restartable.bootstrap, "--client", client, "--topic", topic, "--rate", "500",
+    run = ProducerProcess("--bootstrap-servers", restartable.bootstrap, "--client", client,
+                          "--topic", topic, "--rate", "500",
                           "--duration", "30", "--stats-interval", "2")
     run.wait_for("Successfully connected")
     time.sleep(6)
@@ -82,11 +83,13 @@ def test_a_new_producer_right_after_a_restart_on_kept_data_loses_nothing(restart
     """Issue 10: after a restart on kept data, a new run failed 13 events with OutOfOrderSequenceNumberError.
     kafka-python fails every batch in flight when it bumps its epoch after such an error, and a partition
     without a leader yet right after the restart is what starts it; the producer now waits for the leaders."""
-    first = run_producer("--bootstrap-servers", restartable.bootstrap, "--client", client, "--topic", topic, "--interval", "0",
+    first = run_producer("--bootstrap-servers", restartable.bootstrap, "--client", client,
+                         "--topic", topic, "--interval", "0",
                          "--count", "5000")
     assert first.returncode == 0, first.stderr[-2000:]
     restart_after(restartable, 0)
-    out = run_producer("--bootstrap-servers", restartable.bootstrap, "--client", client, "--topic", topic, "--interval", "0",
+    out = run_producer("--bootstrap-servers", restartable.bootstrap, "--client", client,
+                       "--topic", topic, "--interval", "0",
                        "--count", "30000")
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.summary["failed"] == 0 and "OutOfOrderSequence" not in out.stderr
@@ -97,7 +100,8 @@ def test_a_new_producer_right_after_a_restart_on_kept_data_loses_nothing(restart
 def test_long_outage_expires_events_as_failed_bounded_and_recovers(restartable, topic, client):
     port = free_port_block(1, 45000)
     cap = 400
-    run = ProducerProcess("--bootstrap-servers", restartable.bootstrap, "--client", client, "--topic", topic, "--rate", "200",
+    run = ProducerProcess("--bootstrap-servers", restartable.bootstrap, "--client", client,
+                          "--topic", topic, "--rate", "200",
                           "--delivery-timeout-ms", "4000", "--request-timeout-ms", "2000", "--max-in-flight",
                           str(cap), "--stats-interval", "1", "--metrics-port", str(port),
                           "--metrics-address", "127.0.0.1", "--health-timeout", "2")
@@ -178,7 +182,8 @@ def test_sigterm_under_load_flushes_everything_and_exits_0(kafka, topic, rate, c
 
 
 def test_sigkill_loses_at_most_the_in_flight_events_shown_in_the_last_progress_line(kafka, topic, client):
-    run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--client", client, "--topic", topic, "--rate", "1000",
+    run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--client", client,
+                          "--topic", topic, "--rate", "1000",
                           "--stats-interval", "0.5")
     try:
         run.wait_for("Successfully connected")
@@ -350,7 +355,8 @@ def sasl_args(broker: Broker, mechanism: str, user: list[str]) -> tuple[list[str
 def test_sasl_plaintext_delivers_and_never_shows_the_password(secure_kafka, topic, mechanism, client):
     user = secure_kafka.info["plain_user" if mechanism == "PLAIN" else "scram_user"]
     args, env = sasl_args(secure_kafka, mechanism, user)
-    out = run_producer(*args, "--client", client, "--topic", topic, "--count", "50", "--interval", "0", "--log-level", "DEBUG",
+    out = run_producer(*args, "--client", client,
+                       "--topic", topic, "--count", "50", "--interval", "0", "--log-level", "DEBUG",
                        env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.summary["sent"] == 50
@@ -361,7 +367,8 @@ def test_sasl_plaintext_delivers_and_never_shows_the_password(secure_kafka, topi
 
 
 def test_ssl_with_the_ca_file_verifies_the_host_and_delivers(secure_kafka, topic, client):
-    out = run_producer("--bootstrap-servers", secure_kafka.info["ssl_bootstrap"], "--client", client, "--security-protocol", "SSL",
+    out = run_producer("--bootstrap-servers", secure_kafka.info["ssl_bootstrap"], "--client", client,
+                       "--security-protocol", "SSL",
                        "--ssl-cafile", secure_kafka.info["ssl_cafile"], "--topic", topic, "--count", "40",
                        "--interval", "0")
     assert out.returncode == 0, out.stderr[-2000:]
@@ -372,7 +379,8 @@ def test_ssl_checks_the_host_name_against_the_certificate(secure_kafka, topic, c
     """The same broker and CA, reached as 127.1 (the same address, a name the certificate does not carry: it
     names localhost and 127.0.0.1): refused as a TLS error, nothing sent."""
     port = secure_kafka.info["ssl_bootstrap"].rsplit(":", 1)[1]
-    out = run_producer("--bootstrap-servers", f"127.1:{port}", "--client", client, "--security-protocol", "SSL", "--ssl-cafile",
+    out = run_producer("--bootstrap-servers", f"127.1:{port}", "--client", client,
+                       "--security-protocol", "SSL", "--ssl-cafile",
                        secure_kafka.info["ssl_cafile"], "--topic", topic, "--count", "1", "--connect-timeout", "20")
     assert out.returncode == 1, out.stderr[-2000:]
     errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
@@ -388,7 +396,8 @@ def test_wrong_password_is_one_clear_authentication_error_exit_1(secure_kafka, t
     # that comes is up to the broker and kafka-python (which often reads a refusal only as a dropped connection).
     # So: a connect timeout far longer than the test, and the client's own log lines (LOG_LEVEL=DEBUG) to time
     # the reaction against, on the log's clock.
-    out = run_producer(*args, "--client", client, "--topic", topic, "--count", "1", "--connect-timeout", "120", "--log-level", "DEBUG",
+    out = run_producer(*args, "--client", client,
+                       "--topic", topic, "--count", "1", "--connect-timeout", "120", "--log-level", "DEBUG",
                        env={"KAFKA_SASL_PASSWORD": secret})
     assert out.returncode == 1
     lines = out.stderr.splitlines()
@@ -413,7 +422,8 @@ def test_ca_that_does_not_match_is_a_clear_tls_error(secure_kafka, topic, tmp_pa
                     "changeit"], check=True, capture_output=True)
     subprocess.run(["keytool", "-exportcert", "-rfc", "-alias", "x", "-file", str(other_ca), "-keystore", str(keystore),
                     "-storetype", "PKCS12", "-storepass", "changeit"], check=True, capture_output=True)
-    out = run_producer("--bootstrap-servers", secure_kafka.info["ssl_bootstrap"], "--client", client, "--security-protocol", "SSL",
+    out = run_producer("--bootstrap-servers", secure_kafka.info["ssl_bootstrap"], "--client", client,
+                       "--security-protocol", "SSL",
                        "--ssl-cafile", str(other_ca), "--topic", topic, "--count", "1", "--connect-timeout", "15")
     assert out.returncode == 1
     errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]

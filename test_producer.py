@@ -465,7 +465,8 @@ def test_duration_ends_the_run_like_count(kafka, topic):
 def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeout(client):
     port = free_port_block(1, 44000)
     started = time.monotonic()
-    out = run_producer("--bootstrap-servers", f"127.0.0.1:{port}", "--client", client, "--connect-timeout", "4", "--count", "1")
+    out = run_producer("--bootstrap-servers", f"127.0.0.1:{port}", "--client", client,
+                       "--connect-timeout", "4", "--count", "1")
     elapsed = time.monotonic() - started
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
