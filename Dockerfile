@@ -19,6 +19,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY producer.py producer_config.env ./
+COPY schemas/ ./schemas/
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin producer
 USER 10001

@@ -8,7 +8,8 @@ KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-dev run test kafka-up kafka-down kafka-reset kafka-status kafka-logs bench bench-quick clean
+.PHONY: setup setup-dev run test kafka-up kafka-down kafka-reset kafka-status kafka-logs registry-up registry-down \
+	bench bench-quick clean
 
 # The producer's own needs (a few MB); tests, benchmarks and the examples add theirs (setup-dev).
 setup: $(VENV)/.runtime broker/lib/.resolved
@@ -31,6 +32,8 @@ broker/lib/.resolved: broker/pom.xml devkafka.py
 # afterwards, and keeps its data across restarts (stop it: `make kafka-down`; wipe it: `make kafka-reset`).
 run: setup
 	@$(PY) devkafka.py ensure $(KAFKA_BOOTSTRAP_SERVERS)
+	@# --format avro / json-schema (or VALUE_FORMAT): the local schema registry too, unless one answers on 8081.
+	@case " $(ARGS) $(VALUE_FORMAT) " in *avro*|*json-schema*) $(PY) devkafka.py registry up;; esac
 	KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_BOOTSTRAP_SERVERS) $(PY) producer.py $(ARGS)
 
 test: setup-dev
@@ -51,6 +54,12 @@ kafka-status:
 kafka-logs:
 	$(PYTHON) devkafka.py logs
 
+registry-up:
+	$(PYTHON) devkafka.py registry up
+
+registry-down:
+	$(PYTHON) devkafka.py registry down
+
 bench: setup-dev
 	$(PY) bench/run.py $(ARGS)
 
@@ -61,4 +70,5 @@ bench-quick: setup-dev
 
 clean:
 	-$(PYTHON) devkafka.py down
-	rm -rf $(VENV) broker/lib .devkafka .pytest_cache __pycache__
+	-$(PYTHON) devkafka.py registry down
+	rm -rf $(VENV) broker/lib registry/lib .devkafka .devkafka-registry .pytest_cache __pycache__

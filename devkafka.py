@@ -9,6 +9,7 @@ JVM as a KRaft broker+controller listening on 127.0.0.1.
     python devkafka.py status | logs [-n 50] | down
     python devkafka.py up --brokers 3                  # a 3-node KRaft cluster on 9192, 9202, 9212 (.devkafka-cluster)
     python devkafka.py down --brokers 3
+    python devkafka.py registry up | status | down     # Apicurio Registry, the Confluent-compatible API on 8081
     python devkafka.py reset                           # stop and wipe the data: every topic and event
     python devkafka.py tool configs --alter --entity-type topics --entity-name user-events \
         --add-config retention.ms=-1
@@ -52,6 +53,11 @@ HEAP = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC"]
 # A cluster's nodes share 2 cores and the tests' clients: smaller heaps, fewer threads each.
 CLUSTER_HEAP = ["-Xms128m", "-Xmx384m", "-XX:+UseG1GC", "-XX:ActiveProcessorCount=1"]
 CLUSTER_STATE_DIR = ROOT / ".devkafka-cluster"
+REGISTRY_POM = ROOT / "registry" / "pom.xml"
+REGISTRY_LIB = ROOT / "registry" / "lib"
+REGISTRY_STATE_DIR = ROOT / ".devkafka-registry"
+REGISTRY_PORT = 8081
+REGISTRY_API = "/apis/ccompat/v7"  # Apicurio's Confluent-compatible Schema Registry API
 CLUSTER_PORT = 9192
 NODE_PORT_STEP = 10  # node i listens on port + 10 * (i - 1), its controller on that + 3
 
@@ -655,6 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_ensure = command("ensure", "start a broker if BOOTSTRAP is local and nothing answers")
     p_ensure.add_argument("bootstrap")
     command("setup", "resolve the Kafka jars with Maven (no-op when done)")
+    p_registry = command("registry", "a schema registry (Apicurio, Confluent-compatible API): up, down or status")
+    p_registry.add_argument("action", choices=("up", "down", "status"))
+    p_registry.add_argument("--registry-port", type=int, default=int(os.environ.get("DEVKAFKA_REGISTRY_PORT",
+                                                                                     REGISTRY_PORT)),
+                            help=f"its port on 127.0.0.1 (default {REGISTRY_PORT}, env DEVKAFKA_REGISTRY_PORT)")
+    p_registry.add_argument("--timeout", type=float, default=START_TIMEOUT_S, help="seconds to wait (default 90)")
     p_tool = command("tool", "run one of Kafka's Java tools: " + ", ".join(TOOLS))
     p_tool.add_argument("name", choices=sorted(TOOLS))
     p_tool.add_argument("args", nargs=argparse.REMAINDER)
@@ -665,6 +677,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.brokers > 1:
         return cluster_main(args, argv or sys.argv[1:])
+    if args.command == "registry":
+        try:
+            return registry_main(args)
+        except DevKafkaError as exc:
+            print(f"devkafka: error: {exc}", file=sys.stderr)
+            return 1
     state = args.state_dir.resolve()
     security = getattr(args, "security", False)
     if not security and (state / "instance.json").exists() and args.command != "up":
@@ -693,6 +711,92 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+# --- the schema registry ----------------------------------------------------------------------
+
+def resolve_registry() -> Path:
+    """Apicurio Registry's runnable jar, fetched by Maven (once) and unpacked into registry/lib/app."""
+    import tarfile
+
+    app = REGISTRY_LIB / "app"
+    jars = sorted(app.glob("*-runner.jar")) if app.exists() else []
+    if jars:
+        return jars[0]
+    mvn = require("mvn", "Maven 3.8+ (Debian/Ubuntu: apt-get install maven)")
+    print("devkafka: fetching Apicurio Registry with Maven (first time only, 142 MB)...", file=sys.stderr)
+    proc = subprocess.run([mvn, "-q", "-B", "-f", str(REGISTRY_POM), "dependency:copy"], capture_output=True,
+                          text=True)
+    archives = sorted(REGISTRY_LIB.glob("apicurio-registry-app-*-all.tar.gz"))
+    if proc.returncode != 0 or not archives:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise DevKafkaError(f"Maven could not fetch Apicurio Registry (exit {proc.returncode}):\n{tail}")
+    partial = REGISTRY_LIB / "app.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    with tarfile.open(archives[-1]) as archive:
+        archive.extractall(partial, filter="data")
+    partial.rename(app)
+    archives[-1].unlink()  # unpacked: the archive is not needed again
+    return sorted(app.glob("*-runner.jar"))[0]
+
+
+def registry_answers(port: int, timeout: float = 2.0) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{REGISTRY_API}/subjects", timeout=timeout) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def registry_main(args: argparse.Namespace) -> int:
+    """registry up | down | status: Apicurio Registry (in-memory storage) on 127.0.0.1."""
+    state = REGISTRY_STATE_DIR if args.state_dir.resolve() == DEFAULT_STATE_DIR.resolve() else args.state_dir
+    state = state.resolve()
+    port = args.registry_port
+    pid_file = state / "registry.pid"
+    pid = int(pid_file.read_text()) if pid_file.exists() and pid_file.read_text().strip() else None
+    pid = pid if pid and _alive(pid) else None
+    url = f"http://127.0.0.1:{port}{REGISTRY_API}"
+    if args.action == "status":
+        answers = registry_answers(port)
+        print(f"devkafka: schema registry {url} {'answers' if answers else 'does not answer'}"
+              f"{f' (pid {pid})' if pid else ''}")
+        return 0 if answers else 1
+    if args.action == "down":
+        if pid is None:
+            print(f"devkafka: no schema registry of {state} is running")
+        else:
+            print(f"devkafka: schema registry (pid {pid}) {_stop_pid(pid)}")
+        pid_file.unlink(missing_ok=True)
+        return 0
+    if registry_answers(port):
+        print(f"devkafka: a schema registry already answers on {url}; nothing to do")
+        return 0
+    if _port_in_use(port):
+        raise DevKafkaError(f"port {port} on 127.0.0.1 is taken by something that is not a schema registry; "
+                            "choose another with --registry-port")
+    jar = resolve_registry()
+    started = time.monotonic()
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "QUARKUS_HTTP_PORT": str(port), "QUARKUS_HTTP_HOST": "127.0.0.1"}
+    with open(state / "logs" / "registry.out", "ab") as out:
+        proc = subprocess.Popen([require("java", "Java 17+"), "-Xms64m", "-Xmx384m", "-jar", str(jar)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=state)
+    pid_file.write_text(f"{proc.pid}\n")
+    while time.monotonic() < started + args.timeout:
+        if proc.poll() is not None:
+            raise DevKafkaError(f"the schema registry exited with code {proc.returncode} during start-up; see "
+                                f"{state / 'logs' / 'registry.out'}")
+        if registry_answers(port):
+            print(f"devkafka: schema registry up on {url} in {time.monotonic() - started:.1f}s (pid {proc.pid}, "
+                  "in-memory storage)")
+            return 0
+        time.sleep(0.2)
+    _stop_pid(proc.pid)
+    raise DevKafkaError(f"the schema registry did not answer on {url} within {args.timeout:.0f}s; it was stopped")
 
 
 def cluster_main(args: argparse.Namespace, argv: list[str]) -> int:

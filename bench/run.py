@@ -123,12 +123,13 @@ def average_event_size() -> int:
 
 # --- throughput ------------------------------------------------------------------------------------
 
-def bench_producer(bootstrap: str, count: int, client: str = "kafka-python", workers: int = 1) -> dict:
+def bench_producer(bootstrap: str, count: int, client: str = "kafka-python", workers: int = 1,
+                   value_format: str = "json") -> dict:
     name = create_topic(bootstrap, topic("producer"))
     m = must(run_measured([PY, "producer.py", "--bootstrap-servers", bootstrap, "--topic", name, "--interval", "0",
                            "--count", str(count), "--linger-ms", str(LINGER_MS), "--batch-size", str(BATCH_SIZE),
-                           "--stats-interval", "0", "--client", client, "--workers", str(workers)]),
-             f"producer.py full speed ({client}, {workers} worker(s))")
+                           "--stats-interval", "0", "--client", client, "--workers", str(workers), "--format",
+                           value_format]), f"producer.py full speed ({client}, {workers} worker(s), {value_format})")
     sent, runtime = m.summary["sent"], m.summary["runtime_seconds"]
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
             "cpu_us_per_event": m.cpu_seconds / sent * 1e6}
@@ -207,6 +208,8 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
         "confluent-kafka (librdkafka)": lambda: bench_peer("confluent", bootstrap, count, size),
         "producer.py --client confluent-kafka": lambda: bench_producer(bootstrap, count, "confluent-kafka"),
         "producer.py --workers 2 (kafka-python)": lambda: bench_producer(bootstrap, count * 2, workers=2),
+        "producer.py --format avro": lambda: bench_producer(bootstrap, count, value_format="avro"),
+        "producer.py --format json-schema": lambda: bench_producer(bootstrap, count, value_format="json-schema"),
         "sessions backfill, confluent-kafka": lambda: bench_sessions_backfill(bootstrap, client="confluent-kafka"),
         "naive send().get() loop": lambda: bench_peer("naive", bootstrap, naive_count, size),
         # linger.ms holds every lone send for 5 ms: the naive loop's best case is without it.
@@ -231,6 +234,7 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
                                                           "confluent-kafka (librdkafka)"))
     backfill_native = best["sessions backfill, confluent-kafka"]["rate"]
     two_workers = best["producer.py --workers 2 (kafka-python)"]["rate"] / p["rate"]
+    avro = best["producer.py --format avro"]["rate"] / p["rate"]
     verdicts = {
         "producer >= 0.9 x kafka-python": p["rate"] / ceiling,
         "producer >= 20 x naive loop": p["rate"] / max(best["naive send().get() loop"]["rate"],
@@ -257,6 +261,7 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
                                                                            "met": backfill_native >= 100_000},
                 "2 workers >= 1.6 x one worker (kafka-python, 2 cores)": {"value": two_workers,
                                                                           "met": two_workers >= 1.6},
+                "--format avro >= 0.7 x JSON (kafka-python)": {"value": avro, "met": avro >= 0.7},
             }}
 
 
@@ -484,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = set(args.only or ("throughput", "backfill", "rates", "memory", "population"))
 
+    if "throughput" in parts and devkafka.main(["registry", "up"]) != 0:  # for the --format rows
+        return 1
     if devkafka.main(["ensure", args.bootstrap_servers]) != 0:
         return 1
     started = time.monotonic()

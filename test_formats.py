@@ -1,0 +1,153 @@
+"""VALUE_FORMAT avro and json-schema through a real Schema Registry (Apicurio, started by devkafka.py with its
+Confluent-compatible API) and the real broker: the events read back with the matching deserializer equal the
+JSON mode's for the same seed, under the topic's value subject and the registered schema id; an unreachable
+registry, an incompatible subject and a bad schema file are refused clearly."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import devkafka
+from conftest import ROOT, consume_all, free_port_block, run_producer
+from producer import iso_to_epoch_ms
+
+STATE = ROOT / ".devkafka-test-registry"
+
+
+@pytest.fixture(scope="module")
+def registry() -> str:
+    port = free_port_block(1, 28081)
+    args = ["--state-dir", str(STATE), "registry"]
+    assert devkafka.main(args + ["up", "--registry-port", str(port), "--timeout", "120"]) == 0
+    try:
+        yield f"http://127.0.0.1:{port}{devkafka.REGISTRY_API}"
+    finally:
+        devkafka.main(args + ["down", "--registry-port", str(port)])
+
+
+def registry_client(url: str):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    return SchemaRegistryClient({"url": url})
+
+
+def decode_all(url: str, value_format: str, records: list) -> list[dict]:
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    client = registry_client(url)
+    if value_format == "avro":
+        deserialize = AvroDeserializer(client)
+    else:
+        schema = (ROOT / "schemas" / "user_event.schema.json").read_text()
+        deserialize = JSONDeserializer(schema, schema_registry_client=client)
+    return [deserialize(r.value, SerializationContext(r.topic, MessageField.VALUE)) for r in records]
+
+
+def without_nulls(event: dict) -> dict:
+    """An event as JSON mode writes it: Avro gives the optional metadata fields a random event lacks as null."""
+    return {**event, "metadata": {k: v for k, v in event["metadata"].items() if v is not None}}
+
+
+def in_send_order(records: list) -> list:
+    return sorted(records, key=lambda r: int(dict(r.headers)["event_id"].rsplit(b"-", 1)[1]))
+
+
+@pytest.mark.parametrize("value_format, client", [("avro", "kafka-python"), ("json-schema", "kafka-python"),
+                                                  ("avro", "confluent-kafka")])
+def test_events_read_back_through_the_registry_equal_the_json_events(kafka, registry, topic, value_format, client):
+    n = 400
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--client", client, "--format",
+                       value_format, "--schema-registry-url", registry, "--count", str(n), "--interval", "0",
+                       "--seed", "11")
+    assert out.returncode == 0, out.stderr[-3000:]
+    said = re.search(r"Values in \S+, schema id (\d+) registered under subject '([^']+)'", out.stderr)
+    assert said and said.group(2) == f"{topic}-value", out.stderr[-2000:]
+    records = in_send_order(consume_all(kafka.bootstrap, topic, expected=n))
+    assert len(records) == n
+    # Confluent wire format: magic byte 0, then the schema id (big-endian) the subject's latest version has.
+    latest = registry_client(registry).get_latest_version(f"{topic}-value")
+    assert {r.value[0] for r in records} == {0}
+    assert {struct.unpack(">I", r.value[1:5])[0] for r in records} == {latest.schema_id} == {int(said.group(1))}
+    decoded = [without_nulls(e) for e in decode_all(registry, value_format, records)]
+    dry = run_producer("--dry-run", "--count", str(n), "--seed", "11").stdout.splitlines()
+    expected = [json.loads(line) for line in dry]
+    strip = lambda e: {k: v for k, v in e.items() if k != "timestamp"}  # noqa: E731 - the clock differs
+    assert [strip(e) for e in decoded] == [strip(e) for e in expected]
+    assert all(iso_to_epoch_ms(e["timestamp"]) == r.timestamp for e, r in zip(decoded, records))
+
+
+def test_a_sessions_window_in_avro_carries_the_sessions_fields(kafka, registry, topic):
+    shop = ["--mode", "sessions", "--seed", "2", "--user-id-range", "1-300", "--start-time", "2026-11-01T00:00:00Z",
+            "--end-time", "2026-11-04T00:00:00Z"]
+    out = run_producer(*shop, "--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--format", "avro",
+                       "--schema-registry-url", registry)
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = [json.loads(line) for line in run_producer(*shop, "--dry-run").stdout.splitlines()]
+    records = in_send_order(consume_all(kafka.bootstrap, topic, expected=len(expected)))
+    decoded = [without_nulls(e) for e in decode_all(registry, "avro", records)]
+    assert decoded == expected  # simulated timestamps: every field equal
+    assert any("order_value" in e["metadata"] for e in decoded)
+
+
+def test_an_unreachable_registry_is_one_line_exit_1_within_the_connect_timeout(kafka, topic):
+    port = free_port_block(1, 47000)
+    started = time.monotonic()
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--format", "avro",
+                       "--schema-registry-url", f"http://127.0.0.1:{port}/apis/ccompat/v7", "--connect-timeout", "3",
+                       "--count", "5")
+    assert out.returncode == 1
+    assert time.monotonic() - started < 3 + 10
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "Cannot reach the schema registry" in errors[0] and "SCHEMA_REGISTRY_URL" in errors[0]
+    assert "Traceback" not in out.stderr and out.summary["generated"] == 0
+
+
+def test_an_incompatible_subject_is_refused_before_anything_is_sent(kafka, registry, topic):
+    subject = f"{topic}-value"
+    other = {"type": "record", "name": "UserEvent", "namespace": "ecommerce.events",
+             "fields": [{"name": "user_id", "type": "string"}, {"name": "source", "type": "string"}]}
+
+    def call(method: str, path: str, body: dict) -> None:
+        request = urllib.request.Request(f"{registry}{path}", data=json.dumps(body).encode(), method=method,
+                                         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.status == 200
+
+    call("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(other), "schemaType": "AVRO"})
+    call("PUT", f"/config/{subject}", {"compatibility": "BACKWARD"})
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--format", "avro",
+                       "--schema-registry-url", registry, "--count", "5", "--interval", "0")
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "not compatible" in errors[0] and subject in errors[0], out.stderr[-2000:]
+    assert out.summary["generated"] == 0
+
+
+def test_a_bad_schema_file_is_one_line_exit_2(tmp_path):
+    broken = tmp_path / "broken.avsc"
+    broken.write_text('{"type": "record", "name": "UserEvent", "fields": [{"name": "user_id"}]}')
+    out = run_producer("--format", "avro", "--schema-file", str(broken), "--count", "1")
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "--schema-file" in out.stderr and "not a valid avro schema" in out.stderr
+
+
+def test_a_dry_run_in_avro_prints_the_json_and_says_so():
+    out = run_producer("--dry-run", "--format", "avro", "--count", "3", "--seed", "1")
+    assert out.returncode == 0, out.stderr
+    plain = run_producer("--dry-run", "--count", "3", "--seed", "1").stdout
+    strip = lambda text: [re.sub(r'"timestamp":"[^"]*"', "", line) for line in text.splitlines()]  # noqa: E731
+    assert len(strip(out.stdout)) == 3 and strip(out.stdout) == strip(plain)
+    assert "a dry run prints the events as JSON" in out.stderr
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
