@@ -8,7 +8,7 @@ KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-dev run test kafka-up kafka-down kafka-reset kafka-status kafka-logs registry-up registry-down \
+.PHONY: setup setup-dev run test kafka-up kafka-down kafka-reset kafka-status kafka-logs registry-up registry-down schemas \
 	bench bench-quick clean
 
 # The producer's own needs (a few MB); tests, benchmarks and the examples add theirs (setup-dev).
@@ -53,6 +53,10 @@ kafka-status:
 
 kafka-logs:
 	$(PYTHON) devkafka.py logs
+
+# VALUE_FORMAT=protobuf uses the message class generated from schemas/user_event.proto (checked in).
+schemas: setup-dev
+	$(PY) -m grpc_tools.protoc -I schemas --python_out=schemas schemas/user_event.proto
 
 registry-up:
 	$(PYTHON) devkafka.py registry up

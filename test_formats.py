@@ -46,6 +46,19 @@ def decode_all(url: str, value_format: str, records: list) -> list[dict]:
     client = registry_client(url)
     if value_format == "avro":
         deserialize = AvroDeserializer(client)
+    elif value_format == "protobuf":
+        from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+        from google.protobuf.json_format import MessageToDict
+
+        from producer import protobuf_message_class
+
+        messages = ProtobufDeserializer(protobuf_message_class(), {"use.deprecated.format": False})
+
+        def deserialize(value, context):  # proto3's JSON mapping gives int64 as text: back to numbers
+            event = MessageToDict(messages(value, context), preserving_proto_field_name=True)
+            event["user_id"] = int(event["user_id"])
+            event["metadata"]["product_id"] = int(event["metadata"]["product_id"])
+            return event
     else:
         schema = (ROOT / "schemas" / "user_event.schema.json").read_text()
         deserialize = JSONDeserializer(schema, schema_registry_client=client)
@@ -61,8 +74,8 @@ def in_send_order(records: list) -> list:
     return sorted(records, key=lambda r: int(dict(r.headers)["event_id"].rsplit(b"-", 1)[1]))
 
 
-@pytest.mark.parametrize("value_format, client", [("avro", "kafka-python"), ("json-schema", "kafka-python"),
-                                                  ("avro", "confluent-kafka")])
+@pytest.mark.parametrize("value_format, client", [("avro", "kafka-python"), ("protobuf", "kafka-python"),
+                                                  ("json-schema", "kafka-python"), ("avro", "confluent-kafka")])
 def test_events_read_back_through_the_registry_equal_the_json_events(kafka, registry, topic, value_format, client):
     n = 400
     out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--client", client, "--format",
