@@ -1121,8 +1121,8 @@ def protobuf_message_class():
 
 
 class RegistryCodec(JsonCodec):
-    """VALUE_FORMAT avro or json-schema: the value in the Confluent wire format (a magic byte, the schema id,
-    the encoded event), made by confluent-kafka's serializers; the schema is registered under the topic's
+    """VALUE_FORMAT avro, protobuf or json-schema: the value in the Confluent wire format (a magic byte, the
+    schema id, the encoded event), made by confluent-kafka's serializers; the schema is registered under the topic's
     value subject ("<topic>-value", TopicNameStrategy) once, at start-up. Key, timestamp and headers are
     JsonCodec's. The generators still make the JSON text (their fast paths); `transcode` turns it into the
     format, so every format carries the same events."""
@@ -1284,30 +1284,11 @@ class EventGenerator:
         s = self._session_text[centi] if self._session_text else repr((self.centi_lo + centi) / 100)
         return JsonCodec.text(u, self._type_text[etype], self.timestamp(epoch_ms), p, s)
 
-    def json_lines(self, clock: Callable[[], int], n: int) -> list[str]:
-        """n events as JSON texts, each stamped by clock() as it is made: the --dry-run hot path.
-
-        The same draws in the same order as draw() + encode(), inlined: at about a microsecond per
-        event, the method calls and draw()'s tuple were a third of the cost. Falls back to those
-        two when a range is too large for look-up tables.
-        """
-        users, products, sessions = self._user_text, self._product_text, self._session_text
-        if not (users and products and sessions):
-            return [self.encode(ms, self.draw()) for ms in (clock() for _ in range(n))]
-        r, cumulative, types, timestamp = self.rng.random, self._cumulative, self._type_text, self.timestamp
-        user_span, product_span, centi_span = self.user_span, self.product_span, self.centi_span
-        bisect_right, text = bisect.bisect_right, JsonCodec.text
-        lines = []
-        append = lines.append
-        for _ in range(n):
-            ts = timestamp(clock())
-            append(text(users[int(r() * user_span)], types[bisect_right(cumulative, r())], ts,
-                        products[int(r() * product_span)], sessions[int(r() * centi_span)]))
-        return lines
-
     def records(self, clock: Callable[[], int], n: int) -> list[tuple[int, bytes, bytes]]:
-        """n events as (epoch ms, key, value) records, each stamped by clock() as it is made: the sending hot
-        path, inlined like json_lines() for the same reason; the same draws in the same order."""
+        """n events as (epoch ms, key, value) records, each stamped by clock() as it is made: the hot path of
+        sending and of --dry-run. The same draws in the same order as draw() + encode(), inlined: at about a
+        microsecond per event, the method calls and draw()'s tuple were a third of the cost. Falls back to those
+        two when a range is too large for look-up tables."""
         users, products, sessions = self._user_text, self._product_text, self._session_text
         key = JsonCodec.key
         if not (users and products and sessions):
@@ -3099,11 +3080,12 @@ class ECommerceEventProducer:
         (JSON from look-up tables, no dict), the general one when _generate_metadata is overridden."""
         return self._record_maker()(epoch_ms)
 
-    def _lines_maker(self) -> Callable[[Callable[[], int], int], list[str]]:
-        """For --dry-run: (clock, n) -> n events as JSON texts."""
+    def _values_maker(self) -> Callable[[Callable[[], int], int], list[bytes]]:
+        """For --dry-run: (clock, n) -> n events as JSON (the JSON codec's values, whatever VALUE_FORMAT says)."""
         if self._metadata_overridden():
-            return lambda clock, n: [self.codec.value(self.generate_event(clock())).decode() for _ in range(n)]
-        return self._compiled_generator().json_lines
+            return lambda clock, n: [JsonCodec.value(self.generate_event(clock())) for _ in range(n)]
+        records = self._compiled_generator().records
+        return lambda clock, n: [value for _, _, value in records(clock, n)]
 
     def _record_maker(self) -> Callable[[int], tuple[bytes, bytes, dict[str, Any] | None]]:
         codec = self.codec
@@ -3305,7 +3287,7 @@ class ECommerceEventProducer:
         want_dict = self._log_events or self._metadata_overridden()
         # Hot loop: methods bound once, outside it (each attribute look-up costs on every event).
         clock, next_record, send, wait = self.clock, self._record_maker(), self._send, self._stop.wait
-        json_lines, records, send_many = self._lines_maker(), self._compiled_generator().records, self._send_many
+        dry_values, records, send_many = self._values_maker(), self._compiled_generator().records, self._send_many
         # The schedule is anchored to the start on the monotonic clock: event k is due at
         # start + k * spe, so sending and logging time never stretch the interval and nothing drifts.
         # All events already due are sent in one burst (at 5,000/s that is several per wake-up).
@@ -3325,7 +3307,7 @@ class ECommerceEventProducer:
                 batch = 512  # full speed: look at the clock and the stop flag every few hundred events
             if sink is not None:
                 batch = int(min(batch, remaining))
-                sink.write_lines(json_lines(clock, batch))
+                sink.write(dry_values(clock, batch))
                 stats.generated += batch
                 stats.acked += batch
             else:
@@ -3396,7 +3378,7 @@ class ECommerceEventProducer:
                 continue
             events = take(batch, min(limit, end_ms - 1))
             if sink is not None:
-                sink.write_lines([value.decode() for _, _, value in events])
+                sink.write([value for _, _, value in events])
                 stats.generated += len(events)
                 stats.acked += len(events)
             elif log_events:
@@ -3521,10 +3503,10 @@ class _DryRunSink:
     def __init__(self, stream) -> None:
         self._out = getattr(stream, "buffer", stream)
 
-    def write_lines(self, lines: list[str]) -> None:
-        if lines:
-            lines.append("")
-            self._out.write("\n".join(lines).encode())
+    def write(self, values: list[bytes]) -> None:
+        if values:
+            values.append(b"")
+            self._out.write(b"\n".join(values))
             self._out.flush()  # one flush per batch: live readers see events at once, at little cost
 
     def flush(self) -> None:

@@ -115,13 +115,18 @@ def test_fast_serializer_is_byte_identical_to_json_dumps():
             assert json.loads(value) == event
 
 
-def test_batch_json_lines_equal_the_per_event_path():
+def test_batch_records_equal_the_per_event_path():
     for overrides in ({}, {"user_id_range": (5, 5_000_000)}):
         batch = make_producer(seed=12, **overrides)._compiled_generator()
         single = make_producer(seed=12, **overrides)._compiled_generator()
         stamps = iter(range(NOW_MS, NOW_MS + 10_000, 3))
-        lines = batch.json_lines(lambda: next(stamps), 3000)
-        assert lines == [single.encode(NOW_MS + 3 * i, single.draw()) for i in range(3000)]
+        records = batch.records(lambda: next(stamps), 3000)
+        expected = []
+        for i in range(3000):
+            drawn = single.draw()
+            expected.append((NOW_MS + 3 * i, str(single.user_lo + drawn[0]).encode(),
+                             single.encode(NOW_MS + 3 * i, drawn).encode()))
+        assert records == expected
 
 
 def test_custom_ranges_and_weights_from_settings():
