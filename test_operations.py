@@ -303,7 +303,7 @@ def test_two_workers_produce_one_stream_with_one_progress_line_and_combined_stat
     summary = out.summary
     assert summary["sent"] == summary["generated"] == 60000 and summary["worker_exit_codes"] == [0, 0]
     assert "workers=2" in out.stderr and "worker 1/2: Progress" not in out.stderr
-    assert out.stderr.count("PRODUCER STATISTICS") == 1 and "Events Sent: 60000" in out.stderr
+    assert out.stderr.count("PRODUCER STATISTICS") == 1  # one block, the parent's
     records = consume_all(kafka.bootstrap, topic, expected=60000, timeout=60)
     assert len({dict(r.headers)[producer.EVENT_ID_HEADER] for r in records}) == 60000
     # The workers split the users: a user's events come from one worker (one event-id prefix), in order.
