@@ -1135,6 +1135,7 @@ class RegistryCodec(JsonCodec):
         self.subject = ""
         self.schema_id: int | None = None
         self._serialize: Callable[[Any], bytes] | None = None
+        self._decode = json.JSONDecoder().decode
 
     def open(self, topic: str, stop: threading.Event) -> None:
         """Register the schema and make the serializer; ConnectionFailed with one line when the registry cannot
@@ -1212,7 +1213,9 @@ class RegistryCodec(JsonCodec):
 
     def transcode(self, value: bytes) -> bytes:
         """The JSON text of an event (what the generators make) as this format's value."""
-        return self._serialize(json.loads(value))
+        # A decoder made once, given text: json.loads(bytes) first guesses the encoding and makes a decoder
+        # each time (2.7 against 1.9 us per event, timeit).
+        return self._serialize(self._decode(value.decode()))
 
 
 
