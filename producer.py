@@ -859,6 +859,8 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
                             "RANDOM_SEED and START_TIME too, the same in every shard (--follow carries on live)")
     if s.shard and s.workers == 1:
         s = with_shard(s, *s.shard)
+    elif s.workers > 1:
+        with_shard(s, 0, (s.shard or (0, 1))[1] * s.workers)  # the users must go round: refused here, not later
     if s.producer_options:
         unknown_option = _unknown_producer_option(s)
         if unknown_option:

@@ -515,6 +515,7 @@ def hostile_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--mode", "sessions", "--shard", "0/2", "--user-id-range", "1-100"], "--shard"),  # no seed, no start
         (["--workers", "2", "--dry-run"], "--workers"),
         (["--workers", "0"], "--workers"),
+        (["--workers", "4", "--user-id-range", "1-2"], "USER_ID_RANGE"),
         (["--client", "librdkafka"], "--client"),
         (["--client", "confluent-kafka", "--producer-options", "no.such.property=1"], "--producer-options"),
     ]
