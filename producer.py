@@ -2640,6 +2640,8 @@ class ConfluentConnection(KafkaConnection):
                   headers: Callable[[int], list[tuple[str, bytes]]], delivery: "DeliveryMonitor") -> None:
         # At librdkafka's speed the Python around produce() is most of the cost: one shared callback, produce()
         # bound once, no call of ours per record but headers(). The timed one in LATENCY_SAMPLE_EVERY takes send().
+        # Against the base class's loop through send(): median 6.1 against 6.7 us CPU per event, 168,000 against
+        # 151,000 events/s (5 alternating runs of 300,000 each; the ranges overlap on this noisy machine).
         produce, topic, send = self.client.produce, self.topic, self.send
         on_ack, on_timed, on_failure = delivery.on_ack, delivery.on_ack_timed, delivery.on_failure
         plain = self._plain_adapter(on_ack, on_failure)
