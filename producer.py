@@ -28,6 +28,7 @@ docstring), `main(argv) -> int`, `load_settings`, `default_settings`, `Settings`
 Where to change what (sections in this order, each using only what is above it):
 - a setting: `OPTIONS` (flag, variable, default, parser, help), then `Settings` and `validate()`;
 - the record format (value, key, timestamp, event_id header): `JsonCodec`, the one place it is written;
+  Avro, Protobuf and JSON Schema values and their registry: `RegistryCodec` and the files in schemas/;
 - the random mode's events: the defaults at the top and `EventGenerator`;
 - the simulated shop: `DEFAULT_FUNNEL`, `PROFILES`, the churn constants and `SessionSimulator`;
 - connecting, topic checks, outage and stall handling: `KafkaConnection`; a client library's settings and
