@@ -127,6 +127,19 @@ def topic(request) -> str:
     return f"test-{name}-{uuid.uuid4().hex[:8]}"
 
 
+def event_seq(record) -> int:
+    """The sequence number in a record's event_id header ("<run prefix>-<n>"): the order the producer sent it."""
+    return int(dict(record.headers)["event_id"].rsplit(b"-", 1)[1])
+
+
+def each_user_in_send_order(records: list) -> bool:
+    """Whether every key's records, in partition order, were sent in that order (one producer's records)."""
+    per_user: dict[bytes, list[int]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        per_user.setdefault(r.key, []).append(event_seq(r))
+    return all(seq == sorted(seq) for seq in per_user.values())
+
+
 def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout: float = 30.0,
                 **config) -> list:
     """Every record of the topic (from the beginning) as kafka-python ConsumerRecords.

@@ -10,14 +10,13 @@ import os
 import signal
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 
 import pytest
 
 import devkafka
 import producer
-from conftest import ROOT, ProducerProcess, consume_all, free_port_block, wait_for_progress
+from conftest import ROOT, ProducerProcess, consume_all, each_user_in_send_order, free_port_block, wait_for_progress
 
 STATE = ROOT / ".devkafka-test-cluster"
 
@@ -68,10 +67,6 @@ def leader_of(cluster: Cluster, topic: str, partition: int) -> int:
     return next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition)
 
 
-def event_seq(record) -> int:
-    return int(dict(record.headers)[producer.EVENT_ID_HEADER].rsplit(b"-", 1)[1])
-
-
 def produce_through(cluster: Cluster, topic: str, client: str, fault) -> ProducerProcess:
     """1,000 events/s for 35 s; fault(leader node id) is applied to partition 0's leader once 3,000 are sent."""
     cluster.up()
@@ -105,10 +100,7 @@ def assert_exactly_once_in_order(cluster: Cluster, topic: str, run: ProducerProc
     records = consume_all(cluster.bootstrap, topic, expected=sent, timeout=90)
     ids = [dict(r.headers)[producer.EVENT_ID_HEADER] for r in records]
     assert len(set(ids)) == len(ids) == sent  # every acknowledged event, exactly once
-    per_user = defaultdict(list)
-    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
-        per_user[r.key].append(event_seq(r))
-    assert all(seq == sorted(seq) for seq in per_user.values())  # a user's events in the order they were sent
+    assert each_user_in_send_order(records)  # a user's events in the order they were sent
 
 
 def test_a_killed_partition_leader_loses_nothing(cluster, topic, client):

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 import devkafka
-from conftest import ROOT, consume_all, free_port_block, run_producer
+from conftest import ROOT, consume_all, event_seq, free_port_block, run_producer
 from producer import iso_to_epoch_ms
 
 STATE = ROOT / ".devkafka-test-registry"
@@ -71,7 +71,7 @@ def without_nulls(event: dict) -> dict:
 
 
 def in_send_order(records: list) -> list:
-    return sorted(records, key=lambda r: int(dict(r.headers)["event_id"].rsplit(b"-", 1)[1]))
+    return sorted(records, key=event_seq)
 
 
 @pytest.mark.parametrize("value_format, client", [("avro", "kafka-python"), ("protobuf", "kafka-python"),

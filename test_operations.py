@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import producer
-from conftest import (PROGRESS, Broker, ProducerProcess, consume_all, free_port_block, run_producer, start_broker,
-                      stop_broker, wait_for_progress)
+from conftest import (PROGRESS, Broker, ProducerProcess, consume_all, each_user_in_send_order, event_seq, free_port_block,
+                      run_producer, start_broker, stop_broker, wait_for_progress)
 
 
 
@@ -29,10 +29,6 @@ def http_get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def event_seq(record) -> int:
-    return int(dict(record.headers)[producer.EVENT_ID_HEADER].rsplit(b"-", 1)[1])
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +69,7 @@ def test_broker_restart_loses_nothing_duplicates_nothing_reorders_nothing(restar
     records = consume_all(restartable.bootstrap, topic, expected=sent, timeout=60)
     ids = [dict(r.headers)[producer.EVENT_ID_HEADER] for r in records]
     assert len(records) == sent and len(set(ids)) == sent  # every acknowledged event, exactly once
-    per_user = defaultdict(list)
-    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
-        per_user[r.key].append(event_seq(r))
-    assert all(seq == sorted(seq) for seq in per_user.values())  # a user's events in send order
+    assert each_user_in_send_order(records)
 
 
 def test_a_new_producer_right_after_a_restart_on_kept_data_loses_nothing(restartable, topic, client):
