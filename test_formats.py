@@ -5,11 +5,18 @@ registry, an incompatible subject and a bad schema file are refused clearly."""
 
 from __future__ import annotations
 
+import base64
+import datetime
+import http.server
+import ipaddress
 import json
 import re
+import ssl
 import struct
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -30,6 +37,93 @@ def registry() -> str:
         yield f"http://127.0.0.1:{port}{devkafka.REGISTRY_API}"
     finally:
         devkafka.main(args + ["down", "--registry-port", str(port)])
+
+
+class _GuardedRegistry(http.server.ThreadingHTTPServer):
+    """A registry as Confluent Cloud serves one: HTTPS, with basic auth. A relay in front of the real one that
+    refuses requests without the expected credentials (401, the registry's error body) and passes the others on."""
+
+    def __init__(self, upstream: str, credentials: str, context: ssl.SSLContext) -> None:
+        super().__init__(("127.0.0.1", 0), _Relay)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.upstream = upstream
+        self.expected = "Basic " + base64.b64encode(credentials.encode()).decode()
+        self.authorized = self.refused = 0
+
+
+class _Relay(http.server.BaseHTTPRequestHandler):
+    server: _GuardedRegistry
+
+    def _relay(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+        if self.headers.get("Authorization") != self.server.expected:
+            self.server.refused += 1
+            status, data, kind = 401, b'{"error_code": 401, "message": "Unauthorized"}', "application/json"
+        else:
+            self.server.authorized += 1
+            request = urllib.request.Request(self.server.upstream + self.path, data=body, method=self.command,
+                                             headers={"Content-Type": self.headers.get("Content-Type") or
+                                                      "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as reply:
+                    status, data, kind = reply.status, reply.read(), reply.headers.get("Content-Type")
+            except urllib.error.HTTPError as refusal:
+                status, data, kind = refusal.code, refusal.read(), refusal.headers.get("Content-Type")
+        self.send_response(status)
+        self.send_header("Content-Type", kind or "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _relay
+
+    def log_message(self, *args) -> None:  # quiet: pytest shows what the tests assert
+        pass
+
+
+def self_signed_certificate(folder) -> tuple[str, str]:
+    """(certificate, key) PEM files for localhost and 127.0.0.1, the certificate its own CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                               x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "registry.pem", folder / "registry-key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+REGISTRY_USER, REGISTRY_SECRET = "churn-team", "s3cret-Registry-Key"
+
+
+@pytest.fixture(scope="module")
+def guarded_registry(registry, tmp_path_factory):
+    """(URL, CA file, the relay) of the real registry behind HTTPS and basic auth."""
+    cert_file, key_file = self_signed_certificate(tmp_path_factory.mktemp("registry-tls"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    upstream = registry[: -len(devkafka.REGISTRY_API)]
+    server = _GuardedRegistry(upstream, f"{REGISTRY_USER}:{REGISTRY_SECRET}", context)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{server.server_address[1]}{devkafka.REGISTRY_API}", cert_file, server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def registry_client(url: str):
@@ -142,6 +236,49 @@ def test_an_incompatible_subject_is_refused_before_anything_is_sent(kafka, regis
     assert out.returncode == 1
     errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
     assert len(errors) == 1 and "not compatible" in errors[0] and subject in errors[0], out.stderr[-2000:]
+    assert out.summary["generated"] == 0
+
+
+def test_a_registry_behind_https_and_basic_auth_takes_the_credentials_and_the_ca_file(kafka, registry, topic,
+                                                                                       guarded_registry):
+    url, ca_file, relay = guarded_registry
+    before, refused_before = relay.authorized, relay.refused
+    env = {"SCHEMA_REGISTRY_URL": url, "SCHEMA_REGISTRY_USERNAME": REGISTRY_USER,
+           "SCHEMA_REGISTRY_PASSWORD": REGISTRY_SECRET, "SCHEMA_REGISTRY_CAFILE": ca_file}
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--format", "avro", "--count", "50",
+                       "--interval", "0", "--seed", "4", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert relay.authorized > before and relay.refused == refused_before
+    assert REGISTRY_SECRET not in out.stderr + out.stdout  # masked like the SASL password
+    records = in_send_order(consume_all(kafka.bootstrap, topic, expected=50))
+    decoded = decode_all(registry, "avro", records)  # the schema is the one registered through the relay
+    assert [e["user_id"] for e in decoded] == [json.loads(line)["user_id"] for line in
+                                               run_producer("--dry-run", "--count", "50", "--seed", "4").stdout.splitlines()]
+
+
+def test_wrong_registry_credentials_are_one_line_exit_1_before_anything_is_sent(kafka, topic, guarded_registry):
+    url, ca_file, relay = guarded_registry
+    before = relay.refused
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--format", "avro", "--count", "5",
+                       env={"SCHEMA_REGISTRY_URL": url, "SCHEMA_REGISTRY_USERNAME": REGISTRY_USER,
+                            "SCHEMA_REGISTRY_PASSWORD": "not-the-key", "SCHEMA_REGISTRY_CAFILE": ca_file})
+    assert out.returncode == 1 and relay.refused > before
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "refused the credentials (HTTP 401)" in errors[0], out.stderr[-2000:]
+    assert "SCHEMA_REGISTRY_PASSWORD" in errors[0] and "not-the-key" not in out.stderr
+    assert out.summary["generated"] == 0
+
+
+def test_a_registry_certificate_not_trusted_is_one_line_naming_the_ca_setting(kafka, topic, guarded_registry):
+    url, _, _ = guarded_registry
+    started = time.monotonic()
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--format", "avro", "--count", "5",
+                       "--connect-timeout", "20", env={"SCHEMA_REGISTRY_URL": url, "SCHEMA_REGISTRY_USERNAME":
+                                                       REGISTRY_USER, "SCHEMA_REGISTRY_PASSWORD": REGISTRY_SECRET})
+    assert out.returncode == 1
+    assert time.monotonic() - started < 15  # at once: waiting out the connect timeout would not make it trusted
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "SCHEMA_REGISTRY_CAFILE" in errors[0] and "certificate" in errors[0], out.stderr[-2000:]
     assert out.summary["generated"] == 0
 
 

@@ -129,6 +129,18 @@ def test_batch_records_equal_the_per_event_path():
         assert records == expected
 
 
+def test_batch_events_are_the_batch_records_as_dicts():
+    """The schema formats take the events as dicts (EventGenerator.events): the same draws as records()."""
+    for overrides in ({}, {"user_id_range": (5, 5_000_000), "product_id_range": (1, 2_000_000)}):
+        as_text = make_producer(seed=13, **overrides)._compiled_generator()
+        as_dicts = make_producer(seed=13, **overrides)._compiled_generator()
+        text_stamps, dict_stamps = iter(range(NOW_MS, NOW_MS + 10_000, 3)), iter(range(NOW_MS, NOW_MS + 10_000, 3))
+        records = as_text.records(lambda: next(text_stamps), 3000)
+        events = as_dicts.events(lambda: next(dict_stamps), 3000)
+        assert [(ms, key, encode_event(event)) for ms, key, event in events] == records
+        assert len({event["user_id"] for _, _, event in events}) > 100
+
+
 def test_custom_ranges_and_weights_from_settings():
     s = load_settings(["--event-weights", "product_view=1,search=3", "--user-id-range", "10-12",
                        "--product-id-range", "7-7", "--session-length-range", "1-1.05"], environ={"ENV_FILE": os.devnull})
