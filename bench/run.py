@@ -234,7 +234,7 @@ def throughput(bootstrap: str, count: int, naive_count: int, gen_count: int, rou
         better than between the bests of different rounds."""
         return [a["rate"] / b["rate"] for a, b in zip(runs[numerator], runs[denominator])]
 
-    # Ratio targets: the median of the rounds' ratios (the lowest and highest beside it, in the printout).
+    # Ratio targets: the median of the rounds' ratios (each round's ratio beside it, in the printout).
     ratio_rounds = {
         "native/java": per_round("producer.py --client confluent-kafka", "Java ProducerPerformance (broker)"),
         "bare/java": per_round("confluent-kafka (librdkafka)", "Java ProducerPerformance (broker)"),
