@@ -291,8 +291,8 @@ def parse_time(text: str) -> int | None:
         raise ValueError("expected an ISO 8601 date-time such as 2026-11-13T00:00:00Z, or empty") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    if not 2000 <= when.year <= 2200:
-        raise ValueError("expected an ISO 8601 date-time between the years 2000 and 2200")
+    if not 1970 <= when.year <= 2200:
+        raise ValueError("expected an ISO 8601 date-time between the years 1970 and 2200")
     return int(when.timestamp() * 1000)
 
 
@@ -434,6 +434,10 @@ OPTIONS: tuple[Option, ...] = (
            group="sessions"),
     Option("shop_timezone", "SHOP_TIMEZONE", "--timezone", "UTC", parse_timezone,
            "sessions mode: the shop's time zone, for its daily and weekly traffic cycle", group="sessions"),
+    Option("shop_profile", "SHOP_PROFILE", "--shop-profile", "", parse_path,
+           "sessions mode: a shop profile written by calibrate.py: the simulated shop is that shop's twin (its "
+           "customers, arrivals, order rates, retention, order values, cycle); the window and seed as usual",
+           group="sessions"),
     Option("zipf_exponent", "PRODUCT_ZIPF_EXPONENT", "--zipf-exponent", "1.0", lambda t: _number(
            t, minimum=0, maximum=5, accepted="a number from 0 to 5"),
            "sessions mode: product popularity, Zipf exponent (0 = all equal, 1 = the top 10%% of 500 products draw "
@@ -565,6 +569,7 @@ class Settings:
     churn_horizon: float
     churn_signal: float
     shop_timezone: str
+    shop_profile: str
     zipf_exponent: float
     event_weights: tuple[tuple[str, float], ...]
     user_id_range: tuple[int, int]
@@ -613,6 +618,7 @@ class Settings:
     warnings: tuple[str, ...] = field(default=(), compare=False)  # for main() to log once logging is set up
     # settings given by flag, environment or .env file, not defaulted (sessions mode reads this)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
+    profile: Any = field(default=None, compare=False, repr=False)  # SHOP_PROFILE's ShopProfile, read once
 
     @property
     def seconds_per_event(self) -> float:
@@ -782,7 +788,7 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
         return given.get(option, OPTIONS_BY_NAME[option].env or option)
 
     sessions_only = [o for o in ("start_time", "end_time", "follow", "labels_file", "labels_topic", "churn_cutoff",
-                                 "churn_horizon", "churn_signal", "shop_timezone", "zipf_exponent")
+                                 "churn_horizon", "churn_signal", "shop_timezone", "shop_profile", "zipf_exponent")
                      if o in given and getattr(s, o) != OPTIONS_BY_NAME[o].parse(OPTIONS_BY_NAME[o].default)]
     if s.simulation_mode == "random" and sessions_only:
         raise SettingsError(f"{name(sessions_only[0])}: only used in sessions mode; expected SIMULATION_MODE=sessions "
@@ -907,19 +913,30 @@ def _unknown_producer_option(s: Settings) -> str:
     return ""
 
 
-def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0) -> "SessionSimulator":
+def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0,
+                  orders_only: bool = False) -> "SessionSimulator":
     """The sessions-mode simulation the settings describe (EVENT_WEIGHTS only when given: otherwise the mix
-    is the realistic funnel's outcome)."""
+    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (orders_only: its orders alone)."""
     weights = dict(s.event_weights) if "event_weights" in s.explicit else None
     cutoff = s.churn_cutoff
     if cutoff is None and s.end_time is not None and s.end_time - s.churn_horizon * DAY_MS > (s.start_time or 0):
         cutoff = int(s.end_time - s.churn_horizon * DAY_MS)
-    return SessionSimulator(weights=weights, segment_mix=dict(s.segment_mix), user_id_range=user_id_range or
-                            s.user_id_range, product_id_range=s.product_id_range,
-                            session_length_range=s.session_length_range, start_ms=start_ms, seed=s.seed,
-                            timezone_name=s.shop_timezone, zipf_exponent=s.zipf_exponent, churn_signal=s.churn_signal,
-                            cutoff_ms=cutoff, horizon_days=s.churn_horizon,
-                            shard=s.shard if s.workers == 1 else None)
+    shop = dict(weights=weights, segment_mix=dict(s.segment_mix), user_id_range=user_id_range or s.user_id_range,
+                product_id_range=s.product_id_range, session_length_range=s.session_length_range, start_ms=start_ms,
+                seed=s.seed, timezone_name=s.shop_timezone, zipf_exponent=s.zipf_exponent,
+                churn_signal=s.churn_signal, cutoff_ms=cutoff, horizon_days=s.churn_horizon,
+                shard=s.shard if s.workers == 1 else None)
+    p = s.profile
+    if p is None:
+        return SessionSimulator(**shop)
+    # the twin takes the shop's time zone and products from its profile, unless the settings say otherwise
+    if "shop_timezone" not in s.explicit:
+        shop["timezone_name"] = p.timezone
+    if p.products and "product_id_range" not in s.explicit:
+        shop["product_id_range"] = (1, p.products)
+    if p.zipf_exponent is not None and "zipf_exponent" not in s.explicit:
+        shop["zipf_exponent"] = p.zipf_exponent
+    return TwinSimulator(profile=p, orders_only=orders_only, **shop)
 
 
 POPULATION_PROBE = 20_000  # users simulated to learn the population's pace per user
@@ -930,6 +947,19 @@ def _size_population(s: Settings, given: dict[str, str], name: Callable[[str], s
     that population, its pace an outcome. Otherwise the population is sized to the rate (default 1 per 3 s)."""
     pace = [o for o in ("rate", "interval") if o in given]
     lo = s.user_id_range[0]
+    if s.shop_profile:
+        try:
+            profile = load_shop_profile(s.shop_profile)
+        except ValueError as exc:
+            raise SettingsError(f"{name('shop_profile')}: {exc}") from None
+        clash = [o for o in ("event_weights", "segment_mix", *pace) if o in given]
+        if clash:
+            raise SettingsError(f"{name(clash[0])} and {name('shop_profile')}: a shop's twin takes its funnel, "
+                                "customers and pace from the profile; expected only SHOP_PROFILE (USER_ID_RANGE "
+                                "scales the shop)")
+        if "user_id_range" not in given:
+            s = replace(s, user_id_range=(lo, lo + profile.customers - 1))
+        return replace(s, profile=profile)
     try:
         # a fixed seed: the same settings size the same population, seeded run or not
         probe_users = min(POPULATION_PROBE, s.user_id_range[1] - lo + 1)
@@ -1524,11 +1554,17 @@ class SessionSimulator:
     next action; no clock is read: the caller decides how simulated time relates to the wall clock.
     """
 
+    # The churn process's published defaults; a shop's twin (TwinSimulator) sets its fitted ones.
+    full_churn = FULL_CHURN
+    fade_days_median = FADE_DAYS_MEDIAN
+    reactivation_per_day = REACTIVATION_PER_DAY
+
     def __init__(self, *, segment_mix: dict[str, float], user_id_range: tuple[int, int],
                  product_id_range: tuple[int, int], session_length_range: tuple[float, float], start_ms: int,
                  seed: int | None, weights: dict[str, float] | None = None, timezone_name: str = "UTC",
                  zipf_exponent: float = 1.0, churn_signal: float = 0.7, cutoff_ms: int | None = None,
-                 horizon_days: float = 14.0, shard: tuple[int, int] | None = None) -> None:
+                 horizon_days: float = 14.0, shard: tuple[int, int] | None = None,
+                 hourly: tuple[float, ...] = HOURLY_TRAFFIC, weekday: tuple[float, ...] = WEEKDAY_TRAFFIC) -> None:
         from zoneinfo import ZoneInfo
 
         # A shard simulates the whole shop (the same draws in the same order as every other shard) and hands out
@@ -1547,9 +1583,10 @@ class SessionSimulator:
         self.horizon_ms = int(horizon_days * DAY_MS)
         self._timezone = ZoneInfo(timezone_name)
         self._cycle_cache: dict[int, float] = {}
-        week = sum(WEEKDAY_TRAFFIC) / 7 * sum(HOURLY_TRAFFIC) / 24
+        self._hourly, self._weekday = hourly, weekday
+        week = sum(weekday) / 7 * sum(hourly) / 24
         self._cycle_norm = 1 / week
-        self._cycle_max = max(WEEKDAY_TRAFFIC) * max(HOURLY_TRAFFIC) / week
+        self._cycle_max = max(weekday) * max(hourly) / week
         # Product popularity: Zipf-like; products kept as their JSON text (the simulation only tells them
         # apart and writes them); prices are stable per product id, whatever the seed.
         lo, hi = product_id_range
@@ -1577,14 +1614,17 @@ class SessionSimulator:
         self._funnels = {s: self._segment_funnel(s, 0.0) for s in SEGMENTS}
         self._heap: list[int] = []
         self.users: list[_User] = []
+        self._populate(user_id_range, start_ms)
+
+    # the population ------------------------------------------------------------------------------
+    def _populate(self, user_id_range: tuple[int, int], start_ms: int) -> None:
+        """The customers at the start, in their long-run state, and the first of the newcomers."""
         self._next_user_id = user_id_range[1] + 1
         for user_id in range(user_id_range[0], user_id_range[1] + 1):
             self._start_user(self._new_user(user_id, None, self._segment_cdf), start_ms, stationary=True)
         # New customers replace those who leave, net of those who come back, keeping the population steady.
         self.leaving_per_ms = sum(self._hazard(u) for u in self.users if u.state == ENGAGED) * FULL_CHURN
         self._schedule_arrival(start_ms)
-
-    # the population ------------------------------------------------------------------------------
     def _new_user(self, user_id: int, joined_ms: int | None, segment_cdf: list[float]) -> _User:
         rng = self.rng
         segment = self._segment_names[bisect.bisect_right(segment_cdf, rng.random() * segment_cdf[-1])]
@@ -1643,7 +1683,7 @@ class SessionSimulator:
         user.fade_start = now + 1 + int(self.rng.expovariate(1.0) / self._hazard(user))
 
     def _fade_duration(self) -> int:
-        return int(self.rng.lognormvariate(math.log(FADE_DAYS_MEDIAN), FADE_SPREAD) * DAY_MS)
+        return int(self.rng.lognormvariate(math.log(self.fade_days_median), FADE_SPREAD) * DAY_MS)
 
     def _hazard(self, user: _User) -> float:
         """Chance per ms that an engaged user starts to disengage."""
@@ -1701,6 +1741,9 @@ class SessionSimulator:
         return (engaged * views, engaged * f.cart * _capped_items(f.items, views),
                 engaged * f.cart * f.checkout, f.bounce)
 
+    def describe(self, segment_mix: str) -> str:
+        return f"{len(self.users)} customers ({segment_mix})"
+
     def expected_events_per_second(self) -> float:
         """The population's average pace at the start (the daily cycle averaged out)."""
         per_session = {segment: sum(self._per_session(segment)) / (1 + profile.breaks_per_day * sum(BREAK_DAYS) / 2)
@@ -1720,9 +1763,11 @@ class SessionSimulator:
         if factor is None:
             from datetime import datetime
 
+            if hour > 2_000_000:  # past the year 2200, beyond any window: a customer who will not be back
+                return 1.0
             local = datetime.fromtimestamp(hour * 3600, self._timezone)
             factor = self._cycle_cache[hour] = \
-                HOURLY_TRAFFIC[local.hour] * WEEKDAY_TRAFFIC[local.weekday()] * self._cycle_norm
+                self._hourly[local.hour] * self._weekday[local.weekday()] * self._cycle_norm
         return factor
 
     def _schedule_session(self, user: _User, now: int) -> None:
@@ -1762,7 +1807,8 @@ class SessionSimulator:
 
     def _schedule_reactivation(self, user: _User, now: int) -> None:
         user.action = REACTIVATE
-        self._push(now + 1 + int(self.rng.expovariate(REACTIVATION_PER_DAY) * DAY_MS), user.index)
+        if self.reactivation_per_day > 0:  # else gone for good
+            self._push(now + 1 + int(self.rng.expovariate(self.reactivation_per_day) * DAY_MS), user.index)
 
     def _schedule_arrival(self, now: int) -> None:
         """The next new customer: Poisson arrivals at the rate customers leave, less the rate churned ones come
@@ -1781,7 +1827,7 @@ class SessionSimulator:
     def _begin(self, user: _User, now: int) -> list | None:
         """The user's heap entry came due outside a session: the steps of the session it starts, or None."""
         if user.action == FADE_END:
-            if self._random() < FULL_CHURN:
+            if self._random() < self.full_churn:
                 user.state = DORMANT
                 self.dormant += 1
                 if user.episodes is None:
@@ -1813,10 +1859,7 @@ class SessionSimulator:
         """The steps of a session starting now: a single bounce, or views of products (a few in focus,
         others popular) with some added to the cart after their view and, maybe, a checkout at the end."""
         r, products, cdf, total = self._random, self._products, self._product_cdf, self._product_total
-        if user.state == FADING:
-            f = self._segment_funnel(user.segment, (now - user.fade_start) / (user.fade_end - user.fade_start))
-        else:
-            f = self._funnels[user.segment]
+        f = self._session_funnel(user, now)
         user.sessions += 1
         user.session_start = now
         user.outcome = BROWSED
@@ -1829,13 +1872,14 @@ class SessionSimulator:
             return plan
         depth = user.depth if f.views == self.funnel.views else user.depth * (f.views - 1) / (self.funnel.views - 1)
         views = 1 + int(math.log(1.0 - r()) / math.log(1 - 1 / (1 + depth))) if depth > 0 else 1
+        views = max(views, self._least_views(user))
         in_focus = len(focus)
         viewed = [focus[int(r() * in_focus)] if r() < 0.6 else products[bisect.bisect_right(cdf, r() * total)]
                   for _ in range(views)]
         if not (f.cart and r() < f.cart):
             user.plan = plan = [("product_view", p, tail) for p in reversed(viewed)]
             return plan
-        items = 1 + int(math.log(1.0 - r()) / math.log(1 - 1 / f.items)) if f.items > 1 else 1
+        items = self._items(user, f)
         added = set(self.rng.sample(range(views), min(items, views)))
         plan = []
         for i, p in enumerate(viewed):
@@ -1843,14 +1887,32 @@ class SessionSimulator:
             if i in added:
                 plan.append(("add_to_cart", p, tail))
         user.outcome = ABANDONED
-        if r() < f.checkout:
+        if self._checks_out(user, f):
             cart = [viewed[i] for i in sorted(added)]
-            value = round(sum(self._price(p) for p in cart), 2)
+            value = self._order_value(cart)
             plan.append(("checkout", cart[0], JsonCodec.session_fields(session_id, value, len(cart))))
             user.outcome = PURCHASED
         plan.reverse()  # the hot path pops steps off the end
         user.plan = plan
         return plan
+
+    def _session_funnel(self, user: _User, now: int) -> Funnel:
+        if user.state == FADING:
+            return self._segment_funnel(user.segment, (now - user.fade_start) / (user.fade_end - user.fade_start))
+        return self._funnels[user.segment]
+
+    # What a session's steps are drawn from; a twin draws its orders from the shop's own figures instead.
+    def _least_views(self, user: _User) -> int:
+        return 1
+
+    def _items(self, user: _User, f: Funnel) -> int:
+        return 1 + int(math.log(1.0 - self._random()) / math.log(1 - 1 / f.items)) if f.items > 1 else 1
+
+    def _checks_out(self, user: _User, f: Funnel) -> bool:
+        return self._random() < f.checkout
+
+    def _order_value(self, cart: list[str]) -> float:
+        return round(sum(self._price(p) for p in cart), 2)
 
     def _end_session(self, user: _User, now: int, completed: bool) -> None:
         """Friction from how the session went (and so the churn hazard); the next session."""
@@ -1939,7 +2001,7 @@ class SessionSimulator:
         oracle's probability that they churn within the horizon, from their latent state at T."""
         self.cutoff_ms = None
         horizon = self.horizon_ms
-        fade_median = FADE_DAYS_MEDIAN * DAY_MS
+        fade_median = self.fade_days_median * DAY_MS
         for user in self.users:
             if user.state == DORMANT or not 0 <= user.first_ms < cutoff:
                 user.at_cutoff = (False, None)
@@ -1953,7 +2015,7 @@ class SessionSimulator:
                 p = sum(hazard * math.exp(-hazard * (i + 0.5) * horizon / steps) * horizon / steps
                         * _lognormal_cdf(horizon - (i + 0.5) * horizon / steps, fade_median, FADE_SPREAD)
                         for i in range(steps))
-            user.at_cutoff = (True, round(FULL_CHURN * p, 6))
+            user.at_cutoff = (True, round(self.full_churn * p, 6))
         self._cutoff_noted = cutoff
 
     def labels(self, end_ms: int) -> Iterator[dict[str, Any]]:
@@ -1978,6 +2040,331 @@ class SessionSimulator:
                                                if eligible and complete else None),
                            oracle=oracle if eligible else None)
             yield row
+
+
+# --- a shop's twin: the sessions simulator with a real shop's fitted figures (calibrate.py writes them) ----
+
+SHOP_PROFILE_VERSION = 1
+WEEK_MS = 7 * DAY_MS
+TWIN_SEGMENTS = (("loyal", 0.3), ("casual", 0.7), ("at_risk", 0.9), ("churning", 1.0))  # by decline-rate quantile
+
+
+@dataclass(frozen=True)
+class ShopProfile:
+    """A shop fitted from its export by calibrate.py (docs/twin.md documents the JSON, version 1).
+
+    Customers arrive over the span as the export's did (a cohort, or sign-ups through the year); each has an order
+    rate and a rate of starting to decline, both gamma-distributed across customers (heavy-tailed activity,
+    heterogeneous retention, as in the Pareto/NBD model of Schmittlein, Morrison and Colombo 1987); a decline
+    fades their visits over a few weeks and ends in churn or a lower level, as in sessions mode. Orders draw their
+    items and value from the shop's own distributions, and sessions follow the shop's hourly and weekly cycle.
+    """
+
+    customers: int
+    span_start_ms: int
+    span_end_ms: int
+    timezone: str
+    arrival_weeks: tuple[float, ...]  # relative number of customers first seen in each week of the span
+    arrivals_after_per_day: float  # newcomers per day after the span, per customer of the profile
+    first_visit_orders: bool  # an orders export knows a customer from their first order: that visit buys
+    activity_shape: float  # orders per day of a customer: gamma(shape, scale)
+    activity_scale: float
+    decline_shape: float  # chance per day that an engaged customer starts to decline: gamma(shape, scale)
+    decline_scale: float
+    fade_days_median: float
+    full_churn: float
+    reactivation_per_day: float
+    sessions_per_order: float
+    bounce: float
+    views: float
+    abandoned_carts_per_order: float
+    items: tuple[float, ...]  # share of orders with 1, 2, ... items; the last: that many or more
+    value_quantiles: tuple[tuple[float, ...], ...]  # order value quantiles for 1, 2, ... items; the last: or more
+    hourly: tuple[float, ...]
+    weekday: tuple[float, ...]
+    products: int | None = None
+    zipf_exponent: float | None = None
+
+    def to_json(self, **extra: Any) -> dict[str, Any]:
+        fmt = TimestampFormatter()
+        return {"version": SHOP_PROFILE_VERSION, **extra,
+                "span": {"start": fmt(self.span_start_ms), "end": fmt(self.span_end_ms), "timezone": self.timezone},
+                "customers": self.customers,
+                "arrivals": {"week_weights": list(self.arrival_weeks),
+                             "after_span_per_customer_day": self.arrivals_after_per_day,
+                             "first_visit_orders": self.first_visit_orders},
+                "activity": {"orders_per_day": {"gamma_shape": self.activity_shape,
+                                                "gamma_scale": self.activity_scale}},
+                "retention": {"decline_per_day": {"gamma_shape": self.decline_shape,
+                                                  "gamma_scale": self.decline_scale},
+                              "fade_days_median": self.fade_days_median, "full_churn": self.full_churn,
+                              "reactivation_per_day": self.reactivation_per_day},
+                "funnel": {"sessions_per_order": self.sessions_per_order, "bounce": self.bounce,
+                           "views_per_engaged_session": self.views,
+                           "abandoned_carts_per_order": self.abandoned_carts_per_order},
+                "orders": {"items": list(self.items), "value_quantiles": [list(q) for q in self.value_quantiles]},
+                "cycle": {"hourly": list(self.hourly), "weekday": list(self.weekday)},
+                "products": None if self.products is None else {"count": self.products,
+                                                                 "zipf_exponent": self.zipf_exponent}}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "ShopProfile":
+        """The profile in a parsed JSON document; ValueError naming the first field that is wrong."""
+        def get(path: str, check: Callable[[Any], bool] = lambda v: isinstance(v, (int, float)) and v >= 0,
+                accepted: str = "a number >= 0") -> Any:
+            value: Any = doc
+            for part in path.split("."):
+                if not isinstance(value, dict) or part not in value:
+                    raise ValueError(f"'{path}' is missing; expected {accepted} (see docs/twin.md)")
+                value = value[part]
+            if isinstance(value, bool) and accepted != "true or false" or not check(value):
+                raise ValueError(f"'{path}' is {json.dumps(value)[:40]}; expected {accepted}")
+            return value
+
+        def numbers(n: int | None, positive: bool = False) -> Callable[[Any], bool]:
+            return lambda v: (isinstance(v, list) and bool(v) and (n is None or len(v) == n)
+                              and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in v)
+                              and (not positive or sum(v) > 0))
+
+        if not isinstance(doc, dict):
+            raise ValueError("is not a JSON object; expected a shop profile written by calibrate.py")
+        if doc.get("version") != SHOP_PROFILE_VERSION:
+            raise ValueError(f"version {doc.get('version')!r} is not supported; expected version "
+                             f"{SHOP_PROFILE_VERSION} (write it again with this calibrate.py)")
+        positive = lambda v: isinstance(v, (int, float)) and v > 0  # noqa: E731
+        share = lambda v: isinstance(v, (int, float)) and 0 <= v <= 1  # noqa: E731
+        start, end = (get(f"span.{k}", lambda v: isinstance(v, str), "an ISO 8601 date-time") for k in ("start", "end"))
+        try:
+            start_ms, end_ms = parse_time(start), parse_time(end)
+        except ValueError as exc:
+            raise ValueError(f"'span': {exc}") from None
+        if start_ms is None or end_ms is None or end_ms <= start_ms:
+            raise ValueError("'span.end' is not after 'span.start'; expected a span of at least a day")
+        timezone = get("span.timezone", lambda v: isinstance(v, str), "an IANA time zone")
+        parse_timezone(timezone)
+        quantiles = get("orders.value_quantiles", lambda v: isinstance(v, list) and bool(v) and all(
+            numbers(None)(q) and len(q) >= 2 and q == sorted(q) for q in v), "lists of increasing quantiles")
+        items = get("orders.items", numbers(None, positive=True), "shares of orders by items")
+        products = doc.get("products")
+        return cls(
+            customers=get("customers", lambda v: isinstance(v, int) and 1 <= v <= MAX_SIMULATED_USERS,
+                          f"a whole number from 1 to {MAX_SIMULATED_USERS}"),
+            span_start_ms=start_ms, span_end_ms=end_ms, timezone=timezone,
+            arrival_weeks=tuple(get("arrivals.week_weights", numbers(None, positive=True), "weekly weights")),
+            arrivals_after_per_day=get("arrivals.after_span_per_customer_day"),
+            first_visit_orders=get("arrivals.first_visit_orders", lambda v: isinstance(v, bool), "true or false"),
+            activity_shape=get("activity.orders_per_day.gamma_shape", positive, "a number > 0"),
+            activity_scale=get("activity.orders_per_day.gamma_scale", positive, "a number > 0"),
+            decline_shape=get("retention.decline_per_day.gamma_shape", positive, "a number > 0"),
+            decline_scale=get("retention.decline_per_day.gamma_scale", positive, "a number > 0"),
+            fade_days_median=get("retention.fade_days_median", positive, "days > 0"),
+            full_churn=get("retention.full_churn", share, "a share from 0 to 1"),
+            reactivation_per_day=get("retention.reactivation_per_day"),
+            sessions_per_order=get("funnel.sessions_per_order", lambda v: isinstance(v, (int, float)) and v >= 1,
+                                   "a number >= 1"),
+            bounce=get("funnel.bounce", lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a share below 1"),
+            views=get("funnel.views_per_engaged_session", lambda v: isinstance(v, (int, float)) and v >= 1,
+                      "a number >= 1"),
+            abandoned_carts_per_order=get("funnel.abandoned_carts_per_order"),
+            items=tuple(items), value_quantiles=tuple(tuple(q) for q in quantiles),
+            hourly=tuple(get("cycle.hourly", numbers(24, positive=True), "24 relative values")),
+            weekday=tuple(get("cycle.weekday", numbers(7, positive=True), "7 relative values, Monday first")),
+            products=None if products is None else get("products.count", lambda v: isinstance(v, int) and v >= 1,
+                                                        "a whole number >= 1"),
+            zipf_exponent=None if products is None else get("products.zipf_exponent"))
+
+
+def load_shop_profile(path: str) -> ShopProfile:
+    """The profile in a file written by calibrate.py; ValueError in one line when it cannot be used."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as exc:
+        raise ValueError(f"cannot read '{path}' ({exc.strerror or type(exc).__name__})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"'{path}' is not JSON ({exc}); expected a shop profile written by calibrate.py") from None
+    try:
+        return ShopProfile.from_json(doc)
+    except ValueError as exc:
+        raise ValueError(f"'{path}': {exc}") from None
+
+
+class TwinSimulator(SessionSimulator):
+    """Sessions mode with a ShopProfile: the same customers' lives, sessions and events, with the shop's figures.
+
+    A customer arrives when the export first saw them (an orders export: with an order); their sessions start at
+    their order rate times the shop's sessions per order, each a purchase with one chance in sessions per order
+    (less during a decline, as sessions mode lowers a fading user's conversion), so that orders are a Poisson
+    process at the customer's order rate. A purchase draws its items and value from the shop's distributions;
+    other sessions bounce, browse or abandon a cart at the shop's rates. Segments name customers by how fast
+    they are likely to decline (the slowest 30% loyal, the fastest 10% churning); labels and churn episodes are
+    sessions mode's.
+
+    orders_only: each session is its order alone, one checkout event with no value (calibrate.py fits the profile
+    on these: the same order process, a fortieth of the events).
+    """
+
+    def __init__(self, *, profile: ShopProfile, orders_only: bool = False, **settings: Any) -> None:
+        self.profile = profile
+        self.orders_only = orders_only
+        self.full_churn, self.fade_days_median = profile.full_churn, profile.fade_days_median
+        self.reactivation_per_day = profile.reactivation_per_day
+        self._per_order = 1.0 if orders_only else profile.sessions_per_order
+        self._buy_share = 1 / profile.sessions_per_order
+        self._items_cdf = list(itertools.accumulate(profile.items))
+        self._purchase = False
+        self._comeback = False  # the session being planned is a churned customer's return
+        self._order_items = 1
+        super().__init__(hourly=profile.hourly, weekday=profile.weekday, **settings)
+
+    def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> None:
+        p = self.profile
+        browsing = max(p.sessions_per_order - 1, 1e-9) * (1 - p.bounce)  # engaged sessions without an order
+        self.funnel = Funnel(bounce=p.bounce, views=p.views, cart=min(1.0, p.abandoned_carts_per_order / browsing),
+                             items=DEFAULT_FUNNEL.items, checkout=0.0)
+        self._buying = replace(self.funnel, bounce=0.0, cart=1.0, checkout=1.0)
+        self.expected_mix = {}
+        rng = random.Random(0)  # the decline-rate quantiles that name the segments, the same for every seed
+        draws = sorted(rng.gammavariate(p.decline_shape, p.decline_scale) for _ in range(4000))
+        self._segment_bounds = [draws[int(q * 4000) - 1] for _, q in TWIN_SEGMENTS[:-1]]
+
+    def _segment_funnel(self, segment: str, fade: float) -> Funnel:
+        s = self.signal * fade  # every segment browses alike: the twin's segments are names, not funnels
+        f = self.funnel
+        return replace(f, bounce=_with_odds(f.bounce, 1 + FADE_BOUNCE * s), views=1 + (f.views - 1) * (1 - FADE_FUNNEL * s),
+                       cart=f.cart * (1 - FADE_FUNNEL * s))
+
+    # the population ------------------------------------------------------------------------------
+    def _populate(self, user_id_range: tuple[int, int], start_ms: int) -> None:
+        """USER_ID_RANGE customers (the profile's count, or a multiple: the shop at another scale) arriving over
+        the span as the export's did; after it, newcomers at the rate of its last weeks."""
+        p, r = self.profile, self._random
+        lo, hi = user_id_range
+        self._next_user_id = lo
+        span = p.span_end_ms - p.span_start_ms
+        cdf = list(itertools.accumulate(p.arrival_weeks))
+        arrivals = []
+        for _ in range(hi - lo + 1):
+            week = bisect.bisect_right(cdf, r() * cdf[-1])
+            begin = week * WEEK_MS
+            arrivals.append(start_ms + self._cycled(begin, min(begin + WEEK_MS, span)))
+        arrivals.sort(reverse=True)
+        self._arrivals = arrivals
+        self._span_end = start_ms + span
+        self.leaving_per_ms = p.arrivals_after_per_day * (hi - lo + 1) / DAY_MS  # the newcomers after the span
+        self._schedule_arrival(start_ms)
+
+    def _cycled(self, begin: int, end: int) -> int:
+        """A time in [begin, end) that follows the shop's daily and weekly cycle (thinning)."""
+        r, cycle, peak = self._random, self._cycle, self._cycle_max
+        while True:
+            when = begin + int(r() * (end - begin))
+            if r() * peak < cycle(when):
+                return when
+
+    def _schedule_arrival(self, now: int) -> None:
+        if self._arrivals:
+            self._push(self._arrivals.pop(), ARRIVAL)
+        elif self.leaving_per_ms and len(self.users) < ARRIVAL:
+            when = max(now, self._span_end)
+            while True:
+                when += 1 + int(self.rng.expovariate(self.leaving_per_ms * self._cycle_max))
+                if self._random() * self._cycle_max < self._cycle(when):
+                    self._push(when, ARRIVAL)
+                    return
+
+    def _new_user(self, user_id: int, joined_ms: int | None, segment_cdf: list[float]) -> _User:
+        p, rng = self.profile, self.rng
+        orders_per_day = max(1e-9, rng.gammavariate(p.activity_shape, p.activity_scale))
+        decline_per_day = max(1e-12, rng.gammavariate(p.decline_shape, p.decline_scale))
+        segment = TWIN_SEGMENTS[bisect.bisect_right(self._segment_bounds, decline_per_day)][0]
+        depth = (self.funnel.views - 1) * rng.lognormvariate(-DEPTH_SPREAD ** 2 / 2, DEPTH_SPREAD)
+        mine = self.shard is None or user_id % self.shard[1] == self.shard[0]
+        user = _User(user_id, len(self.users), segment, JsonCodec.key(user_id), str(user_id), mine,
+                     orders_per_day * self._per_order / DAY_MS, depth, decline_per_day / DAY_MS, joined_ms)
+        self.users.append(user)
+        return user
+
+    def _start_user(self, user: _User, now: int, stationary: bool) -> None:
+        """A newcomer: their first visit now, their decline planned from their own rate."""
+        self._plan_decline(user, now)
+        user.action = START
+        self._push(now, user.index)
+
+    def _begin(self, user: _User, now: int) -> list | None:
+        self._comeback = user.action == REACTIVATE
+        return super()._begin(user, now)
+
+    def _hazard(self, user: _User) -> float:
+        return user.hazard  # no friction: the fitted decline rates already hold the shop's retention
+
+    def _plan_break(self, user: _User, active_from: int) -> None:
+        pass  # the fitted order rates already hold the shop's quiet spells
+
+    def describe(self, segment_mix: str) -> str:
+        return (f"the twin of a shop of {len(self._arrivals) + len(self.users)} customers (SHOP_PROFILE; they arrive "
+                "as the export's did)")
+
+    def expected_events_per_second(self) -> float:
+        """The average pace over the span, from the profile's means (the customers arrive as it goes)."""
+        p = self.profile
+        orders = p.customers * p.activity_shape * p.activity_scale * (p.span_end_ms - p.span_start_ms) / DAY_MS / 2
+        per_session = p.bounce + (1 - p.bounce) * p.views * 1.2
+        return 1000 * orders * p.sessions_per_order * per_session / (p.span_end_ms - p.span_start_ms)
+
+    # sessions --------------------------------------------------------------------------------------
+    def _session_funnel(self, user: _User, now: int) -> Funnel:
+        """Decides whether this session buys (the first visit of an orders export's customer always does)."""
+        fade = (now - user.fade_start) / (user.fade_end - user.fade_start) if user.state == FADING else 0.0
+        r = self._random
+        buys = (1 - FADE_FUNNEL * self.signal * fade) * (1.0 if self.orders_only else self._buy_share)
+        if user.sessions == 0 or self._comeback:  # a visit on its own, not one of the stream of sessions: it buys as
+            # any one session does (in orders alone too), except an orders export's customer's first, which buys
+            buys = 1.0 if user.sessions == 0 and self.profile.first_visit_orders else self._buy_share
+            self._comeback = False
+        self._purchase = r() < buys
+        if self._purchase:
+            self._order_items = 1 + bisect.bisect_right(self._items_cdf, r() * self._items_cdf[-1])
+            return self._buying if not fade else replace(self._buying, views=1 + (self.funnel.views - 1)
+                                                         * (1 - FADE_FUNNEL * self.signal * fade))
+        return self._funnels[user.segment] if not fade else self._segment_funnel(user.segment, fade)
+
+    def _plan(self, user: _User, now: int) -> list | None:
+        if not self.orders_only:
+            return super()._plan(user, now)
+        self._session_funnel(user, now)
+        user.sessions += 1
+        if not self._purchase:  # a visit without an order: nothing to show in orders alone
+            self._schedule_session(user, now)
+            return None
+        user.session_start = now
+        user.plan = plan = [("checkout", "0", "")]
+        return plan
+
+    def _least_views(self, user: _User) -> int:
+        return self._order_items if self._purchase else 1
+
+    def _items(self, user: _User, f: Funnel) -> int:
+        return self._order_items if self._purchase else super()._items(user, f)
+
+    def _checks_out(self, user: _User, f: Funnel) -> bool:
+        return self._purchase
+
+    def _order_value(self, cart: list[str]) -> float:
+        """The shop's order value for this many items: its quantiles, interpolated."""
+        quantiles = self.profile.value_quantiles[min(len(cart), len(self.profile.value_quantiles)) - 1]
+        at = self._random() * (len(quantiles) - 1)
+        i = int(at)
+        low = quantiles[i]
+        return round(low + (quantiles[min(i + 1, len(quantiles) - 1)] - low) * (at - i), 2)
+
+    def _end_session(self, user: _User, now: int, completed: bool) -> None:
+        if not completed and user.outcome == PURCHASED:  # at its maximum length a buying session still buys:
+            user.plan = user.plan[:1]  # its checkout comes at that length (the export has every order)
+            self._push(user.session_start + int(self._max_session_ms), user.index)
+            return
+        user.plan = None
+        self._schedule_session(user, now)
 
 
 # --- the Kafka connection ------------------------------------------------------------------------------
@@ -3388,11 +3775,12 @@ class ECommerceEventProducer:
         live = s.start_time is None or s.follow
         end_ms = s.end_time if s.end_time is not None else math.inf
         fmt = TimestampFormatter()
-        log.info("Simulating %d customers (%s) from %s%s: about %.3g events/s; mix %s", len(sim.users),
-                 ", ".join(f"{seg} {share:g}" for seg, share in s.segment_mix),
+        log.info("Simulating %s from %s%s: about %.3g events/s%s",
+                 sim.describe(", ".join(f"{seg} {share:g}" for seg, share in s.segment_mix)),
                  fmt(start_ms), " to now, then live" if s.follow else f" to {fmt(end_ms)}" if s.end_time else ", live",
                  sim.expected_events_per_second(),
-                 ", ".join(f"{t} {share:.1%}" for t, share in sim.expected_mix.items()))
+                 "; mix " + ", ".join(f"{t} {share:.1%}" for t, share in sim.expected_mix.items())
+                 if sim.expected_mix else "")
         deadline, remaining = self._limits()
         clock, send, send_many, wait, take = self.clock, self._send, self._send_many, self._stop.wait, sim.take
         handed_over = not s.follow

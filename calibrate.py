@@ -1,0 +1,1003 @@
+#!/usr/bin/env python3
+"""Your shop's twin: fit the simulated shop to a real export, and show how close the twin comes.
+
+Reads a shop's export, writes a shop profile (JSON, docs/twin.md) that sessions mode loads with
+`--shop-profile`, then generates the twin over the export's own span with producer.py's simulator and prints
+a fidelity report: each figure of the export beside the twin's, with its distance and target.
+
+    python calibrate.py CDNOW_master.txt --profile cdnow.json             # orders, whitespace-separated
+    python calibrate.py invoices.csv --order-column InvoiceNo --quantity-column Quantity \\
+        --price-column UnitPrice --customer-column CustomerID --time-column InvoiceDate --profile shop.json
+    python calibrate.py events.jsonl --profile shop.json                  # events in producer.py's schema
+    python calibrate.py CDNOW_master.txt --profile cdnow.json --json --plot report.png
+    python producer.py --mode sessions --shop-profile cdnow.json --seed 1 \\
+        --start-time 1997-01-01T00:00:00Z --end-time 1998-07-01T00:00:00Z --dry-run > twin.jsonl
+
+Exports it reads:
+- orders or invoice lines, CSV or whitespace-separated text (the delimiter is sniffed; a headerless file
+  takes --no-header --columns a,b,c). Columns are named by the options below or recognised by their usual
+  names. Rows with a negative quantity or value (returns, cancellations) are not orders, nor are rows with
+  no customer; both are counted in the report. Lines sharing an order id (--order-column) are one order;
+  line items without one are grouped by customer and time.
+- events in producer.py's JSON-lines schema (views, carts, checkouts, bounces, sessions): orders are the
+  checkouts, and the browse funnel is fitted too.
+
+What is fitted, and what stays at sessions mode's published defaults, is listed in the profile ("fitted")
+and in the report. Exit codes: 0 done, 2 bad input (one line naming the problem; no profile is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+import producer
+from producer import DAY_MS, DEFAULT_FUNNEL, HOURLY_TRAFFIC, ShopProfile, TimestampFormatter, TwinSimulator
+
+EXIT_BAD_INPUT = 2
+SESSION_TIMEOUT_MS = 30 * 60_000  # a stream without session ids is cut into sessions at 30 idle minutes
+HORIZON_DAYS = 90.0  # the churn question: no order within 90 days after the cut-off
+MAX_ITEMS = 30  # orders with more items are drawn as this many (the value keeps its own distribution)
+QUANTILES = 201  # order value quantiles per item count: KS error of the interpolation under 1/200
+MIN_ORDERS_PER_BUCKET = 200  # item counts with fewer orders share the value distribution of "this many or more"
+FIT_CUSTOMERS = 6000  # customers simulated per evaluation of the fit (the fit's figures are shares)
+FIT_EVALUATIONS = 160
+FUNNEL_SLOTS = {"product_view": 1, "add_to_cart": 2, "checkout": 3, "bounce": 4}  # a session's counters
+
+# Column names recognised when the options do not name them (compared in lower case, without _ - and spaces).
+COLUMN_NAMES = {
+    "customer": ("customerid", "customer", "customerno", "clientid", "userid", "user", "buyerid", "memberid",
+                 "accountid", "custid", "customerkey"),
+    "time": ("date", "time", "timestamp", "invoicedate", "orderdate", "datetime", "createdat", "purchasedate",
+             "ordertime", "transactiondate", "eventtime", "orderpurchasetimestamp"),
+    "value": ("value", "ordervalue", "amount", "total", "dollarvalue", "revenue", "sales", "ordertotal", "price",
+              "totalprice", "payment", "paymentvalue"),
+    "quantity": ("quantity", "qty", "numberofcds", "items", "units", "count"),
+    "price": ("unitprice", "priceeach", "itemprice", "unitcost"),
+    "order": ("orderid", "invoiceno", "invoice", "ordernumber", "orderno", "transactionid", "receiptid", "basketid"),
+    "product": ("productid", "stockcode", "sku", "itemid", "product", "productcode", "articleid"),
+}
+TIME_FORMATS = ("%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S",
+                "%m/%d/%Y", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d",
+                "%d.%m.%Y %H:%M", "%d.%m.%Y", "%Y%m%d%H%M%S", "%d-%m-%Y", "%m-%d-%Y")
+
+
+class BadInput(Exception):
+    """One line for the user: what is wrong with the export or the options, and what is accepted."""
+
+
+# --- reading an export -------------------------------------------------------------------------------
+
+@dataclass
+class Export:
+    """What a shop's export says: its orders, customers and, for an event export, its sessions."""
+
+    source: str
+    kind: str  # "orders" or "events"
+    tz: Any
+    orders: list[tuple[str, int, float, int]]  # (customer, epoch ms, value, items), time order
+    first_seen: dict[str, int]  # customer -> first order (orders export) or first event (event export), epoch ms
+    time_of_day: bool  # the times carry a time of day (else dates only)
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    columns: dict[str, str] = field(default_factory=dict)
+    products: Counter = field(default_factory=Counter)
+    session_hours: list[int] | None = None
+    funnel: dict[str, float] | None = None  # event exports: sessions per order, bounce, views, abandoned carts
+    start_ms: int = 0
+    end_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.orders:
+            self.orders.sort(key=lambda o: o[1])
+            first = min(self.orders[0][1], min(self.first_seen.values()))
+            last = max(self.orders[-1][1], max(self.first_seen.values()))
+            self.start_ms = local_midnight(first, self.tz)
+            self.end_ms = local_midnight(last, self.tz) + DAY_MS  # through the last day
+
+
+def local_midnight(ms: int, tz) -> int:
+    local = datetime.fromtimestamp(ms / 1000, tz)
+    return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+
+def _key(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+class TimeParser:
+    """Text -> epoch ms: a given strptime format, else the first common layout (or ISO 8601, or epoch
+    seconds) that reads the sample; naive times are in the shop's time zone."""
+
+    def __init__(self, sample: list[str], fmt: str | None, tz, column: str) -> None:
+        self.tz, self.column, self._cache = tz, column, {}
+        if fmt:
+            self.fmt = fmt
+            return
+        sample = [s for s in sample if s][:500]
+        candidates = ["iso", *TIME_FORMATS, "epoch"]
+        for candidate in candidates:
+            self.fmt = candidate
+            if sample and all(self._parse(s) is not None for s in sample):
+                return
+        shown = sample[0] if sample else ""
+        raise BadInput(f"--time-column {column}: cannot read the time {shown!r}; expected ISO 8601, a common "
+                       "layout such as 2011-12-09 12:50 or 12/9/2011 12:50 or 19970101, or --time-format "
+                       "(strptime, e.g. %d/%m/%Y %H:%M)")
+
+    def _parse(self, text: str) -> int | None:
+        try:
+            if self.fmt == "iso":
+                if len(text) < 10 or text[4] != "-":
+                    return None
+                when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            elif self.fmt == "epoch":
+                seconds = float(text)
+                seconds = seconds / 1000 if seconds > 1e11 else seconds
+                return int(seconds * 1000) if 0 <= seconds < 7.3e9 else None
+            else:
+                when = datetime.strptime(text, self.fmt)
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=self.tz)
+        if not 1970 <= when.year <= 2200:
+            return None
+        return int(when.timestamp() * 1000)
+
+    def __call__(self, text: str, row: int) -> int:
+        ms = self._cache.get(text)
+        if ms is None:
+            ms = self._parse(text.strip())
+            if ms is None:
+                shown = self.fmt if self.fmt not in ("iso", "epoch") else "ISO 8601" if self.fmt == "iso" else "epoch"
+                raise BadInput(f"--time-column {self.column}: row {row}: the time {text!r} does not read as {shown} "
+                               "(as the rows before it); expected one layout for the whole column, or --time-format")
+            self._cache[text] = ms
+        return ms
+
+    @property
+    def time_of_day(self) -> bool:
+        return self.fmt not in ("%Y%m%d", "%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%d-%m-%Y",
+                                "%m-%d-%Y")
+
+
+def _number(text: str, column: str, row: int) -> float:
+    try:
+        value = float(text.replace(",", "") if text.count(",") and "." in text else text.replace(",", "."))
+    except ValueError:
+        raise BadInput(f"--{column}-column: row {row}: {text!r} is not a number; expected numbers in that column")\
+            from None
+    if not math.isfinite(value):
+        raise BadInput(f"--{column}-column: row {row}: {text!r} is not a finite number")
+    return value
+
+
+def read_export(path: str, args: argparse.Namespace, tz) -> Export:
+    """The export at `path` (orders, invoice lines or events), or BadInput naming what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); expected an export file")\
+            from None
+    if not head.strip():
+        raise BadInput(f"{path}: is empty; expected orders, invoice lines or events")
+    if head.lstrip()[:1] == b"{":
+        return read_events(path, tz)
+    return read_orders(path, head, args, tz)
+
+
+def _open_text(path: str) -> io.TextIOWrapper:
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def _rows(path: str, head: bytes, args: argparse.Namespace) -> tuple[list[str], Iterator[list[str]]]:
+    """The column names and the rows: sniffed delimiter, or runs of white space."""
+    text = head.decode("utf-8-sig", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()][:50]
+    delimiter = None
+    try:
+        delimiter = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=",;\t|").delimiter
+    except csv.Error:
+        pass
+    if delimiter is None or not all(delimiter in line for line in lines[:20]):
+        delimiter = None  # whitespace-separated, like CDNOW_master.txt
+
+    def split(stream) -> Iterator[list[str]]:
+        if delimiter is None:
+            return (line.split() for line in stream if line.strip())
+        return (row for row in csv.reader(stream, delimiter=delimiter) if any(c.strip() for c in row))
+
+    stream = _open_text(path)
+    rows = split(stream)
+    if args.no_header:
+        if not args.columns:
+            raise BadInput("--no-header: needs --columns a,b,c naming the file's columns in order")
+        names = [c.strip() for c in args.columns.split(",")]
+    else:
+        names = [c.strip() for c in next(rows)]
+        if args.columns:
+            names = [c.strip() for c in args.columns.split(",")]
+        elif all(_looks_numeric(c) for c in names if c):
+            raise BadInput(f"{path}: the first line looks like data, not a header ({','.join(names)[:60]}); "
+                           "expected a header line, or --no-header --columns a,b,c")
+    return names, rows
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _column(names: list[str], given: str | None, role: str, required: bool) -> int | None:
+    keys = [_key(n) for n in names]
+    if given:
+        if given in names:
+            return names.index(given)
+        if _key(given) in keys:
+            return keys.index(_key(given))
+        raise BadInput(f"--{role}-column {given}: no such column; expected one of {', '.join(names)}")
+    for candidate in COLUMN_NAMES[role]:
+        if candidate in keys:
+            return keys.index(candidate)
+    if required:
+        raise BadInput(f"--{role}-column: no column is named like a {role} "
+                       f"({', '.join(COLUMN_NAMES[role][:4])}, ...) among {', '.join(names)}; expected "
+                       f"--{role}-column NAME")
+    return None
+
+
+def read_orders(path: str, head: bytes, args: argparse.Namespace, tz) -> Export:
+    names, rows = _rows(path, head, args)
+    customer = _column(names, args.customer_column, "customer", True)
+    when = _column(names, args.time_column, "time", True)
+    value = _column(names, args.value_column, "value", False) if not args.price_column else None
+    quantity = _column(names, args.quantity_column, "quantity", False)
+    price = _column(names, args.price_column, "price", False) if value is None else None
+    order = _column(names, args.order_column, "order", False)
+    product = _column(names, args.product_column, "product", False)
+    if value is None and (price is None or quantity is None):
+        raise BadInput("--value-column: no order value column (value, amount, total, ...), and not both "
+                       f"--quantity-column and --price-column, among {', '.join(names)}; expected --value-column, "
+                       "or --quantity-column and --price-column for line items")
+    used = {"customer": customer, "time": when, "value": value, "quantity": quantity, "price": price,
+            "order": order, "product": product}
+    columns = {role: names[i] for role, i in used.items() if i is not None}
+    width = max(i for i in used.values() if i is not None) + 1
+    buffered: list[list[str]] = []
+    for row in rows:  # the first rows, to learn the time layout
+        buffered.append(row)
+        if len(buffered) >= 500:
+            break
+    parse_time = TimeParser([r[when].strip() for r in buffered if len(r) > when], args.time_format, tz,
+                            names[when])
+    skipped: Counter = Counter()
+    lines: dict[Any, list] = {}  # order key -> [customer, ms, value, items]
+    products: Counter = Counter()
+    count = 0
+    import itertools
+
+    for count, row in enumerate(itertools.chain(buffered, rows), start=1):
+        if len(row) < width:
+            skipped["short rows"] += 1
+            continue
+        who = row[customer].strip()
+        if not who or who.lower() in ("nan", "null", "none"):
+            skipped["rows without a customer"] += 1
+            continue
+        qty = _number(row[quantity], "quantity", count) if quantity is not None else 1.0
+        amount = _number(row[value], "value", count) if value is not None else qty * _number(row[price], "price",
+                                                                                           count)
+        if qty < 0 or amount < 0 or order is not None and row[order].strip()[:1] in ("C", "c"):
+            skipped["returns and cancellations"] += 1
+            continue
+        ms = parse_time(row[when], count)
+        if product is not None:
+            products[row[product].strip()] += 1
+        key = (who, row[order].strip()) if order is not None else (who, ms) if value is None else count
+        entry = lines.get(key)
+        if entry is None:
+            lines[key] = [who, ms, amount, qty]
+        else:
+            entry[1] = min(entry[1], ms)
+            entry[2] += amount
+            entry[3] += qty
+    if count == 0:
+        raise BadInput(f"{path}: has a header and no rows; expected orders or invoice lines")
+    if not lines:
+        reasons = ", ".join(f"{n:,} {why}" for why, n in skipped.items())
+        raise BadInput(f"{path}: no orders are left ({reasons}); expected rows with a customer and a "
+                       "non-negative quantity and value")
+    orders = [(who, ms, round(amount, 2), max(1, int(round(qty)))) for who, ms, amount, qty in lines.values()]
+    first: dict[str, int] = {}
+    for who, ms, _, _ in orders:
+        if who not in first or ms < first[who]:
+            first[who] = ms
+    export = Export(path, "orders", tz, orders, first, parse_time.time_of_day, rows=count, skipped=skipped,
+                    columns=columns, products=products)
+    return export
+
+
+def read_events(path: str, tz) -> Export:
+    """An event export in producer.py's schema: orders are its checkouts, sessions its session ids (or 30 idle
+    minutes), and the funnel its sessions'."""
+    sessions: dict[tuple, list] = {}  # (user, session) -> [start ms, views, carts, checkouts, bounces]
+    untagged: dict[str, list] = defaultdict(list)
+    orders, first, products = [], {}, Counter()
+    count = 0
+    skipped: Counter = Counter()
+    with _open_text(path) as stream:
+        for count, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+                user, kind, stamp = str(event["user_id"]), event["event_type"], event["timestamp"]
+                ms = int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+                metadata = event.get("metadata") or {}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise BadInput(f"{path}: line {count} is not an event in producer.py's schema (user_id, event_type, "
+                               "timestamp, metadata); expected one JSON event per line") from None
+            if user not in first or ms < first[user]:
+                first[user] = ms
+            if kind == "product_view" and "product_id" in metadata:
+                products[str(metadata["product_id"])] += 1
+            if kind == "checkout":
+                value = metadata.get("order_value", 0.0)
+                if not isinstance(value, (int, float)) or value < 0:
+                    skipped["returns and cancellations"] += 1
+                else:
+                    orders.append((user, ms, float(value), int(metadata.get("items") or 1)))
+            session = metadata.get("session_id")
+            if session is None:
+                untagged[user].append((ms, kind))
+                continue
+            entry = sessions.get((user, session))
+            if entry is None:
+                entry = sessions[(user, session)] = [ms, 0, 0, 0, 0]
+            entry[0] = min(entry[0], ms)
+            if kind in FUNNEL_SLOTS:
+                entry[FUNNEL_SLOTS[kind]] += 1
+    for user, rows in untagged.items():
+        rows.sort()
+        n = 0
+        for i, (ms, kind) in enumerate(rows):
+            if i and ms - rows[i - 1][0] > SESSION_TIMEOUT_MS:
+                n += 1
+            entry = sessions.setdefault((user, f"gap-{n}"), [ms, 0, 0, 0, 0])
+            if kind in FUNNEL_SLOTS:
+                entry[FUNNEL_SLOTS[kind]] += 1
+    if not first:
+        raise BadInput(f"{path}: has no events; expected one JSON event per line")
+    if not orders:
+        raise BadInput(f"{path}: has no checkouts, so no orders to fit; expected an export with orders")
+    total = len(sessions)
+    bounced = sum(1 for s in sessions.values() if s[4] and not s[1] and not s[2] and not s[3])
+    engaged = [s for s in sessions.values() if s[1] or s[2] or s[3]]
+    carted = sum(1 for s in engaged if s[2])
+    bought = sum(1 for s in engaged if s[3])
+    per_order = max(1.0, total / len(orders))
+    funnel = {"sessions_per_order": per_order,
+              # the bounce share of the sessions without an order: the twin's buying sessions never bounce
+              "bounce": min(0.95, bounced / max(1, total - bought)),
+              "views": max(1.0, sum(s[1] for s in engaged) / max(1, len(engaged))),
+              "abandoned_carts_per_order": max(0, carted - bought) / len(orders)}
+    tz_hours = [datetime.fromtimestamp(s[0] / 1000, tz).hour for s in sessions.values()]
+    return Export(path, "events", tz, orders, first, True, rows=count, skipped=skipped,
+                  columns={"user_id": "customer", "timestamp": "time", "metadata.order_value": "value",
+                           "metadata.items": "items"}, products=products, session_hours=tz_hours, funnel=funnel)
+
+
+# --- the figures of a shop's orders, the export's and the twin's alike ------------------------------------
+
+@dataclass
+class Window:
+    """The span the figures are measured over (local days in the shop's time zone) and the churn question."""
+
+    start_ms: int
+    end_ms: int
+    tz: Any
+    cutoff_ms: int
+    horizon_ms: int
+    day_resolution: bool  # the export has dates only: the twin is read at that resolution too
+    month_of_day: Any  # local day index -> month index
+    weekday_of_day: Any
+    months: list[str]
+
+    @property
+    def days(self) -> int:
+        return int(math.ceil((self.end_ms - self.start_ms) / DAY_MS))
+
+    @property
+    def weeks(self) -> int:
+        return int(math.ceil(self.days / 7))
+
+
+def make_window(start_ms: int, end_ms: int, tz, cutoff: str | None, horizon_days: float | None,
+                day_resolution: bool) -> Window:
+    import numpy as np
+
+    days = int(math.ceil((end_ms - start_ms) / DAY_MS))
+    if cutoff:
+        cutoff_ms = producer.parse_time(cutoff)
+        if cutoff_ms is None or not start_ms < cutoff_ms < end_ms:
+            raise BadInput(f"--cutoff {cutoff}: expected a date-time inside the export's span")
+    else:  # the middle of the span, in whole weeks (CDNOW: week 39 of 78)
+        cutoff_ms = start_ms + max(1, days // 14) * 7 * DAY_MS
+    horizon = horizon_days if horizon_days else min(HORIZON_DAYS, (end_ms - cutoff_ms) / DAY_MS)
+    labels, month_of_day, weekday_of_day = [], [], []
+    for d in range(days):
+        local = datetime.fromtimestamp((start_ms + d * DAY_MS + 12 * 3_600_000) / 1000, tz)  # noon: clear of DST
+        label = f"{local.year}-{local.month:02d}"
+        if not labels or labels[-1] != label:
+            labels.append(label)
+        month_of_day.append(len(labels) - 1)
+        weekday_of_day.append(local.weekday())
+    return Window(start_ms, end_ms, tz, cutoff_ms, int(horizon * DAY_MS), day_resolution,
+                  np.array(month_of_day), np.array(weekday_of_day), labels)
+
+
+def order_figures(customer, ms, window: Window, value=None) -> dict[str, Any]:
+    """The figures of a list of orders (numpy arrays: customer code, epoch ms; order value), over the window."""
+    import numpy as np
+
+    w = window
+    inside = (ms >= w.start_ms) & (ms < w.end_ms)
+    customer, ms = customer[inside], ms[inside]
+    value = value[inside] if value is not None else None
+    order = np.lexsort((ms, customer))
+    customer, ms = customer[order], ms[order]
+    day = (ms - w.start_ms) // DAY_MS
+    t = day.astype(float) if w.day_resolution else (ms - w.start_ms) / DAY_MS
+    new = np.r_[True, customer[1:] != customer[:-1]] if len(customer) else np.zeros(0, bool)
+    cid = np.cumsum(new) - 1
+    counts = np.bincount(cid) if len(cid) else np.zeros(0, int)
+    n = max(1, len(counts))
+    cut = (w.cutoff_ms - w.start_ms) / DAY_MS
+    cut_day = math.ceil(cut) if w.day_resolution else cut
+    before = t < cut_day
+    after = (t >= cut_day) & (t < cut_day + w.horizon_ms / DAY_MS)
+    n_before = np.bincount(cid, weights=before, minlength=len(counts))
+    n_after = np.bincount(cid, weights=after, minlength=len(counts))
+    eligible = n_before > 0
+    figures = {
+        "customers": int(len(counts)),
+        "orders": int(len(ms)),
+        "orders_per_customer": np.bincount(np.minimum(counts, 10), minlength=11)[1:] / n,
+        "gaps": np.diff(t)[~new[1:]] if len(t) > 1 else np.zeros(0),
+        "first_week": np.bincount((t[new] // 7).astype(int), minlength=w.weeks)[:w.weeks] / n,
+        "month": np.bincount(w.month_of_day[day], minlength=len(w.months)) / max(1, len(ms)),
+        "weekday": np.bincount(w.weekday_of_day[day], minlength=7) / max(1, len(ms)),
+        "eligible": int(eligible.sum()),
+        "churn": float(np.mean(n_after[eligible] == 0)) if eligible.any() else 0.0,
+        "repeat": float(np.mean(n_before[eligible] >= 2)) if eligible.any() else 0.0,
+        # for the churn models: per customer with an order before the cut-off
+        "_cid": cid, "_t": t, "_before": before, "_n_before": n_before, "_n_after": n_after, "_cut": cut_day,
+    }
+    if value is not None:
+        figures["values"] = value[order]
+    return figures
+
+
+def tv(p, q) -> float:
+    """Total variation distance of two histograms (shares)."""
+    import numpy as np
+
+    size = max(len(p), len(q))
+    p, q = np.pad(np.asarray(p, float), (0, size - len(p))), np.pad(np.asarray(q, float), (0, size - len(q)))
+    return float(0.5 * np.abs(p / max(p.sum(), 1e-12) - q / max(q.sum(), 1e-12)).sum())
+
+
+def ks(a, b) -> float:
+    """Kolmogorov-Smirnov distance of two samples (ties handled: both CDFs taken at every value)."""
+    import numpy as np
+
+    if not len(a) or not len(b):
+        return 1.0 if len(a) or len(b) else 0.0
+    a, b = np.sort(a), np.sort(b)
+    at = np.concatenate([a, b])
+    return float(np.max(np.abs(np.searchsorted(a, at, side="right") / len(a)
+                               - np.searchsorted(b, at, side="right") / len(b))))
+
+
+def distance(real: dict, twin: dict) -> float:
+    """What the fit minimises: the report's figures that the order and retention process shapes, each in units
+    of its target (so that 1 is a figure at the edge of its target)."""
+    per_customer = (twin["orders"] / max(1, twin["customers"])) / (real["orders"] / max(1, real["customers"]))
+    return (tv(real["orders_per_customer"], twin["orders_per_customer"]) / 0.05 + ks(real["gaps"], twin["gaps"]) / 0.1
+            + tv(real["month"], twin["month"]) / 0.08 + abs(real["churn"] - twin["churn"]) / 0.03
+            + abs(real["repeat"] - twin["repeat"]) / 0.03 + abs(math.log(max(per_customer, 1e-9))) / 0.1)
+
+
+# --- the twin -------------------------------------------------------------------------------------------
+
+def twin_settings(profile: ShopProfile, seed: int, customers: int) -> producer.Settings:
+    return producer.default_settings(simulation_mode="sessions", shop_profile="(calibrate.py)", profile=profile,
+                                     seed=seed, user_id_range=(1, customers), start_time=profile.span_start_ms,
+                                     end_time=profile.span_end_ms, log_file="")
+
+
+def simulate(profile: ShopProfile, customers: int, seed: int, orders_only: bool, progress=None):
+    """The twin's orders over the profile's span, from producer.py's simulator: (customer, ms, value) arrays;
+    and the number of events it generated."""
+    import numpy as np
+
+    s = twin_settings(profile, seed, customers)
+    sim = producer.simulator_for(s, start_ms=profile.span_start_ms, orders_only=orders_only)
+    users, times, values = [], [], []
+    events = 0
+    end = profile.span_end_ms - 1
+    take, loads = sim.take, json.loads
+    while True:
+        batch = take(100_000, end)
+        if not batch:
+            break
+        events += len(batch)
+        for ms, key, value in batch:
+            if orders_only or b'"checkout"' in value:
+                users.append(int(key))
+                times.append(ms)
+                values.append(0.0 if orders_only else loads(value)["metadata"]["order_value"])
+        if progress:
+            progress(batch[-1][0])
+    return np.array(users, dtype=np.int64), np.array(times, dtype=np.int64), np.array(values), events
+
+
+def base_profile(export: Export, window: Window) -> tuple[ShopProfile, dict[str, str]]:
+    """Everything but the order and retention process: arrivals, items, values, cycle, funnel, products; and
+    where each came from."""
+    import numpy as np
+
+    fitted: dict[str, str] = {}
+    start, end = export.start_ms, export.end_ms
+    first = np.array(list(export.first_seen.values()), dtype=np.int64)
+    weeks = np.bincount((first - start) // producer.WEEK_MS, minlength=window.weeks)[:window.weeks].astype(float)
+    tail_days = min(56.0, window.days / 4)
+    late = int(np.sum(first >= end - tail_days * DAY_MS))
+    fitted["arrivals"] = (f"customers' first {'order' if export.kind == 'orders' else 'event'} by week; after the "
+                          f"span, newcomers at the rate of its last {tail_days:g} days")
+    items = np.array([o[3] for o in export.orders])
+    values = np.array([o[2] for o in export.orders])
+    shares = np.bincount(np.minimum(items, MAX_ITEMS), minlength=MAX_ITEMS + 1)[1:].astype(float)
+    shares = shares[:int(np.flatnonzero(shares)[-1]) + 1] / shares.sum()
+    buckets = 1
+    while buckets < 10 and np.sum(items >= buckets + 1) >= MIN_ORDERS_PER_BUCKET:
+        buckets += 1
+    grid = np.linspace(0, 1, QUANTILES)
+    quantiles = []
+    for b in range(1, buckets + 1):
+        chosen = values[items == b] if b < buckets else values[items >= b]
+        quantiles.append(tuple(round(float(q), 2) for q in np.quantile(chosen if len(chosen) else values, grid)))
+    has_items = "quantity" in export.columns or export.kind == "events"
+    fitted["order_value"] = f"quantiles by items per order (1 to {buckets}{' or more' if buckets > 1 else ''})"
+    if has_items:
+        fitted["items"] = "items per order"
+    # the cycle: orders (event exports: session starts) by local weekday and hour
+    day = (np.array([o[1] for o in export.orders]) - start) // DAY_MS
+    weekday_orders = np.bincount(window.weekday_of_day[day], minlength=7).astype(float)
+    weekday_days = np.bincount(window.weekday_of_day[:window.days], minlength=7).astype(float)
+    weekday = (weekday_orders + 0.5) / np.maximum(weekday_days, 1)
+    weekday = weekday / weekday.mean()
+    fitted["weekday"] = "orders by weekday"
+    if export.time_of_day:
+        hours = export.session_hours or [datetime.fromtimestamp(o[1] / 1000, export.tz).hour for o in export.orders]
+        hourly = np.bincount(hours, minlength=24).astype(float) + 0.5
+        hourly = tuple(round(float(h), 4) for h in hourly / hourly.mean())
+        fitted["hourly"] = "session starts by hour" if export.session_hours else "orders by hour"
+    else:
+        hourly = HOURLY_TRAFFIC
+    if export.funnel:
+        funnel = export.funnel
+        fitted["funnel"] = "sessions per order, bounce, views per engaged session, abandoned carts per order"
+    else:
+        f = DEFAULT_FUNNEL
+        funnel = {"sessions_per_order": 1 / ((1 - f.bounce) * f.cart * f.checkout), "bounce": f.bounce,
+                  "views": f.views, "abandoned_carts_per_order": (1 - f.checkout) / f.checkout}
+    products = zipf = None
+    if export.products:
+        counts = np.array(sorted(export.products.values(), reverse=True), dtype=float)
+        products = len(counts)
+        top = counts[:max(2, min(len(counts), 1000))]
+        if len(top) >= 5:
+            slope = np.polyfit(np.log(np.arange(1, len(top) + 1)), np.log(top), 1)[0]
+            zipf = round(float(min(5.0, max(0.0, -slope))), 3)
+            fitted["products"] = f"{products} products, Zipf exponent from their views or order lines"
+        else:
+            products = None
+    profile = ShopProfile(
+        customers=len(export.first_seen), span_start_ms=start, span_end_ms=end, timezone=str(export.tz),
+        arrival_weeks=tuple(float(w) for w in weeks), arrivals_after_per_day=late / tail_days / len(first),
+        first_visit_orders=export.kind == "orders", activity_shape=1.0, activity_scale=0.01, decline_shape=1.0,
+        decline_scale=0.005, fade_days_median=producer.FADE_DAYS_MEDIAN, full_churn=producer.FULL_CHURN,
+        reactivation_per_day=producer.REACTIVATION_PER_DAY, sessions_per_order=round(funnel["sessions_per_order"], 4),
+        bounce=round(funnel["bounce"], 4), views=round(funnel["views"], 4),
+        abandoned_carts_per_order=round(funnel["abandoned_carts_per_order"], 4),
+        items=tuple(round(float(x), 6) for x in shares) if has_items else (1.0,),
+        value_quantiles=tuple(quantiles) if has_items else (quantiles[0] if buckets == 1 else
+                                                           tuple(round(float(q), 2) for q in np.quantile(values, grid)),),
+        hourly=tuple(hourly), weekday=tuple(round(float(x), 4) for x in weekday), products=products,
+        zipf_exponent=zipf)
+    return profile, fitted
+
+
+def _with_process(profile: ShopProfile, x) -> ShopProfile:
+    """The profile with the order and retention process of the fit's parameters (logs of: order-rate shape and
+    mean per day, decline-rate shape and mean per day, comebacks per day)."""
+    r, mean_rate, s, mean_decline, back = (math.exp(v) for v in x[:5])
+    return replace(profile, activity_shape=round(r, 5), activity_scale=mean_rate / r, decline_shape=round(s, 5),
+                   decline_scale=mean_decline / s, reactivation_per_day=back, full_churn=1 / (1 + math.exp(-x[5])))
+
+
+def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export, seed: int,
+                evaluations: int, say) -> tuple[ShopProfile, dict[str, Any]]:
+    """The order and retention process: simulated orders (producer.py's twin, orders alone, a sample of the
+    customers with the same random numbers every time) brought close to the export's figures by Nelder-Mead."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    customers = min(profile.customers, FIT_CUSTOMERS)
+    seen = sum((export.end_ms - ms) / DAY_MS for ms in export.first_seen.values())
+    repeat_rate = max(len(export.orders) - (profile.customers if profile.first_visit_orders else 0), 1) / seen
+    x0 = np.r_[np.log([0.6, 2 * repeat_rate, 1.0, 1 / 200, producer.REACTIVATION_PER_DAY]),
+               math.log(producer.FULL_CHURN / (1 - producer.FULL_CHURN))]
+    best = {"distance": math.inf, "x": x0}
+    calls = [0]
+
+    def objective(x) -> float:
+        x = np.clip(x, -16, 6)
+        customer, ms, _, _ = simulate(_with_process(profile, x), customers, seed, orders_only=True)
+        d = distance(real, order_figures(customer, ms, window))
+        calls[0] += 1
+        if d < best["distance"]:
+            best.update(distance=d, x=x)
+        if calls[0] % 20 == 0:
+            say(f"fitting the order and retention process: {calls[0]}/{evaluations} simulations, "
+                f"distance {best['distance']:.3f}")
+        return d
+
+    simplex = np.array([x0] + [x0 + step for step in np.diag([0.7, 0.7, 0.9, 0.9, 1.2, 1.0])])
+    minimize(objective, x0, method="Nelder-Mead",
+             options={"maxfev": evaluations, "initial_simplex": simplex, "xatol": 0.01, "fatol": 0.001})
+    fitted = _with_process(profile, best["x"])
+    return fitted, {"distance": round(best["distance"], 4), "simulations": calls[0], "customers_simulated": customers}
+
+
+# --- the fidelity report ----------------------------------------------------------------------------------
+
+def rfm(figures: dict, values) -> tuple[Any, Any]:
+    """RFM features at the cut-off (recency, frequency, monetary value, tenure, in days and money) of every
+    customer with an order before it, and whether they then churned (no order within the horizon)."""
+    import numpy as np
+
+    cid, t, before, cut = figures["_cid"], figures["_t"], figures["_before"], figures["_cut"]
+    n = len(figures["_n_before"])
+    last = np.full(n, -np.inf)
+    np.maximum.at(last, cid[before], t[before])
+    first = np.full(n, np.inf)
+    np.minimum.at(first, cid[before], t[before])
+    spent = np.bincount(cid[before], weights=values[before], minlength=n)
+    eligible = figures["_n_before"] > 0
+    frequency = figures["_n_before"][eligible]
+    x = np.column_stack([cut - last[eligible], frequency, spent[eligible] / frequency, cut - first[eligible]])
+    return x, (figures["_n_after"][eligible] == 0).astype(int)
+
+
+def churn_models(real: dict, twin: dict, seed: int) -> dict[str, dict[str, float]]:
+    """Train on the twin, score on the real customers (AUC), beside the same model trained on the real
+    customers (5-fold cross-validated AUC): an RFM logistic regression and gradient boosting."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    x_real, y_real = rfm(real, real["values"])
+    x_twin, y_twin = rfm(twin, twin["values"])
+    models = {
+        "rfm_logistic_regression": lambda: make_pipeline(FunctionTransformer(lambda x: np.log1p(np.maximum(x, 0))),
+                                                         StandardScaler(), LogisticRegression(max_iter=1000)),
+        "gradient_boosting": lambda: HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05,
+                                                                    random_state=seed),
+    }
+    out = {}
+    for name, make in models.items():
+        if len(set(y_real)) < 2 or len(set(y_twin)) < 2:
+            out[name] = {"trained_on_twin": None, "trained_on_real": None, "ratio": None}
+            continue
+        on_twin = roc_auc_score(y_real, make().fit(x_twin, y_twin).predict_proba(x_real)[:, 1])
+        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+        on_real = roc_auc_score(y_real, cross_val_predict(make(), x_real, y_real, cv=folds,
+                                                          method="predict_proba")[:, 1])
+        out[name] = {"trained_on_twin": round(float(on_twin), 4), "trained_on_real": round(float(on_real), 4),
+                     "ratio": round(float(on_twin / on_real), 4)}
+    return out
+
+
+def hours(ms, tz) -> Any:
+    import numpy as np
+
+    return np.bincount([datetime.fromtimestamp(m / 1000, tz).hour for m in ms], minlength=24) / max(1, len(ms))
+
+
+def fidelity(real: dict, twin: dict, window: Window, export: Export, twin_ms, models: dict) -> list[dict]:
+    """The report's rows: the export's figure, the twin's, the distance and its target."""
+    def row(figure, real_value, twin_value, measure, value, target, ok, note=""):
+        return {"figure": figure, "export": real_value, "twin": twin_value, "measure": measure,
+                "value": round(value, 4) if value is not None else None, "target": target,
+                "ok": ok, **({"note": note} if note else {})}
+
+    def within(a, b, share):
+        return abs(b / a - 1) if a else math.inf
+
+    rows = []
+    for name, key in (("customers with an order", "customers"), ("orders", "orders")):
+        off = within(real[key], twin[key], 0.1)
+        rows.append(row(name, real[key], twin[key], "relative difference", off, "<= 0.10", off <= 0.10))
+    real_values = [o[2] for o in export.orders if window.start_ms <= o[1] < window.end_ms]
+    for name, measure, value, target in (
+            ("orders per customer (1..9, 10+)", "TV", tv(real["orders_per_customer"], twin["orders_per_customer"]),
+             0.05),
+            ("days between a customer's orders", "KS", ks(real["gaps"], twin["gaps"]), 0.10),
+            ("order value", "KS", ks(real_values, twin["values"]), 0.10),
+            ("week of a customer's first order", "TV", tv(real["first_week"], twin["first_week"]), 0.10),
+            ("orders by month", "TV", tv(real["month"], twin["month"]), 0.08),
+            ("orders by weekday", "TV", tv(real["weekday"], twin["weekday"]), 0.05)):
+        rows.append(row(name, None, None, measure, value, f"<= {target:.2f}", value <= target))
+    if export.time_of_day:
+        real_ms = [o[1] for o in export.orders if window.start_ms <= o[1] < window.end_ms]
+        value = tv(hours(real_ms, window.tz), hours(twin_ms, window.tz))
+        rows.append(row("orders by hour", None, None, "TV", value, "<= 0.05", value <= 0.05))
+    cutoff = TimestampFormatter()(window.cutoff_ms)[:10]
+    horizon = window.horizon_ms / DAY_MS
+    for name, key in ((f"churn at {cutoff} (no order in the next {horizon:g} days)", "churn"),
+                      (f"repeat buyers by {cutoff}", "repeat")):
+        off = abs(real[key] - twin[key])
+        rows.append(row(name, round(real[key], 4), round(twin[key], 4), "difference (points)", 100 * off,
+                        "<= 3", off <= 0.03))
+    for name, m in models.items():
+        if m["ratio"] is None:
+            continue
+        rows.append(row(f"{name.replace('_', ' ')}: AUC on the export's customers, trained on the twin / on "
+                        "the export (5-fold)", m["trained_on_real"], m["trained_on_twin"], "ratio", m["ratio"],
+                        ">= 0.95", m["ratio"] >= 0.95))
+    return rows
+
+
+def report_text(rows: list[dict], export: Export, profile: ShopProfile, fitted: dict[str, str], fit: dict,
+                window: Window, timings: dict[str, float]) -> str:
+    fmt = TimestampFormatter()
+    skipped = ", ".join(f"{n:,} {why}" for why, n in export.skipped.items()) or "none"
+    lines = [f"{export.source}: {export.rows:,} rows, {len(export.orders):,} orders of {len(export.first_seen):,} "
+             f"customers, {fmt(window.start_ms)[:10]} to {fmt(window.end_ms)[:10]} ({profile.timezone}); "
+             f"skipped: {skipped}",
+             "columns: " + ", ".join(f"{role}={name}" for role, name in export.columns.items()),
+             "fitted: " + "; ".join(f"{k} ({v})" for k, v in fitted.items()),
+             "defaults (sessions mode's published figures): " + ", ".join(defaults_of(fitted)),
+             f"the twin: producer.py's simulator with this profile over the same span (seed {fit['seed']}); "
+             f"fit distance {fit['distance']} after {fit['simulations']} simulations",
+             "",
+             f"{'figure':<58}{'export':>10}{'twin':>10}  {'measure':<20}{'value':>8}  target"]
+    for r in rows:
+        def shown(v):
+            return "" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.3f}"
+        lines.append(f"{r['figure'][:58]:<58}{shown(r['export']):>10}{shown(r['twin']):>10}  {r['measure']:<20}"
+                     f"{r['value']:>8.3f}  {r['target']} {'ok' if r['ok'] else 'MISSED'}")
+    met = sum(r["ok"] for r in rows)
+    lines += ["", f"{met} of {len(rows)} figures within their targets; "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())]
+    return "\n".join(lines)
+
+
+def defaults_of(fitted: dict[str, str]) -> list[str]:
+    every = {"arrivals": "arrivals", "order_value": "order value", "items": "items per order",
+             "weekday": "weekly cycle", "hourly": "daily cycle", "funnel": "browse funnel (sessions per order, "
+             "bounce, views, abandoned carts)", "products": "products and their popularity",
+             "process": "order and retention process"}
+    return [text for key, text in every.items() if key not in fitted] + [
+        "decline length (a median of 40 days) and its visibility (CHURN_SIGNAL)"]
+
+
+def plot(path: str, real: dict, twin: dict, window: Window, rows: list[dict], export: Export) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    colours = {"export": "#4c72b0", "twin": "#dd8452"}
+    a = axes[0][0]
+    bins = np.arange(1, 11)
+    a.bar(bins - 0.2, real["orders_per_customer"], 0.4, label="export", color=colours["export"])
+    a.bar(bins + 0.2, twin["orders_per_customer"], 0.4, label="twin", color=colours["twin"])
+    a.set_xticks(bins, [*map(str, range(1, 10)), "10+"])
+    a.set_title("orders per customer")
+    a.legend()
+    a = axes[0][1]
+    for name, f in (("export", real), ("twin", twin)):
+        g = np.sort(f["gaps"])
+        a.plot(g, np.arange(1, len(g) + 1) / max(1, len(g)), label=name, color=colours[name])
+    a.set_xscale("symlog")
+    a.set_title("days between a customer's orders (CDF)")
+    a.legend()
+    a = axes[0][2]
+    for name, v in (("export", np.array([o[2] for o in export.orders])), ("twin", twin["values"])):
+        v = np.sort(v)
+        a.plot(np.maximum(v, 0.01), np.arange(1, len(v) + 1) / max(1, len(v)), label=name, color=colours[name])
+    a.set_xscale("log")
+    a.set_title("order value (CDF)")
+    a.legend()
+    a = axes[1][0]
+    a.plot(real["month"], marker="o", label="export", color=colours["export"])
+    a.plot(twin["month"], marker="o", label="twin", color=colours["twin"])
+    step = max(1, len(window.months) // 6)
+    a.set_xticks(range(0, len(window.months), step), window.months[::step])
+    a.set_title("orders by month (share)")
+    a.legend()
+    a = axes[1][1]
+    days = np.arange(7)
+    a.bar(days - 0.2, real["weekday"], 0.4, label="export", color=colours["export"])
+    a.bar(days + 0.2, twin["weekday"], 0.4, label="twin", color=colours["twin"])
+    a.set_xticks(days, "Mon Tue Wed Thu Fri Sat Sun".split())
+    a.set_title(f"orders by weekday ({window.tz})")
+    a.legend()
+    a = axes[1][2]
+    a.axis("off")
+    text = [f"{r['figure'][:44]}: {r['value']:.3f} ({r['target']}) {'ok' if r['ok'] else 'MISSED'}" for r in rows]
+    a.text(0, 1, "\n".join(text), va="top", family="monospace", fontsize=7.5)
+    met = sum(r["ok"] for r in rows)
+    fig.suptitle(f"{os.path.basename(export.source)} and its twin: {met} of {len(rows)} figures within target")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="calibrate.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:3]))
+    parser.add_argument("export", help="the shop's export: orders or invoice lines (CSV or whitespace-separated), "
+                                       "or events as JSON lines")
+    parser.add_argument("--profile", metavar="PATH", required=True, help="where to write the shop profile (JSON)")
+    columns = parser.add_argument_group("columns (recognised by their usual names when not given)")
+    for role, example in (("customer", "CustomerID"), ("time", "InvoiceDate"), ("value", "an order's value"),
+                          ("quantity", "items of a line or an order"), ("price", "a line's unit price"),
+                          ("order", "InvoiceNo: lines with the same id are one order"),
+                          ("product", "StockCode: product popularity")):
+        columns.add_argument(f"--{role}-column", metavar="NAME", help=example)
+    columns.add_argument("--time-format", metavar="STRPTIME", help="e.g. %%d/%%m/%%Y %%H:%%M (default: ISO 8601 and "
+                                                                   "the common layouts are recognised)")
+    columns.add_argument("--no-header", action="store_true", help="the file has no header line (give --columns)")
+    columns.add_argument("--columns", metavar="A,B,C", help="the column names, in order")
+    parser.add_argument("--timezone", default="UTC", help="the shop's time zone: naive times are in it, and the "
+                                                          "daily and weekly cycle is read in it (default UTC)")
+    parser.add_argument("--cutoff", metavar="DATE", help="the churn question's cut-off (default: the middle of "
+                                                         "the span, in whole weeks)")
+    parser.add_argument("--horizon-days", type=float, help=f"no order within this many days after the cut-off is "
+                                                           f"churn (default {HORIZON_DAYS:g}, or what the span "
+                                                           "leaves)")
+    parser.add_argument("--seed", type=int, default=1, help="the twin's seed, for the fit and the report")
+    parser.add_argument("--evaluations", type=int, default=FIT_EVALUATIONS, help="simulations the fit may run")
+    parser.add_argument("--no-report", action="store_true", help="write the profile only")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--plot", metavar="PNG", help="draw the report: the export and its twin side by side")
+    return parser
+
+
+def missing_modules() -> str | None:
+    import importlib.util
+
+    missing = [m for m in ("numpy", "scipy", "sklearn") if importlib.util.find_spec(m) is None]
+    return ", ".join(missing) if missing else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    say = (lambda text: print(f"calibrate: {text}", file=sys.stderr, flush=True))
+    missing = missing_modules()
+    if missing:
+        say(f"needs {missing} (numpy, scipy and scikit-learn fit the profile); install them with `make setup-dev`")
+        return EXIT_BAD_INPUT
+    try:
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(producer.parse_timezone(args.timezone))
+    except ValueError as exc:
+        say(f"--timezone {args.timezone}: {exc}")
+        return EXIT_BAD_INPUT
+    folder = os.path.dirname(os.path.abspath(args.profile))
+    if os.path.isdir(args.profile) or not os.access(folder, os.W_OK):
+        say(f"--profile {args.profile}: cannot be written; expected a file path in a writable folder")
+        return EXIT_BAD_INPUT
+    if args.plot and (os.path.isdir(args.plot) or not os.access(os.path.dirname(os.path.abspath(args.plot)), os.W_OK)):
+        say(f"--plot {args.plot}: cannot be written; expected a PNG path in a writable folder")
+        return EXIT_BAD_INPUT
+    timings: dict[str, float] = {}
+    try:
+        export = read_export(args.export, args, tz)
+        timings["read"] = time.monotonic() - started
+        say(f"read {export.rows:,} rows: {len(export.orders):,} orders of {len(export.first_seen):,} customers "
+            f"({timings['read']:.1f} s)")
+        window = make_window(export.start_ms, export.end_ms, tz, args.cutoff, args.horizon_days,
+                             not export.time_of_day)
+    except BadInput as exc:
+        say(str(exc))
+        return EXIT_BAD_INPUT
+    import numpy as np
+
+    codes = {c: i for i, c in enumerate(export.first_seen)}
+    real = order_figures(np.array([codes[o[0]] for o in export.orders]), np.array([o[1] for o in export.orders]),
+                         window, np.array([o[2] for o in export.orders]))
+    profile, fitted = base_profile(export, window)
+    mark = time.monotonic()
+    profile, fit = fit_process(profile, real, window, export, args.seed, args.evaluations, say)
+    fit["seed"] = args.seed
+    fitted["process"] = ("order rates and decline rates across customers (gamma), the share of declines that end in "
+                         "churn, comebacks; fitted by simulation "
+                         "to orders per customer, days between orders, orders by month, churn and repeat buying")
+    timings["fit"] = time.monotonic() - mark
+    doc = profile.to_json(kind="ecommerce-shop-profile", source={
+        "file": os.path.basename(args.export), "kind": export.kind, "rows": export.rows,
+        "orders": len(export.orders), "customers": len(export.first_seen), "skipped": dict(export.skipped),
+        "columns": export.columns}, fitted=fitted, defaults=defaults_of(fitted), fit=fit)
+    temporary = f"{args.profile}.tmp"
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(temporary, args.profile)
+    say(f"wrote {args.profile} ({timings['fit']:.1f} s of fitting)")
+    if args.no_report:
+        return 0
+    mark = time.monotonic()
+    span = profile.span_end_ms - profile.span_start_ms
+    last_said = [time.monotonic()]
+
+    def progress(ms: int) -> None:
+        if time.monotonic() - last_said[0] >= 10:
+            last_said[0] = time.monotonic()
+            done = (ms - profile.span_start_ms) / span
+            rate = done / (last_said[0] - mark)
+            say(f"the twin: {TimestampFormatter()(ms)[:10]} reached, {done:.0%} of the span, about "
+                f"{(1 - done) / max(rate, 1e-9):.0f} s left")
+
+    customer, ms, values, events = simulate(profile, profile.customers, args.seed, orders_only=False,
+                                            progress=progress)
+    timings["twin"] = time.monotonic() - mark
+    twin = order_figures(customer, ms, window, values)
+    models = churn_models(real, twin, args.seed)
+    rows = fidelity(real, twin, window, export, ms, models)
+    timings["total"] = time.monotonic() - started
+    fit["twin_events"] = events
+    if args.json:
+        print(json.dumps({"profile": args.profile, "export": doc["source"], "span": doc["span"], "fitted": fitted,
+                          "defaults": doc["defaults"], "fit": fit, "figures": rows, "models": models,
+                          "timings_s": {k: round(v, 2) for k, v in timings.items()}}, indent=1))
+    else:
+        print(report_text(rows, export, profile, fitted, fit, window, timings))
+    if args.plot:
+        plot(args.plot, real, twin, window, rows, export)
+        say(f"drew {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
