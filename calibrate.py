@@ -52,7 +52,7 @@ MAX_ITEMS = 30  # orders with more items are drawn as this many (the value keeps
 QUANTILES = 201  # order value quantiles per item count: KS error of the interpolation under 1/200
 MIN_ORDERS_PER_BUCKET = 200  # item counts with fewer orders share the value distribution of "this many or more"
 FIT_CUSTOMERS = 6000  # customers simulated per evaluation of the fit (the fit's figures are shares)
-FIT_EVALUATIONS = 160
+FIT_EVALUATIONS = 200
 FUNNEL_SLOTS = {"product_view": 1, "add_to_cart": 2, "checkout": 3, "bounce": 4}  # a session's counters
 
 # Column names recognised when the options do not name them (compared in lower case, without _ - and spaces).
@@ -516,12 +516,14 @@ def ks(a, b) -> float:
 
 
 def distance(real: dict, twin: dict) -> float:
-    """What the fit minimises: the report's figures that the order and retention process shapes, each in units
-    of its target (so that 1 is a figure at the edge of its target)."""
+    """What the fit minimises: the figures that the arrivals and the order and retention process shape, each in
+    units of its target (1: a figure at the edge of its target), squared so that no one figure is let go."""
     per_customer = (twin["orders"] / max(1, twin["customers"])) / (real["orders"] / max(1, real["customers"]))
-    return (tv(real["orders_per_customer"], twin["orders_per_customer"]) / 0.05 + ks(real["gaps"], twin["gaps"]) / 0.1
-            + tv(real["month"], twin["month"]) / 0.08 + abs(real["churn"] - twin["churn"]) / 0.03
-            + abs(real["repeat"] - twin["repeat"]) / 0.03 + abs(math.log(max(per_customer, 1e-9))) / 0.1)
+    terms = (tv(real["orders_per_customer"], twin["orders_per_customer"]) / 0.05, ks(real["gaps"], twin["gaps"]) / 0.1,
+             tv(real["month"], twin["month"]) / 0.08, tv(real["first_week"], twin["first_week"]) / 0.1,
+             abs(real["churn"] - twin["churn"]) / 0.03, abs(real["repeat"] - twin["repeat"]) / 0.03,
+             abs(math.log(max(per_customer, 1e-9))) / 0.1)
+    return sum(t * t for t in terms)
 
 
 # --- the twin -------------------------------------------------------------------------------------------
@@ -532,13 +534,13 @@ def twin_settings(profile: ShopProfile, seed: int, customers: int) -> producer.S
                                      end_time=profile.span_end_ms, log_file="")
 
 
-def simulate(profile: ShopProfile, customers: int, seed: int, orders_only: bool, progress=None):
+def simulate(profile: ShopProfile, customers: int, seed: int, only: str | None, progress=None):
     """The twin's orders over the profile's span, from producer.py's simulator: (customer, ms, value) arrays;
-    and the number of events it generated."""
+    and the number of events it generated. only="orders" or "sessions": those alone, valueless (for the fit)."""
     import numpy as np
 
     s = twin_settings(profile, seed, customers)
-    sim = producer.simulator_for(s, start_ms=profile.span_start_ms, orders_only=orders_only)
+    sim = producer.simulator_for(s, start_ms=profile.span_start_ms, only=only)
     users, times, values = [], [], []
     events = 0
     end = profile.span_end_ms - 1
@@ -549,10 +551,10 @@ def simulate(profile: ShopProfile, customers: int, seed: int, orders_only: bool,
             break
         events += len(batch)
         for ms, key, value in batch:
-            if orders_only or b'"checkout"' in value:
+            if only or b'"checkout"' in value:
                 users.append(int(key))
                 times.append(ms)
-                values.append(0.0 if orders_only else loads(value)["metadata"]["order_value"])
+                values.append(0.0 if only else loads(value)["metadata"]["order_value"])
         if progress:
             progress(batch[-1][0])
     return np.array(users, dtype=np.int64), np.array(times, dtype=np.int64), np.array(values), events
@@ -621,7 +623,7 @@ def base_profile(export: Export, window: Window) -> tuple[ShopProfile, dict[str,
             products = None
     profile = ShopProfile(
         customers=len(export.first_seen), span_start_ms=start, span_end_ms=end, timezone=str(export.tz),
-        arrival_weeks=tuple(float(w) for w in weeks), arrivals_after_per_day=late / tail_days / len(first),
+        existing_customers=0, arrival_weeks=tuple(float(w) for w in weeks), arrivals_after_per_day=late / tail_days / len(first),
         first_visit_orders=export.kind == "orders", activity_shape=1.0, activity_scale=0.01, decline_shape=1.0,
         decline_scale=0.005, fade_days_median=producer.FADE_DAYS_MEDIAN, full_churn=producer.FULL_CHURN,
         reactivation_per_day=producer.REACTIVATION_PER_DAY, sessions_per_order=round(funnel["sessions_per_order"], 4),
@@ -635,46 +637,94 @@ def base_profile(export: Export, window: Window) -> tuple[ShopProfile, dict[str,
     return profile, fitted
 
 
-def _with_process(profile: ShopProfile, x) -> ShopProfile:
+def _with_process(profile: ShopProfile, x, seen_at_start: int) -> ShopProfile:
     """The profile with the order and retention process of the fit's parameters (logs of: order-rate shape and
-    mean per day, decline-rate shape and mean per day, comebacks per day)."""
+    mean per day, decline-rate shape and mean per day, comebacks per day; the log-odds of a decline ending in
+    churn; for a standing base, the log of its customers over those of them the export saw)."""
     r, mean_rate, s, mean_decline, back = (math.exp(v) for v in x[:5])
-    return replace(profile, activity_shape=round(r, 5), activity_scale=mean_rate / r, decline_shape=round(s, 5),
-                   decline_scale=mean_decline / s, reactivation_per_day=back, full_churn=1 / (1 + math.exp(-x[5])))
+    p = replace(profile, activity_shape=round(r, 5), activity_scale=mean_rate / r, decline_shape=round(s, 5),
+                decline_scale=mean_decline / s, reactivation_per_day=back, full_churn=1 / (1 + math.exp(-x[5])))
+    if seen_at_start:
+        existing = int(round(seen_at_start * math.exp(x[6])))
+        p = replace(p, existing_customers=existing, customers=profile.customers - seen_at_start + existing)
+    return p
+
+
+def arrival_variants(profile: ShopProfile, export: Export, window: Window) -> dict[str, tuple[ShopProfile, int]]:
+    """How the customers came: all new when first seen (a cohort, a young shop), or a standing base that was
+    there before the span (first seen as their first order in it comes) with sign-ups at the rate of the span's
+    last third. Each with the number of the export's customers it takes to be from the standing base."""
+    variants = {"newcomers": (profile, 0)}
+    first = sorted(export.first_seen.values())
+    last_third = export.end_ms - (export.end_ms - export.start_ms) / 3
+    late = sum(1 for ms in first if ms >= last_third)
+    per_week = late / ((export.end_ms - last_third) / producer.WEEK_MS)
+    signups = per_week * window.days / 7
+    seen_at_start = int(round(len(first) - signups))
+    if seen_at_start > 0.1 * len(first):  # more customers early than the sign-up rate explains
+        weeks = [per_week * min(7.0, window.days - 7 * w) / 7 for w in range(window.weeks)]
+        variants["standing base"] = (replace(profile, arrival_weeks=tuple(round(w, 4) for w in weeks)),
+                                     seen_at_start)
+    return variants
 
 
 def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export, seed: int,
                 evaluations: int, say) -> tuple[ShopProfile, dict[str, Any]]:
     """The order and retention process: simulated orders (producer.py's twin, orders alone, a sample of the
-    customers with the same random numbers every time) brought close to the export's figures by Nelder-Mead."""
+    customers with the same random numbers every time) brought close to the export's figures by Nelder-Mead;
+    for each way the customers may have come (arrival_variants), the closer one kept and fitted further."""
     import numpy as np
     from scipy.optimize import minimize
 
-    customers = min(profile.customers, FIT_CUSTOMERS)
     seen = sum((export.end_ms - ms) / DAY_MS for ms in export.first_seen.values())
     repeat_rate = max(len(export.orders) - (profile.customers if profile.first_visit_orders else 0), 1) / seen
     x0 = np.r_[np.log([0.6, 2 * repeat_rate, 1.0, 1 / 200, producer.REACTIVATION_PER_DAY]),
-               math.log(producer.FULL_CHURN / (1 - producer.FULL_CHURN))]
-    best = {"distance": math.inf, "x": x0}
+               math.log(producer.FULL_CHURN / (1 - producer.FULL_CHURN)), math.log(1.5)]
+    steps = [0.7, 0.7, 0.9, 0.9, 1.2, 1.0, 0.5]
     calls = [0]
 
-    def objective(x) -> float:
-        x = np.clip(x, -16, 6)
-        customer, ms, _, _ = simulate(_with_process(profile, x), customers, seed, orders_only=True)
-        d = distance(real, order_figures(customer, ms, window))
-        calls[0] += 1
-        if d < best["distance"]:
-            best.update(distance=d, x=x)
-        if calls[0] % 20 == 0:
-            say(f"fitting the order and retention process: {calls[0]}/{evaluations} simulations, "
-                f"distance {best['distance']:.3f}")
-        return d
+    def run(variant: ShopProfile, seen_at_start: int, x: Any, budget: int, best: dict) -> None:
+        size = len(x0) if seen_at_start else len(x0) - 1
 
-    simplex = np.array([x0] + [x0 + step for step in np.diag([0.7, 0.7, 0.9, 0.9, 1.2, 1.0])])
-    minimize(objective, x0, method="Nelder-Mead",
-             options={"maxfev": evaluations, "initial_simplex": simplex, "xatol": 0.01, "fatol": 0.001})
-    fitted = _with_process(profile, best["x"])
-    return fitted, {"distance": round(best["distance"], 4), "simulations": calls[0], "customers_simulated": customers}
+        def objective(x) -> float:
+            x = np.clip(x, -16, 6)
+            candidate = _with_process(variant, x, seen_at_start)
+            customers = min(candidate.customers, FIT_CUSTOMERS)
+            customer, ms, _, _ = simulate(candidate, customers, seed, only="orders")
+            twin = order_figures(customer, ms, window)
+            shown = twin["customers"] * candidate.customers / customers  # the whole shop's, estimated
+            d = distance(real, twin) + (math.log(max(shown, 1) / max(1, real["customers"])) / 0.1) ** 2
+            calls[0] += 1
+            if d < best["distance"]:
+                best.update(distance=d, x=x)
+            if calls[0] % 20 == 0:
+                say(f"fitting the order and retention process: {calls[0]}/{evaluations} simulations, "
+                    f"distance {min(best['distance'], overall['distance']):.3f}")
+            return d
+
+        simplex = np.array([x[:size]] + [x[:size] + step for step in np.diag(steps[:size])])
+        minimize(objective, x[:size], method="Nelder-Mead",
+                 options={"maxfev": budget, "initial_simplex": simplex, "xatol": 0.01, "fatol": 0.001})
+
+    variants = arrival_variants(profile, export, window)
+    overall: dict[str, Any] = {"distance": math.inf}
+    results = {}
+    first_budget = int(evaluations * 0.4) if len(variants) > 1 else evaluations  # each; the rest to the closer
+    for name, (variant, seen_at_start) in variants.items():
+        best: dict[str, Any] = {"distance": math.inf, "x": x0}
+        run(variant, seen_at_start, x0, first_budget, best)
+        results[name] = best
+        if best["distance"] < overall["distance"]:
+            overall = {"distance": best["distance"], "name": name}
+    name = overall["name"]
+    variant, seen_at_start = variants[name]
+    best = results[name]
+    if len(variants) > 1:  # the rest of the budget on the closer one, from where it stood
+        run(variant, seen_at_start, np.r_[best["x"], x0[len(best["x"]):]], evaluations - calls[0], best)
+    fitted = _with_process(variant, best["x"], seen_at_start)
+    return fitted, {"distance": round(best["distance"], 4), "simulations": calls[0], "arrivals": name,
+                    "distance_by_arrivals": {k: round(v["distance"], 4) for k, v in results.items()},
+                    "customers_simulated": min(fitted.customers, FIT_CUSTOMERS)}
 
 
 # --- the fidelity report ----------------------------------------------------------------------------------
@@ -953,8 +1003,9 @@ def main(argv: list[str] | None = None) -> int:
     profile, fit = fit_process(profile, real, window, export, args.seed, args.evaluations, say)
     fit["seed"] = args.seed
     fitted["process"] = ("order rates and decline rates across customers (gamma), the share of declines that end in "
-                         "churn, comebacks; fitted by simulation "
-                         "to orders per customer, days between orders, orders by month, churn and repeat buying")
+                         f"churn, comebacks, how the customers came ({fit['arrivals']}); fitted by simulation to "
+                         "orders per customer, days between orders, orders by month, first orders by week, churn "
+                         "and repeat buying at the cut-off")
     timings["fit"] = time.monotonic() - mark
     doc = profile.to_json(kind="ecommerce-shop-profile", source={
         "file": os.path.basename(args.export), "kind": export.kind, "rows": export.rows,
@@ -979,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"the twin: {TimestampFormatter()(ms)[:10]} reached, {done:.0%} of the span, about "
                 f"{(1 - done) / max(rate, 1e-9):.0f} s left")
 
-    customer, ms, values, events = simulate(profile, profile.customers, args.seed, orders_only=False,
+    customer, ms, values, events = simulate(profile, profile.customers, args.seed, only=None,
                                             progress=progress)
     timings["twin"] = time.monotonic() - mark
     twin = order_figures(customer, ms, window, values)

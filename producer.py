@@ -914,9 +914,9 @@ def _unknown_producer_option(s: Settings) -> str:
 
 
 def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0,
-                  orders_only: bool = False) -> "SessionSimulator":
+                  only: str | None = None) -> "SessionSimulator":
     """The sessions-mode simulation the settings describe (EVENT_WEIGHTS only when given: otherwise the mix
-    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (orders_only: its orders alone)."""
+    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (only="orders": its orders alone)."""
     weights = dict(s.event_weights) if "event_weights" in s.explicit else None
     cutoff = s.churn_cutoff
     if cutoff is None and s.end_time is not None and s.end_time - s.churn_horizon * DAY_MS > (s.start_time or 0):
@@ -936,7 +936,7 @@ def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, sta
         shop["product_id_range"] = (1, p.products)
     if p.zipf_exponent is not None and "zipf_exponent" not in s.explicit:
         shop["zipf_exponent"] = p.zipf_exponent
-    return TwinSimulator(profile=p, orders_only=orders_only, **shop)
+    return TwinSimulator(profile=p, only=only, **shop)
 
 
 POPULATION_PROBE = 20_000  # users simulated to learn the population's pace per user
@@ -2060,11 +2060,12 @@ class ShopProfile:
     items and value from the shop's own distributions, and sessions follow the shop's hourly and weekly cycle.
     """
 
-    customers: int
+    customers: int  # simulated: the customers of the start and the newcomers of the span (not all buy in it)
     span_start_ms: int
     span_end_ms: int
     timezone: str
-    arrival_weeks: tuple[float, ...]  # relative number of customers first seen in each week of the span
+    existing_customers: int  # customers at the start of the span (a standing base), the rest arrive in it
+    arrival_weeks: tuple[float, ...]  # relative number of newcomers in each week of the span
     arrivals_after_per_day: float  # newcomers per day after the span, per customer of the profile
     first_visit_orders: bool  # an orders export knows a customer from their first order: that visit buys
     activity_shape: float  # orders per day of a customer: gamma(shape, scale)
@@ -2090,7 +2091,7 @@ class ShopProfile:
         return {"version": SHOP_PROFILE_VERSION, **extra,
                 "span": {"start": fmt(self.span_start_ms), "end": fmt(self.span_end_ms), "timezone": self.timezone},
                 "customers": self.customers,
-                "arrivals": {"week_weights": list(self.arrival_weeks),
+                "arrivals": {"existing_customers": self.existing_customers, "week_weights": list(self.arrival_weeks),
                              "after_span_per_customer_day": self.arrivals_after_per_day,
                              "first_visit_orders": self.first_visit_orders},
                 "activity": {"orders_per_day": {"gamma_shape": self.activity_shape,
@@ -2150,7 +2151,9 @@ class ShopProfile:
             customers=get("customers", lambda v: isinstance(v, int) and 1 <= v <= MAX_SIMULATED_USERS,
                           f"a whole number from 1 to {MAX_SIMULATED_USERS}"),
             span_start_ms=start_ms, span_end_ms=end_ms, timezone=timezone,
-            arrival_weeks=tuple(get("arrivals.week_weights", numbers(None, positive=True), "weekly weights")),
+            existing_customers=get("arrivals.existing_customers", lambda v: isinstance(v, int) and v >= 0,
+                                   "a whole number >= 0"),
+            arrival_weeks=tuple(get("arrivals.week_weights", numbers(None), "weekly weights")),
             arrivals_after_per_day=get("arrivals.after_span_per_customer_day"),
             first_visit_orders=get("arrivals.first_visit_orders", lambda v: isinstance(v, bool), "true or false"),
             activity_shape=get("activity.orders_per_day.gamma_shape", positive, "a number > 0"),
@@ -2192,7 +2195,9 @@ def load_shop_profile(path: str) -> ShopProfile:
 class TwinSimulator(SessionSimulator):
     """Sessions mode with a ShopProfile: the same customers' lives, sessions and events, with the shop's figures.
 
-    A customer arrives when the export first saw them (an orders export: with an order); their sessions start at
+    A standing base's customers are there from the start, in the middle of their lives (an export's first sight of
+    them is their first order in it); a newcomer arrives when the export first saw them (an orders export: with an
+    order). Their sessions start at
     their order rate times the shop's sessions per order, each a purchase with one chance in sessions per order
     (less during a decline, as sessions mode lowers a fading user's conversion), so that orders are a Poisson
     process at the customer's order rate. A purchase draws its items and value from the shop's distributions;
@@ -2200,16 +2205,17 @@ class TwinSimulator(SessionSimulator):
     they are likely to decline (the slowest 30% loyal, the fastest 10% churning); labels and churn episodes are
     sessions mode's.
 
-    orders_only: each session is its order alone, one checkout event with no value (calibrate.py fits the profile
-    on these: the same order process, a fortieth of the events).
+    only="orders": each order is one checkout event with no value, other sessions nothing (calibrate.py fits a
+    profile on these: the same order process as the whole stream, with a fortieth of the events).
     """
 
-    def __init__(self, *, profile: ShopProfile, orders_only: bool = False, **settings: Any) -> None:
+    def __init__(self, *, profile: ShopProfile, only: str | None = None, **settings: Any) -> None:
         self.profile = profile
-        self.orders_only = orders_only
+        self.only = only
+        self.orders_only = only == "orders"
         self.full_churn, self.fade_days_median = profile.full_churn, profile.fade_days_median
         self.reactivation_per_day = profile.reactivation_per_day
-        self._per_order = 1.0 if orders_only else profile.sessions_per_order
+        self._per_order = 1.0 if self.orders_only else profile.sessions_per_order
         self._buy_share = 1 / profile.sessions_per_order
         self._items_cdf = list(itertools.accumulate(profile.items))
         self._purchase = False
@@ -2236,18 +2242,24 @@ class TwinSimulator(SessionSimulator):
 
     # the population ------------------------------------------------------------------------------
     def _populate(self, user_id_range: tuple[int, int], start_ms: int) -> None:
-        """USER_ID_RANGE customers (the profile's count, or a multiple: the shop at another scale) arriving over
-        the span as the export's did; after it, newcomers at the rate of its last weeks."""
+        """USER_ID_RANGE customers (the profile's count, or a multiple: the shop at another scale): the standing
+        base's at the start, the others arriving over the span as the export's did; after it, newcomers at the
+        rate of its last weeks."""
         p, r = self.profile, self._random
         lo, hi = user_id_range
-        self._next_user_id = lo
+        existing = min(hi - lo + 1, round(p.existing_customers * (hi - lo + 1) / p.customers))
+        for user_id in range(lo, lo + existing):
+            user = self._new_user(user_id, None, self._segment_cdf)
+            self._plan_decline(user, start_ms)
+            self._schedule_session(user, start_ms)  # their next visit, as any other of their stream of visits
+        self._next_user_id = lo + existing
         span = p.span_end_ms - p.span_start_ms
         cdf = list(itertools.accumulate(p.arrival_weeks))
         arrivals = []
-        for _ in range(hi - lo + 1):
+        for _ in range(hi - lo + 1 - existing if cdf[-1] > 0 else 0):
             week = bisect.bisect_right(cdf, r() * cdf[-1])
             begin = week * WEEK_MS
-            arrivals.append(start_ms + self._cycled(begin, min(begin + WEEK_MS, span)))
+            arrivals.append(self._cycled(start_ms + begin, start_ms + min(begin + WEEK_MS, span)))
         arrivals.sort(reverse=True)
         self._arrivals = arrivals
         self._span_end = start_ms + span
@@ -2302,8 +2314,8 @@ class TwinSimulator(SessionSimulator):
         pass  # the fitted order rates already hold the shop's quiet spells
 
     def describe(self, segment_mix: str) -> str:
-        return (f"the twin of a shop of {len(self._arrivals) + len(self.users)} customers (SHOP_PROFILE; they arrive "
-                "as the export's did)")
+        return (f"the twin of a shop (SHOP_PROFILE): {len(self.users)} customers at the start and "
+                f"{len(self._arrivals)} arriving as the export's did")
 
     def expected_events_per_second(self) -> float:
         """The average pace over the span, from the profile's means (the customers arrive as it goes)."""
@@ -2318,9 +2330,10 @@ class TwinSimulator(SessionSimulator):
         fade = (now - user.fade_start) / (user.fade_end - user.fade_start) if user.state == FADING else 0.0
         r = self._random
         buys = (1 - FADE_FUNNEL * self.signal * fade) * (1.0 if self.orders_only else self._buy_share)
-        if user.sessions == 0 or self._comeback:  # a visit on its own, not one of the stream of sessions: it buys as
-            # any one session does (in orders alone too), except an orders export's customer's first, which buys
-            buys = 1.0 if user.sessions == 0 and self.profile.first_visit_orders else self._buy_share
+        first = user.sessions == 0 and user.joined_ms is not None
+        if first or self._comeback:  # a visit on its own, not one of the stream of sessions: it buys as any one
+            # session does (in orders alone too), except an orders export's newcomer's first, which buys
+            buys = 1.0 if first and self.profile.first_visit_orders else self._buy_share
             self._comeback = False
         self._purchase = r() < buys
         if self._purchase:
@@ -2330,7 +2343,7 @@ class TwinSimulator(SessionSimulator):
         return self._funnels[user.segment] if not fade else self._segment_funnel(user.segment, fade)
 
     def _plan(self, user: _User, now: int) -> list | None:
-        if not self.orders_only:
+        if self.only is None:
             return super()._plan(user, now)
         self._session_funnel(user, now)
         user.sessions += 1
