@@ -61,10 +61,10 @@ COLUMN_NAMES = {
                  "accountid", "custid", "customerkey"),
     "time": ("date", "time", "timestamp", "invoicedate", "orderdate", "datetime", "createdat", "purchasedate",
              "ordertime", "transactiondate", "eventtime", "orderpurchasetimestamp"),
-    "value": ("value", "ordervalue", "amount", "total", "dollarvalue", "revenue", "sales", "ordertotal", "price",
+    "value": ("value", "ordervalue", "amount", "total", "dollarvalue", "revenue", "sales", "ordertotal",
               "totalprice", "payment", "paymentvalue"),
     "quantity": ("quantity", "qty", "numberofcds", "items", "units", "count"),
-    "price": ("unitprice", "priceeach", "itemprice", "unitcost"),
+    "price": ("unitprice", "price", "priceeach", "itemprice", "unitcost"),
     "order": ("orderid", "invoiceno", "invoice", "ordernumber", "orderno", "transactionid", "receiptid", "basketid"),
     "product": ("productid", "stockcode", "sku", "itemid", "product", "productcode", "articleid"),
 }
@@ -126,11 +126,13 @@ class TimeParser:
             self.fmt = fmt
             return
         sample = [s for s in sample if s][:500]
-        candidates = ["iso", *TIME_FORMATS, "epoch"]
-        for candidate in candidates:
+        read = {}
+        for candidate in ("iso", *TIME_FORMATS, "epoch"):  # the layout that reads most of the sample (the first)
             self.fmt = candidate
-            if sample and all(self._parse(s) is not None for s in sample):
-                return
+            read[candidate] = sum(self._parse(s) is not None for s in sample)
+        self.fmt = max(read, key=read.get)
+        if read[self.fmt]:
+            return
         shown = sample[0] if sample else ""
         raise BadInput(f"--time-column {column}: cannot read the time {shown!r}; expected ISO 8601, a common "
                        "layout such as 2011-12-09 12:50 or 12/9/2011 12:50 or 19970101, or --time-format "
