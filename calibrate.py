@@ -655,8 +655,11 @@ def _with_process(profile: ShopProfile, x, seen_at_start: int) -> ShopProfile:
 def arrival_variants(profile: ShopProfile, export: Export, window: Window) -> dict[str, tuple[ShopProfile, int]]:
     """How the customers came: all new when first seen (a cohort, a young shop), or a standing base that was
     there before the span (first seen as their first order in it comes) with sign-ups at the rate of the span's
-    last third. Each with the number of the export's customers it takes to be from the standing base."""
+    last third. Each with the number of the export's customers it takes to be from the standing base. An event
+    export's customers arrive at their first visit."""
     variants = {"newcomers": (profile, 0)}
+    if export.kind == "events":  # every visit is there: a customer's first is close to when they came
+        return variants
     first = sorted(export.first_seen.values())
     last_third = export.end_ms - (export.end_ms - export.start_ms) / 3
     late = sum(1 for ms in first if ms >= last_third)

@@ -203,9 +203,9 @@ def test_event_export_twin_reproduces_the_profile_figures(tmp_path):
     sys.path.insert(0, str(ROOT / "examples"))
     import profile_stream
 
-    args = ["--mode", "sessions", "--dry-run", "--user-id-range", "1-6000", "--seed", "5", "--timezone", "Asia/Tokyo",
+    args = ["--mode", "sessions", "--dry-run", "--user-id-range", "1-20000", "--seed", "5", "--timezone", "Asia/Tokyo",
             "--segment-mix", "loyal=0.1,casual=0.5,at_risk=0.3,churning=0.1", "--zipf-exponent", "1.3",
-            "--churn-signal", "0.4", "--start-time", "2024-03-01T00:00:00Z", "--end-time", "2024-07-01T00:00:00Z",
+            "--churn-signal", "0.4", "--start-time", "2024-03-01T00:00:00Z", "--end-time", "2024-09-01T00:00:00Z",
             "--log-file", ""]
     source = subprocess.run([PYTHON, str(ROOT / "producer.py"), *args], capture_output=True, cwd=ROOT, timeout=300,
                             check=True)
@@ -217,7 +217,7 @@ def test_event_export_twin_reproduces_the_profile_figures(tmp_path):
     assert "funnel" in doc["fitted"] and "products" in doc["fitted"] and doc["span"]["timezone"] == "Asia/Tokyo"
     twin = subprocess.run([PYTHON, str(ROOT / "producer.py"), "--mode", "sessions", "--shop-profile",
                            str(tmp_path / "shop.json"), "--seed", "1", "--start-time", "2024-03-01T00:00:00Z",
-                           "--end-time", "2024-07-01T00:00:00Z", "--dry-run", "--log-file", ""],
+                           "--end-time", "2024-09-01T00:00:00Z", "--dry-run", "--log-file", ""],
                           capture_output=True, cwd=ROOT, timeout=300, check=True)
     from zoneinfo import ZoneInfo
 
