@@ -76,7 +76,7 @@ registry-up:
 registry-down:
 	$(PYTHON) devkafka.py registry down
 
-bench: setup-dev
+bench: setup-dev $(CDNOW)
 	$(PY) bench/run.py $(ARGS)
 
 # Under a minute: the throughput contenders with fewer records, one round (ratios noisier than `make bench`).

@@ -22,15 +22,16 @@ acknowledged, 1 runtime or connection failure (or events lost), 2 bad settings o
 
 Public API (`__all__`): `ECommerceEventProducer` (the original script's class and methods, see its
 docstring), `main(argv) -> int`, `load_settings`, `default_settings`, `Settings`, `SettingsError`,
-`JsonCodec` and `encode_event`, `EventGenerator`, `SessionSimulator`, `KafkaConnection` (and its two clients),
-`DeliveryMonitor`.
+`JsonCodec` and `encode_event`, `EventGenerator`, `SessionSimulator`, `ShopProfile`, `load_shop_profile` and
+`TwinSimulator` (a real shop's twin), `KafkaConnection` (and its two clients), `DeliveryMonitor`.
 
 Where to change what (sections in this order, each using only what is above it):
 - a setting: `OPTIONS` (flag, variable, default, parser, help), then `Settings` and `validate()`;
 - the record format (value, key, timestamp, event_id header): `JsonCodec`, the one place it is written;
   Avro, Protobuf and JSON Schema values and their registry: `RegistryCodec` and the files in schemas/;
 - the random mode's events: the defaults at the top and `EventGenerator`;
-- the simulated shop: `DEFAULT_FUNNEL`, `PROFILES`, the churn constants and `SessionSimulator`;
+- the simulated shop: `DEFAULT_FUNNEL`, `PROFILES`, the churn constants and `SessionSimulator`; a real shop's
+  twin (SHOP_PROFILE, written by calibrate.py): `ShopProfile` and `TwinSimulator`;
 - connecting, topic checks, outage and stall handling: `KafkaConnection`; a client library's settings and
   calls: `KafkaPythonConnection` (kafka-python) or `ConfluentConnection` (confluent-kafka);
 - delivery accounting, progress, health and readiness, statistics, the run summary: `DeliveryMonitor`;
@@ -105,8 +106,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("producer")
 
 __all__ = ["ConfluentConnection", "DeliveryMonitor", "ECommerceEventProducer", "EventGenerator", "JsonCodec",
-           "KafkaConnection", "KafkaPythonConnection", "SessionSimulator", "Settings", "SettingsError",
-           "default_settings", "encode_event", "load_settings", "main"]
+           "KafkaConnection", "KafkaPythonConnection", "SessionSimulator", "Settings", "SettingsError", "ShopProfile",
+           "TwinSimulator", "default_settings", "encode_event", "load_settings", "load_shop_profile", "main"]
 
 
 # --- settings ----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ with the same records (~the size of our events) and the same producer settings.
     python bench/run.py --only throughput --count 100000
     python bench/run.py --only rates --rate-seconds 10
     python bench/run.py --only backfill --backfill-pairs 3
+    python bench/run.py --only twin            # calibrate.py on 500,000 invoice lines; the twin of CDNOW
     python bench/run.py --only population      # 1,000,000 customers' RSS; simulation cost vs the previous model
 
 Results: a table on stdout and bench/results.json (figures, ratios, targets, settings).
@@ -358,6 +359,47 @@ def population(rounds: int) -> dict:
     return result
 
 
+def twin() -> dict:
+    """calibrate.py on 500,000 invoice lines (target < 60 s), and the twin of CDNOW's span with one process
+    (target < 2 minutes), with its fidelity report's verdict."""
+    result: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = subprocess.run([PY, "producer.py", "--mode", "sessions", "--dry-run", "--user-id-range", "1-8000",
+                                 "--seed", "3", "--timezone", "America/New_York", "--start-time",
+                                 "2025-01-01T00:00:00Z", "--end-time", "2026-01-01T00:00:00Z", "--log-file", ""],
+                                capture_output=True, check=True, cwd=ROOT).stdout
+        lines = subprocess.run([PY, "examples/invoice_export.py", "--timezone", "America/New_York", "--lines", "40"],
+                               input=stream, capture_output=True, check=True, cwd=ROOT).stdout
+        path = Path(tmp) / "invoices.csv"
+        path.write_bytes(lines)
+        count = lines.count(b"\n") - 1
+        m = must(run_measured([PY, "calibrate.py", str(path), "--timezone", "America/New_York", "--profile",
+                               f"{tmp}/wholesaler.json", "--no-report"]), "calibrate.py on invoice lines")
+        met = m.seconds < 60
+        print(f"  calibrate.py, {count:,} invoice lines (profile, no report): {m.seconds:.1f} s, peak RSS "
+              f"{m.peak_rss_mb:.0f} MB: {'MET ' if met else 'MISS'} < 60 s", flush=True)
+        result["calibrate_invoice_lines"] = {"lines": count, "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb,
+                                             "met": met}
+        cdnow = ROOT / ".cache" / "CDNOW_master.txt"
+        m = must(run_measured([PY, "calibrate.py", str(cdnow), "--profile", f"{tmp}/cdnow.json", "--json"]),
+                 "calibrate.py on CDNOW")
+        report = json.loads(m.out)
+        met_figures = sum(r["ok"] for r in report["figures"])
+        print(f"  calibrate.py on CDNOW (fit and report): {m.seconds:.1f} s; {met_figures} of "
+              f"{len(report['figures'])} figures within target", flush=True)
+        m = must(run_measured([PY, "producer.py", "--mode", "sessions", "--shop-profile", f"{tmp}/cdnow.json",
+                               "--seed", "1", "--start-time", "1997-01-01T00:00:00Z", "--end-time",
+                               "1998-07-01T00:00:00Z", "--dry-run", "--stats-interval", "0"], stdout_to_devnull=True),
+                 "the twin of CDNOW")
+        met = m.seconds < 120
+        print(f"  the twin of CDNOW, 1997-01-01 to 1998-07-01, one process: {m.summary['printed']:,} events in "
+              f"{m.seconds:.1f} s, peak RSS {m.peak_rss_mb:.0f} MB: {'MET ' if met else 'MISS'} < 120 s", flush=True)
+        result["cdnow"] = {"report": report["figures"], "models": report["models"], "calibrate_seconds":
+                           report["timings_s"], "twin_events": m.summary["printed"], "twin_seconds": m.seconds,
+                           "twin_peak_rss_mb": m.peak_rss_mb, "met": met}
+    return result
+
+
 MIX = {"loyal": 0.3, "casual": 0.4, "at_risk": 0.2, "churning": 0.1}
 START_MS = 1_761_955_200_000  # 2026-11-01T00:00:00Z
 
@@ -495,7 +537,8 @@ def print_table(tp: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"))
-    parser.add_argument("--only", choices=("throughput", "backfill", "rates", "memory", "population"), action="append")
+    parser.add_argument("--only", choices=("throughput", "backfill", "rates", "memory", "population", "twin"),
+                        action="append")
     parser.add_argument("--count", type=int, default=200_000, help="records per throughput contender")
     parser.add_argument("--naive-count", type=int, default=3_000, help="records for the naive loop (slow)")
     parser.add_argument("--generation-count", type=int, default=1_000_000)
@@ -506,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--population-rounds", type=int, default=4)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args(argv)
-    parts = set(args.only or ("throughput", "backfill", "rates", "memory", "population"))
+    parts = set(args.only or ("throughput", "backfill", "rates", "memory", "population", "twin"))
 
     if "throughput" in parts and devkafka.main(["registry", "up"]) != 0:  # for the --format rows
         return 1
@@ -535,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     if "population" in parts:
         print("\nSessions mode at scale:", flush=True)
         results["population"] = population(args.population_rounds)
+    if "twin" in parts:
+        print("\nYour shop's twin:", flush=True)
+        results["twin"] = twin()
     results["harness_seconds"] = time.monotonic() - started
     if "throughput" in results:
         print_table(results["throughput"])

@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timezone", default="UTC", help="the shop's time zone, for the local InvoiceDate")
     parser.add_argument("--cancel-every", type=int, default=50, help="one invoice in this many is cancelled later")
     parser.add_argument("--anonymous-every", type=int, default=40, help="one invoice in this many has no customer")
+    parser.add_argument("--lines", type=int, default=1, help="at least this many lines an invoice: after the cart's "
+                                                             "products, others of the range (wholesale orders run long)")
     args = parser.parse_args(argv)
     tz = ZoneInfo(args.timezone)
     carts: dict[str, list[str]] = defaultdict(list)
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if event["event_type"] != "checkout":
             continue
         products = carts.pop(session, None) or [str(metadata["product_id"])]
+        products += [str(1 + zlib.crc32(f"{session}-{i}".encode()) % 500) for i in range(args.lines - len(products))]
         invoices += 1
         when = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).astimezone(tz)
         stamp = f"{when.month}/{when.day}/{when.year} {when.hour}:{when.minute:02d}"
