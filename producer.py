@@ -61,6 +61,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from heapq import heappop, heappush
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator
 
 # kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
@@ -3156,9 +3157,10 @@ def connection_for(settings: Settings, stop: threading.Event, clock: Callable[[]
 
 # --- delivery accounting -----------------------------------------------------------------------------
 
-class Statistics:
+class Statistics(Mapping):
     """Counts of the run. Each counter has one writer (the loop or the client's I/O thread), so plain
-    integer updates are safe under the GIL; in_flight is derived, never stored."""
+    integer updates are safe under the GIL; in_flight is derived, never stored. As a read-only mapping it is
+    the original script's stats dict: its three keys, `in`, `dict(stats)`, `.items()` and `.get()` work."""
 
     # The original script's stats dict: stats["events_sent"], ["events_failed"], ["start_time"] still work.
     _ORIGINAL_KEYS = ("events_sent", "events_failed", "start_time")
@@ -3196,10 +3198,13 @@ class Statistics:
             return self.failed + self.dropped_at_shutdown
         if key == "start_time":
             return self.start_time
-        raise KeyError(f"{key!r}: the statistics keys are {', '.join(self._ORIGINAL_KEYS)}")
+        raise KeyError(key)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self._ORIGINAL_KEYS else default
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ORIGINAL_KEYS)
+
+    def __len__(self) -> int:
+        return len(self._ORIGINAL_KEYS)
 
 
 class DeliveryMonitor:
@@ -3415,7 +3420,9 @@ class ECommerceEventProducer:
     `start_producing()`, `stop()`; the attributes `bootstrap_servers`, `topic`, `producer_interval`,
     `user_id_range`, `product_id_range`, `session_length_range`, `event_types`, `event_weights` are read when
     connecting and when production starts, so edits made after construction take effect; `running`;
-    `stats["events_sent" | "events_failed" | "start_time"]`; `producer`, the Kafka client once connected.
+    `stats`, a read-only mapping of "events_sent", "events_failed" and "start_time"; `producer`, the Kafka client
+    once connected. Constructed with no settings, it reads KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC,
+    PRODUCER_INTERVAL and every other setting from the environment, then ./.env, as the original did.
 
     Customise the metadata by overriding `_generate_metadata` either way: `_generate_metadata(self)` returns
     the whole metadata (the original form; `super()._generate_metadata()` gives the default one), or
@@ -3427,7 +3434,9 @@ class ECommerceEventProducer:
     """
 
     def __init__(self, settings: Settings | None = None, clock: Callable[[], int] | None = None) -> None:
-        self.settings = settings or default_settings()
+        # No settings: read as the original did in __init__, and as main() does less the flags: the environment,
+        # then ./.env, then the defaults (bad values raise SettingsError naming the variable).
+        self.settings = settings if settings is not None else load_settings([])
         s = self.settings
         self.bootstrap_servers = s.bootstrap_servers
         self.topic = s.topic

@@ -5,6 +5,7 @@ Run with `make test`, `pytest`, or `python test_producer.py`.
 
 from __future__ import annotations
 
+import collections.abc
 import json
 import os
 import re
@@ -625,6 +626,57 @@ def test_the_original_test_flow_works_unchanged(kafka, topic, caplog):
     p.stop()
     records = consume_all(kafka.bootstrap, topic, expected=1)
     assert [json.loads(r.value) for r in records] == [event]
+
+
+ORIGINAL_SCRIPT = """
+import json, sys
+from producer import ECommerceEventProducer
+
+producer = ECommerceEventProducer()  # as the original script: no arguments, settings from the environment or .env
+assert producer.connect(), "no connection"
+event = producer.generate_event()
+assert set(event) == {"user_id", "event_type", "timestamp", "metadata"}, event  # the script validated its events
+assert producer.send_event(event) is True
+producer.stop()
+stats = producer.stats
+print(json.dumps({"bootstrap": producer.bootstrap_servers, "topic": producer.topic,
+                  "interval": producer.producer_interval, "event": event, "stats": dict(stats),
+                  "has_sent": "events_sent" in stats, "keys": sorted(stats.keys()),
+                  "mapping": isinstance(stats, __import__("collections.abc").abc.Mapping)}))
+"""
+
+
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_the_original_class_reads_its_settings_from_the_environment_or_dotenv(kafka, topic, tmp_path, where):
+    """ECommerceEventProducer() with no arguments, as the original script built it, with the broker on a port
+    other than 9092 and the topic given only by the environment, then only by ./.env."""
+    settings = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "KAFKA_TOPIC": topic, "PRODUCER_INTERVAL": "0.5"}
+    env = {k: v for k, v in os.environ.items() if k not in {o.env for o in producer.OPTIONS} and k != "ENV_FILE"}
+    env["PYTHONPATH"] = str(ROOT)
+    if where == "environment":
+        env.update(settings)
+    else:
+        (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    out = subprocess.run([sys.executable, "-c", ORIGINAL_SCRIPT], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout)
+    assert (seen["bootstrap"], seen["topic"], seen["interval"]) == (kafka.bootstrap, topic, 0.5)
+    assert seen["has_sent"] and seen["mapping"] and seen["keys"] == ["events_failed", "events_sent", "start_time"]
+    assert seen["stats"]["events_sent"] == 1 and seen["stats"]["events_failed"] == 0
+    records = consume_all(kafka.bootstrap, topic, expected=1)
+    assert [json.loads(r.value) for r in records] == [seen["event"]]
+
+
+def test_stats_is_the_original_read_only_dict():
+    stats = make_producer().stats
+    assert isinstance(stats, collections.abc.Mapping) and not isinstance(stats, collections.abc.MutableMapping)
+    assert dict(stats).keys() == {"events_sent", "events_failed", "start_time"} and len(stats) == 3
+    assert "events_sent" in stats and "acked" not in stats and stats.get("nothing", 7) == 7
+    with pytest.raises(KeyError):
+        stats["nothing"]
+    with pytest.raises(TypeError):
+        stats["events_sent"] = 5  # read-only
 
 
 @pytest.mark.parametrize("cls, check", [(BooksProducer, books), (CampaignProducer, campaign)], ids=["whole", "extra"])
