@@ -831,6 +831,15 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
         folder = os.path.dirname(os.path.abspath(path)) if path else ""
         if path and (os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK)):
             raise SettingsError(f"{name(option)}: cannot write '{path}'; expected a writable file path")
+        if path:  # found out now, not after a whole backfill: open it as the end of the run will
+            existed = os.path.exists(path)
+            try:
+                open(path, "a", encoding="utf-8").close()
+            except OSError as exc:
+                raise SettingsError(f"{name(option)}: cannot write '{path}' ({exc.strerror or type(exc).__name__}); "
+                                    "expected a writable file path") from None
+            if not existed:
+                os.remove(path)
     if s.enable_idempotence and s.acks != "all":
         raise SettingsError(f"{name('acks')}: {s.acks} is not valid with idempotence on; expected all, "
                             f"or {name('enable_idempotence')}=false")
@@ -3464,6 +3473,7 @@ class ECommerceEventProducer:
         self._paused_reported = False
         self._next_partition_check = 0.0
         self._transcode: Callable[[bytes], bytes] | None = None  # JSON text -> VALUE_FORMAT, once registered
+        self.labels_error = ""  # why the last run's ground truth could not be written, if it could not
 
     @property
     def stats(self) -> Statistics:
@@ -3698,6 +3708,7 @@ class ECommerceEventProducer:
         if self.connection is not None:
             self.connection.watch.clear()
         self.delivery = DeliveryMonitor(s, self.connection.watch if self.connection else None)
+        self.labels_error = ""
         sink = _DryRunSink(sys.stdout) if s.dry_run else None
         try:
             if s.simulation_mode == "sessions":
@@ -3852,16 +3863,31 @@ class ECommerceEventProducer:
         connection, delivery = self.connection, self.delivery
         to_topic = bool(s.labels_topic and connection is not None and connection.connected)
         rows = 0
-        with open(s.labels_file or os.devnull, "w", encoding="utf-8") as out:
-            for row in sim.labels(end_ms):
-                text = json.dumps(row, separators=(",", ":"))
-                out.write(text + "\n")
-                rows += 1
-                if to_topic:
-                    connection.send_label(s.labels_topic, self.codec.key(row["user_id"]), text.encode(),
-                                          delivery.on_label_ack)
-        if s.labels_file:
-            log.info("Wrote ground truth of %d users to %s", rows, s.labels_file)
+        # A regular file is written beside itself and renamed: a full disk leaves the previous file, not half of
+        # a new one. Anything else (a pipe, /dev/stdout) is written as it is.
+        target = s.labels_file
+        regular = bool(target) and (not os.path.exists(target) or os.path.isfile(target))
+        path = f"{target}.partial" if regular else target or os.devnull
+        try:
+            with open(path, "w", encoding="utf-8") as out:
+                for row in sim.labels(end_ms):
+                    text = json.dumps(row, separators=(",", ":"))
+                    out.write(text + "\n")
+                    rows += 1
+                    if to_topic:
+                        connection.send_label(s.labels_topic, self.codec.key(row["user_id"]), text.encode(),
+                                              delivery.on_label_ack)
+            if regular:
+                os.replace(path, target)
+        except OSError as exc:
+            if regular and os.path.exists(path):
+                os.remove(path)
+            self.labels_error = f"the ground truth could not be written to {target} ({exc.strerror or exc})"
+            log.error("%s; the events went out; the labels file is %s", self.labels_error,
+                      "as it was before the run" if regular else "incomplete")
+            target = ""
+        if target:
+            log.info("Wrote ground truth of %d users to %s", rows, target)
         if to_topic:
             connection.flush(timeout=max(30.0, s.flush_timeout))
             failed = rows - delivery.label_acks
@@ -3947,6 +3973,9 @@ class ECommerceEventProducer:
         if stats.dropped_at_shutdown:
             log.error("%d events were not acknowledged before shutdown and may be lost", stats.dropped_at_shutdown)
         self._stop.clear()  # the stop request is served; the same instance may run again
+        if self.labels_error:
+            self.ended_by = "labels not written"
+            return EXIT_FAILURE
         return delivery.exit_code()
 
 

@@ -389,3 +389,35 @@ def test_sessions_settings_errors_are_one_line_exit_2(argv, message, capsys):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+WINDOW = ["--mode", "sessions", "--dry-run", "--user-id-range", "1-300", "--seed", "1", "--start-time",
+          "2026-01-01T00:00:00Z", "--end-time", "2026-01-05T00:00:00Z"]
+
+
+def test_a_labels_file_that_cannot_be_opened_is_refused_before_anything_is_produced():
+    out = run_producer(*WINDOW, "--labels-file", "/proc/labels.jsonl")
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--labels-file: cannot write '/proc/labels.jsonl'" in lines[0], lines
+
+
+def test_labels_that_cannot_be_written_at_the_end_keep_the_statistics_and_the_summary():
+    """/dev/full: the disk fills up as the labels are written, after the whole window went out."""
+    out = run_producer(*WINDOW, "--labels-file", "/dev/full")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stdout.splitlines()) == out.summary["printed"] > 0  # every event went out
+    errors = [line for line in out.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "could not be written to /dev/full (No space left on device)" in errors[0]
+    assert "PRODUCER STATISTICS" in out.stderr
+    assert out.summary["exit_code"] == 1 and out.summary["exit_reason"] == "labels not written"
+
+
+def test_labels_replace_the_previous_file_whole(tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("old\n")
+    out = run_producer(*WINDOW, "--labels-file", str(labels))
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in labels.read_text().splitlines()]
+    assert rows and all("user_id" in row for row in rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.jsonl"]  # no partial file left beside it
