@@ -3238,6 +3238,7 @@ class DeliveryMonitor:
         self._failures_reported, self._last_failure_log = 0, -math.inf
         self._last_completion = (0, started)  # (acked + failed, when that count last changed)
         self._last_acked, self._last_ack_time = 0, started
+        self._pending_since: float | None = None  # when events were last seen pending after none were
         self._loop_acked = 0  # the acknowledged count at the loop's last look (ack_progress)
         self._ack_lock = threading.Lock()
         self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
@@ -3296,7 +3297,7 @@ class DeliveryMonitor:
                 log.info("Kafka broker reachable again after %.1fs; deliveries resumed", now - self._outage_since)
                 self.outage_reported = False
                 watch.clear()
-        silent_for = now - self._last_ack_time if stats.in_flight else 0.0
+        silent_for = self._silence(now)
         if not self.outage_reported and silent_for > 2.0:
             reason = ""
             if watch.problem_since is not None and now - watch.problem_since > 1.0:
@@ -3305,7 +3306,7 @@ class DeliveryMonitor:
                 # No error, no answer: a broker frozen or overloaded, or a cluster fencing a lost node.
                 reason = f"no acknowledgement for {silent_for:.0f}s and no error from the client"
             if reason:
-                self.outage_reported, self._outage_since = True, self._last_ack_time
+                self.outage_reported, self._outage_since = True, now - silent_for
                 log.warning("Kafka broker unreachable (%s); %d events in flight are kept and retried for up "
                             "to KAFKA_DELIVERY_TIMEOUT_MS=%d", reason, stats.in_flight,
                             self.settings.delivery_timeout_ms)
@@ -3343,9 +3344,21 @@ class DeliveryMonitor:
             return False
 
     def _note_acks(self, now: float) -> None:
-        """When the acknowledged count was last seen to change; shared by the loop and the health endpoint."""
+        """When the acknowledged count was last seen to change, and since when events are pending; shared by the
+        loop and the health endpoint."""
         if self.stats.acked != self._last_acked:
             self._last_acked, self._last_ack_time = self.stats.acked, now
+        if not self.stats.in_flight:
+            self._pending_since = None
+        elif self._pending_since is None:
+            self._pending_since = now
+
+    def _silence(self, now: float) -> float:
+        """How long events have waited with no acknowledgement: since the last one, or since events were pending
+        again after none were (a slow stream's last acknowledgement may be long ago and say nothing)."""
+        if not self.stats.in_flight or self._pending_since is None:
+            return 0.0
+        return now - max(self._last_ack_time, self._pending_since)
 
     # any thread (the metrics server's) ------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
@@ -3354,7 +3367,7 @@ class DeliveryMonitor:
         now = time.monotonic()
         with self._ack_lock:
             self._note_acks(now)
-        stalled = now - self._last_ack_time
+            stalled = self._silence(now)
         pending = self.stats.in_flight
         if pending and stalled > self.settings.health_timeout:
             return False, f"{pending} events pending, none acknowledged for {stalled:.0f}s"

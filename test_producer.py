@@ -480,6 +480,23 @@ def test_duration_ends_the_run_like_count(kafka, topic):
     assert len(consume_all(kafka.bootstrap, topic, expected=sent)) == sent
 
 
+def test_a_slow_stream_is_not_reported_as_an_outage(caplog):
+    """One event every 10 s: the last acknowledgement is 10 s old when the next event goes out, which is no
+    silence of the broker; a real silence (events pending, no acknowledgement for SILENCE_S) still is one."""
+    monitor = DeliveryMonitor(default_settings(log_file=""))
+    t0 = monitor.stats.started
+    monitor.stats.generated = monitor.stats.acked = 1
+    monitor.report_broker_state(t0 + 0.1)  # the first event acknowledged at once
+    monitor.stats.generated = 2  # the next one, 10 s later, just handed to the client
+    with caplog.at_level("WARNING", logger="producer"):
+        monitor.report_broker_state(t0 + 10.0)
+        assert not monitor.outage_reported and "unreachable" not in caplog.text
+        monitor.report_broker_state(t0 + 10.0 + producer.SILENCE_S + 1)  # still not acknowledged: a silence
+    assert monitor.outage_reported and "no acknowledgement for 6s" in caplog.text
+    healthy, why = monitor.health()
+    assert healthy, why  # HEALTH_TIMEOUT (60 s) not reached: the slow stream's 10 s gap does not count
+
+
 def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeout(client):
     port = free_port_block(1, 44000)
     started = time.monotonic()
