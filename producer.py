@@ -203,7 +203,11 @@ def parse_log_events(text: str) -> str:
     value = text.strip().lower()
     if value in ("auto",):
         return "auto"
-    return "true" if parse_bool(value) else "false"
+    try:
+        return "true" if parse_bool(value) else "false"
+    except ValueError:
+        raise ValueError("expected true, false or auto (the default: on up to "
+                         f"{LOG_EVENTS_AUTO_MAX_RATE:g} events/s)") from None
 
 
 def parse_topic(text: str) -> str:
@@ -1636,6 +1640,7 @@ class SessionSimulator:
         # New customers replace those who leave, net of those who come back, keeping the population steady.
         self.leaving_per_ms = sum(self._hazard(u) for u in self.users if u.state == ENGAGED) * FULL_CHURN
         self._schedule_arrival(start_ms)
+
     def _new_user(self, user_id: int, joined_ms: int | None, segment_cdf: list[float]) -> _User:
         rng = self.rng
         segment = self._segment_names[bisect.bisect_right(segment_cdf, rng.random() * segment_cdf[-1])]
@@ -3933,8 +3938,13 @@ class ECommerceEventProducer:
         connected = self.connection is not None and self.connection.connected
         if not self._paused_reported and connected:
             self._paused_reported = True
-            log.warning("%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
-                        "acknowledges", stats.in_flight, s.max_in_flight)
+            # At an unlimited rate the broker's acknowledgements set the pace: the pause is the expected
+            # back-pressure, not a fault. With a rate to keep, falling behind it is worth a warning.
+            unlimited = s.seconds_per_event == 0
+            log.log(logging.INFO if unlimited else logging.WARNING,
+                    "%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
+                    "acknowledges%s", stats.in_flight, s.max_in_flight,
+                    " (at an unlimited rate the broker sets the pace)" if unlimited else "")
         while (stats.in_flight >= s.max_in_flight or not (self.connection and self.connection.connected)) \
                 and not self._stop.wait(0.01):
             self._housekeeping(time.monotonic())
@@ -4266,6 +4276,9 @@ def setup_logging(settings: Settings, prefix: str = "") -> None:
         handler.addFilter(secrets)
         root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # The registry serializers' HTTP client logs every request at INFO ("HTTP Request: POST ..."): not ours.
+    for chatty in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 
 def print_config(settings: Settings) -> None:

@@ -178,6 +178,7 @@ def test_events_read_back_through_the_registry_equal_the_json_events(kafka, regi
     assert out.returncode == 0, out.stderr[-3000:]
     said = re.search(r"Values in \S+, schema id (\d+) registered under subject '([^']+)'", out.stderr)
     assert said and said.group(2) == f"{topic}-value", out.stderr[-2000:]
+    assert "HTTP Request" not in out.stderr  # the registry client's own INFO lines stay out of the log
     records = in_send_order(consume_all(kafka.bootstrap, topic, expected=n))
     assert len(records) == n
     # Confluent wire format: magic byte 0, then the schema id (big-endian) the subject's latest version has.

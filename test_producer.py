@@ -243,6 +243,7 @@ BAD_INPUT = [
     (["--producer-options", "no_such_option=1"], "--producer-options", "unknown option 'no_such_option'"),
     (["--acks", "1"], "--acks", "idempotence"),
     (["--count", "0"], "--count", "whole number >= 1"),
+    (["--log-events", "sometimes"], "--log-events", "expected true, false or auto"),
 ]
 
 
@@ -495,6 +496,15 @@ def test_a_slow_stream_is_not_reported_as_an_outage(caplog):
     assert monitor.outage_reported and "no acknowledgement for 6s" in caplog.text
     healthy, why = monitor.health()
     assert healthy, why  # HEALTH_TIMEOUT (60 s) not reached: the slow stream's 10 s gap does not count
+
+
+def test_back_pressure_at_an_unlimited_rate_is_no_warning(kafka, topic):
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--interval", "0", "--count",
+                       "20000", "--max-in-flight", "50", "--client", "confluent-kafka")
+    assert out.returncode == 0 and out.summary["sent"] == 20000, out.stderr[-2000:]
+    paused = [line for line in out.stderr.splitlines() if "generation paused" in line]
+    assert len(paused) >= 1 and all(" - INFO - " in line and "sets the pace" in line for line in paused), paused
+    assert " - WARNING - " not in out.stderr, out.stderr[-2000:]
 
 
 def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeout(client):
