@@ -4260,6 +4260,21 @@ class SecretFilter(logging.Filter):
         return True
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """LOG_FILE, 10 MB x 3. When it can no longer be written (a full disk), one warning, and the console carries
+    on alone: a log line that fails is no reason to stop producing, nor to print a traceback per line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        logging.getLogger().removeHandler(self)
+        reason = sys.exc_info()[1]
+        try:
+            self.close()
+        except OSError:
+            pass
+        log.warning("LOG_FILE %s cannot be written (%s); logging to the console only from here", self.baseFilename,
+                    getattr(reason, "strerror", None) or type(reason).__name__)
+
+
 def setup_logging(settings: Settings, prefix: str = "") -> None:
     fmt = logging.Formatter(f"%(asctime)s - %(levelname)s - {prefix}%(message)s")
     root = logging.getLogger()
@@ -4268,14 +4283,19 @@ def setup_logging(settings: Settings, prefix: str = "") -> None:
     secrets = SecretFilter([settings.sasl_password, settings.registry_password])
     console = logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [console]
+    unwritable = ""
     if settings.log_file:
-        handlers.append(logging.handlers.RotatingFileHandler(settings.log_file, maxBytes=10 * 1024 * 1024,
-                                                             backupCount=3, encoding="utf-8"))
+        try:
+            handlers.append(_LogFile(settings.log_file, maxBytes=10 * 1024 * 1024, backupCount=3, encoding="utf-8"))
+        except OSError as exc:
+            unwritable = exc.strerror or type(exc).__name__
     for handler in handlers:
         handler.setFormatter(fmt)
         handler.addFilter(secrets)
         root.addHandler(handler)
     root.setLevel(settings.log_level)
+    if unwritable:
+        log.warning("LOG_FILE %s cannot be written (%s); logging to the console only", settings.log_file, unwritable)
     # The registry serializers' HTTP client logs every request at INFO ("HTTP Request: POST ..."): not ours.
     for chatty in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

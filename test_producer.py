@@ -776,3 +776,14 @@ def test_the_topic_attribute_is_the_topic_created_and_written(kafka, topic):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+@pytest.mark.parametrize("path, reason", [("/dev/full", "No space left on device"),
+                                          ("/proc/producer-test.log", "No such file or directory")])
+def test_a_log_file_that_cannot_be_written_is_one_warning_then_the_console(path, reason):
+    out = run_producer("--dry-run", "--count", "5", "--log-file", path)
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 5
+    assert "Traceback" not in out.stderr and "Logging error" not in out.stderr
+    warnings = [line for line in out.stderr.splitlines() if "LOG_FILE" in line]
+    assert len(warnings) == 1 and f"cannot be written ({reason})" in warnings[0], out.stderr
+    assert "PRODUCER STATISTICS" in out.stderr  # logging went on, on the console
