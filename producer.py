@@ -3983,7 +3983,8 @@ class ECommerceEventProducer:
             self.ended_by = "window done"  # sessions mode: the window's end, or every customer gone
         if connection is not None and connection.connected:
             if stats.in_flight:
-                log.info("Flushing %d in-flight events (up to %gs)...", stats.in_flight, s.flush_timeout)
+                log.info("Flushing %d in-flight events (up to %gs)...%s", stats.in_flight, s.flush_timeout,
+                         " Ctrl-C again to quit now" if self._stop.is_set() else "")
             connection.flush(timeout=s.flush_timeout)
             delivery.shutting_down = True
             connection.close(timeout=0 if stats.in_flight else 1.0)
@@ -4369,10 +4370,17 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
 
     def on_signal(signum: int, _frame) -> None:
         if producer._stop.is_set():
-            # Second signal: the user wants out now, even if a flush is still waiting on the broker.
-            left = producer.stats.in_flight
+            # Second signal: the user wants out now, even if a flush is still waiting on the broker. The figures
+            # are cheap and still told: the statistics block and the summary, with what was left counted.
+            stats = producer.stats
+            left = stats.in_flight
             os.write(2, f"Second signal: exiting now; {left} events left unacknowledged\n".encode())
-            os._exit(EXIT_FAILURE if left else EXIT_OK)
+            stats.dropped_at_shutdown += left
+            code = EXIT_FAILURE if left else EXIT_OK
+            producer.delivery.log_statistics()
+            if settings.summary_json:
+                write_summary(settings.summary_json, producer.summary(code, "second signal"))
+            os._exit(code)
         log.info("Received %s, shutting down gracefully...", signal.Signals(signum).name)
         producer.stop()
 

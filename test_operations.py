@@ -241,7 +241,7 @@ def test_second_signal_during_a_stuck_flush_exits_at_once_and_says_what_was_left
         stop_broker(restartable)
         run.wait_for("Kafka broker unreachable", timeout=30)
         run.proc.send_signal(signal.SIGTERM)
-        run.wait_for("Flushing", timeout=15)
+        run.wait_for("Ctrl-C again to quit now", timeout=15)  # the flush line says how to leave at once
         run.proc.send_signal(signal.SIGTERM)
         code = run.finish(timeout=15)  # far inside the 60 s the flush would wait
     finally:
@@ -251,6 +251,11 @@ def test_second_signal_during_a_stuck_flush_exits_at_once_and_says_what_was_left
     left = re.search(r"Second signal: exiting now; (\d+) events left unacknowledged", run.text)
     assert left and int(left.group(1)) > 0, run.text[-2000:]
     assert "Traceback" not in run.text
+    assert "PRODUCER STATISTICS" in run.text  # the figures are still told
+    figures = json.loads(run.summary_path.read_text())
+    assert figures["exit_code"] == 1 and figures["exit_reason"] == "second signal"
+    assert figures["generated"] == figures["sent"] + figures["failed"] + figures["dropped_at_shutdown"]
+    assert figures["dropped_at_shutdown"] >= int(left.group(1))
 
 
 # --- scale-out: shards and workers -------------------------------------------------------------------
