@@ -860,7 +860,12 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
         folder = os.path.dirname(os.path.abspath(s.log_file))
         if os.path.isdir(s.log_file):
             raise SettingsError(f"{name('log_file')}: '{s.log_file}' is a directory; expected a file path, or empty")
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        if (not os.path.isdir(folder) or not os.access(folder, os.W_OK)) and "log_file" not in given:
+            # The default log file in a read-only folder (a container's, a dry run's): the console is enough.
+            s = replace(s, log_file="", warnings=s.warnings + (
+                f"LOG_FILE {s.log_file}: cannot write in '{folder}'; logging to the console only (set LOG_FILE "
+                "to a writable path, or empty to say so)",))
+        elif not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise SettingsError(f"{name('log_file')}: cannot write in '{folder}'; expected a writable path, or empty")
     if s.value_format != "json" and not (s.value_format == "protobuf" and s.value_schema):
         try:

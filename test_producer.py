@@ -787,3 +787,16 @@ def test_a_log_file_that_cannot_be_written_is_one_warning_then_the_console(path,
     warnings = [line for line in out.stderr.splitlines() if "LOG_FILE" in line]
     assert len(warnings) == 1 and f"cannot be written ({reason})" in warnings[0], out.stderr
     assert "PRODUCER STATISTICS" in out.stderr  # logging went on, on the console
+
+
+def test_the_default_log_file_in_a_read_only_folder_is_a_warning_not_a_refusal(monkeypatch, tmp_path):
+    """A dry run in a read-only folder (a container's root, a CI checkout) prints its events; only a LOG_FILE the
+    user named is refused there."""
+    monkeypatch.chdir(tmp_path)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if os.path.abspath(path) == str(tmp_path)
+                        else real_access(path, mode))
+    settings = load_settings(["--dry-run", "--count", "3"], environ={"ENV_FILE": os.devnull})
+    assert settings.log_file == "" and any("logging to the console only" in w for w in settings.warnings)
+    with pytest.raises(SettingsError, match="LOG_FILE: cannot write in"):
+        load_settings(["--dry-run"], environ={"ENV_FILE": os.devnull, "LOG_FILE": str(tmp_path / "mine.log")})
