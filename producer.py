@@ -3252,6 +3252,8 @@ class DeliveryMonitor:
         self._loop_acked = 0  # the acknowledged count at the loop's last look (ack_progress)
         self._ack_lock = threading.Lock()
         self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
+        # A simulated window being produced: (its start ms, its end ms now, the simulation's time now), else None.
+        self.window: tuple[int, Callable[[], float], Callable[[], int | None]] | None = None
 
     # callbacks: the client's I/O thread ------------------------------------------------------------
     def on_ack(self, metadata) -> None:
@@ -3294,9 +3296,22 @@ class DeliveryMonitor:
         window = runtime - self._last_report[0]
         recent = (acked - self._last_report[1]) / window if window > 0 else 0.0
         self._last_report = (runtime, acked)
-        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs",
-                 acked, stats.failed, stats.in_flight, recent, acked / runtime if runtime > 0 else 0.0, runtime)
+        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs%s",
+                 acked, stats.failed, stats.in_flight, recent, acked / runtime if runtime > 0 else 0.0, runtime,
+                 self._window_progress(runtime))
         self.next_report = max(self.next_report + self.settings.stats_interval, now)
+
+    def _window_progress(self, runtime: float) -> str:
+        """For a simulated window (a backfill): where the simulation is, the share of the window done and the
+        time left at the pace so far."""
+        if self.window is None:
+            return ""
+        start, end, reached = self.window[0], self.window[1](), self.window[2]()
+        if reached is None or end <= start:
+            return ""
+        done = min(1.0, max(0.0, (reached - start) / (end - start)))
+        left = f"{runtime * (1 - done) / done:.0f}s" if done > 0 else "unknown"
+        return f" simulated={TimestampFormatter()(int(min(reached, end)))[:16]}Z done={done:.0%} eta={left}"
 
     def report_broker_state(self, now: float) -> None:
         """Log an outage once when it starts and once when deliveries resume; summarise failures
@@ -3841,6 +3856,8 @@ class ECommerceEventProducer:
         deadline, remaining = self._limits()
         clock, send, send_many, wait, take = self.clock, self._send, self._send_many, self._stop.wait, sim.take
         handed_over = not s.follow
+        if s.start_time is not None:  # a backfill: progress lines say how far it has come
+            self.delivery.window = (start_ms, (lambda: end_ms) if s.end_time is not None else clock, sim.peek_ms)
         # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client
         # allows: one line per event there only when asked for explicitly; live, the setting applies.
         log_events = self._log_events if live and handed_over else s.log_events == "true"
@@ -3856,6 +3873,7 @@ class ECommerceEventProducer:
             if due > limit:
                 if not handed_over:
                     handed_over = True
+                    self.delivery.window = None
                     log_events = self._log_events
                     log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(limit))
                 wait(min((due - limit) / 1000, 1.0, max(0.0, self.delivery.next_report - now)))

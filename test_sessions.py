@@ -421,3 +421,19 @@ def test_labels_replace_the_previous_file_whole(tmp_path):
     rows = [json.loads(line) for line in labels.read_text().splitlines()]
     assert rows and all("user_id" in row for row in rows)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.jsonl"]  # no partial file left beside it
+
+
+def test_a_backfills_progress_lines_say_where_it_is_the_share_done_and_the_time_left():
+    out = run_producer("--mode", "sessions", "--dry-run", "--user-id-range", "1-20000", "--seed", "1",
+                       "--start-time", "2026-01-01T00:00:00Z", "--end-time", "2026-03-01T00:00:00Z",
+                       "--stats-interval", "0.5", timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = re.findall(r"Progress: .* simulated=(\S+)Z done=(\d+)% eta=(\d+)s", out.stderr)
+    assert len(found) >= 2, out.stderr[-2000:]
+    reached = [datetime.fromisoformat(t + ":00+00:00") for t, _, _ in found]
+    done = [int(d) for _, d, _ in found]
+    assert reached == sorted(reached) and done == sorted(done) and 0 < done[0] < 100
+    assert datetime(2026, 1, 1, tzinfo=timezone.utc) <= reached[0] <= reached[-1] < datetime(2026, 3, 1,
+                                                                                            tzinfo=timezone.utc)
+    eta = [int(e) for _, _, e in found]
+    assert eta[-1] <= eta[0]
