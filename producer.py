@@ -2636,9 +2636,11 @@ class KafkaConnection:
         if 0 <= retention < age_ms:
             log.warning("Topic '%s' keeps records for %s (retention.ms=%d) judged by their timestamps, and the "
                         "window starts %s ago: the broker will delete the older backfilled events at its next "
-                        "retention check, within minutes. Give the topic a longer retention.ms to keep them "
-                        "(kafka-configs --alter --entity-type topics --entity-name %s --add-config retention.ms=-1)",
-                        s.topic, _days(retention), retention, _days(age_ms), s.topic)
+                        "retention check, within minutes. Give the topic a longer retention.ms to keep them: "
+                        "`python devkafka.py tool configs --bootstrap-server %s --alter --entity-type topics "
+                        "--entity-name %s --add-config retention.ms=-1` (the local broker's Kafka tools; elsewhere "
+                        "kafka-configs.sh with the same arguments)",
+                        s.topic, _days(retention), retention, _days(age_ms), s.bootstrap_servers.split(",")[0], s.topic)
         if configs.get("message.timestamp.type") == "LogAppendTime":
             log.warning("Topic '%s' has message.timestamp.type=LogAppendTime: the broker replaces the simulated "
                         "record timestamps with the time of writing (the JSON timestamps stay simulated)", s.topic)

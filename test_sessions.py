@@ -340,6 +340,7 @@ def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, top
     assert kept.returncode == 0, kept.stderr
     assert re.search(r"WARNING - Topic '.*-short' keeps records for 1 day \(retention.ms=86400000\).*will delete",
                      kept.stderr), kept.stderr
+    assert f"python devkafka.py tool configs --bootstrap-server {kafka.bootstrap.split(',')[0]} --alter" in kept.stderr
     assert kept.summary["sent"] > 0
 
     refused = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-strict", *window)
