@@ -438,3 +438,25 @@ def test_a_backfills_progress_lines_say_where_it_is_the_share_done_and_the_time_
                                                                                             tzinfo=timezone.utc)
     eta = [int(e) for _, _, e in found]
     assert eta[-1] <= eta[0]
+
+
+@pytest.mark.parametrize("script, args, words", [
+    ("churn_model.py", ["--events", "/nonexistent.jsonl", "--labels", "/nonexistent.jsonl"],
+     ["--events /nonexistent.jsonl", "No such file"]),
+    ("churn_model.py", ["--events", "{folder}", "--labels", "{folder}"], ["is a folder"]),
+    ("churn_model.py", ["--events", "{bad}", "--labels", "{bad}"], ["line 1 is not JSON"]),
+    ("churn_model.py", ["--events", "{events}", "--labels", "{events}"], ["holds events, not labels"]),
+    ("profile_stream.py", ["/nonexistent.jsonl"], ["/nonexistent.jsonl", "No such file"]),
+    ("profile_stream.py", ["{bad}"], ["line 1 is not JSON"]),
+    ("profile_stream.py", ["{events}", "--plot", "/proc/none/plot.png"], ["--plot", "cannot be written"]),
+])
+def test_the_examples_say_what_is_wrong_in_one_line(tmp_path, script, args, words):
+    (tmp_path / "bad.jsonl").write_text('{"user_id":\n')
+    events = run_producer("--dry-run", "--count", "20", "--seed", "1")
+    (tmp_path / "events.jsonl").write_text(events.stdout)
+    args = [a.format(folder=tmp_path, bad=tmp_path / "bad.jsonl", events=tmp_path / "events.jsonl") for a in args]
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], capture_output=True, text=True,
+                         timeout=120)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode in (1, 2) and "Traceback" not in out.stderr, out.stderr
+    assert len(lines) == 1 and all(w in lines[0] for w in words), lines

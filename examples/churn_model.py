@@ -83,11 +83,26 @@ def features(events, users: set[int], cutoff: float) -> dict[int, list[float]]:
     return rows
 
 
-def read_jsonl(path: str):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+class BadInput(Exception):
+    """One line for the user: which file or option, what is wrong, what is expected."""
+
+
+def read_jsonl(path: str, option: str) -> list[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = []
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise BadInput(f"{option} {path}: line {number} is not JSON; expected JSON lines "
+                                       f"({'--labels-file output' if option == '--labels' else 'events'})") from None
+            return rows
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "is a folder" if isinstance(exc, IsADirectoryError) else \
+            getattr(exc, "strerror", None) or type(exc).__name__
+        raise BadInput(f"{option} {path}: cannot be read ({reason}); expected a JSON-lines file") from None
 
 
 def read_topic(bootstrap: str, topic: str) -> list[dict]:
@@ -120,6 +135,9 @@ def benchmark(events, labels: list[dict], seeds: int = 5, test_share: float = 0.
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if labels and "event_type" in labels[0] and "eligible" not in labels[0]:
+        raise BadInput("--labels: holds events, not labels; expected the producer's --labels-file output (and the "
+                       "events as --events)")
     rows = [r for r in labels if r.get("eligible") and r.get("churned_in_horizon") is not None]
     if not rows:
         raise SystemExit("churn_model: no eligible users with a complete horizon in the labels (give the producer a "
@@ -177,14 +195,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="train/test splits (default 5)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)
-    if args.bootstrap_servers:
-        events, labels = read_topic(args.bootstrap_servers, args.events_topic), \
-            read_topic(args.bootstrap_servers, args.labels_topic)
-    elif args.events and args.labels:
-        events, labels = read_jsonl(args.events), list(read_jsonl(args.labels))
-    else:
-        parser.error("give --events and --labels, or --bootstrap-servers")
-    result = benchmark(events, labels, seeds=args.seeds)
+    import importlib.util
+
+    missing = [m for m in ("numpy", "sklearn") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"churn_model: needs {' and '.join(missing)} (the models); install them with `make setup-dev`",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.bootstrap_servers:
+            events, labels = read_topic(args.bootstrap_servers, args.events_topic), \
+                read_topic(args.bootstrap_servers, args.labels_topic)
+        elif args.events and args.labels:
+            events, labels = read_jsonl(args.events, "--events"), read_jsonl(args.labels, "--labels")
+        else:
+            parser.error("give --events and --labels, or --bootstrap-servers")
+        result = benchmark(events, labels, seeds=args.seeds)
+    except BadInput as exc:
+        print(f"churn_model: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(result) if args.json else report(result))
     return 0
 

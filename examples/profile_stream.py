@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections import Counter, defaultdict
@@ -50,11 +51,20 @@ def parse_time(text: str) -> datetime:
 
 def read_events(paths: list[str]) -> Iterable[dict]:
     for path in paths or ["-"]:
-        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
         try:
-            for line in stream:
+            stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        except OSError as exc:
+            reason = "is a folder" if isinstance(exc, IsADirectoryError) else exc.strerror or type(exc).__name__
+            raise SystemExit(f"profile_stream: {path}: cannot be read ({reason}); expected a JSON-lines file of "
+                             "events") from None
+        try:
+            for number, line in enumerate(stream, start=1):
                 if line.strip():
-                    yield json.loads(line)
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        raise SystemExit(f"profile_stream: {path}: line {number} is not JSON; expected one event "
+                                         "per line") from None
         finally:
             if stream is not sys.stdin:
                 stream.close()
@@ -249,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         tz = ZoneInfo(args.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         parser.error(f"--timezone: unknown time zone {args.timezone!r}; expected an IANA name such as Europe/Paris")
+    if args.plot and (os.path.isdir(args.plot) or not os.access(os.path.dirname(os.path.abspath(args.plot)), os.W_OK)):
+        print(f"profile_stream: --plot {args.plot}: cannot be written; expected a PNG path in a writable folder",
+              file=sys.stderr)
+        return 2
     figures = profile(read_events(args.files), tz)
     print(json.dumps(figures, default=str) if args.json else report(figures))
     if args.plot:
