@@ -38,16 +38,17 @@ def ms(text: str) -> int:
 
 
 def twin_orders(profile: Path, start: str, end: str, *extra: str) -> list[tuple[int, int, float]]:
-    """The checkouts of the twin's event stream: (user, epoch ms, order value)."""
-    out = subprocess.run([PYTHON, str(ROOT / "producer.py"), "--mode", "sessions", "--shop-profile", str(profile),
-                          "--seed", "1", "--start-time", start, "--end-time", end, "--dry-run", "--log-file", "",
-                          *extra], capture_output=True, cwd=ROOT, timeout=900)
-    assert out.returncode == 0, out.stderr[-2000:]
+    """The checkouts of the twin's event stream: (user, epoch ms, order value), read as the stream comes (millions
+    of events: not held in memory)."""
+    proc = subprocess.Popen([PYTHON, str(ROOT / "producer.py"), "--mode", "sessions", "--shop-profile", str(profile),
+                             "--seed", "1", "--start-time", start, "--end-time", end, "--dry-run", "--log-file", "",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
     orders = []
-    for line in out.stdout.splitlines():
+    for line in proc.stdout:
         if b'"checkout"' in line:
             event = json.loads(line)
             orders.append((event["user_id"], ms(event["timestamp"]), event["metadata"]["order_value"]))
+    assert proc.wait(timeout=900) == 0
     return orders
 
 
