@@ -360,3 +360,14 @@ def test_dates_from_1970_are_accepted():
     assert producer.parse_time("1997-01-01T00:00:00Z") == 852_076_800_000
     with pytest.raises(ValueError, match="1970 and 2200"):
         producer.parse_time("1969-12-31T00:00:00Z")
+
+
+def test_twin_backfills_then_follows_live(tmp_path):
+    profile = small_profile(tmp_path)
+    start = producer.TimestampFormatter()(int(datetime.now(timezone.utc).timestamp() * 1000) - 3 * DAY)
+    out = run_producer("--mode", "sessions", "--shop-profile", str(profile), "--user-id-range", "1-3000", "--seed",
+                       "4", "--start-time", start, "--follow", "--duration", "4", "--dry-run", timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Backfill caught up with the wall clock" in out.stderr
+    times = [ms(json.loads(line)["timestamp"]) for line in out.stdout.splitlines()]
+    assert times == sorted(times) and times[0] >= ms(start) and out.summary["printed"] == len(times) > 100
