@@ -29,9 +29,9 @@ and in the report. Exit codes: 0 done, 2 bad input (one line naming the problem;
 from __future__ import annotations
 
 import argparse
-import bisect
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -39,11 +39,11 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from datetime import datetime
+from typing import Any, Iterator
 
 import producer
-from producer import DAY_MS, DEFAULT_FUNNEL, HOURLY_TRAFFIC, ShopProfile, TimestampFormatter, TwinSimulator
+from producer import DAY_MS, DEFAULT_FUNNEL, HOURLY_TRAFFIC, ShopProfile, TimestampFormatter
 
 EXIT_BAD_INPUT = 2
 SESSION_TIMEOUT_MS = 30 * 60_000  # a stream without session ids is cut into sessions at 30 idle minutes
@@ -292,8 +292,6 @@ def read_orders(path: str, head: bytes, args: argparse.Namespace, tz) -> Export:
     lines: dict[Any, list] = {}  # order key -> [customer, ms, value, items]
     products: Counter = Counter()
     count = 0
-    import itertools
-
     for count, row in enumerate(itertools.chain(buffered, rows), start=1):
         if len(row) < width:
             skipped["short rows"] += 1
