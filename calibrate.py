@@ -671,61 +671,79 @@ def arrival_variants(profile: ShopProfile, export: Export, window: Window) -> di
     return variants
 
 
+FIT_STEPS = (0.7, 0.7, 0.9, 0.9, 1.2, 1.0, 0.5)  # the first simplex: a step in each parameter's log
+
+
+def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: dict, window: Window, seed: int,
+                label: str) -> dict[str, Any]:
+    """Nelder-Mead from x over the parameters of _with_process, for at most `budget` simulations of the twin's
+    orders: the best point and its distance. A function of picklable arguments: the fit runs the ways customers
+    may have come in processes of their own."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    size = len(x) if seen_at_start else len(x) - 1
+    best: dict[str, Any] = {"distance": math.inf, "x": np.asarray(x[:size]), "simulations": 0}
+
+    def objective(x) -> float:
+        x = np.clip(x, -16, 6)
+        candidate = _with_process(variant, x, seen_at_start)
+        customers = min(candidate.customers, FIT_CUSTOMERS)
+        customer, ms, _, _ = simulate(candidate, customers, seed, only="orders")
+        twin = order_figures(customer, ms, window)
+        shown = twin["customers"] * candidate.customers / customers  # the whole shop's, estimated
+        d = distance(real, twin) + (math.log(max(shown, 1) / max(1, real["customers"])) / 0.1) ** 2
+        best["simulations"] += 1
+        if d < best["distance"]:
+            best.update(distance=d, x=x)
+        if best["simulations"] % 20 == 0:
+            print(f"calibrate: fitting {label}: {best['simulations']}/{budget} simulations, distance "
+                  f"{best['distance']:.3f}", file=sys.stderr, flush=True)
+        return d
+
+    start = np.asarray(x[:size])
+    simplex = np.array([start] + [start + step for step in np.diag(FIT_STEPS[:size])])
+    minimize(objective, start, method="Nelder-Mead",
+             options={"maxfev": budget, "initial_simplex": simplex, "xatol": 0.01, "fatol": 0.001})
+    return best
+
+
 def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export, seed: int,
                 evaluations: int, say) -> tuple[ShopProfile, dict[str, Any]]:
     """The order and retention process: simulated orders (producer.py's twin, orders alone, a sample of the
     customers with the same random numbers every time) brought close to the export's figures by Nelder-Mead;
-    for each way the customers may have come (arrival_variants), the closer one kept and fitted further."""
+    for each way the customers may have come (arrival_variants, fitted side by side, one process each), the
+    closer one kept and fitted further."""
     import numpy as np
-    from scipy.optimize import minimize
+    from concurrent.futures import ProcessPoolExecutor
 
     seen = sum((export.end_ms - ms) / DAY_MS for ms in export.first_seen.values())
     repeat_rate = max(len(export.orders) - (profile.customers if profile.first_visit_orders else 0), 1) / seen
     x0 = np.r_[np.log([0.6, 2 * repeat_rate, 1.0, 1 / 200, producer.REACTIVATION_PER_DAY]),
                math.log(producer.FULL_CHURN / (1 - producer.FULL_CHURN)), math.log(1.5)]
-    steps = [0.7, 0.7, 0.9, 0.9, 1.2, 1.0, 0.5]
-    calls = [0]
-
-    def run(variant: ShopProfile, seen_at_start: int, x: Any, budget: int, best: dict) -> None:
-        size = len(x0) if seen_at_start else len(x0) - 1
-
-        def objective(x) -> float:
-            x = np.clip(x, -16, 6)
-            candidate = _with_process(variant, x, seen_at_start)
-            customers = min(candidate.customers, FIT_CUSTOMERS)
-            customer, ms, _, _ = simulate(candidate, customers, seed, only="orders")
-            twin = order_figures(customer, ms, window)
-            shown = twin["customers"] * candidate.customers / customers  # the whole shop's, estimated
-            d = distance(real, twin) + (math.log(max(shown, 1) / max(1, real["customers"])) / 0.1) ** 2
-            calls[0] += 1
-            if d < best["distance"]:
-                best.update(distance=d, x=x)
-            if calls[0] % 20 == 0:
-                say(f"fitting the order and retention process: {calls[0]}/{evaluations} simulations, "
-                    f"distance {min(best['distance'], overall['distance']):.3f}")
-            return d
-
-        simplex = np.array([x[:size]] + [x[:size] + step for step in np.diag(steps[:size])])
-        minimize(objective, x[:size], method="Nelder-Mead",
-                 options={"maxfev": budget, "initial_simplex": simplex, "xatol": 0.01, "fatol": 0.001})
-
     variants = arrival_variants(profile, export, window)
-    overall: dict[str, Any] = {"distance": math.inf}
-    results = {}
-    first_budget = int(evaluations * 0.4) if len(variants) > 1 else evaluations  # each; the rest to the closer
-    for name, (variant, seen_at_start) in variants.items():
-        best: dict[str, Any] = {"distance": math.inf, "x": x0}
-        run(variant, seen_at_start, x0, first_budget, best)
-        results[name] = best
-        if best["distance"] < overall["distance"]:
-            overall = {"distance": best["distance"], "name": name}
-    name = overall["name"]
+    if len(variants) == 1:
+        (name, (variant, seen_at_start)), = variants.items()
+        results = {name: nelder_mead(variant, seen_at_start, x0, evaluations, real, window, seed, name)}
+    else:  # each its share of the budget, on a core of its own; then the rest to the closer one
+        first_budget = int(evaluations * 0.4)
+        with ProcessPoolExecutor(min(len(variants), os.cpu_count() or 1)) as pool:
+            jobs = {name: pool.submit(nelder_mead, v, seen, x0, first_budget, real, window, seed, name)
+                    for name, (v, seen) in variants.items()}
+            results = {name: job.result() for name, job in jobs.items()}
+    name = min(results, key=lambda n: results[n]["distance"])
     variant, seen_at_start = variants[name]
     best = results[name]
+    simulations = sum(r["simulations"] for r in results.values())
     if len(variants) > 1:  # the rest of the budget on the closer one, from where it stood
-        run(variant, seen_at_start, np.r_[best["x"], x0[len(best["x"]):]], evaluations - calls[0], best)
+        say(f"the customers came as {name}; fitting it further")
+        more = nelder_mead(variant, seen_at_start, np.r_[best["x"], x0[len(best["x"]):]], evaluations - simulations,
+                           real, window, seed, name)
+        simulations += more["simulations"]
+        if more["distance"] < best["distance"]:
+            best = more
     fitted = _with_process(variant, best["x"], seen_at_start)
-    return fitted, {"distance": round(best["distance"], 4), "simulations": calls[0], "arrivals": name,
+    return fitted, {"distance": round(best["distance"], 4), "simulations": simulations, "arrivals": name,
                     "distance_by_arrivals": {k: round(v["distance"], 4) for k, v in results.items()},
                     "customers_simulated": min(fitted.customers, FIT_CUSTOMERS)}
 
