@@ -665,7 +665,15 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (argparse's default prints the whole usage first), exit code 2."""
 
     def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (accepted flags and values: --help)\n")
+        hint = ""
+        if message.startswith("unrecognized arguments: "):
+            import difflib
+
+            flags = [f for action in self._actions for f in action.option_strings if f.startswith("--")]
+            unknown = [a.split("=")[0] for a in message.split(": ", 1)[1].split() if a.startswith("--")]
+            close = difflib.get_close_matches(unknown[0], flags, n=1, cutoff=0.6) if unknown else []
+            hint = f"; did you mean {close[0]}?" if close else ""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint} (accepted flags and values: --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -800,3 +800,12 @@ def test_the_default_log_file_in_a_read_only_folder_is_a_warning_not_a_refusal(m
     assert settings.log_file == "" and any("logging to the console only" in w for w in settings.warnings)
     with pytest.raises(SettingsError, match="LOG_FILE: cannot write in"):
         load_settings(["--dry-run"], environ={"ENV_FILE": os.devnull, "LOG_FILE": str(tmp_path / "mine.log")})
+
+
+@pytest.mark.parametrize("argv, meant", [(["--rat", "5"], "--rate"), (["--topik=orders"], "--topic"),
+                                         (["--labels-fil", "x.jsonl"], "--labels-file")])
+def test_a_misspelt_flag_gets_did_you_mean(argv, meant):
+    out = run_producer(*argv)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert f"did you mean {meant}?" in lines[0] and "unrecognized arguments" in lines[0]
