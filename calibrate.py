@@ -534,13 +534,13 @@ def twin_settings(profile: ShopProfile, seed: int, customers: int) -> producer.S
                                      end_time=profile.span_end_ms, log_file="")
 
 
-def simulate(profile: ShopProfile, customers: int, seed: int, only: str | None, progress=None):
+def simulate(profile: ShopProfile, customers: int, seed: int, orders_only: bool, progress=None):
     """The twin's orders over the profile's span, from producer.py's simulator: (customer, ms, value) arrays;
-    and the number of events it generated. only="orders" or "sessions": those alone, valueless (for the fit)."""
+    and the number of events it generated. orders_only: the orders alone, valueless (for the fit)."""
     import numpy as np
 
     s = twin_settings(profile, seed, customers)
-    sim = producer.simulator_for(s, start_ms=profile.span_start_ms, only=only)
+    sim = producer.simulator_for(s, start_ms=profile.span_start_ms, orders_only=orders_only)
     users, times, values = [], [], []
     events = 0
     end = profile.span_end_ms - 1
@@ -551,10 +551,10 @@ def simulate(profile: ShopProfile, customers: int, seed: int, only: str | None, 
             break
         events += len(batch)
         for ms, key, value in batch:
-            if only or b'"checkout"' in value:
+            if orders_only or b'"checkout"' in value:
                 users.append(int(key))
                 times.append(ms)
-                values.append(0.0 if only else loads(value)["metadata"]["order_value"])
+                values.append(0.0 if orders_only else loads(value)["metadata"]["order_value"])
         if progress:
             progress(batch[-1][0])
     return np.array(users, dtype=np.int64), np.array(times, dtype=np.int64), np.array(values), events
@@ -689,7 +689,7 @@ def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: 
         x = np.clip(x, -16, 6)
         candidate = _with_process(variant, x, seen_at_start)
         customers = min(candidate.customers, FIT_CUSTOMERS)
-        customer, ms, _, _ = simulate(candidate, customers, seed, only="orders")
+        customer, ms, _, _ = simulate(candidate, customers, seed, orders_only=True)
         twin = order_figures(customer, ms, window)
         shown = twin["customers"] * candidate.customers / customers  # the whole shop's, estimated
         d = distance(real, twin) + (math.log(max(shown, 1) / max(1, real["customers"])) / 0.1) ** 2
@@ -1052,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"the twin: {TimestampFormatter()(ms)[:10]} reached, {done:.0%} of the span, about "
                 f"{(1 - done) / max(rate, 1e-9):.0f} s left")
 
-    customer, ms, values, events = simulate(profile, profile.customers, args.seed, only=None,
+    customer, ms, values, events = simulate(profile, profile.customers, args.seed, orders_only=False,
                                             progress=progress)
     timings["twin"] = time.monotonic() - mark
     twin = order_figures(customer, ms, window, values)

@@ -942,9 +942,9 @@ def _unknown_producer_option(s: Settings) -> str:
 
 
 def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0,
-                  only: str | None = None) -> "SessionSimulator":
+                  orders_only: bool = False) -> "SessionSimulator":
     """The sessions-mode simulation the settings describe (EVENT_WEIGHTS only when given: otherwise the mix
-    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (only="orders": its orders alone)."""
+    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (orders_only: its orders alone)."""
     weights = dict(s.event_weights) if "event_weights" in s.explicit else None
     cutoff = s.churn_cutoff
     if cutoff is None and s.end_time is not None and s.end_time - s.churn_horizon * DAY_MS > (s.start_time or 0):
@@ -964,7 +964,7 @@ def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, sta
         shop["product_id_range"] = (1, p.products)
     if p.zipf_exponent is not None and "zipf_exponent" not in s.explicit:
         shop["zipf_exponent"] = p.zipf_exponent
-    return TwinSimulator(profile=p, only=only, **shop)
+    return TwinSimulator(profile=p, orders_only=orders_only, **shop)
 
 
 POPULATION_PROBE = 20_000  # users simulated to learn the population's pace per user
@@ -2234,14 +2234,13 @@ class TwinSimulator(SessionSimulator):
     they are likely to decline (the slowest 30% loyal, the fastest 10% churning); labels and churn episodes are
     sessions mode's.
 
-    only="orders": each order is one checkout event with no value, other sessions nothing (calibrate.py fits a
+    orders_only: each order is one checkout event with no value, other sessions nothing (calibrate.py fits a
     profile on these: the same order process as the whole stream, with a fortieth of the events).
     """
 
-    def __init__(self, *, profile: ShopProfile, only: str | None = None, **settings: Any) -> None:
+    def __init__(self, *, profile: ShopProfile, orders_only: bool = False, **settings: Any) -> None:
         self.profile = profile
-        self.only = only
-        self.orders_only = only == "orders"
+        self.orders_only = orders_only
         self.full_churn, self.fade_days_median = profile.full_churn, profile.fade_days_median
         self.reactivation_per_day = profile.reactivation_per_day
         self._per_order = 1.0 if self.orders_only else profile.sessions_per_order
@@ -2250,6 +2249,9 @@ class TwinSimulator(SessionSimulator):
         self._purchase = False
         self._comeback = False  # the session being planned is a churned customer's return
         self._order_items = 1
+        rng = random.Random(0)  # the decline-rate quantiles that name the segments, the same for every seed
+        draws = sorted(rng.gammavariate(profile.decline_shape, profile.decline_scale) for _ in range(4000))
+        self._segment_bounds = [draws[int(q * 4000) - 1] for _, q in TWIN_SEGMENTS[:-1]]
         super().__init__(hourly=profile.hourly, weekday=profile.weekday, **settings)
 
     def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> None:
@@ -2259,9 +2261,6 @@ class TwinSimulator(SessionSimulator):
                              items=DEFAULT_FUNNEL.items, checkout=0.0)
         self._buying = replace(self.funnel, bounce=0.0, cart=1.0, checkout=1.0)
         self.expected_mix = {}
-        rng = random.Random(0)  # the decline-rate quantiles that name the segments, the same for every seed
-        draws = sorted(rng.gammavariate(p.decline_shape, p.decline_scale) for _ in range(4000))
-        self._segment_bounds = [draws[int(q * 4000) - 1] for _, q in TWIN_SEGMENTS[:-1]]
 
     def _segment_funnel(self, segment: str, fade: float) -> Funnel:
         s = self.signal * fade  # every segment browses alike: the twin's segments are names, not funnels
@@ -2367,12 +2366,13 @@ class TwinSimulator(SessionSimulator):
         self._purchase = r() < buys
         if self._purchase:
             self._order_items = 1 + bisect.bisect_right(self._items_cdf, r() * self._items_cdf[-1])
-            return self._buying if not fade else replace(self._buying, views=1 + (self.funnel.views - 1)
-                                                         * (1 - FADE_FUNNEL * self.signal * fade))
-        return self._funnels[user.segment] if not fade else self._segment_funnel(user.segment, fade)
+        if not fade:
+            return self._buying if self._purchase else self._funnels[user.segment]
+        browsing = self._segment_funnel(user.segment, fade)
+        return replace(self._buying, views=browsing.views) if self._purchase else browsing
 
     def _plan(self, user: _User, now: int) -> list | None:
-        if self.only is None:
+        if not self.orders_only:
             return super()._plan(user, now)
         self._session_funnel(user, now)
         user.sessions += 1
