@@ -192,7 +192,7 @@ def read_export(path: str, args: argparse.Namespace, tz) -> Export:
         with open(path, "rb") as f:
             head = f.read(65536)
     except OSError as exc:
-        raise BadInput(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); expected an export file")\
+        raise BadInput(f"{path}: cannot be read ({producer.os_reason(exc)}); expected an export file")\
             from None
     if not head.strip():
         raise BadInput(f"{path}: is empty; expected orders, invoice lines or events")

@@ -117,6 +117,11 @@ class SettingsError(Exception):
     """Bad input: main() prints the message as one line and exits with code 2."""
 
 
+def os_reason(exc: BaseException) -> str:
+    """Why a file operation failed, for a one-line message: the system's words, else the exception's name."""
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
 def _number(text: str, *, integer: bool = False, minimum: float | None = None, maximum: float | None = None,
             above: float | None = None, accepted: str) -> float | int:
     text = text.strip()
@@ -719,9 +724,8 @@ def read_env_file(path: str, required: bool) -> dict[str, str]:
             raise SettingsError(f"--env-file: '{path}' does not exist; expected a readable .env file") from None
         return {}
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise SettingsError(f"--env-file: '{path}' cannot be read ({reason}); expected a readable UTF-8 .env file") \
-            from None
+        raise SettingsError(f"--env-file: '{path}' cannot be read ({os_reason(exc)}); expected a readable UTF-8 .env "
+                            "file") from None
     values = {}
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
@@ -848,7 +852,7 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
             try:
                 open(path, "a", encoding="utf-8").close()
             except OSError as exc:
-                raise SettingsError(f"{name(option)}: cannot write '{path}' ({exc.strerror or type(exc).__name__}); "
+                raise SettingsError(f"{name(option)}: cannot write '{path}' ({os_reason(exc)}); "
                                     "expected a writable file path") from None
             if not existed:
                 os.remove(path)
@@ -2212,7 +2216,7 @@ def load_shop_profile(path: str) -> ShopProfile:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
     except OSError as exc:
-        raise ValueError(f"cannot read '{path}' ({exc.strerror or type(exc).__name__})") from None
+        raise ValueError(f"cannot read '{path}' ({os_reason(exc)})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"'{path}' is not JSON ({exc}); expected a shop profile written by calibrate.py") from None
     try:
@@ -3227,7 +3231,7 @@ class Statistics(Mapping):
             return self.failed + self.dropped_at_shutdown
         if key == "start_time":
             return self.start_time
-        raise KeyError(key)
+        raise KeyError(f"{key!r}: the statistics keys are {', '.join(self._ORIGINAL_KEYS)}")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._ORIGINAL_KEYS)
@@ -3933,7 +3937,7 @@ class ECommerceEventProducer:
         except OSError as exc:
             if regular and os.path.exists(path):
                 os.remove(path)
-            self.labels_error = f"the ground truth could not be written to {target} ({exc.strerror or exc})"
+            self.labels_error = f"the ground truth could not be written to {target} ({os_reason(exc)})"
             log.error("%s; the events went out; the labels file is %s", self.labels_error,
                       "as it was before the run" if regular else "incomplete")
             target = ""
@@ -4300,13 +4304,13 @@ class _LogFile(logging.handlers.RotatingFileHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         logging.getLogger().removeHandler(self)
-        reason = sys.exc_info()[1]
+        reason = os_reason(sys.exc_info()[1])
         try:
             self.close()
         except OSError:
             pass
         log.warning("LOG_FILE %s cannot be written (%s); logging to the console only from here", self.baseFilename,
-                    getattr(reason, "strerror", None) or type(reason).__name__)
+                    reason)
 
 
 def setup_logging(settings: Settings, prefix: str = "") -> None:
@@ -4322,7 +4326,7 @@ def setup_logging(settings: Settings, prefix: str = "") -> None:
         try:
             handlers.append(_LogFile(settings.log_file, maxBytes=10 * 1024 * 1024, backupCount=3, encoding="utf-8"))
         except OSError as exc:
-            unwritable = exc.strerror or type(exc).__name__
+            unwritable = os_reason(exc)
     for handler in handlers:
         handler.setFormatter(fmt)
         handler.addFilter(secrets)
