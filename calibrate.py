@@ -122,6 +122,7 @@ class TimeParser:
 
     def __init__(self, sample: list[str], fmt: str | None, tz, column: str) -> None:
         self.tz, self.column, self._cache = tz, column, {}
+        self.time_of_day = False  # any time read so far is not a local midnight: the export has times of day
         if fmt:
             self.fmt = fmt
             return
@@ -167,12 +168,9 @@ class TimeParser:
                 raise BadInput(f"--time-column {self.column}: row {row}: the time {text!r} does not read as {shown} "
                                "(as the rows before it); expected one layout for the whole column, or --time-format")
             self._cache[text] = ms
+            # Asked of the data, not the layout: ISO 8601 and epoch times may be dates at midnight.
+            self.time_of_day = self.time_of_day or ms != local_midnight(ms, self.tz)
         return ms
-
-    @property
-    def time_of_day(self) -> bool:
-        return self.fmt not in ("%Y%m%d", "%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y", "%Y/%m/%d", "%d.%m.%Y", "%d-%m-%Y",
-                                "%m-%d-%Y")
 
 
 def _number(text: str, column: str, row: int) -> float:

@@ -371,3 +371,17 @@ def test_twin_backfills_then_follows_live(tmp_path):
     assert "Backfill caught up with the wall clock" in out.stderr
     times = [ms(json.loads(line)["timestamp"]) for line in out.stdout.splitlines()]
     assert times == sorted(times) and times[0] >= ms(start) and out.summary["printed"] == len(times) > 100
+
+
+@pytest.mark.parametrize("stamp, daily", [("2024-{m:02d}-{d:02d}", False), ("2024-{m:02d}-{d:02d}T{h:02d}:15:00", True)])
+def test_times_of_day_are_judged_from_the_data_not_the_layout(tmp_path, stamp, daily):
+    """ISO 8601 dates alone are dates at midnight: no daily cycle to fit (it stays the default's)."""
+    rows = [f"{c},{stamp.format(m=1 + (c + k) % 12, d=1 + (c * 7 + k) % 28, h=8 + c % 12)},{10 + c % 30}.5\n"
+            for c in range(1, 300) for k in range(1 + c % 3)]
+    (tmp_path / "orders.csv").write_text("customer,date,amount\n" + "".join(rows))
+    out = run_calibrate(str(tmp_path / "orders.csv"), "--profile", str(tmp_path / "p.json"), "--no-report",
+                        "--evaluations", "10")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert ("hourly" in doc["fitted"]) == daily
+    assert any("daily cycle" in d for d in doc["defaults"]) != daily
