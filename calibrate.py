@@ -584,9 +584,12 @@ def base_profile(export: Export, window: Window) -> tuple[ShopProfile, dict[str,
         chosen = values[items == b] if b < buckets else values[items >= b]
         quantiles.append(tuple(round(float(q), 2) for q in np.quantile(chosen if len(chosen) else values, grid)))
     has_items = "quantity" in export.columns or export.kind == "events"
-    fitted["order_value"] = f"quantiles by items per order (1 to {buckets}{' or more' if buckets > 1 else ''})"
     if has_items:
+        fitted["order_value"] = f"quantiles by items per order (1 to {buckets}{' or more' if buckets > 1 else ''})"
         fitted["items"] = "items per order"
+    else:  # no item counts (lines without quantities are not items): one distribution of order values
+        quantiles = [tuple(round(float(q), 2) for q in np.quantile(values, grid))]
+        fitted["order_value"] = "quantiles"
     # the cycle: orders (event exports: session starts) by local weekday and hour
     day = (np.array([o[1] for o in export.orders]) - start) // DAY_MS
     weekday_orders = np.bincount(window.weekday_of_day[day], minlength=7).astype(float)
@@ -627,9 +630,7 @@ def base_profile(export: Export, window: Window) -> tuple[ShopProfile, dict[str,
         reactivation_per_day=producer.REACTIVATION_PER_DAY, sessions_per_order=round(funnel["sessions_per_order"], 4),
         bounce=round(funnel["bounce"], 4), views=round(funnel["views"], 4),
         abandoned_carts_per_order=round(funnel["abandoned_carts_per_order"], 4),
-        items=tuple(round(float(x), 6) for x in shares) if has_items else (1.0,),
-        value_quantiles=tuple(quantiles) if has_items else (quantiles[0] if buckets == 1 else
-                                                           tuple(round(float(q), 2) for q in np.quantile(values, grid)),),
+        items=tuple(round(float(x), 6) for x in shares) if has_items else (1.0,), value_quantiles=tuple(quantiles),
         hourly=tuple(hourly), weekday=tuple(round(float(x), 4) for x in weekday), products=products,
         zipf_exponent=zipf)
     return profile, fitted
