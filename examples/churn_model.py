@@ -87,22 +87,29 @@ class BadInput(Exception):
     """One line for the user: which file or option, what is wrong, what is expected."""
 
 
-def read_jsonl(path: str, option: str) -> list[dict]:
+def read_jsonl(path: str, option: str):
+    """The file's JSON lines, one at a time (an events file may hold millions); BadInput naming the file. The
+    file is opened at once, so that one that cannot be read is said before any work."""
     try:
-        with open(path, encoding="utf-8") as f:
-            rows = []
-            for number, line in enumerate(f, start=1):
+        stream = open(path, encoding="utf-8")
+    except OSError as exc:
+        reason = "is a folder" if isinstance(exc, IsADirectoryError) else exc.strerror or type(exc).__name__
+        raise BadInput(f"{option} {path}: cannot be read ({reason}); expected a JSON-lines file") from None
+    return _json_lines(stream, path, option)
+
+
+def _json_lines(stream, path: str, option: str):
+    with stream:
+        try:
+            for number, line in enumerate(stream, start=1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        yield json.loads(line)
                     except json.JSONDecodeError:
                         raise BadInput(f"{option} {path}: line {number} is not JSON; expected JSON lines "
                                        f"({'--labels-file output' if option == '--labels' else 'events'})") from None
-            return rows
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = "is a folder" if isinstance(exc, IsADirectoryError) else \
-            getattr(exc, "strerror", None) or type(exc).__name__
-        raise BadInput(f"{option} {path}: cannot be read ({reason}); expected a JSON-lines file") from None
+        except UnicodeDecodeError:
+            raise BadInput(f"{option} {path}: cannot be read (not UTF-8 text); expected a JSON-lines file") from None
 
 
 def read_topic(bootstrap: str, topic: str) -> list[dict]:
@@ -207,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             events, labels = read_topic(args.bootstrap_servers, args.events_topic), \
                 read_topic(args.bootstrap_servers, args.labels_topic)
         elif args.events and args.labels:
-            events, labels = read_jsonl(args.events, "--events"), read_jsonl(args.labels, "--labels")
+            events, labels = read_jsonl(args.events, "--events"), list(read_jsonl(args.labels, "--labels"))
         else:
             parser.error("give --events and --labels, or --bootstrap-servers")
         result = benchmark(events, labels, seeds=args.seeds)
