@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from heapq import heappop, heappush
+from heapq import heappop, heappush, merge
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator
 
@@ -433,6 +433,12 @@ OPTIONS: tuple[Option, ...] = (
            group="sessions"),
     Option("labels_topic", "LABELS_TOPIC", "--labels-topic", "", parse_optional_topic,
            "sessions mode: also send the ground truth to this topic", group="sessions"),
+    Option("truth_file", "TRUTH_FILE", "--truth-file", "", parse_path,
+           "sessions mode: write each change of a customer's hidden state (joined, decline_started, churned, "
+           "returned, settled) as a JSON line here, as it happens in simulated time", group="sessions"),
+    Option("truth_topic", "TRUTH_TOPIC", "--truth-topic", "", parse_optional_topic,
+           "sessions mode: send those truth events to this topic as well, keyed by user id, timestamped at "
+           "their moment", group="sessions"),
     Option("churn_cutoff", "CHURN_CUTOFF", "--churn-cutoff", "", parse_time,
            "sessions mode: the benchmark's cut-off T: labels say who, active before T and not churned at T, "
            "churned in (T, T+horizon] (empty = the window's end minus the horizon)", group="sessions"),
@@ -576,6 +582,8 @@ class Settings:
     follow: bool
     labels_file: str
     labels_topic: str
+    truth_file: str
+    truth_topic: str
     churn_cutoff: int | None
     churn_horizon: float
     churn_signal: float
@@ -805,8 +813,9 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
     def name(option: str) -> str:
         return given.get(option, OPTIONS_BY_NAME[option].env or option)
 
-    sessions_only = [o for o in ("start_time", "end_time", "follow", "labels_file", "labels_topic", "churn_cutoff",
-                                 "churn_horizon", "churn_signal", "shop_timezone", "shop_profile", "zipf_exponent")
+    sessions_only = [o for o in ("start_time", "end_time", "follow", "labels_file", "labels_topic", "truth_file",
+                                 "truth_topic", "churn_cutoff", "churn_horizon", "churn_signal", "shop_timezone",
+                                 "shop_profile", "zipf_exponent")
                      if o in given and getattr(s, o) != OPTIONS_BY_NAME[o].parse(OPTIONS_BY_NAME[o].default)]
     if s.simulation_mode == "random" and sessions_only:
         raise SettingsError(f"{name(sessions_only[0])}: only used in sessions mode; expected SIMULATION_MODE=sessions "
@@ -842,7 +851,7 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
         s = _size_population(s, given, name)
         if s.start_time is not None and s.start_time > time.time() * 1000 and s.follow:
             raise SettingsError(f"{name('start_time')}: is in the future; expected a past date-time with --follow")
-    for option in ("labels_file", "summary_json"):
+    for option in ("labels_file", "truth_file", "summary_json"):
         path = getattr(s, option)
         folder = os.path.dirname(os.path.abspath(path)) if path else ""
         if path and (os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK)):
@@ -1642,6 +1651,7 @@ class SessionSimulator:
         self._arrival_cdf = list(itertools.accumulate(segment_mix[s] * PROFILES[s].hazard for s in self._segment_names))
         self.dormant = 0  # users churned now
         self.partial_declines = 0  # declines that ended without churning
+        self._truth: list | None = None  # changes of hidden state to hand out (truth()), once record_truth() asks
         self._calibrate(weights, segment_mix)
         self._funnels = {s: self._segment_funnel(s, 0.0) for s in SEGMENTS}
         self._heap: list[int] = []
@@ -1820,10 +1830,12 @@ class SessionSimulator:
             if user.state == ENGAGED and when >= user.fade_start:  # the decline began before this start
                 user.state = FADING
                 user.fade_end = user.fade_start + self._fade_duration()
+                if self._truth is not None:  # decided now, for a moment that may be ahead: truth() waits for it
+                    self._note_truth(user.fade_start, user, "decline_started", ends=self._truth_time(user.fade_end))
             if user.state == FADING:
                 if when >= user.fade_end:
                     user.action = FADE_END
-                    self._push(user.fade_end, user.index)
+                    self._push(max(user.fade_end, now), user.index)  # a session may have run past the end
                     return
                 keep *= 1 - self._fade_depth * (when - user.fade_start) / (user.fade_end - user.fade_start)
             if random() < keep:
@@ -1867,8 +1879,12 @@ class SessionSimulator:
                     user.episodes = []
                 user.episodes.append([now, None])
                 self._schedule_reactivation(user, now)
+                if self._truth is not None:
+                    self._note_truth(now, user, "churned", episode=len(user.episodes))
             else:  # partial churn: fewer visits from now on, not none
                 self.partial_declines += 1
+                if self._truth is not None:
+                    self._note_truth(now, user, "settled")
                 user.state = ENGAGED
                 user.rate *= self.rng.uniform(*PARTIAL_LEVEL)
                 self._plan_decline(user, now)
@@ -1880,6 +1896,8 @@ class SessionSimulator:
             user.episodes[-1][1] = now
             self._plan_decline(user, now)
             self._plan_break(user, now)
+            if self._truth is not None:
+                self._note_truth(now, user, "returned", episode=len(user.episodes))
         return self._plan(user, now)
 
     def _arrive(self, now: int) -> None:
@@ -1887,6 +1905,8 @@ class SessionSimulator:
         self._next_user_id += 1
         self._start_user(user, now, stationary=False)
         self._schedule_arrival(now)
+        if self._truth is not None:
+            self._note_truth(now, user, "joined")
 
     def _plan(self, user: _User, now: int) -> list:
         """The steps of a session starting now: a single bounce, or views of products (a few in focus,
@@ -2050,6 +2070,43 @@ class SessionSimulator:
                         for i in range(steps))
             user.at_cutoff = (True, round(self.full_churn * p, 6))
         self._cutoff_noted = cutoff
+
+    def record_truth(self) -> None:
+        """From now on, note each change of a user's hidden state for truth(): `joined`, `decline_started`,
+        `churned`, `returned`, `settled` (a decline that ended without churning). The customers there are now
+        come first, as `present` with their state (engaged, declining or churned)."""
+        self._truth, self._truth_seq, self._truth_time, self.truth_count = [], 0, TimestampFormatter(), 0
+        now = self.start_ms  # called before the first take()
+        fmt = self._truth_time
+        for user in self.users:
+            if user.state == DORMANT:
+                self._note_truth(now, user, "present", state="churned")
+            elif user.state == FADING and user.fade_start <= now:
+                self._note_truth(now, user, "present", state="declining", since=fmt(user.fade_start),
+                                 ends=fmt(user.fade_end))
+            else:
+                self._note_truth(now, user, "present", state="engaged")
+                if user.state == FADING:  # a decline planned before now, when their first visit was
+                    self._note_truth(user.fade_start, user, "decline_started", ends=fmt(user.fade_end))
+
+    def _note_truth(self, when: int, user: _User, kind: str, **extra: Any) -> None:
+        if user.mine:
+            self._truth_seq += 1  # ties keep the order they were noted in
+            heappush(self._truth, (when, self._truth_seq, user.user_id, kind, user.segment, extra))
+
+    def truth(self, until_ms: float) -> list[tuple[int, bytes, bytes]]:
+        """The changes noted (record_truth) that happened up to until_ms, in time order, as (epoch ms, key,
+        JSON value): {"user_id", "kind", "time", "segment"} and, for churned and returned, "episode" (the
+        churn episode's number in the labels, from 1); for present, "state"; for a decline, when it "ends" (in
+        churn or settled: the hidden state knows when, not which). A decline is decided when the user's next
+        visit is planned, ahead of its moment: it waits here until simulated time reaches it."""
+        pending, out, fmt = self._truth, [], self._truth_time
+        while pending and pending[0][0] <= until_ms:
+            when, _, user_id, kind, segment, extra = heappop(pending)
+            row = {"user_id": user_id, "kind": kind, "time": fmt(when), "segment": segment} | extra
+            out.append((when, JsonCodec.key(user_id), json.dumps(row, separators=(",", ":")).encode()))
+        self.truth_count += len(out)
+        return out
 
     def labels(self, end_ms: int) -> Iterator[dict[str, Any]]:
         """Ground truth, kept out of the events: one row per user who had joined by end_ms (a generator: a
@@ -2718,8 +2775,10 @@ class KafkaConnection:
         with those callbacks bound; a client may give a cheaper one."""
         return functools.partial(self.send, on_ack=on_ack, on_failure=on_failure)
 
-    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None]) -> None:
-        """A ground-truth row to its own topic (the client's default partitioner, no event id)."""
+    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None],
+                   timestamp_ms: int | None = None) -> None:
+        """A ground-truth row to its own topic (the client's default partitioner, no event id); its record
+        timestamp is timestamp_ms when given, else the send time."""
         raise NotImplementedError
 
     def flush(self, timeout: float) -> None:
@@ -2890,8 +2949,9 @@ class KafkaPythonConnection(KafkaConnection):
         future.add_callback(on_ack, *ack_args)
         future.add_errback(on_failure)
 
-    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None]) -> None:
-        self.client.send(topic, value, key).add_callback(on_ack)
+    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None],
+                   timestamp_ms: int | None = None) -> None:
+        self.client.send(topic, value, key, timestamp_ms=timestamp_ms).add_callback(on_ack)
 
     def keyed_partition(self, key: bytes) -> int:
         """The partition kafka-python's default partitioner (murmur2, as in the Java client) picks for
@@ -3148,8 +3208,10 @@ class ConfluentConnection(KafkaConnection):
     def _failure(error) -> DeliveryFailed:
         return DeliveryFailed(error.name().lstrip("_"), f"{error.name()}: {error.str()}")
 
-    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None]) -> None:
-        self.client.produce(topic, value, key, on_delivery=lambda error, message: error is None and on_ack(message))
+    def send_label(self, topic: str, key: bytes, value: bytes, on_ack: Callable[[Any], None],
+                   timestamp_ms: int | None = None) -> None:
+        self.client.produce(topic, value, key, on_delivery=lambda error, message: error is None and on_ack(message),
+                            timestamp=timestamp_ms or 0)
 
     def flush(self, timeout: float) -> None:
         client = self.client
@@ -3259,6 +3321,7 @@ class DeliveryMonitor:
         self._outage_since = started
         self.next_report = started + settings.stats_interval if settings.stats_interval else math.inf
         self.label_acks = 0
+        self.truth_acks = 0
         self._failures_reported, self._last_failure_log = 0, -math.inf
         self._last_completion = (0, started)  # (acked + failed, when that count last changed)
         self._last_acked, self._last_ack_time = 0, started
@@ -3298,6 +3361,9 @@ class DeliveryMonitor:
 
     def on_label_ack(self, _metadata) -> None:
         self.label_acks += 1
+
+    def on_truth_ack(self, _metadata) -> None:
+        self.truth_acks += 1
 
     # the loop's thread ----------------------------------------------------------------------------
     def report_progress(self) -> None:
@@ -3526,6 +3592,7 @@ class ECommerceEventProducer:
         self._next_partition_check = 0.0
         self._transcode: Callable[[bytes], bytes] | None = None  # JSON text -> VALUE_FORMAT, once registered
         self.labels_error = ""  # why the last run's ground truth could not be written, if it could not
+        self.truth_error = ""  # the same of its truth events
 
     @property
     def stats(self) -> Statistics:
@@ -3760,7 +3827,7 @@ class ECommerceEventProducer:
         if self.connection is not None:
             self.connection.watch.clear()
         self.delivery = DeliveryMonitor(s, self.connection.watch if self.connection else None)
-        self.labels_error = ""
+        self.labels_error = self.truth_error = ""
         sink = _DryRunSink(sys.stdout) if s.dry_run else None
         try:
             if s.simulation_mode == "sessions":
@@ -3875,6 +3942,7 @@ class ECommerceEventProducer:
         # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client
         # allows: one line per event there only when asked for explicitly; live, the setting applies.
         log_events = self._log_events if live and handed_over else s.log_events == "true"
+        truth = _TruthStream(s, sim, self.connection, self.delivery) if s.truth_file or s.truth_topic else None
         while not self._stop.is_set() and remaining > 0:
             now = time.monotonic()
             if now >= deadline:
@@ -3906,7 +3974,12 @@ class ECommerceEventProducer:
             else:
                 send_many(events)
             remaining -= len(events)
+            if truth is not None:  # what changed up to the last of these events (or the whole span taken)
+                truth.write(events[-1][0] if len(events) == batch else min(limit, end_ms - 1))
         reached = min(end_ms, sim.peek_ms() or end_ms) if not live else clock()
+        if truth is not None:
+            truth.close(int(min(reached, end_ms)))
+            self.truth_error = truth.error
         self._publish_labels(sim, int(min(reached, end_ms)))
 
     def _publish_labels(self, sim: "SessionSimulator", end_ms: int) -> None:
@@ -4034,8 +4107,8 @@ class ECommerceEventProducer:
         if stats.dropped_at_shutdown:
             log.error("%d events were not acknowledged before shutdown and may be lost", stats.dropped_at_shutdown)
         self._stop.clear()  # the stop request is served; the same instance may run again
-        if self.labels_error:
-            self.ended_by = "labels not written"
+        if self.labels_error or self.truth_error:
+            self.ended_by = "labels not written" if self.labels_error else "truth not written"
             return EXIT_FAILURE
         return delivery.exit_code()
 
@@ -4054,6 +4127,70 @@ class _DryRunSink:
 
     def flush(self) -> None:
         self._out.flush()
+
+
+class _TruthStream:
+    """The truth events of a sessions run (--truth-file, --truth-topic), handed out as simulated time passes
+    them: each batch after the events that came before it, so a reader of both sees them interleaved."""
+
+    def __init__(self, s: Settings, sim: "SessionSimulator", connection: "KafkaConnection | None",
+                 delivery: "DeliveryMonitor") -> None:
+        self.sim, self.connection, self.delivery = sim, connection, delivery
+        self.path, self.error, self.sent = s.truth_file, "", 0
+        self.topic = s.truth_topic if connection is not None and connection.connected else ""
+        self.flush_timeout = max(30.0, s.flush_timeout)
+        try:  # checked writable by validate(); still, a run must not die on it
+            self.file = open(s.truth_file, "w", encoding="utf-8") if s.truth_file else None
+        except OSError as exc:
+            self.file = None
+            self._failed(exc)
+        sim.record_truth()
+        self.write(sim.start_ms)  # the customers there are at the start
+
+    def write(self, until_ms: float) -> None:
+        records = self.sim.truth(until_ms)
+        if not records:
+            return
+        if self.file is not None:
+            try:
+                self.file.write("".join(value.decode() + "\n" for _, _, value in records))
+                self.file.flush()  # a live reader of the file sees each batch as it is written
+            except OSError as exc:
+                self._failed(exc)
+        if self.topic:
+            send, on_ack = self.connection.send_label, self.delivery.on_truth_ack
+            for when, key, value in records:
+                send(self.topic, key, value, on_ack, timestamp_ms=when)
+            self.sent += len(records)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = f"the truth events could not be written to {self.path} ({os_reason(exc)})"
+        log.error("%s; the events go on; the truth file is incomplete", self.error)
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+        self.file = None
+
+    def close(self, end_ms: int) -> None:
+        """The changes up to the end of the stream; on the topic, every one of them acknowledged, or
+        ConnectionFailed."""
+        self.write(end_ms)
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError as exc:
+                self._failed(exc)
+            else:
+                log.info("Wrote %d truth events to %s", self.sim.truth_count, self.path)
+        if self.topic:
+            self.connection.flush(timeout=self.flush_timeout)
+            failed = self.sent - self.delivery.truth_acks
+            if failed:
+                raise ConnectionFailed(f"{failed} of {self.sent} truth events could not be sent to topic "
+                                       f"'{self.topic}'")
+            log.info("Sent %d truth events to topic '%s'", self.sent, self.topic)
 
 
 class MetricsServer:
@@ -4157,7 +4294,8 @@ def worker_settings(s: Settings, worker: int, seed: int | None, start_ms: int, s
     index, count = s.shard or (0, 1)
     w = replace(s, workers=1, seed=seed, stats_interval=0, summary_json=summary_path, print_config=False,
                 metrics_port=s.metrics_port + worker if s.metrics_port else None,
-                labels_file=f"{s.labels_file}.part{worker}" if s.labels_file else "")
+                labels_file=f"{s.labels_file}.part{worker}" if s.labels_file else "",
+                truth_file=f"{s.truth_file}.part{worker}" if s.truth_file else "")
     if s.count is not None:
         w = replace(w, count=s.count // n + (1 if worker < s.count % n else 0))
     if s.simulation_mode == "sessions":
@@ -4270,6 +4408,14 @@ def _combine_workers(s: Settings, summaries: list[str], counts, codes: list[int 
                     with open(part, encoding="utf-8") as f:
                         out.writelines(f)
                     os.unlink(part)
+    if s.truth_file:  # each worker's truth is in time order: merged, the shop's is too
+        parts = [f"{s.truth_file}.part{w}" for w in range(len(summaries))]
+        files = [open(part, encoding="utf-8") for part in parts if os.path.exists(part)]
+        with open(s.truth_file, "w", encoding="utf-8") as out:
+            out.writelines(merge(*files, key=lambda line: json.loads(line)["time"]))
+        for f in files:
+            f.close()
+            os.unlink(f.name)
     delivery.log_statistics()
     code = EXIT_USAGE if EXIT_USAGE in codes else EXIT_OK if all(c == EXIT_OK for c in codes) else EXIT_FAILURE
     if s.summary_json:

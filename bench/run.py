@@ -11,8 +11,10 @@ with the same records (~the size of our events) and the same producer settings.
     python bench/run.py --only backfill --backfill-pairs 3
     python bench/run.py --only twin            # calibrate.py on 500,000 invoice lines; the twin of CDNOW
     python bench/run.py --only population      # 1,000,000 customers' RSS; simulation cost vs the previous model
+    python bench/run.py --only warning         # the scoreboard on 100,000 customers; the detector's pace on Kafka
 
-Results: a table on stdout and bench/results.json (figures, ratios, targets, settings).
+Results: a table on stdout and bench/results.json (figures, ratios, targets, settings); a run of some parts
+(--only) replaces those parts' figures in the file and keeps the others'.
 """
 
 from __future__ import annotations
@@ -405,6 +407,52 @@ def twin() -> dict:
     return result
 
 
+def early_warning(bootstrap: str) -> dict:
+    """The scoreboard on 100,000 customers over 60 simulated days, truth and alerts (target < 30 s), and the
+    reference detector's pace on the events topic with confluent-kafka's consumer (target >= 20,000 events/s)."""
+    result: dict = {}
+    window = ["--mode", "sessions", "--start-time", "2026-01-01T00:00:00Z", "--end-time", "2026-03-02T00:00:00Z",
+              "--log-file", "", "--stats-interval", "0"]
+    with tempfile.TemporaryDirectory() as tmp:
+        truth, alerts = f"{tmp}/truth.jsonl", f"{tmp}/alerts.jsonl"
+        shop = subprocess.Popen([PY, "producer.py", *window, "--user-id-range", "1-100000", "--seed", "1", "--dry-run",
+                                 "--truth-file", truth], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+        detector = subprocess.run([PY, "examples/early_warning.py", "--events-file", "-", "--alerts-file", alerts],
+                                  stdin=shop.stdout, capture_output=True, text=True, cwd=ROOT)
+        shop.stdout.close()
+        if shop.wait() != 0 or detector.returncode != 0:
+            raise SystemExit(f"bench: the 100,000-customer shop and its detector failed:\n{detector.stderr[-2000:]}")
+        m = must(run_measured([PY, "scoreboard.py", "--truth", truth, "--alerts", alerts, "--json"]), "scoreboard")
+        report = json.loads(m.out)
+        met = m.seconds < 30
+        truth_lines = Path(truth).read_text().count("\n")
+        print(f"  scoreboard, {report['customers']:,} customers over 60 days ({truth_lines:,} truth events, "
+              f"{report['alerts'] + report['alerts_pending']:,} alerts): {m.seconds:.1f} s: {'MET ' if met else 'MISS'}"
+              f" < 30 s; detector precision {report['precision']}, recall {report['recall']}, chance precision "
+              f"{report['baselines']['random']['precision']}, ceiling {report['baselines']['oracle']['precision']}",
+              flush=True)
+        result["scoreboard"] = {"customers": report["customers"], "truth_events": truth_lines, "seconds": m.seconds,
+                                "report": report, "met": met}
+    events = create_topic(bootstrap, topic("warning"))
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)  # a backfill's old timestamps must not be deleted
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, events, {"retention.ms": "-1"})])
+    admin.close()
+    must(run_measured([PY, "producer.py", *window, "--user-id-range", "1-20000", "--seed", "2", "--bootstrap-servers",
+                       bootstrap, "--topic", events, "--client", "confluent-kafka"]), "the backfill to detect on")
+    m = must(run_measured([PY, "examples/early_warning.py", "--bootstrap-servers", bootstrap, "--topic", events,
+                           "--group", events, "--alerts-file", os.devnull, "--until-idle", "5"]), "the detector")
+    line = m.err.strip().splitlines()[-1]
+    count, pace = (int(x.replace(",", "")) for x in re.search(r"([\d,]+) events of .* ([\d,]+) events/s", line).groups())
+    met = pace >= 20_000
+    print(f"  reference detector on the topic (confluent-kafka consumer): {count:,} events at {pace:,} events/s, "
+          f"peak RSS {m.peak_rss_mb:.0f} MB: {'MET ' if met else 'MISS'} >= 20,000 events/s", flush=True)
+    result["detector"] = {"events": count, "events_per_s": pace, "peak_rss_mb": m.peak_rss_mb, "met": met}
+    return result
+
+
+PARTS = ("throughput", "backfill", "rates", "memory", "population", "twin", "warning")
 MIX = {"loyal": 0.3, "casual": 0.4, "at_risk": 0.2, "churning": 0.1}
 START_MS = 1_761_955_200_000  # 2026-11-01T00:00:00Z
 
@@ -542,7 +590,7 @@ def print_table(tp: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"))
-    parser.add_argument("--only", choices=("throughput", "backfill", "rates", "memory", "population", "twin"),
+    parser.add_argument("--only", choices=PARTS,
                         action="append")
     parser.add_argument("--count", type=int, default=200_000, help="records per throughput contender")
     parser.add_argument("--naive-count", type=int, default=3_000, help="records for the naive loop (slow)")
@@ -554,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--population-rounds", type=int, default=4)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args(argv)
-    parts = set(args.only or ("throughput", "backfill", "rates", "memory", "population", "twin"))
+    parts = set(args.only or PARTS)
 
     if "throughput" in parts and devkafka.main(["registry", "up"]) != 0:  # for the --format rows
         return 1
@@ -586,9 +634,14 @@ def main(argv: list[str] | None = None) -> int:
     if "twin" in parts:
         print("\nYour shop's twin:", flush=True)
         results["twin"] = twin()
+    if "warning" in parts:
+        print("\nScoring an early-warning pipeline:", flush=True)
+        results["warning"] = early_warning(args.bootstrap_servers)
     results["harness_seconds"] = time.monotonic() - started
     if "throughput" in results:
         print_table(results["throughput"])
+    if args.only and args.output.exists():  # the other parts' figures stay
+        results = json.loads(args.output.read_text()) | results
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nbench: done in {results['harness_seconds']:.0f}s; figures in {args.output}")
     return 0
