@@ -32,8 +32,8 @@ broker/lib/.resolved: broker/pom.xml devkafka.py
 # afterwards, and keeps its data across restarts (stop it: `make kafka-down`; wipe it: `make kafka-reset`).
 run: setup
 	@$(PY) devkafka.py ensure $(KAFKA_BOOTSTRAP_SERVERS)
-	@# --format avro / json-schema (or VALUE_FORMAT): the local schema registry too, unless one answers on 8081.
-	@case " $(ARGS) $(VALUE_FORMAT) " in *avro*|*json-schema*) $(PY) devkafka.py registry up;; esac
+	@# --format avro / protobuf / json-schema (or VALUE_FORMAT): the local schema registry too, unless one answers on 8081.
+	@case " $(ARGS) $(VALUE_FORMAT) " in *avro*|*protobuf*|*json-schema*) $(PY) devkafka.py registry up;; esac
 	KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_BOOTSTRAP_SERVERS) $(PY) producer.py $(ARGS)
 
 # CDNOW (69,659 real orders, 1997-98), the twin's test data: from the lifetimes wheel on PyPI, never committed.

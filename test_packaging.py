@@ -30,9 +30,9 @@ def test_requirements_are_pinned_and_cover_every_compression_codec():
     assert codec.has_snappy() and codec.has_lz4() and codec.has_zstd() and codec.has_gzip()
 
 
-def test_every_setting_is_in_producer_config_env_and_readme():
+def test_every_setting_is_in_producer_config_env_and_the_settings_doc():
     env_file = (ROOT / "producer_config.env").read_text()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "settings.md").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", env_file, re.M))
     assert SETTINGS <= documented, SETTINGS - documented
     assert documented <= SETTINGS, documented - SETTINGS
@@ -44,9 +44,9 @@ def test_every_setting_is_in_producer_config_env_and_readme():
 
 
 def test_settings_tables_and_the_template_say_what_the_options_say_row_by_row():
-    """README's settings tables and producer_config.env are checked against OPTIONS whole: variable, flag,
-    default and meaning, so neither can drift from the code."""
-    readme = (ROOT / "README.md").read_text()
+    """The settings tables (docs/settings.md) and producer_config.env are checked against OPTIONS whole: variable,
+    flag, default and meaning, so neither can drift from the code."""
+    readme = (ROOT / "docs" / "settings.md").read_text()
     described, comment = {}, []
     for line in (ROOT / "producer_config.env").read_text().splitlines():
         setting = re.match(r"^#? ?([A-Z][A-Z0-9_]+)=(.*)$", line)
@@ -150,3 +150,57 @@ def test_sharded_manifests_pass_the_pod_index_as_the_shard_and_make_valid_settin
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_is_a_front_page_and_every_link_of_the_docs_resolves():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= 25_000
+    first_screen = "\n".join(readme.splitlines()[:60])
+    assert "make run" in first_screen and "make test" in first_screen
+    pages = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if link.startswith(("http://", "https://")):
+                continue
+            path, _, fragment = link.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            assert target.exists(), f"{page.name}: {link}"
+            if fragment and target.suffix == ".md":
+                anchors = {_anchor(h) for h in re.findall(r"(?m)^#{1,6} (.+)$", target.read_text())}
+                assert fragment in anchors, f"{page.name}: {link}"
+
+
+def test_the_code_map_names_only_what_exists():
+    """Every name the README's code map gives in backticks (a class, function or constant) is defined at the top
+    level of one of the project's modules; every file it names exists."""
+    import ast
+
+    defined = set()
+    for module in [*ROOT.glob("*.py"), *ROOT.glob("examples/*.py"), *ROOT.glob("bench/*.py")]:
+        for node in ast.parse(module.read_text()).body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.Assign):
+                defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                defined.add(node.target.id)
+    readme = (ROOT / "README.md").read_text()
+    code_map = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in code_map.splitlines() if line.startswith("| `")]
+    wire_names = set(re.findall(r"`([a-z_]+)`", readme.split("## The event", 1)[1].split("\n## ", 1)[0]))
+    assert len(rows) > 8
+    for row in rows:
+        files, meaning = row.split(" | ", 1)
+        for name in re.findall(r"`([^`]+)`", files):
+            for part in name.split(", "):
+                assert list(ROOT.glob(part.strip("`"))), part
+        names = [n for n in re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)(?:\(argv\) -> int)?`", meaning)
+                 if (n[0].isupper() or "_" in n or n in ("main", "validate")) and n not in wire_names]
+        for name in names:
+            assert name in defined, f"the code map names {name}, which no module defines"
