@@ -288,6 +288,7 @@ def server_properties(inst: Instance) -> str:
         f"offsets.topic.replication.factor={replicas}",
         "offsets.topic.num.partitions=1",
         f"transaction.state.log.replication.factor={replicas}",
+        f"min.insync.replicas={min_isr}",  # a cluster's topics: acks=all survives one node (docs/operations.md)
         f"transaction.state.log.min.isr={min_isr}",
         f"share.coordinator.state.topic.replication.factor={replicas}",
         f"share.coordinator.state.topic.min.isr={min_isr}",

@@ -103,6 +103,13 @@ PUBLISH_S = 0.25  # --workers: how often a worker tells the parent its counts
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+# What the summary's "sent" is, by KAFKA_ACKS; and what a failed or unacknowledged event is: Kafka cannot tell
+# whether a request that timed out was written, so neither is called lost.
+SENT_MEANS = {"all": "acknowledged by the in-sync replicas", 1: "acknowledged by the partition leader alone",
+              0: "sent, not acknowledged (acks=0)"}
+UNCERTAIN = "not acknowledged; may or may not be in the topic"
+# The summary's exit_reason while a run goes on; what a killed run (SIGKILL, out of memory) leaves.
+RUNNING = "running, or killed before it could end (no figures)"
 
 log = logging.getLogger("producer")
 
@@ -865,9 +872,22 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
                                     "expected a writable file path") from None
             if not existed:
                 os.remove(path)
+    if s.delivery_timeout_ms < s.request_timeout_ms + s.linger_ms:
+        raise SettingsError(f"{name('delivery_timeout_ms')}: {s.delivery_timeout_ms} is shorter than "
+                            f"{name('request_timeout_ms')} ({s.request_timeout_ms}) + {name('linger_ms')} "
+                            f"({s.linger_ms}); expected at least {s.request_timeout_ms + s.linger_ms}, or a shorter "
+                            "request timeout (the clients refuse a delivery timeout that one request could outlast)")
     if s.enable_idempotence and s.acks != "all":
         raise SettingsError(f"{name('acks')}: {s.acks} is not valid with idempotence on; expected all, "
                             f"or {name('enable_idempotence')}=false")
+    if s.acks in (0, 1) and not s.dry_run:  # allowed, and said plainly: what these settings can lose
+        what = ("the partition leader acknowledges alone, so an acknowledged event is lost if the leader fails or "
+                "is cut off from its followers before they copy it (a leader cut off for 30 s lost about a fifth of "
+                "60,000 acknowledged events in a probe)" if s.acks == 1 else
+                "the broker acknowledges nothing, so 'sent' counts events handed to the network, and any of them "
+                "may be missing from the topic (a broker killed with -9 lost a few hundred in a probe)")
+        s = replace(s, warnings=s.warnings + (f"{name('acks')}={s.acks}: {what}; acks=all on a replicated topic "
+                                              "with min.insync.replicas=2 keeps every acknowledged event",))
     if s.security_protocol.startswith("SASL") and not (s.sasl_username and s.sasl_password):
         raise SettingsError(f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD: both are required with "
                             f"{name('security_protocol')}={s.security_protocol}")
@@ -1056,6 +1076,19 @@ class TimestampFormatter:
         self._ms = epoch_ms
         self._text = f"{self._prefix}{self._SECONDS[milli // 1000]}{self._MILLIS[milli % 1000]}"
         return self._text
+
+
+def run_id_for(s: "Settings") -> str:
+    """The run id that prefixes event ids: random, except for a seeded window of sessions mode, whose events are
+    the same on every run. Its id comes from what makes the stream (the seed, the shard, the window, the shop), so a
+    rerun, e.g. a restarted pod, sends the same ids and downstream can drop the duplicates."""
+    if s.simulation_mode == "sessions" and s.seed is not None and s.start_time is not None:
+        import hashlib
+
+        stream = (s.seed, s.shard, s.start_time, s.end_time, s.follow, s.user_id_range, s.product_id_range,
+                  s.segment_mix, s.event_weights, s.churn_signal, s.shop_profile, s.shop_timezone, s.zipf_exponent)
+        return hashlib.sha256(repr(stream).encode()).hexdigest()[:16]
+    return os.urandom(8).hex()
 
 
 def iso_to_epoch_ms(timestamp: str) -> int:
@@ -2719,8 +2752,17 @@ class KafkaConnection:
         """Errors of a connection attempt that mean "try again"."""
         raise NotImplementedError
 
+    client_logger = ""  # the logger the client library writes to
+
     def _capture_client_logs(self) -> None:
-        """Send what the client says about the broker to self.watch."""
+        """Route the client library's logs to BrokerWatch, which reports an outage once, with its cause, and its
+        recovery; at DEBUG they are shown as well."""
+        client_log = logging.getLogger(self.client_logger)
+        if self.watch not in client_log.handlers:
+            client_log.addHandler(self.watch)
+        client_log.propagate = self.settings.log_level == "DEBUG"
+        if client_log.level == logging.NOTSET or client_log.level > logging.WARNING:
+            client_log.setLevel(logging.WARNING if self.settings.log_level != "DEBUG" else logging.DEBUG)
 
     def _admin_client(self, timeout_s: float):
         raise NotImplementedError
@@ -2818,6 +2860,7 @@ class KafkaPythonConnection(KafkaConnection):
     """kafka-python (pure Python), the default client."""
 
     name = "kafka-python"
+    client_logger = "kafka"
 
     def __init__(self, settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> None:
         super().__init__(settings, stop, clock)
@@ -2862,15 +2905,6 @@ class KafkaPythonConnection(KafkaConnection):
         from kafka.errors import KafkaError
 
         return (KafkaError, OSError)
-
-    def _capture_client_logs(self) -> None:
-        """Route kafka-python's logs to BrokerWatch; at DEBUG they are shown as well."""
-        client_log = logging.getLogger("kafka")
-        if self.watch not in client_log.handlers:
-            client_log.addHandler(self.watch)
-        client_log.propagate = self.settings.log_level == "DEBUG"
-        if client_log.level == logging.NOTSET or client_log.level > logging.WARNING:
-            client_log.setLevel(logging.WARNING if self.settings.log_level != "DEBUG" else logging.DEBUG)
 
     def _admin_client(self, timeout_s: float):
         from kafka import KafkaAdminClient
@@ -3024,6 +3058,7 @@ class ConfluentConnection(KafkaConnection):
     """
 
     name = "confluent-kafka"
+    client_logger = "confluent_kafka.client"
 
     def __init__(self, settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> None:
         super().__init__(settings, stop, clock)
@@ -3035,7 +3070,10 @@ class ConfluentConnection(KafkaConnection):
         s = self.settings
         config: dict[str, Any] = {"bootstrap.servers": s.bootstrap_servers, "client.id": s.client_id,
                                   "security.protocol": s.security_protocol, "error_cb": self._on_client_error,
-                                  "reconnect.backoff.max.ms": 2000}
+                                  "reconnect.backoff.max.ms": 2000,
+                                  # librdkafka's own log lines (%3|...|FAIL|, one per reconnect attempt) would go
+                                  # straight to stderr, past LOG_FILE: through this logger they reach BrokerWatch.
+                                  "logger": logging.getLogger(self.client_logger)}
         if s.security_protocol.startswith("SASL"):
             config.update({"sasl.mechanism": s.sasl_mechanism, "sasl.username": s.sasl_username,
                            "sasl.password": s.sasl_password})
@@ -3322,6 +3360,7 @@ class DeliveryMonitor:
         self.next_report = started + settings.stats_interval if settings.stats_interval else math.inf
         self.label_acks = 0
         self.truth_acks = 0
+        self.failure_cause: tuple[str, str] | None = None  # (error name, reason) that failures take for now
         self._failures_reported, self._last_failure_log = 0, -math.inf
         self._last_completion = (0, started)  # (acked + failed, when that count last changed)
         self._last_acked, self._last_ack_time = 0, started
@@ -3355,6 +3394,8 @@ class DeliveryMonitor:
             stats.dropped_at_shutdown += 1
             return
         name = getattr(exc, "error_name", None) or type(exc).__name__
+        if self.failure_cause is not None:
+            name, exc = self.failure_cause
         stats.failed_by_error[name] = stats.failed_by_error.get(name, 0) + 1
         stats.last_error = f"{name}: {exc}"[:300]
         stats.failed += 1
@@ -3487,11 +3528,13 @@ class DeliveryMonitor:
         return True, "ready"
 
     # the end of the run ----------------------------------------------------------------------------
-    def summary(self, exit_code: int, reason: str) -> dict[str, Any]:
+    def summary(self, exit_code: int | None, reason: str) -> dict[str, Any]:
         """The run's figures for --summary-json: only acknowledged events count as sent."""
         stats, s = self.stats, self.settings
         runtime = stats.runtime()
-        return {"mode": s.simulation_mode, "dry_run": s.dry_run, "topic": None if s.dry_run else s.topic,
+        return {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.start_time)),
+                "mode": s.simulation_mode, "dry_run": s.dry_run, "topic": None if s.dry_run else s.topic,
+                "acks": s.acks, "sent_means": "printed" if s.dry_run else SENT_MEANS[s.acks],
                 "generated": stats.generated, "sent": 0 if s.dry_run else stats.acked,
                 "printed": stats.acked if s.dry_run else 0, "failed": stats.failed,
                 "dropped_at_shutdown": stats.dropped_at_shutdown, "failures_by_error": dict(stats.failed_by_error),
@@ -3513,21 +3556,21 @@ class DeliveryMonitor:
             lines = ["=" * 50, "PRODUCER STATISTICS (dry run: printed, not sent)", f"Runtime: {runtime:.2f} seconds",
                      f"Events Printed: {stats.acked}", rate]
         else:
+            unacknowledged = self.settings.acks == 0
             lines = [
                 "=" * 50,
                 "PRODUCER STATISTICS",
                 f"Runtime: {runtime:.2f} seconds",
                 f"Events Generated: {stats.generated}",
-                f"Events Sent: {stats.acked}",
-                f"Events Failed: {stats.failed}",
+                f"Events Sent: {stats.acked}" + (" (sent, not acknowledged: acks=0)" if unacknowledged else ""),
+                f"Events Failed: {stats.failed}" + (f" ({UNCERTAIN})" if stats.failed else ""),
             ]
             if stats.dropped_at_shutdown:
-                lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown}")
-            lines += [
-                rate,
-                f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
-                "(acknowledged of generated)",
-            ]
+                lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown} ({UNCERTAIN})")
+            lines.append(rate)
+            if not unacknowledged:  # with acks=0 there is no rate of acknowledgements to give
+                lines.append(f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
+                             "(acknowledged of generated)")
             if stats.failed_by_error:
                 lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in
                                                                 sorted(stats.failed_by_error.items())))
@@ -3576,6 +3619,7 @@ class ECommerceEventProducer:
         # Wall clock in epoch ms for event timestamps; injectable so tests and backfills control time.
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.codec = JsonCodec()
+        self.codec.run_prefix = run_id_for(s).encode() + b"-"
         self.connection: KafkaConnection | None = None
         self.delivery = DeliveryMonitor(s)
         self.running = False
@@ -3697,6 +3741,7 @@ class ECommerceEventProducer:
             codec = self.codec if isinstance(self.codec, RegistryCodec) else RegistryCodec(s)
             if codec.subject != f"{s.topic}-value":
                 codec.open(s.topic, self._stop)
+            codec.run_prefix = self.codec.run_prefix
             self.codec = codec
         if self.connection is not None:
             self.connection.close(timeout=s.flush_timeout)
@@ -4040,7 +4085,15 @@ class ECommerceEventProducer:
             log.error("Kafka client kept %d events past KAFKA_DELIVERY_TIMEOUT_MS=%d without completing any; "
                       "replacing the client (those events are counted as failed)", self.stats.in_flight,
                       self.settings.delivery_timeout_ms)
-            if connection.replace_stalled(while_waiting=delivery.report_progress):
+            # The stuck records fail as the old client is forced closed; their cause is the delivery timeout, not
+            # the "closed forcefully" the client gives them.
+            delivery.failure_cause = ("KafkaTimeoutError", "the delivery timeout passed and the stalled client was "
+                                      "replaced")
+            try:
+                replaced = connection.replace_stalled(while_waiting=delivery.report_progress)
+            finally:
+                delivery.failure_cause = None
+            if replaced:
                 delivery.client_replaced()
 
     def _wait_for_room(self) -> None:
@@ -4055,8 +4108,9 @@ class ECommerceEventProducer:
                     "%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
                     "acknowledges%s", stats.in_flight, s.max_in_flight,
                     " (at an unlimited rate the broker sets the pace)" if unlimited else "")
+        deadline = self._limits()[0]  # --duration holds while paused
         while (stats.in_flight >= s.max_in_flight or not (self.connection and self.connection.connected)) \
-                and not self._stop.wait(0.01):
+                and not self._stop.wait(0.01) and time.monotonic() < deadline:
             self._housekeeping(time.monotonic())
         if stats.in_flight < s.max_in_flight * 0.5:
             self._paused_reported = False
@@ -4073,9 +4127,9 @@ class ECommerceEventProducer:
         """Ask the loop to stop; safe from a signal handler (only sets a flag), and to call again."""
         self._stop.set()
 
-    def summary(self, exit_code: int, reason: str) -> dict[str, Any]:
+    def summary(self, exit_code: int | None, reason: str) -> dict[str, Any]:
         """The run's figures for --summary-json: only acknowledged events count as sent."""
-        return self.delivery.summary(exit_code, reason)
+        return {"run_id": self.codec.run_prefix[:-1].decode()} | self.delivery.summary(exit_code, reason)
 
     def log_statistics(self) -> None:
         """The run's figures (see DeliveryMonitor.log_statistics)."""
@@ -4105,7 +4159,8 @@ class ECommerceEventProducer:
         else:
             delivery.log_statistics()
         if stats.dropped_at_shutdown:
-            log.error("%d events were not acknowledged before shutdown and may be lost", stats.dropped_at_shutdown)
+            log.error("%d events were not acknowledged before shutdown: they may or may not be in the topic",
+                      stats.dropped_at_shutdown)
         self._stop.clear()  # the stop request is served; the same instance may run again
         if self.labels_error or self.truth_error:
             self.ended_by = "labels not written" if self.labels_error else "truth not written"
@@ -4257,7 +4312,8 @@ class _StatsCollector:
         yield CounterMetricFamily(prefix + "events_generated", "Events generated and handed to the client",
                                   value=stats.generated)
         yield CounterMetricFamily(prefix + "events_sent", "Events acknowledged by the broker", value=stats.acked)
-        failed = CounterMetricFamily(prefix + "events_failed", "Events that failed, by error type", labels=["error"])
+        failed = CounterMetricFamily(prefix + "events_failed", f"Events that failed, by error type: {UNCERTAIN}",
+                                     labels=["error"])
         for error, count in sorted(stats.failed_by_error.items()):
             failed.add_metric([error], count)
         yield failed
@@ -4391,8 +4447,9 @@ def _combine_workers(s: Settings, summaries: list[str], counts, codes: list[int 
             summary = {"generated": generated, "sent": acked, "printed": 0, "failed": failed,
                        "dropped_at_shutdown": generated - acked - failed, "failures_by_error": {},
                        "exit_reason": f"worker died (exit code {codes[w]})"}
-            log.error("Worker %d ended without its summary (exit code %s): counted from its last report", w + 1,
-                      codes[w])
+            log.error("Worker %d ended without its summary (exit code %s): counted from its last report, up to "
+                      "%gs old; what it sent after that is counted as unacknowledged (it may or may not be in the "
+                      "topic)", w + 1, codes[w], PUBLISH_S)
         stats.generated += summary["generated"]
         stats.acked += summary["sent"] + summary["printed"]
         stats.failed += summary["failed"]
@@ -4569,6 +4626,8 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
 
     for signum in signals:
         signal.signal(signum, on_signal)
+    if settings.summary_json:  # replaced at once: a run that is killed leaves this, not the previous run's figures
+        write_summary(settings.summary_json, producer.summary(None, RUNNING))
     metrics = None
     try:
         if settings.metrics_port:

@@ -2,7 +2,7 @@
 killed (SIGKILL) or frozen for 15 s (SIGSTOP, then SIGCONT). The producer keeps running and says so once; at the
 end every acknowledged event is in the topic exactly once (by event_id), in order per user, and nothing
 acknowledged is missing. The cluster is devkafka's (`up --brokers 3`): three KRaft broker+controller nodes, the
-topic with replication factor 3 and min.insync.replicas=2, so one node may go while writes with acks=all go on."""
+topic with replication factor 3 and the cluster's min.insync.replicas=2, so one node may go while writes with acks=all go on."""
 
 from __future__ import annotations
 
@@ -49,9 +49,16 @@ def cluster() -> Cluster:
 def replicated_topic(cluster: Cluster, topic: str) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
+    from kafka.admin import ConfigResource, ConfigResourceType
+
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     try:
-        admin.create_topics([NewTopic(topic, 3, 3, topic_configs={"min.insync.replicas": "2"})])
+        # No min.insync.replicas of its own: the cluster's default must be 2, as the docs say, or acks=all
+        # would be acknowledged by one node alone.
+        admin.create_topics([NewTopic(topic, 3, 3)])
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, ["min.insync.replicas"])],
+                                           config_filter="all")
+        assert described["topic"][topic]["min.insync.replicas"]["value"] == "2"
     finally:
         admin.close()
 

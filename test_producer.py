@@ -542,6 +542,55 @@ def test_success_rate_is_acknowledged_over_generated(caplog):
     assert "Events Unacknowledged at Shutdown: 512" in caplog.text
 
 
+def test_failed_and_unacknowledged_events_are_not_called_lost(caplog):
+    """Kafka cannot tell whether a request that timed out was written: the words say so."""
+    p = ECommerceEventProducer(default_settings(log_file=""))
+    p.stats.generated, p.stats.acked, p.stats.failed, p.stats.dropped_at_shutdown = 100, 80, 15, 5
+    with caplog.at_level("INFO", logger="producer"):
+        p.log_statistics()
+    assert "Events Failed: 15 (not acknowledged; may or may not be in the topic)" in caplog.text
+    assert "Events Unacknowledged at Shutdown: 5 (not acknowledged; may or may not be in the topic)" in caplog.text
+    assert "lost" not in caplog.text
+
+
+@pytest.mark.parametrize("acks, says", [("1", "the partition leader acknowledges alone"),
+                                        ("0", "the broker acknowledges nothing")])
+def test_acks_1_and_0_are_warned_at_start_naming_what_can_be_lost(acks, says):
+    settings = load_settings(["--acks", acks, "--idempotence", "false"], environ={"ENV_FILE": os.devnull})
+    assert any(w.startswith(f"--acks={acks}: {says}") and "acks=all" in w for w in settings.warnings)
+    assert not load_settings([], environ={"ENV_FILE": os.devnull}).warnings
+
+
+def test_a_delivery_timeout_one_request_could_outlast_is_refused_up_front():
+    out = run_producer("--delivery-timeout-ms", "15000", "--bootstrap-servers", "localhost:1")
+    assert out.returncode == 2 and out.summary is None
+    assert out.stderr.count("\n") == 1
+    assert ("--delivery-timeout-ms: 15000 is shorter than KAFKA_REQUEST_TIMEOUT_MS (30000) + KAFKA_LINGER_MS (5); "
+            "expected at least 30005") in out.stderr
+
+
+def test_acks_0_says_sent_not_acknowledged_and_gives_no_success_rate(kafka, topic, client):
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--client", client, "--acks", "0",
+                       "--idempotence", "false", "--interval", "0", "--count", "300")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Events Sent: 300 (sent, not acknowledged: acks=0)" in out.stderr
+    assert "Success Rate" not in out.stderr and "WARNING - --acks=0:" in out.stderr
+    assert out.summary["sent_means"] == "sent, not acknowledged (acks=0)" and out.summary["acks"] == 0
+    assert len(consume_all(kafka.bootstrap, topic, expected=300, timeout=30)) == 300
+
+
+def test_a_seeded_window_has_the_same_event_ids_on_every_run_and_others_do_not():
+    window = ["--mode", "sessions", "--start-time", "2026-01-01T00:00:00Z", "--end-time", "2026-01-02T00:00:00Z",
+              "--user-id-range", "1-500", "--dry-run"]
+    ids = [producer.run_id_for(load_settings([*window, "--seed", seed], environ={"ENV_FILE": os.devnull}))
+           for seed in ("1", "1", "2")]
+    assert ids[0] == ids[1] != ids[2]
+    shard = producer.run_id_for(load_settings([*window, "--seed", "1", "--shard", "1/2"], environ={"ENV_FILE": os.devnull}))
+    assert shard not in ids
+    random_mode = load_settings(["--seed", "1"], environ={"ENV_FILE": os.devnull})  # wall-clock timestamps
+    assert producer.run_id_for(random_mode) != producer.run_id_for(random_mode)
+
+
 def test_dry_run_prints_at_once_says_printed_and_shows_no_delivery_settings():
     out = run_producer("--dry-run", "--count", "5")
     assert out.returncode == 0, out.stderr
