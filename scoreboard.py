@@ -235,13 +235,7 @@ def read_lines(path: str, what: str) -> Iterator[tuple[dict, str]]:
             if not line.strip():
                 continue
             where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise InputError(f"{where}: not JSON; expected one JSON object per line") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{where}: not a JSON object")
-            yield record, where
+            yield _record(line, where), where
 
 
 def read_topics(bootstrap: str, topics: dict[str, str], follow: bool, idle_s: float) -> Iterator[tuple[str, bytes]]:
@@ -290,13 +284,14 @@ def read_topics(bootstrap: str, topics: dict[str, str], follow: bool, idle_s: fl
         consumer.close()
 
 
-def _record(value: bytes, where: str) -> dict:
+def _record(value: bytes | str, where: str) -> dict:
+    """One line or record as a JSON object, or InputError naming where it is."""
     try:
         record = json.loads(value)
     except ValueError:
-        raise InputError(f"{where}: a record is not JSON; expected the JSON the producer writes") from None
+        raise InputError(f"{where}: not JSON; expected one JSON object per line or record") from None
     if not isinstance(record, dict):
-        raise InputError(f"{where}: a record is not a JSON object")
+        raise InputError(f"{where}: not a JSON object")
     return record
 
 

@@ -56,9 +56,14 @@ def replicated_topic(cluster: Cluster, topic: str) -> None:
         # No min.insync.replicas of its own: the cluster's default must be 2, as the docs say, or acks=all
         # would be acknowledged by one node alone.
         admin.create_topics([NewTopic(topic, 3, 3)])
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, ["min.insync.replicas"])],
-                                           config_filter="all")
-        assert described["topic"][topic]["min.insync.replicas"]["value"] == "2"
+        value, deadline = None, time.monotonic() + 30
+        while value is None and time.monotonic() < deadline:  # a new topic's configs may not be served at once
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                               ["min.insync.replicas"])], config_filter="all")
+            value = described["topic"].get(topic, {}).get("min.insync.replicas", {}).get("value")
+            if value is None:
+                time.sleep(0.2)
+        assert value == "2"
     finally:
         admin.close()
 
