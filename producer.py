@@ -2752,11 +2752,13 @@ class KafkaConnection:
         """Errors of a connection attempt that mean "try again"."""
         raise NotImplementedError
 
-    client_logger = ""  # the logger the client library writes to
+    client_logger = ""  # the logger the client library writes to, if it writes to one
 
     def _capture_client_logs(self) -> None:
         """Route the client library's logs to BrokerWatch, which reports an outage once, with its cause, and its
         recovery; at DEBUG they are shown as well."""
+        if not self.client_logger:
+            return
         client_log = logging.getLogger(self.client_logger)
         if self.watch not in client_log.handlers:
             client_log.addHandler(self.watch)
@@ -3058,7 +3060,6 @@ class ConfluentConnection(KafkaConnection):
     """
 
     name = "confluent-kafka"
-    client_logger = "confluent_kafka.client"
 
     def __init__(self, settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> None:
         super().__init__(settings, stop, clock)
@@ -3070,10 +3071,7 @@ class ConfluentConnection(KafkaConnection):
         s = self.settings
         config: dict[str, Any] = {"bootstrap.servers": s.bootstrap_servers, "client.id": s.client_id,
                                   "security.protocol": s.security_protocol, "error_cb": self._on_client_error,
-                                  "reconnect.backoff.max.ms": 2000,
-                                  # librdkafka's own log lines (%3|...|FAIL|, one per reconnect attempt) would go
-                                  # straight to stderr, past LOG_FILE: through this logger they reach BrokerWatch.
-                                  "logger": logging.getLogger(self.client_logger)}
+                                  "reconnect.backoff.max.ms": 2000}
         if s.security_protocol.startswith("SASL"):
             config.update({"sasl.mechanism": s.sasl_mechanism, "sasl.username": s.sasl_username,
                            "sasl.password": s.sasl_password})
