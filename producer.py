@@ -2108,7 +2108,7 @@ class SessionSimulator:
         """From now on, note each change of a user's hidden state for truth(): `joined`, `decline_started`,
         `churned`, `returned`, `settled` (a decline that ended without churning). The customers there are now
         come first, as `present` with their state (engaged, declining or churned)."""
-        self._truth, self._truth_seq, self._truth_time, self.truth_count = [], 0, TimestampFormatter(), 0
+        self._truth, self._truth_seq, self._truth_time = [], 0, TimestampFormatter()
         now = self.start_ms  # called before the first take()
         fmt = self._truth_time
         for user in self.users:
@@ -2138,7 +2138,6 @@ class SessionSimulator:
             when, _, user_id, kind, segment, extra = heappop(pending)
             row = {"user_id": user_id, "kind": kind, "time": fmt(when), "segment": segment} | extra
             out.append((when, JsonCodec.key(user_id), json.dumps(row, separators=(",", ":")).encode()))
-        self.truth_count += len(out)
         return out
 
     def labels(self, end_ms: int) -> Iterator[dict[str, Any]]:
@@ -2752,19 +2751,8 @@ class KafkaConnection:
         """Errors of a connection attempt that mean "try again"."""
         raise NotImplementedError
 
-    client_logger = ""  # the logger the client library writes to, if it writes to one
-
     def _capture_client_logs(self) -> None:
-        """Route the client library's logs to BrokerWatch, which reports an outage once, with its cause, and its
-        recovery; at DEBUG they are shown as well."""
-        if not self.client_logger:
-            return
-        client_log = logging.getLogger(self.client_logger)
-        if self.watch not in client_log.handlers:
-            client_log.addHandler(self.watch)
-        client_log.propagate = self.settings.log_level == "DEBUG"
-        if client_log.level == logging.NOTSET or client_log.level > logging.WARNING:
-            client_log.setLevel(logging.WARNING if self.settings.log_level != "DEBUG" else logging.DEBUG)
+        """Send what the client says about the broker to self.watch."""
 
     def _admin_client(self, timeout_s: float):
         raise NotImplementedError
@@ -2862,7 +2850,6 @@ class KafkaPythonConnection(KafkaConnection):
     """kafka-python (pure Python), the default client."""
 
     name = "kafka-python"
-    client_logger = "kafka"
 
     def __init__(self, settings: Settings, stop: threading.Event, clock: Callable[[], int]) -> None:
         super().__init__(settings, stop, clock)
@@ -2907,6 +2894,15 @@ class KafkaPythonConnection(KafkaConnection):
         from kafka.errors import KafkaError
 
         return (KafkaError, OSError)
+
+    def _capture_client_logs(self) -> None:
+        """Route kafka-python's logs to BrokerWatch; at DEBUG they are shown as well."""
+        client_log = logging.getLogger("kafka")
+        if self.watch not in client_log.handlers:
+            client_log.addHandler(self.watch)
+        client_log.propagate = self.settings.log_level == "DEBUG"
+        if client_log.level == logging.NOTSET or client_log.level > logging.WARNING:
+            client_log.setLevel(logging.WARNING if self.settings.log_level != "DEBUG" else logging.DEBUG)
 
     def _admin_client(self, timeout_s: float):
         from kafka import KafkaAdminClient
@@ -4189,7 +4185,7 @@ class _TruthStream:
     def __init__(self, s: Settings, sim: "SessionSimulator", connection: "KafkaConnection | None",
                  delivery: "DeliveryMonitor") -> None:
         self.sim, self.connection, self.delivery = sim, connection, delivery
-        self.path, self.error, self.sent = s.truth_file, "", 0
+        self.path, self.error, self.count = s.truth_file, "", 0  # count: truth events handed out
         self.topic = s.truth_topic if connection is not None and connection.connected else ""
         self.flush_timeout = max(30.0, s.flush_timeout)
         try:  # checked writable by validate(); still, a run must not die on it
@@ -4204,6 +4200,7 @@ class _TruthStream:
         records = self.sim.truth(until_ms)
         if not records:
             return
+        self.count += len(records)
         if self.file is not None:
             try:
                 self.file.write("".join(value.decode() + "\n" for _, _, value in records))
@@ -4214,7 +4211,6 @@ class _TruthStream:
             send, on_ack = self.connection.send_label, self.delivery.on_truth_ack
             for when, key, value in records:
                 send(self.topic, key, value, on_ack, timestamp_ms=when)
-            self.sent += len(records)
 
     def _failed(self, exc: OSError) -> None:
         self.error = f"the truth events could not be written to {self.path} ({os_reason(exc)})"
@@ -4236,14 +4232,14 @@ class _TruthStream:
             except OSError as exc:
                 self._failed(exc)
             else:
-                log.info("Wrote %d truth events to %s", self.sim.truth_count, self.path)
+                log.info("Wrote %d truth events to %s", self.count, self.path)
         if self.topic:
             self.connection.flush(timeout=self.flush_timeout)
-            failed = self.sent - self.delivery.truth_acks
+            failed = self.count - self.delivery.truth_acks
             if failed:
-                raise ConnectionFailed(f"{failed} of {self.sent} truth events could not be sent to topic "
+                raise ConnectionFailed(f"{failed} of {self.count} truth events could not be sent to topic "
                                        f"'{self.topic}'")
-            log.info("Sent %d truth events to topic '%s'", self.sent, self.topic)
+            log.info("Sent %d truth events to topic '%s'", self.count, self.topic)
 
 
 class MetricsServer:
@@ -4446,8 +4442,8 @@ def _combine_workers(s: Settings, summaries: list[str], counts, codes: list[int 
                        "dropped_at_shutdown": generated - acked - failed, "failures_by_error": {},
                        "exit_reason": f"worker died (exit code {codes[w]})"}
             log.error("Worker %d ended without its summary (exit code %s): counted from its last report, up to "
-                      "%gs old; what it sent after that is counted as unacknowledged (it may or may not be in the "
-                      "topic)", w + 1, codes[w], PUBLISH_S)
+                      "%gs old: what it had in flight then is counted as unacknowledged, and what it generated after "
+                      "that is not counted (either may be in the topic)", w + 1, codes[w], PUBLISH_S)
         stats.generated += summary["generated"]
         stats.acked += summary["sent"] + summary["printed"]
         stats.failed += summary["failed"]
