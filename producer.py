@@ -4336,13 +4336,13 @@ def default_settings(**overrides: Any) -> Settings:
 
 # --- several producer processes: --workers --------------------------------------------------------------
 
-def worker_settings(s: Settings, worker: int, seed: int | None, start_ms: int, summary_path: str) -> Settings:
+def worker_settings(s: Settings, worker: int, seed: int | None, start_ms: int) -> Settings:
     """What worker `worker` of s.workers runs: its shard of the users (within s.shard when given), its share of
     --count and, in random mode, of the rate; one shop (seed and start) in sessions mode; ports and files of its
     own."""
     n = s.workers
     index, count = s.shard or (0, 1)
-    w = replace(s, workers=1, seed=seed, stats_interval=0, summary_json=summary_path, print_config=False,
+    w = replace(s, workers=1, seed=seed, stats_interval=0, summary_json="", print_config=False,
                 metrics_port=s.metrics_port + worker if s.metrics_port else None,
                 labels_file=f"{s.labels_file}.part{worker}" if s.labels_file else "",
                 truth_file=f"{s.truth_file}.part{worker}" if s.truth_file else "")
@@ -4360,9 +4360,10 @@ def run_workers(s: Settings) -> int:
     """s.workers producer processes, one Kafka client each, as shards of one stream. The parent logs one
     combined progress line and statistics block, forwards SIGINT/SIGTERM (a second one: the workers exit at
     once), merges the labels, and exits 0 only when every worker did."""
+    import ctypes
+    import mmap
     import multiprocessing
     import multiprocessing.connection
-    import tempfile
 
     n = s.workers
     seed = s.seed
@@ -4372,14 +4373,20 @@ def run_workers(s: Settings) -> int:
     started, start_ms = time.monotonic(), time.time_ns() // 1_000_000
     # fork: the workers start from this process's state (settings, logging), nothing to pickle.
     context = multiprocessing.get_context("fork")
-    counts = context.Array("q", n * 4, lock=False)  # per worker: generated, acked, failed, dropped_at_shutdown
-    folder = tempfile.mkdtemp(prefix="producer-workers-")
-    summaries = [os.path.join(folder, f"worker-{w}.json") for w in range(n)]
+    # Per worker: generated, acked, failed, dropped_at_shutdown, in an anonymous shared mapping that the forked
+    # workers inherit (multiprocessing.Array would put a file in /dev/shm or the temporary folder).
+    counts = (ctypes.c_int64 * (n * 4)).from_buffer(mmap.mmap(-1, n * 4 * 8))
+    # Each worker's summary comes back through a pipe, not a file: no temporary folder is needed (a container
+    # with a read-only root file system has none), and a few KB fit in the pipe's buffer, so the worker's
+    # last write never waits for the parent.
+    pipes = [context.Pipe(duplex=False) for _ in range(n)]
     workers = []
     for w in range(n):
-        settings = worker_settings(s, w, seed, start_ms, summaries[w])
-        process = context.Process(target=_worker_main, args=(settings, w, n, counts), name=f"producer-worker-{w}")
+        settings = worker_settings(s, w, seed, start_ms)
+        process = context.Process(target=_worker_main, args=(settings, w, n, counts, pipes[w][1]),
+                                  name=f"producer-worker-{w}")
         process.start()
+        pipes[w][1].close()  # the worker's end: closed here, so a dead worker reads as end of file
         workers.append(process)
     signalled = []
 
@@ -4405,15 +4412,17 @@ def run_workers(s: Settings) -> int:
                      acked / (now - started), now - started, n)
             last, next_report = (now, acked), max(next_report + s.stats_interval, now)
     codes = [process.exitcode for process in workers]
-    code = _combine_workers(s, summaries, counts, codes, started, "stopped" if signalled else "")
-    for path in summaries:
-        if os.path.exists(path):
-            os.unlink(path)
-    os.rmdir(folder)
-    return code
+    summaries = []
+    for receive, _ in pipes:
+        try:
+            summaries.append(receive.recv() if receive.poll() else None)
+        except (EOFError, OSError):  # died before it could tell
+            summaries.append(None)
+        receive.close()
+    return _combine_workers(s, summaries, counts, codes, started, "stopped" if signalled else "")
 
 
-def _worker_main(s: Settings, worker: int, n: int, counts) -> None:
+def _worker_main(s: Settings, worker: int, n: int, counts, summary_pipe) -> None:
     """A worker process: Ctrl-C reaches it through the parent (as SIGTERM), never twice."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(s, prefix=f"worker {worker + 1}/{n}: ")
@@ -4421,22 +4430,19 @@ def _worker_main(s: Settings, worker: int, n: int, counts) -> None:
     def publish(stats: Statistics) -> None:
         counts[worker * 4:worker * 4 + 4] = [stats.generated, stats.acked, stats.failed, stats.dropped_at_shutdown]
 
-    sys.exit(run_process(s, signals=(signal.SIGTERM,), on_progress=publish))
+    sys.exit(run_process(s, signals=(signal.SIGTERM,), on_progress=publish, on_summary=summary_pipe.send))
 
 
-def _combine_workers(s: Settings, summaries: list[str], counts, codes: list[int | None], started: float,
-                     ended_by: str) -> int:
+def _combine_workers(s: Settings, summaries: list[dict[str, Any] | None], counts, codes: list[int | None],
+                     started: float, ended_by: str) -> int:
     """The workers' statistics as one run: counts from their summaries (or, for a worker that died without
     one, what it last published), the labels merged, the exit code of the worst."""
     delivery = DeliveryMonitor(s)
     stats = delivery.stats
     stats.started = started
     reasons = []
-    for w, path in enumerate(summaries):
-        try:
-            with open(path, encoding="utf-8") as f:
-                summary = json.load(f)
-        except (OSError, ValueError):
+    for w, summary in enumerate(summaries):
+        if summary is None:
             generated, acked, failed, _ = counts[w * 4:w * 4 + 4]
             summary = {"generated": generated, "sent": acked, "printed": 0, "failed": failed,
                        "dropped_at_shutdown": generated - acked - failed, "failures_by_error": {},
@@ -4592,10 +4598,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
-                on_progress: Callable[[Statistics], None] | None = None) -> int:
-    """One producer in this process, from start to exit code: signals, metrics, the run, its summary."""
+                on_progress: Callable[[Statistics], None] | None = None,
+                on_summary: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """One producer in this process, from start to exit code: signals, metrics, the run, its summary (to
+    settings.summary_json and, at the end, to on_summary)."""
     producer = ECommerceEventProducer(settings)
     producer.on_progress = on_progress
+
+    def tell(summary: dict[str, Any]) -> None:
+        if settings.summary_json:
+            write_summary(settings.summary_json, summary)
+        if on_summary is not None:
+            on_summary(summary)
     # Every event leaves a few short-lived containers behind (kafka-python's futures and their
     # callback lists). With the default threshold of 700 the collector runs every few hundred events
     # and walks them all; at 50,000 it runs a hundred times less often: 10-20% more events per second
@@ -4612,8 +4626,7 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
             stats.dropped_at_shutdown += left
             code = EXIT_FAILURE if left else EXIT_OK
             producer.delivery.log_statistics()
-            if settings.summary_json:
-                write_summary(settings.summary_json, producer.summary(code, "second signal"))
+            tell(producer.summary(code, "second signal"))
             os._exit(code)
         log.info("Received %s, shutting down gracefully...", signal.Signals(signum).name)
         producer.stop()
@@ -4642,8 +4655,7 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
     finally:
         if metrics is not None:
             metrics.stop()
-    if settings.summary_json:
-        write_summary(settings.summary_json, producer.summary(code, reason))
+    tell(producer.summary(code, reason))
     return code
 
 

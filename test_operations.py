@@ -4,6 +4,7 @@ broker, metrics and health, hostile settings. Every scenario runs against a real
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import producer
-from conftest import (PROGRESS, Broker, ProducerProcess, consume_all, each_user_in_send_order, event_seq, free_port_block,
+from conftest import (PROGRESS, ROOT, Broker, ProducerProcess, _producer_env, consume_all, each_user_in_send_order, event_seq, free_port_block,
                       read_summary, run_producer, start_broker, stop_broker, wait_for_progress)
 
 
@@ -338,6 +339,35 @@ def test_two_workers_produce_one_stream_with_one_progress_line_and_combined_stat
     for r in records:
         prefixes[r.key].add(dict(r.headers)[producer.EVENT_ID_HEADER].rsplit(b"-", 1)[0])
     assert len({p for ps in prefixes.values() for p in ps}) == 2 and all(len(ps) == 1 for ps in prefixes.values())
+
+
+# Where tempfile and multiprocessing look for a folder to write: read-only tmpfs over each, in a mount namespace
+# of the run's own, and the working folder bound read-only: a container with readOnlyRootFilesystem.
+NO_WRITABLE_FOLDER = """set -e
+for d in /tmp /var/tmp /usr/tmp /dev/shm; do if [ -d "$d" ]; then mount -t tmpfs -o ro tmpfs "$d"; fi; done
+mount --bind -o ro "$PWD" "$PWD"
+python -c 'import tempfile
+try:
+    tempfile.mkdtemp()
+except OSError:
+    pass
+else:
+    raise SystemExit("a temporary folder is still writable")'
+exec "$@"
+"""
+
+
+def test_workers_need_no_temporary_folder(kafka, topic):
+    """The shipped k8s manifests set readOnlyRootFilesystem with nothing mounted on /tmp: --workers works there."""
+    command = ["unshare", "--mount", "sh", "-c", NO_WRITABLE_FOLDER.replace("python", sys.executable), "sh",
+               sys.executable, "producer.py", "--bootstrap-servers", kafka.bootstrap, "--topic", topic,
+               "--workers", "2", "--count", "600", "--interval", "0"]
+    out = subprocess.run(command, env=_producer_env({"SUMMARY_JSON": "", "LOG_FILE": ""}, Path(os.devnull)),
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "Events Sent: 600" in out.stderr, out.stderr[-3000:]
+    records = consume_all(kafka.bootstrap, topic, expected=600, timeout=60)
+    assert len({dict(r.headers)[producer.EVENT_ID_HEADER] for r in records}) == len(records) == 600
 
 
 def test_sigterm_to_the_parent_stops_and_flushes_every_worker(kafka, topic):
