@@ -100,6 +100,8 @@ STALL_GRACE_S = 10.0
 PARTITION_CHECK_S = 5.0
 SILENCE_S = 5.0  # events in flight and no acknowledgement nor error for this long: reported as an outage
 PUBLISH_S = 0.25  # --workers: how often a worker tells the parent its counts
+# A rate out of reach: after PACE_GRACE_S, fewer than PACE_SHORTFALL of the events due were generated.
+PACE_GRACE_S, PACE_SHORTFALL = 3.0, 0.9
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -3914,6 +3916,7 @@ class ECommerceEventProducer:
         # All events already due are sent in one burst (at 5,000/s that is several per wake-up).
         anchor = stats.started
         scheduled = 0
+        next_pace_check = stats.started + PACE_GRACE_S
         while not self._stop.is_set() and remaining > 0:
             now = time.monotonic()
             if now >= deadline:
@@ -3924,6 +3927,11 @@ class ECommerceEventProducer:
                 if batch <= 0:
                     wait(max(0.0, min(anchor + scheduled * spe, deadline, self.delivery.next_report, now + 1.0) - now))
                     continue
+                # Behind schedule, the events due are sent a burst at a time, not all at once: a burst of tens of
+                # thousands would hold off the progress line, the stop flag and --duration for a second or more.
+                batch = min(batch, 512)
+                if now >= next_pace_check:
+                    next_pace_check = self._check_pace(now, spe)
             else:
                 batch = 512  # full speed: look at the clock and the stop flag every few hundred events
             if sink is not None:
@@ -3950,6 +3958,22 @@ class ECommerceEventProducer:
                     send(key, value, epoch_ms, event)
             remaining -= batch
             scheduled += batch
+
+    def _check_pace(self, now: float, spe: float) -> float:
+        """Warn once when the rate asked for is out of reach (the client, not the schedule, sets the pace);
+        returns when to look again."""
+        elapsed = now - self.stats.started
+        achieved, asked = self.stats.generated / elapsed, 1 / spe
+        if achieved >= asked * PACE_SHORTFALL:
+            return now + 1.0
+        s = self.settings
+        hint = "--shard I/N, one process each (a dry run is one stream)" if s.dry_run else \
+            "--workers N (a client per process)" if s.client == "confluent-kafka" else \
+            "KAFKA_CLIENT=confluent-kafka (faster), or --workers N (a client per process)"
+        log.warning("The rate asked for is out of reach: %.0f events/s generated against EVENTS_PER_SECOND %g/s (%.0f%%); "
+                    "%s sets the pace. For more, try %s", achieved, asked, 100 * achieved / asked,
+                    "stdout" if s.dry_run else "the client", hint)
+        return math.inf
 
     def _run_simulation(self, sink: "_DryRunSink | None") -> None:
         """The `sessions` mode: a simulated population in simulated time.

@@ -171,6 +171,23 @@ def test_duration_holds_while_generation_is_paused_at_the_in_flight_cap(restarta
     assert summary["generated"] == summary["sent"] + summary["failed"] + summary["dropped_at_shutdown"]
 
 
+def test_a_rate_out_of_reach_is_said_once_and_progress_and_duration_keep_time(kafka, topic, client):
+    """One process cannot send a million events a second: the run says so once, with the rate it achieves, while
+    its progress lines keep their interval and --duration ends it on time."""
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--rate", "1000000", "--duration",
+                       "4", "--stats-interval", "1", env={"KAFKA_CLIENT": client})
+    assert out.returncode == 0, out.stderr[-3000:]
+    warnings = [line for line in out.stderr.splitlines() if "out of reach" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0], out.stderr[-3000:]
+    achieved = float(re.search(r"reach: (\d+) events/s generated against EVENTS_PER_SECOND 1e\+06/s", warnings[0])[1])
+    assert achieved < 900_000 and "--workers" in warnings[0]
+    times = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in out.stderr.splitlines()
+             if "Progress: sent=" in line]
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+    assert len(times) >= 3 and max(gaps) < 1.5, gaps
+    assert out.summary["runtime_seconds"] < 4.5, out.summary
+
+
 # --- shutdown under load ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rate", ["full-speed", "1000"])
