@@ -14,9 +14,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependency layer first: rebuilt only when requirements.txt changes.
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Dependency layer first: rebuilt only when the requirements change. The image takes every extra (the second
+# client, the schema formats, the compression codecs): a deployment sets its settings without a `make run`.
+COPY requirements*.txt ./
+RUN pip install --no-cache-dir -r requirements.txt -r requirements-formats.txt -r requirements-codecs.txt
 
 COPY producer.py producer_config.env ./
 COPY schemas/ ./schemas/

@@ -8,22 +8,42 @@ KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-dev run test cdnow kafka-up kafka-down kafka-reset kafka-status kafka-logs registry-up registry-down schemas \
+.PHONY: setup setup-dev setup-confluent setup-formats setup-codecs setup-all needs run test test-pure fault-tools cdnow kafka-up kafka-down kafka-reset kafka-status kafka-logs registry-up registry-down schemas \
 	bench bench-quick clean
 
-# The producer's own needs (a few MB); tests, benchmarks and the examples add theirs (setup-dev).
+# What the default run uses (requirements.txt); a setting that needs more (the second client, a schema format, a
+# compression codec) gets its extra from `make run`, or by hand: setup-confluent, setup-formats, setup-codecs,
+# setup-all. Tests, benchmarks and the examples add theirs (setup-dev).
 setup: $(VENV)/.runtime broker/lib/.resolved
 setup-dev: setup $(VENV)/.dev
+setup-confluent: $(VENV)/.confluent
+setup-formats: $(VENV)/.formats
+setup-codecs: $(VENV)/.codecs
+setup-all: setup setup-formats setup-codecs
+
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 $(VENV)/.runtime: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) -r requirements.txt
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+$(VENV)/.confluent: $(VENV)/.runtime requirements-confluent.txt
+	$(PIP) -r requirements-confluent.txt
 	@touch $@
+
+$(VENV)/.formats: $(VENV)/.confluent requirements-formats.txt
+	$(PIP) -r requirements-formats.txt
+	@touch $@
+
+$(VENV)/.codecs: $(VENV)/.runtime requirements-codecs.txt
+	$(PIP) -r requirements-codecs.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-formats.txt requirements-codecs.txt
+	$(PIP) -r requirements-dev.txt
+	@touch $@ $(VENV)/.confluent $(VENV)/.formats $(VENV)/.codecs
 
 broker/lib/.resolved: broker/pom.xml devkafka.py
 	$(PYTHON) devkafka.py setup
@@ -32,9 +52,17 @@ broker/lib/.resolved: broker/pom.xml devkafka.py
 # afterwards, and keeps its data across restarts (stop it: `make kafka-down`; wipe it: `make kafka-reset`).
 run: setup
 	@$(PY) devkafka.py ensure $(KAFKA_BOOTSTRAP_SERVERS)
-	@# --format avro / protobuf / json-schema (or VALUE_FORMAT): the local schema registry too, unless one answers on 8081.
-	@case " $(ARGS) $(VALUE_FORMAT) " in *avro*|*protobuf*|*json-schema*) $(PY) devkafka.py registry up;; esac
+	@needs="$$($(NEEDS))"; if [ -n "$$needs" ]; then $(MAKE) --no-print-directory $$needs; fi
 	KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_BOOTSTRAP_SERVERS) $(PY) producer.py $(ARGS)
+
+# What the run's effective settings (flags, environment, .env: --print-config) need beyond the default packages: the
+# second client, a schema format and the local schema registry (unless one answers on 8081), kafka-python's codecs.
+NEEDS = KAFKA_BOOTSTRAP_SERVERS=$(KAFKA_BOOTSTRAP_SERVERS) $(PY) producer.py --print-config $(ARGS) 2>/dev/null | sed -n \
+	-e 's/^KAFKA_CLIENT *= confluent-kafka .*/setup-confluent/p' \
+	-e 's/^VALUE_FORMAT *= \(avro\|protobuf\|json-schema\) .*/setup-formats registry-up/p' \
+	-e 's/^KAFKA_COMPRESSION_TYPE *= \(snappy\|lz4\|zstd\) .*/setup-codecs/p'
+needs: $(VENV)/.runtime
+	@$(NEEDS)
 
 # CDNOW (69,659 real orders, 1997-98), the twin's test data: from the lifetimes wheel on PyPI, never committed.
 CDNOW := .cache/CDNOW_master.txt
@@ -48,8 +76,18 @@ $(CDNOW): | $(VENV)/.runtime
 		sys.exit("CDNOW_master.txt: unexpected content") if hashlib.sha256(data).hexdigest() != "$(CDNOW_SHA256)" else None; \
 		open("$@", "wb").write(data)'
 
-test: setup-dev $(CDNOW)
+test: setup-dev $(CDNOW) fault-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fault suite (test_faults.py) cuts links with iptables in network namespaces of its own: as root, as CI runs.
+fault-tools:
+	@command -v iptables >/dev/null || { echo "installing iptables for the fault suite (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; }
+
+# The pure tests that take seconds, no broker and no JVM: under a minute (`pytest -m "not broker"` adds the model
+# fits and the tests that wait on the wall clock).
+test-pure: $(VENV)/.dev
+	$(PY) -m pytest -m "not broker and not slow" $(PYTEST_ARGS)
 
 kafka-up: setup
 	$(PY) devkafka.py up $(ARGS)

@@ -1,9 +1,15 @@
 """Shared pytest fixtures: a real Kafka broker for the test session, and helpers to read events back.
 
-The `kafka` fixture uses KAFKA_BOOTSTRAP_SERVERS (default localhost:9092) when a broker answers there;
-otherwise it starts the local broker (devkafka.py, with its SASL and SSL listeners) once for the
-session on free ports and stops it at the end. A test that needs Kafka fails, never skips, when no
-broker can be had.
+The `kafka` fixture starts the local broker (devkafka.py, with its SASL and SSL listeners) once for the session
+on free ports and stops it at the end; it never adopts a broker it did not start (one on localhost:9092 may be a
+user's, with topics of theirs). A test that needs Kafka fails, never skips, when no broker can be had.
+
+Tests that use a broker (or the schema registry) are marked `broker` (and `registry`) from the fixtures they
+take, so `pytest -m "not broker"` runs the pure tests alone, with no JVM; `slow` marks the pure tests that fit
+models or wait on the wall clock for seconds, so `make test-pure` (-m "not broker and not slow") takes under a
+minute. A test that starts a broker without the marker fails. Tests wait on what the producer
+says in its progress channel (the --summary-json file, rewritten as the run goes: `ProducerProcess.wait_until`),
+never on its log text or on a fixed sleep.
 """
 
 from __future__ import annotations
@@ -22,9 +28,46 @@ from pathlib import Path
 import pytest
 
 import devkafka
+import producer
 
 ROOT = Path(__file__).resolve().parent
 PYTHON = sys.executable
+BROKER_FIXTURES = {"kafka", "secure_kafka", "restartable", "cluster", "fault_net"}
+REGISTRY_FIXTURES = {"registry", "guarded_registry"}
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "broker: talks to a real Kafka broker (a JVM) that the test session starts")
+    config.addinivalue_line("markers", "registry: talks to the real schema registry (a JVM) as well")
+    config.addinivalue_line("markers", "slow: a pure test that fits models or waits on the wall clock for seconds")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & (BROKER_FIXTURES | REGISTRY_FIXTURES):
+            item.add_marker(pytest.mark.broker)
+        if fixtures & REGISTRY_FIXTURES:
+            item.add_marker(pytest.mark.registry)
+
+
+_running: list = []  # the test being set up or run
+
+
+def pytest_runtest_setup(item) -> None:
+    _running[:] = [item]
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.05):
+    """Wait until predicate() gives something true (and return it), polling; fail saying `what` was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout:g}s")
+        time.sleep(poll)
 
 
 @dataclass
@@ -60,6 +103,8 @@ def _free(port: int) -> bool:
 
 def start_broker(state_name: str, security: bool = False, port: int | None = None,
                  keep_data: bool = False, data_dir: Path | None = None) -> Broker:
+    if _running and _running[0].get_closest_marker("broker") is None:
+        pytest.fail(f"{_running[0].nodeid} starts a broker: mark it broker (pytest -m 'not broker' must start no JVM)")
     state = ROOT / state_name
     if not keep_data and devkafka.read_pid(devkafka.make_instance(state, 0, False)):
         devkafka.main(["--state-dir", str(state), "down"])  # left over by an interrupted run
@@ -86,11 +131,6 @@ def stop_broker(broker: Broker) -> None:
 
 @pytest.fixture(scope="session")
 def kafka() -> Broker:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    if devkafka.broker_answers(host or "127.0.0.1", int(port)):
-        yield Broker(bootstrap=bootstrap, info={})
-        return
     broker = start_broker(".devkafka-test", security=True)
     try:
         yield broker
@@ -177,8 +217,13 @@ def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout
         consumer.close()
 
 
+SETTINGS = {o.env for o in producer.OPTIONS if o.env} | {"ENV_FILE"}
+
+
 def _producer_env(env: dict | None, summary: Path) -> dict:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PRODUCER_", "LOG_"))}
+    """The caller's environment without any of the producer's settings (they would change what a test runs), then
+    the test's own."""
+    full_env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     full_env.update({"LOG_FILE": "", "ENV_FILE": os.devnull, "PYTHONUNBUFFERED": "1", "SUMMARY_JSON": str(summary)})
     full_env.update(env or {})
     return full_env
@@ -192,7 +237,10 @@ def _new_summary_path() -> Path:
 
 def read_summary(path: Path) -> dict | None:
     """The run's --summary-json (what tests read instead of parsing log lines), None when none was written."""
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
 
 
 def run_producer(*args: str, env: dict | None = None, timeout: float = 120, cwd: Path = ROOT
@@ -232,16 +280,30 @@ class ProducerProcess:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, needle: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if needle in line:
-                    return line
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"'{needle}' did not appear within {timeout}s; output:\n{self.text[-3000:]}")
+    def progress(self) -> dict | None:
+        """The run's figures so far (its --summary-json, rewritten at each progress line and each change of phase
+        or outage; `phase`: starting, running, backfill, live, flushing, done), None before the first."""
+        try:
+            return read_summary(self.summary_path)
+        except ValueError:  # replaced atomically, so never half-written; an empty file is not ours
+            return None
+
+    def wait_until(self, predicate, timeout: float = 60.0, what: str = "the awaited state") -> dict:
+        """Until predicate(progress) holds for the run's progress; fails when the run ends first."""
+        def holds():
+            progress = self.progress()
+            if progress is not None and progress.get("exit_code") is None and predicate(progress):
+                return progress
+            assert self.proc.poll() is None, f"the run ended before {what}; output:\n{self.text[-3000:]}"
+            return None
+        try:
+            return wait_until(holds, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last progress {self.progress()}; output:\n{self.text[-3000:]}") from None
+
+    def running(self, timeout: float = 60.0) -> dict:
+        """Until the run is connected and producing."""
+        return self.wait_until(lambda p: p["phase"] not in ("starting",), timeout, "connected and producing")
 
     def finish(self, timeout: float = 60.0) -> int:
         code = self.proc.wait(timeout=timeout)
@@ -261,12 +323,10 @@ class ProducerProcess:
             self.proc.wait()
 
 
-PROGRESS = re.compile(r"Progress: sent=(\d+) failed=(\d+) in_flight=(\d+)")
+PROGRESS = re.compile(r"Progress: sent=(\d+) failed=(\d+) in_flight=(\d+)")  # what the progress lines say
 
 
-def wait_for_progress(run: ProducerProcess, sent_over: int, timeout: float = 60.0) -> None:
-    """Until a progress line of the run shows more than `sent_over` events acknowledged."""
-    deadline = time.monotonic() + timeout
-    while not any(int(sent) > sent_over for sent, _, _ in PROGRESS.findall(run.text)):
-        assert time.monotonic() < deadline and run.proc.poll() is None, run.text[-2000:]
-        time.sleep(0.1)
+def wait_for_progress(run: ProducerProcess, sent_over: int, timeout: float = 60.0) -> dict:
+    """Until the run's progress shows more than `sent_over` events acknowledged (give it a short --stats-interval:
+    its figures are rewritten at each progress line)."""
+    return run.wait_until(lambda p: p["sent"] > sent_over, timeout, f"more than {sent_over} acknowledged")

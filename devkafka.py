@@ -8,6 +8,7 @@ JVM as a KRaft broker+controller listening on 127.0.0.1.
     python devkafka.py up [--port 9092] [--security]   # start (keeping its data), return once it serves clients
     python devkafka.py status | logs [-n 50] | down
     python devkafka.py up --brokers 3                  # a 3-node KRaft cluster on 9192, 9202, 9212 (.devkafka-cluster)
+    python devkafka.py up --host 10.0.0.2 --advertise 10.0.0.1:29092   # another address; clients through a proxy
     python devkafka.py down --brokers 3
     python devkafka.py registry up | status | down     # Apicurio Registry, the Confluent-compatible API on 8081
     python devkafka.py reset                           # stop and wipe the data: every topic and event
@@ -47,6 +48,7 @@ LIB = ROOT / "broker" / "lib"
 RESOLVED_MARKER = LIB / ".resolved"
 DEFAULT_STATE_DIR = ROOT / ".devkafka"
 DEFAULT_PORT = 9092
+LOCALHOST = "127.0.0.1"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 HEAP = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC"]
@@ -78,19 +80,22 @@ TOOLS = {
 FORMAT_NOTE = "devkafka-format.json"  # in the data folder: what its storage was formatted for
 
 
-def make_instance(state_dir: Path, port: int, security: bool, data_dir: Path | None = None) -> "Instance":
+def make_instance(state_dir: Path, port: int, security: bool, data_dir: Path | None = None, host: str = LOCALHOST,
+                  advertise: str = "") -> "Instance":
     return Instance(state_dir=state_dir, port=port, controller_port=port + 3, sasl_port=port + 1,
-                    ssl_port=port + 2, security=security, data_dir=(data_dir or state_dir / "data").resolve())
+                    ssl_port=port + 2, security=security, data_dir=(data_dir or state_dir / "data").resolve(),
+                    host=host, advertise=advertise)
 
 
-def make_cluster(state_dir: Path, port: int, brokers: int) -> list["Instance"]:
+def make_cluster(state_dir: Path, port: int, brokers: int, hosts: list[str] | None = None) -> list["Instance"]:
     """The nodes of a KRaft cluster: each a broker and a voter of the controller quorum (so that losing any one
-    node leaves a majority), in folders node-1, node-2... of state_dir."""
+    node leaves a majority), in folders node-1, node-2... of state_dir; node i on hosts[i] (default 127.0.0.1)."""
     ports = [port + NODE_PORT_STEP * i for i in range(brokers)]
-    voters = ",".join(f"{i + 1}@127.0.0.1:{p + 3}" for i, p in enumerate(ports))
+    hosts = hosts or [LOCALHOST] * brokers
+    voters = ",".join(f"{i + 1}@{hosts[i]}:{p + 3}" for i, p in enumerate(ports))
     return [Instance(state_dir=state_dir / f"node-{i + 1}", port=p, controller_port=p + 3, sasl_port=p + 1,
                      ssl_port=p + 2, security=False, data_dir=(state_dir / f"node-{i + 1}" / "data").resolve(),
-                     node_id=i + 1, voters=voters, replicas=brokers) for i, p in enumerate(ports)]
+                     node_id=i + 1, voters=voters, replicas=brokers, host=hosts[i]) for i, p in enumerate(ports)]
 
 
 class DevKafkaError(Exception):
@@ -111,6 +116,10 @@ class Instance:
     node_id: int = 1
     voters: str = ""  # a cluster's controller quorum; empty: a single node, its own quorum
     replicas: int = 1  # nodes in the cluster: the replication of the internal topics and the default
+    # The address it listens on (another loopback address, or one in a network namespace of a fault test's), and
+    # the host:port it tells clients to use instead of its own (a proxy in front of it); empty: its own.
+    host: str = LOCALHOST
+    advertise: str = ""
 
     @property
     def pid_file(self) -> Path:
@@ -126,7 +135,7 @@ class Instance:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def describe(self) -> dict:
         """What a client needs to know; written to <state>/instance.json for tests and tools."""
@@ -271,8 +280,8 @@ TOOLS_LOG4J = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def server_properties(inst: Instance) -> str:
-    listeners = [f"PLAINTEXT://127.0.0.1:{inst.port}"]
-    advertised = list(listeners)
+    listeners = [f"PLAINTEXT://{inst.host}:{inst.port}"]
+    advertised = [f"PLAINTEXT://{inst.advertise or inst.bootstrap}"]
     protocol_map = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
     replicas, min_isr = inst.replicas, min(2, inst.replicas)
     lines = [
@@ -280,7 +289,7 @@ def server_properties(inst: Instance) -> str:
         f"node.id={inst.node_id}",
         "controller.listener.names=CONTROLLER",
         f"controller.quorum.voters={inst.voters}" if inst.voters else
-        f"controller.quorum.bootstrap.servers=127.0.0.1:{inst.controller_port}",
+        f"controller.quorum.bootstrap.servers={inst.host}:{inst.controller_port}",
         "inter.broker.listener.name=PLAINTEXT",
         f"log.dirs={inst.data_dir}",
         "num.partitions=3",
@@ -317,10 +326,10 @@ def server_properties(inst: Instance) -> str:
             f"listener.name.ssl.ssl.keystore.password={KEYSTORE_PASSWORD}",
             f"listener.name.ssl.ssl.key.password={KEYSTORE_PASSWORD}",
         ]
-    listeners.append(f"CONTROLLER://127.0.0.1:{inst.controller_port}")
+    listeners.append(f"CONTROLLER://{inst.host}:{inst.controller_port}")
     lines += [
         f"listeners={','.join(listeners)}",
-        f"advertised.listeners={','.join(advertised + [f'CONTROLLER://127.0.0.1:{inst.controller_port}'])}",
+        f"advertised.listeners={','.join(advertised + [f'CONTROLLER://{inst.host}:{inst.controller_port}'])}",
         f"listener.security.protocol.map={','.join(protocol_map)}",
     ]
     return "\n".join(lines) + "\n"
@@ -368,7 +377,9 @@ def _try_lock(lock) -> bool:
 
 
 def _up(inst: Instance, fresh: bool, timeout: float) -> int:
-    if broker_answers("127.0.0.1", inst.port):
+    if inst.security and inst.host != LOCALHOST:
+        raise DevKafkaError("--security listens on 127.0.0.1 (its certificate names it); expected no --host with it")
+    if broker_answers(inst.host, inst.port):
         print(f"devkafka: a Kafka broker already answers on {inst.bootstrap}; nothing to do")
         return 0
     stale = read_pid(inst)
@@ -376,8 +387,8 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
         raise DevKafkaError(f"a broker of {inst.state_dir} is running (pid {stale}) but does not answer on "
                             f"{inst.bootstrap}; run 'python devkafka.py down' first")
     for port in {inst.port, inst.controller_port} | ({inst.sasl_port, inst.ssl_port} if inst.security else set()):
-        if _port_in_use(port):
-            raise DevKafkaError(f"port {port} on 127.0.0.1 is taken by something that is not a Kafka broker; "
+        if _port_in_use(port, inst.host):
+            raise DevKafkaError(f"port {port} on {inst.host} is taken by something that is not a Kafka broker; "
                                 "choose another with --port")
     started = time.monotonic()
     proc, log_offset = _spawn(inst, fresh, cluster_id())
@@ -406,6 +417,8 @@ def _spawn(inst: Instance, fresh: bool, new_cluster_id: str, heap: list[str] | N
     made_for = {"controller_port": inst.controller_port, "security": inst.security}
     if inst.voters:
         made_for["voters"] = inst.voters
+    if inst.host != LOCALHOST:  # the controller's address is in the formatted storage
+        made_for["host"] = inst.host
     note = inst.data_dir / FORMAT_NOTE
     was = json.loads(note.read_text()) if formatted and note.exists() else made_for
     if was != made_for:
@@ -451,7 +464,7 @@ def _await_started(inst: Instance, proc, log_offset: int, started: float, deadli
         if proc.poll() is not None:
             raise DevKafkaError(f"the broker exited with code {proc.returncode} during start-up\n"
                                 + _tail(inst, 30))
-        if _log_says_started(inst, log_offset) and broker_answers("127.0.0.1", inst.port):
+        if _log_says_started(inst, log_offset) and broker_answers(inst.host, inst.port):
             elapsed = time.monotonic() - started
             print(f"devkafka: Kafka broker up on {inst.bootstrap} in {elapsed:.1f}s "
                   f"(pid {proc.pid}, state {inst.state_dir})")
@@ -485,7 +498,7 @@ def cluster_up(nodes: list[Instance], fresh: bool = False, timeout: float = STAR
         new_id = cluster_id()
         waiting = []
         for node in nodes:
-            if read_pid(node) and broker_answers("127.0.0.1", node.port):
+            if read_pid(node) and broker_answers(node.host, node.port):
                 continue
             if read_pid(node):
                 down(node, quiet=True)
@@ -501,10 +514,10 @@ def cluster_up(nodes: list[Instance], fresh: bool = False, timeout: float = STAR
         return 0
 
 
-def _port_in_use(port: int) -> bool:
+def _port_in_use(port: int, host: str = LOCALHOST) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 def _log_says_started(inst: Instance, offset: int) -> bool:
@@ -585,7 +598,7 @@ def reset(inst: Instance) -> int:
 
 def status(inst: Instance) -> int:
     pid = read_pid(inst)
-    answers = broker_answers("127.0.0.1", inst.port)
+    answers = broker_answers(inst.host, inst.port)
     print(f"devkafka: {inst.bootstrap} {'answers' if answers else 'does not answer'}; "
           f"broker of {inst.state_dir}: {'running, pid %d' % pid if pid else 'not running'}")
     return 0 if answers else 1
@@ -632,6 +645,11 @@ def _instance_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                              "uses port+3, SASL_PLAINTEXT port+1 and SSL port+2")
     parser.add_argument("--data-dir", type=Path, default=default(None),
                         help="log.dirs of the broker (default <state-dir>/data)")
+    parser.add_argument("--host", default=default(LOCALHOST),
+                        help="the address to listen on (default 127.0.0.1); with --brokers, one per node, "
+                             "comma-separated (e.g. 127.0.0.2,127.0.0.3,127.0.0.4)")
+    parser.add_argument("--advertise", default=default(""), metavar="HOST:PORT",
+                        help="the address clients are told to use (a proxy in front of the broker); default its own")
     parser.add_argument("--brokers", type=int, choices=range(1, 10), metavar="N", default=default(1),
                         help="1 (default): a single broker; more: a KRaft cluster of N broker+controller nodes, "
                              f"by default in {CLUSTER_STATE_DIR.name} on port {CLUSTER_PORT} and every "
@@ -688,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     security = getattr(args, "security", False)
     if not security and (state / "instance.json").exists() and args.command != "up":
         security = json.loads((state / "instance.json").read_text()).get("security", False)
-    inst = make_instance(state, args.port, security, args.data_dir)
+    inst = make_instance(state, args.port, security, args.data_dir, host=args.host, advertise=args.advertise)
     try:
         if args.command == "up":
             return up(inst, fresh=args.fresh, timeout=args.timeout)
@@ -806,7 +824,12 @@ def cluster_main(args: argparse.Namespace, argv: list[str]) -> int:
     state = (args.state_dir if "--state-dir" in given or "DEVKAFKA_STATE_DIR" in os.environ
              else CLUSTER_STATE_DIR).resolve()
     port = args.port if "--port" in given or "DEVKAFKA_PORT" in os.environ else CLUSTER_PORT
-    nodes = make_cluster(state, port, args.brokers)
+    hosts = args.host.split(",")
+    if len(hosts) not in (1, args.brokers):
+        print(f"devkafka: error: --host names {len(hosts)} addresses for {args.brokers} nodes; expected one for all, "
+              "or one per node", file=sys.stderr)
+        return 1
+    nodes = make_cluster(state, port, args.brokers, hosts * args.brokers if len(hosts) == 1 else hosts)
     try:
         if args.command == "up":
             if getattr(args, "security", False):

@@ -21,28 +21,40 @@ listed with comments in `producer_config.env` and in README.md. Exit codes: 0 ev
 acknowledged, 1 runtime or connection failure (or events lost), 2 bad settings or usage.
 
 Public API (`__all__`): `ECommerceEventProducer` (the original script's class and methods, see its
-docstring), `main(argv) -> int`, `load_settings`, `default_settings`, `Settings`, `SettingsError`,
+docstring), `main(argv) -> int`, `load_settings`, `prepare`, `default_settings`, `Settings`, `SettingsError`,
 `JsonCodec` and `encode_event`, `EventGenerator`, `SessionSimulator`, `ShopProfile`, `load_shop_profile` and
-`TwinSimulator` (a real shop's twin), `KafkaConnection` (and its two clients), `DeliveryMonitor`.
+`TwinSimulator` (a real shop's twin), `KafkaConnection` (and its two clients), `DeliveryMonitor`, `RunEngine`.
 
-Where to change what (sections in this order, each using only what is above it):
-- a setting: `OPTIONS` (flag, variable, default, parser, help), then `Settings` and `validate()`;
+The sections, in this order; each uses only what is above it (test_producer.py keeps it so):
+constants, exceptions and the event schema; settings; the wire format; random events; sessions mode; a shop's
+twin; the Kafka connection; delivery accounting; the run engine; the producer (the original class, a facade
+over the engine); metrics; the process (logging, signals, the summary); --workers; main.
+
+Where to change what:
+- a setting: `OPTIONS` (flag, variable, default, parser, help), then `Settings`; a rule between settings:
+  `validate`; a check of the part a setting feeds (the population, a schema file, a client's options): that
+  part's own (`size_population`, `check_schema`, `KafkaConnection`'s `check_options`), called by `prepare`;
 - the record format (value, key, timestamp, event_id header): `JsonCodec`, the one place it is written;
   Avro, Protobuf and JSON Schema values and their registry: `RegistryCodec` and the files in schemas/;
-- the random mode's events: the defaults at the top and `EventGenerator`;
-- the simulated shop: `DEFAULT_FUNNEL`, `PROFILES`, the churn constants and `SessionSimulator`; a real shop's
-  twin (SHOP_PROFILE, written by calibrate.py): `ShopProfile` and `TwinSimulator`;
+- the random mode's events: the defaults at the top (`DEFAULT_EVENT_WEIGHTS`) and `EventGenerator`;
+- the simulated shop: its figures at the top (`DEFAULT_FUNNEL`, `PROFILES`, `HOURLY_TRAFFIC`, the churn
+  constants) and `SessionSimulator`; a real shop's twin (SHOP_PROFILE, written by calibrate.py): `ShopProfile`
+  and `TwinSimulator`; which simulator the settings describe: `simulator_for`;
 - connecting, topic checks, outage and stall handling: `KafkaConnection`; a client library's settings and
   calls: `KafkaPythonConnection` (kafka-python) or `ConfluentConnection` (confluent-kafka);
 - delivery accounting, progress, health and readiness, statistics, the run summary: `DeliveryMonitor`;
-- the run itself (schedule, back-pressure, shutdown) and the original API: `ECommerceEventProducer`;
-- metrics: `MetricsServer`; several processes (--workers): `run_workers`; logging, signals, exit codes: `main`.
+- the run: when events go (`Schedule`, `SimulatedTime`, `Unlimited`), what makes them (`RandomEvents`,
+  `SimulatedShop`, with `TruthStream` and `write_labels`), where they go (`KafkaSink`, `StdoutSink`), the loop
+  and its end (`RunEngine`); the original API over it: `ECommerceEventProducer`;
+- metrics: `MetricsServer`; logging, signals, the summary file: `run_process`; several processes
+  (--workers): `run_workers`; the command line: `main`.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import collections
 import functools
 import gc
 import io
@@ -67,7 +79,8 @@ from typing import Any, Callable, Iterable, Iterator
 # kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
 # settings errors and the unit tests of generation work even before the client is installed.
 
-# --- defaults and the event schema ------------------------------------------------------------------
+
+# --- constants, exceptions and the event schema -------------------------------------------------------------
 
 DEFAULT_EVENT_WEIGHTS = {"add_to_cart": 0.25, "bounce": 0.15, "checkout": 0.20, "product_view": 0.40}
 DEFAULT_USER_ID_RANGE = (1, 1000)
@@ -83,7 +96,15 @@ VALUE_FORMATS = ("json", "avro", "protobuf", "json-schema")
 SCHEMA_FILES = {"avro": "schemas/user_event.avsc", "protobuf": "schemas/user_event.proto",
                 "json-schema": "schemas/user_event.schema.json"}
 PROTOBUF_MODULE = "schemas/user_event_pb2.py"  # generated from user_event.proto by `make schemas`
-CLIENT_MODULES = {"kafka-python": "kafka.errors", "confluent-kafka": "confluent_kafka"}  # imported to check
+# What a run imports beyond the default packages (requirements.txt), by setting: (module, package, the make target
+# that installs it; `make run` does, reading the settings).
+CLIENT_PACKAGES = {"kafka-python": ("kafka.errors", "kafka-python", "setup"),
+                   "confluent-kafka": ("confluent_kafka", "confluent-kafka", "setup-confluent")}
+FORMAT_PACKAGES = {"avro": ("fastavro", "fastavro", "setup-formats"),
+                   "protobuf": ("google.protobuf", "protobuf", "setup-formats"),
+                   "json-schema": ("jsonschema", "jsonschema", "setup-formats")}
+CODEC_PACKAGES = {"snappy": ("snappy", "python-snappy", "setup-codecs"), "lz4": ("lz4.frame", "lz4", "setup-codecs"),
+                  "zstd": ("zstandard", "zstandard", "setup-codecs")}  # kafka-python's; librdkafka has its own
 COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -99,7 +120,12 @@ STALL_GRACE_S = 10.0
 # How often the partition count in the client's metadata (refreshed every metadata_max_age_ms) is compared.
 PARTITION_CHECK_S = 5.0
 SILENCE_S = 5.0  # events in flight and no acknowledgement nor error for this long: reported as an outage
-PUBLISH_S = 0.25  # --workers: how often a worker tells the parent its counts
+# A rerun of a seeded window looks for its predecessor's events among this many last records of each partition.
+RESUME_SCAN = 500_000
+# A slow link, with a rate to keep: over SLOW_S, acknowledgements below SLOW_SHARE of the rate while more than
+# SLOW_BACKLOG_S of events wait in flight (the backlog is the broker's, not a generation that cannot keep up).
+SLOW_S, SLOW_SHARE, SLOW_BACKLOG_S = 5.0, 0.8, 2.0
+BATCH = 512  # events per turn of the run loop at most: the clock, the stop flag and the progress line are seen often
 # A rate out of reach: after PACE_GRACE_S, fewer than PACE_SHORTFALL of the events due were generated.
 PACE_GRACE_S, PACE_SHORTFALL = 3.0, 0.9
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -113,18 +139,128 @@ UNCERTAIN = "not acknowledged; may or may not be in the topic"
 # The summary's exit_reason while a run goes on; what a killed run (SIGKILL, out of memory) leaves.
 RUNNING = "running, or killed before it could end (no figures)"
 
-log = logging.getLogger("producer")
 
-__all__ = ["ConfluentConnection", "DeliveryMonitor", "ECommerceEventProducer", "EventGenerator", "JsonCodec",
-           "KafkaConnection", "KafkaPythonConnection", "SessionSimulator", "Settings", "SettingsError", "ShopProfile",
-           "TwinSimulator", "default_settings", "encode_event", "load_settings", "load_shop_profile", "main"]
+# What the serializer is first given, at start-up, to register its schema: an event of the contract's shape.
+SAMPLE_EVENT = {"user_id": 1, "event_type": "product_view", "timestamp": "2026-01-01T00:00:00.000Z",
+                "metadata": {"product_id": 1, "session_length": 1.0}}
 
 
-# --- settings ----------------------------------------------------------------------------------------
+# The simulated shop's figures (sessions mode), with their published anchors (docs/sessions.md).
+
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+MONTH_MS = 30 * DAY_MS
+MAX_SIMULATED_USERS = 1_000_000
+# A heap entry is one int, time * HEAP_SLOTS + user index: ints compare and allocate faster than tuples.
+# The room is for the population and the customers who arrive later; the last slot is the next arrival.
+HEAP_SLOTS = 1 << 22
+ARRIVAL = HEAP_SLOTS - 1
+
+# Shop traffic by local hour (Compete 2011 and SaleCycle 2020: lowest at 3-5 am, climbing from 7-9 am,
+# peak at 8-10 pm) and by weekday, Monday first (SaleCycle 2020: Monday and Thursday busiest, the weekend
+# quietest). Relative values; normalised so that a week averages 1.
+HOURLY_TRAFFIC = (0.45, 0.30, 0.21, 0.17, 0.16, 0.19, 0.28, 0.42, 0.58, 0.72, 0.81, 0.88,
+                  0.93, 0.92, 0.89, 0.89, 0.92, 0.97, 1.04, 1.14, 1.24, 1.24, 1.06, 0.74)
+WEEKDAY_TRAFFIC = (1.06, 1.02, 1.00, 1.05, 0.97, 0.84, 0.90)
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """How the average customer's sessions go; segments and a fading user shift these odds."""
+
+    bounce: float  # sessions that are a single bounce event
+    views: float  # product views per engaged session, mean (1 + a geometric number: a long tail)
+    cart: float  # engaged sessions that add to the cart
+    items: float  # add_to_cart events per cart session, mean (never more than the session's views)
+    checkout: float  # cart sessions that end in a checkout
+
+
+# Calibrated to the anchors in README (Sessions mode): about 3% of sessions convert, 70% of carts are
+# abandoned (Baymard), about 30% of sessions bounce, product views are 90%+ of events (RetailRocket, REES46).
+DEFAULT_FUNNEL = Funnel(bounce=0.32, views=6.0, cart=0.12, items=1.4, checkout=0.26)
+
+
+@dataclass(frozen=True)
+class SegmentProfile:
+    """A kind of customer: activity, funnel odds relative to the average customer, churn propensity."""
+
+    sessions_per_month: float  # the segment's median user, fully engaged
+    bounce_odds: float
+    cart_odds: float
+    checkout_odds: float
+    depth: float  # views per engaged session beyond the first, relative
+    hazard: float  # chance to start disengaging, relative
+    breaks_per_day: float  # how often a user goes quiet for BREAK_DAYS (a trip, a busy week)
+
+
+PROFILES = {
+    "loyal": SegmentProfile(11.0, 0.7, 1.3, 1.3, 1.2, 0.3, 0.02),
+    "casual": SegmentProfile(4.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.05),
+    "at_risk": SegmentProfile(3.0, 1.6, 0.8, 0.6, 0.75, 2.5, 0.08),
+    "churning": SegmentProfile(3.5, 2.2, 0.9, 0.45, 0.6, 5.0, 0.03),
+}
+ACTIVITY_SPREAD = 0.85  # log-normal sigma of users' activity within a segment: a few users make many sessions
+DEPTH_SPREAD = 0.35  # the same for how deep users browse
+BREAK_DAYS = (1.0, 10.0)
+GAP_MEDIAN_S, GAP_SPREAD = 40.0, 0.9  # between two events of a session: log-normal, a minute on average
+# Churn as a process. An engaged user starts to disengage with a hazard that grows with friction (the share of
+# their recent cart sessions that were abandoned, a moving average over about FRICTION_MEMORY of them); the
+# decline (fewer, shallower sessions, more bounces) lasts a log-normal FADE_DAYS; then the user leaves
+# (FULL_CHURN) or stays at a lower level. Churned users come back at REACTIVATION_PER_DAY; new customers
+# arrive to keep the population steady.
+BASE_HAZARD_PER_DAY = 0.003
+HAZARD_ENGAGEMENT = 0.6  # within a segment, hazard x (activity / the segment's median) ^ -0.6: frequent buyers stay
+FRICTION_WEIGHT, FRICTION_MEMORY = 2.0, 3.0  # hazard x e^(2 x (share abandoned - the default 70%))
+FADE_DAYS_MEDIAN, FADE_SPREAD = 40.0, 0.4
+# CHURN_SIGNAL s in [0, 1] sets how visible the decline is: at its end a user's session rate is down by
+# FADE_DEPTH(s), bounce odds up by 1 + FADE_BOUNCE * s, cart and checkout odds and the views beyond the first
+# down by FADE_FUNNEL * s.
+FADE_DEPTH = lambda s: 0.2 + 0.75 * s  # noqa: E731
+FADE_BOUNCE, FADE_FUNNEL = 6.0, 0.9
+FULL_CHURN = 0.7
+PARTIAL_LEVEL = (0.25, 0.6)
+REACTIVATION_PER_DAY = math.log(1 / 0.85) / 90  # 15% come back within 90 days
+DORMANT_AT_START, DORMANT_AGE_DAYS = 0.15, 90.0  # accounts that churned before the simulation starts
+ENGAGED, FADING, DORMANT = 0, 1, 2
+START, FADE_END, REACTIVATE = 0, 1, 2  # what a user's heap entry is for, when not in a session
+BROWSED, ABANDONED, PURCHASED = 0, 1, 2  # how a session ended
+
+
+SHOP_PROFILE_VERSION = 1
+WEEK_MS = 7 * DAY_MS
+TWIN_SEGMENTS = (("loyal", 0.3), ("casual", 0.7), ("at_risk", 0.9), ("churning", 1.0))  # by decline-rate quantile
+
+
+POPULATION_PROBE = 20_000  # users simulated to learn the population's pace per user
+
 
 class SettingsError(Exception):
     """Bad input: main() prints the message as one line and exits with code 2."""
 
+
+class ConnectionFailed(Exception):
+    """The broker could not be reached or refused us: one clear line, exit code 1."""
+
+
+class DeliveryFailed(Exception):
+    """A record the client reported as failed, named by the client's error (e.g. MSG_TIMED_OUT)."""
+
+    def __init__(self, error_name: str, message: str) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+
+
+log = logging.getLogger("producer")
+__version__ = "3.0.0"
+
+__all__ = ["ConfluentConnection", "DeliveryMonitor", "ECommerceEventProducer", "EventGenerator", "JsonCodec",
+           "KafkaConnection", "KafkaPythonConnection", "RunEngine", "SessionSimulator", "Settings", "SettingsError",
+           "ShopProfile", "TwinSimulator", "default_settings", "encode_event", "load_settings", "load_shop_profile",
+           "main", "prepare"]
+
+
+# --- settings -----------------------------------------------------------------------------------------------
 
 def os_reason(exc: BaseException) -> str:
     """Why a file operation failed, for a one-line message: the system's words, else the exception's name."""
@@ -564,8 +700,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("stats_interval", "STATS_INTERVAL", "--stats-interval", "30", parse_seconds,
            "seconds between progress lines (sent, failed, in flight, rate); 0 = none", group="logging"),
     Option("summary_json", "SUMMARY_JSON", "--summary-json", "", parse_path,
-           "at the end, write the run's figures as one JSON object here (generated, sent, failed, dropped, "
-           "runtime, rate, exit code and reason) for scripts and tests", group="logging"),
+           "the run's figures as one JSON object here (generated, sent, failed, dropped, runtime, rate, exit code "
+           "and reason) for scripts and tests: rewritten as the run goes, at each progress line and each change of "
+           "phase or outage (exit_code null), and final at the end", group="logging"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -644,9 +781,20 @@ class Settings:
     env_file: str = ".env"
     env_file_read: bool = field(default=False, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)  # for main() to log once logging is set up
-    # settings given by flag, environment or .env file, not defaulted (sessions mode reads this)
-    explicit: frozenset[str] = field(default=frozenset(), compare=False)
+    # Where each setting given a value came from, as error messages name it ("--rate", "KAFKA_TOPIC (in .env)");
+    # a setting not in it has its default. Sessions mode reads which were given; --print-config shows them.
+    given: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)  # flag, environment, .env
     profile: Any = field(default=None, compare=False, repr=False)  # SHOP_PROFILE's ShopProfile, read once
+
+    @property
+    def explicit(self) -> frozenset[str]:
+        """The settings given a value by flag, environment or .env file, not defaulted."""
+        return frozenset(self.given)
+
+    def name(self, option: str) -> str:
+        """How a setting is named in a message: where its value came from, else its variable."""
+        return self.given.get(option) or OPTIONS_BY_NAME[option].env or option
 
     @property
     def seconds_per_event(self) -> float:
@@ -660,8 +808,8 @@ class Settings:
             return spe > 0 and 1.0 / spe <= LOG_EVENTS_AUTO_MAX_RATE
         return self.log_events == "true"
 
-    def describe(self) -> list[tuple[str, str]]:
-        """(variable, effective value) rows for --print-config and the banner; secrets masked."""
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(variable, effective value, where it came from) rows for --print-config; secrets masked."""
         rows = []
         for option in OPTIONS:
             value = getattr(self, option.name)
@@ -670,7 +818,7 @@ class Settings:
             elif option.name in ("event_weights", "segment_mix"):
                 shown = ",".join(f"{k}={w:g}" for k, w in value)
             elif option.name in ("start_time", "end_time") and value is not None:
-                shown = TimestampFormatter()(value)
+                shown = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value / 1000))
             elif option.name in ("user_id_range", "product_id_range", "session_length_range"):
                 shown = f"{value[0]:g}-{value[1]:g}"
             elif option.name == "producer_options":
@@ -679,7 +827,7 @@ class Settings:
                 shown = ""
             else:
                 shown = str(value)
-            rows.append((option.env or option.flag, shown))
+            rows.append((option.env or option.flag, shown, self.origins.get(option.name, "default")))
         return rows
 
 
@@ -698,6 +846,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint} (accepted flags and values: --help)\n")
 
 
+class _Version(argparse.Action):
+    """--version: this file's version, the Kafka clients' (those installed) and Python's, for a bug report."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib import metadata
+
+        found = []
+        for package in ("kafka-python", "confluent-kafka"):
+            try:
+                found.append(f"{package} {metadata.version(package)}")
+            except metadata.PackageNotFoundError:
+                found.append(f"{package} not installed")
+        print(f"producer.py {__version__} ({', '.join(found)}; Python {sys.version.split()[0]})")
+        parser.exit(EXIT_OK)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI: every setting as a flag whose help names its environment variable and default."""
     parser = _Parser(
@@ -710,7 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", metavar="PATH", default=None,
                         help="read settings from this .env file (default: .env in the current folder, if present)")
     parser.add_argument("--print-config", action="store_true",
-                        help="print the effective settings (secrets masked) and exit")
+                        help="print the effective settings (secrets masked), each with where it came from, and exit")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version (and the clients') and exit")
     groups = {name: parser.add_argument_group(title) for name, title in (
         ("producer", "producer"), ("events", "event shape"), ("sessions", "sessions mode (simulated users)"),
         ("kafka", "Kafka client"),
@@ -765,6 +930,7 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
     values: dict[str, Any] = {}
     given: dict[str, str] = {}  # where each explicitly given setting came from, for error messages
     level: dict[str, int] = {}  # 3 flag, 2 environment, 1 .env file
+    origins: dict[str, str] = {}
     for option in OPTIONS:
         raw, source = getattr(args, option.name), option.flag
         level[option.name] = 3
@@ -774,8 +940,10 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
             raw, source, level[option.name] = dotenv[option.env], f"{option.env} (in {env_file})", 1
         if raw is None:
             raw, source, level[option.name] = option.default, f"{option.env} (default)", 0
-        elif raw.strip():
-            given[option.name] = source
+        else:
+            origins[option.name] = ("", ".env", "environment", "flag")[level[option.name]]
+            if raw.strip():
+                given[option.name] = source
         try:
             values[option.name] = option.parse(raw)
         except ValueError as exc:
@@ -793,8 +961,8 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
     warnings = unknown_settings(dotenv, f"in {env_file}", only_close=False) + \
         unknown_settings(environ, "in the environment", only_close=True)
     settings = Settings(**values, print_config=args.print_config, env_file=env_file,
-                        env_file_read=os.path.isfile(env_file), explicit=frozenset(given), warnings=tuple(warnings))
-    return validate(settings, given)
+                        env_file_read=os.path.isfile(env_file), given=given, origins=origins, warnings=tuple(warnings))
+    return validate(settings)
 
 
 def unknown_settings(names: Iterable[str], where: str, only_close: bool) -> list[str]:
@@ -817,15 +985,13 @@ def unknown_settings(names: Iterable[str], where: str, only_close: bool) -> list
     return warnings
 
 
-def validate(s: Settings, given: dict[str, str]) -> Settings:
-    """Checks that involve more than one setting, or the file system; in sessions mode, the population."""
-    def name(option: str) -> str:
-        return given.get(option, OPTIONS_BY_NAME[option].env or option)
-
-    sessions_only = [o for o in ("start_time", "end_time", "follow", "labels_file", "labels_topic", "truth_file",
-                                 "truth_topic", "churn_cutoff", "churn_horizon", "churn_signal", "shop_timezone",
-                                 "shop_profile", "zipf_exponent")
-                     if o in given and getattr(s, o) != OPTIONS_BY_NAME[o].parse(OPTIONS_BY_NAME[o].default)]
+def validate(s: Settings) -> Settings:
+    """The rules that involve more than one setting, or the file system. The checks of a part the run sets up (the
+    simulated population, a schema file, a client's own options) are that part's, and run with it (prepare())."""
+    name = s.name
+    # Every setting of the sessions group but the mode itself is refused in random mode, when given a value of its own.
+    sessions_only = [o.name for o in OPTIONS if o.group == "sessions" and o.name != "simulation_mode"
+                     and o.name in s.given and getattr(s, o.name) != o.parse(o.default)]
     if s.simulation_mode == "random" and sessions_only:
         raise SettingsError(f"{name(sessions_only[0])}: only used in sessions mode; expected SIMULATION_MODE=sessions "
                             "(--mode sessions) as well")
@@ -857,7 +1023,6 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
             if s.end_time is not None and s.churn_cutoff >= s.end_time:
                 raise SettingsError(f"{name('churn_cutoff')}: is not before END_TIME; expected a cut-off inside the "
                                     "window, with the horizon after it")
-        s = _size_population(s, given, name)
         if s.start_time is not None and s.start_time > time.time() * 1000 and s.follow:
             raise SettingsError(f"{name('start_time')}: is in the future; expected a past date-time with --follow")
     for option in ("labels_file", "truth_file", "summary_json"):
@@ -865,15 +1030,20 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
         folder = os.path.dirname(os.path.abspath(path)) if path else ""
         if path and (os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK)):
             raise SettingsError(f"{name(option)}: cannot write '{path}'; expected a writable file path")
-        if path:  # found out now, not after a whole backfill: open it as the end of the run will
-            existed = os.path.exists(path)
+        if path:  # found out now, not after a whole backfill: open what the run will open, as it will
+            # The labels and the summary are written beside a regular file and renamed over it (the truth file, and
+            # anything not a regular file such as /dev/stdout, in place): the file the run will open is probed, and
+            # the target itself is not touched, so a reader of the summary never sees it come and go.
+            beside = option != "truth_file" and (not os.path.exists(path) or os.path.isfile(path))
+            probe = f"{path}.partial" if beside else path
+            existed = os.path.exists(probe)
             try:
-                open(path, "a", encoding="utf-8").close()
+                open(probe, "a", encoding="utf-8").close()
             except OSError as exc:
                 raise SettingsError(f"{name(option)}: cannot write '{path}' ({os_reason(exc)}); "
                                     "expected a writable file path") from None
             if not existed:
-                os.remove(path)
+                os.remove(probe)
     if s.delivery_timeout_ms < s.request_timeout_ms + s.linger_ms:
         raise SettingsError(f"{name('delivery_timeout_ms')}: {s.delivery_timeout_ms} is shorter than "
                             f"{name('request_timeout_ms')} ({s.request_timeout_ms}) + {name('linger_ms')} "
@@ -903,25 +1073,24 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
         folder = os.path.dirname(os.path.abspath(s.log_file))
         if os.path.isdir(s.log_file):
             raise SettingsError(f"{name('log_file')}: '{s.log_file}' is a directory; expected a file path, or empty")
-        if (not os.path.isdir(folder) or not os.access(folder, os.W_OK)) and "log_file" not in given:
+        if (not os.path.isdir(folder) or not os.access(folder, os.W_OK)) and "log_file" not in s.given:
             # The default log file in a read-only folder (a container's, a dry run's): the console is enough.
             s = replace(s, log_file="", warnings=s.warnings + (
                 f"LOG_FILE {s.log_file}: cannot write in '{folder}'; logging to the console only (set LOG_FILE "
                 "to a writable path, or empty to say so)",))
         elif not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise SettingsError(f"{name('log_file')}: cannot write in '{folder}'; expected a writable path, or empty")
-    if s.value_format != "json" and not (s.value_format == "protobuf" and s.value_schema):
-        try:
-            read_schema(schema_path(s), s.value_format)
-        except ValueError as exc:
-            raise SettingsError(f"{name('value_schema') if s.value_schema else name('value_format')}: {exc}; "
-                                f"expected a {s.value_format} schema of the event (see schemas/)") from None
-    elif s.value_schema:
+    if s.value_format == "json" and s.value_schema:
         raise SettingsError(f"{name('value_schema')}: only used with VALUE_FORMAT=avro or json-schema")
     if s.value_format == "protobuf" and s.value_schema:
         raise SettingsError(f"{name('value_schema')}: protobuf uses the message class generated from "
                             "schemas/user_event.proto (edit it, then `make schemas`); expected VALUE_SCHEMA_FILE "
                             "empty, or VALUE_FORMAT=avro or json-schema")
+    if s.value_format != "json" and "topic" not in s.given and not s.dry_run:
+        s = replace(s, warnings=s.warnings + (
+            f"{name('value_format')}={s.value_format} sends to the default topic '{s.topic}', which the JSON demo "
+            f"uses too: a reader of it then gets JSON and {s.value_format} records mixed; give this format a topic of "
+            f"its own (--topic {s.topic}-{s.value_format})",))
     if s.workers > 1 and s.dry_run:
         raise SettingsError(f"{name('workers')}: a dry run is one stream on stdout; expected WORKERS=1 with --dry-run "
                             "(split a dry run with --shard I/N, one process each)")
@@ -932,10 +1101,6 @@ def validate(s: Settings, given: dict[str, str]) -> Settings:
         s = with_shard(s, *s.shard)
     elif s.workers > 1:
         with_shard(s, 0, (s.shard or (0, 1))[1] * s.workers)  # the users must go round: refused here, not later
-    if s.producer_options:
-        unknown_option = _unknown_producer_option(s)
-        if unknown_option:
-            raise SettingsError(f"{name('producer_options')}: {unknown_option}")
     return s
 
 
@@ -954,102 +1119,13 @@ def with_shard(s: Settings, index: int, count: int) -> Settings:
     return replace(s, user_id_range=part, seed=None if s.seed is None else s.seed * 4099 + index)
 
 
-def _unknown_producer_option(s: Settings) -> str:
-    """Why PRODUCER_OPTIONS does not suit the chosen client, or "" when it does (or the client is not installed:
-    main() says that)."""
-    try:
-        if s.client == "confluent-kafka":
-            from confluent_kafka import KafkaException, Producer
-
-            try:  # librdkafka checks its properties when a client is made; with no brokers it connects nowhere
-                Producer({"bootstrap.servers": "", **dict(s.producer_options)})
-            except KafkaException as exc:
-                return f"{exc.args[0].str()}; expected librdkafka properties such as message.max.bytes=2000000"
-            return ""
-        from kafka import KafkaProducer
-    except ImportError:
-        return ""
-    unknown = [k for k, _ in s.producer_options if k not in KafkaProducer.DEFAULT_CONFIG]
-    if unknown:
-        return (f"unknown option '{unknown[0]}'; expected kafka-python KafkaProducer options such as "
-                "max_in_flight_requests_per_connection")
-    return ""
+def default_settings(**overrides: Any) -> Settings:
+    """Settings from defaults only (no flags, environment or .env), with keyword overrides."""
+    settings = load_settings([], environ={"ENV_FILE": os.devnull})
+    return replace(settings, **overrides) if overrides else settings
 
 
-def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0,
-                  orders_only: bool = False) -> "SessionSimulator":
-    """The sessions-mode simulation the settings describe (EVENT_WEIGHTS only when given: otherwise the mix
-    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (orders_only: its orders alone)."""
-    weights = dict(s.event_weights) if "event_weights" in s.explicit else None
-    cutoff = s.churn_cutoff
-    if cutoff is None and s.end_time is not None and s.end_time - s.churn_horizon * DAY_MS > (s.start_time or 0):
-        cutoff = int(s.end_time - s.churn_horizon * DAY_MS)
-    shop = dict(weights=weights, segment_mix=dict(s.segment_mix), user_id_range=user_id_range or s.user_id_range,
-                product_id_range=s.product_id_range, session_length_range=s.session_length_range, start_ms=start_ms,
-                seed=s.seed, timezone_name=s.shop_timezone, zipf_exponent=s.zipf_exponent,
-                churn_signal=s.churn_signal, cutoff_ms=cutoff, horizon_days=s.churn_horizon,
-                shard=s.shard if s.workers == 1 else None)
-    p = s.profile
-    if p is None:
-        return SessionSimulator(**shop)
-    # the twin takes the shop's time zone and products from its profile, unless the settings say otherwise
-    if "shop_timezone" not in s.explicit:
-        shop["timezone_name"] = p.timezone
-    if p.products and "product_id_range" not in s.explicit:
-        shop["product_id_range"] = (1, p.products)
-    if p.zipf_exponent is not None and "zipf_exponent" not in s.explicit:
-        shop["zipf_exponent"] = p.zipf_exponent
-    return TwinSimulator(profile=p, orders_only=orders_only, **shop)
-
-
-POPULATION_PROBE = 20_000  # users simulated to learn the population's pace per user
-
-
-def _size_population(s: Settings, given: dict[str, str], name: Callable[[str], str]) -> Settings:
-    """Sessions mode: users behave like a real shop's, so the pace is the population's. USER_ID_RANGE given:
-    that population, its pace an outcome. Otherwise the population is sized to the rate (default 1 per 3 s)."""
-    pace = [o for o in ("rate", "interval") if o in given]
-    lo = s.user_id_range[0]
-    if s.shop_profile:
-        try:
-            profile = load_shop_profile(s.shop_profile)
-        except ValueError as exc:
-            raise SettingsError(f"{name('shop_profile')}: {exc}") from None
-        clash = [o for o in ("event_weights", "segment_mix", *pace) if o in given]
-        if clash:
-            raise SettingsError(f"{name(clash[0])} and {name('shop_profile')}: a shop's twin takes its funnel, "
-                                "customers and pace from the profile; expected only SHOP_PROFILE (USER_ID_RANGE "
-                                "scales the shop)")
-        if "user_id_range" not in given:
-            s = replace(s, user_id_range=(lo, lo + profile.customers - 1))
-        return replace(s, profile=profile)
-    try:
-        # a fixed seed: the same settings size the same population, seeded run or not
-        probe_users = min(POPULATION_PROBE, s.user_id_range[1] - lo + 1)
-        probe = simulator_for(replace(s, seed=s.seed or 0), (lo, lo + probe_users - 1))
-    except ValueError as exc:
-        raise SettingsError(f"{name('event_weights')}: {exc}") from None
-    per_user = probe.expected_events_per_second() / len(probe.users)
-    if "user_id_range" in given:
-        if pace:
-            raise SettingsError(f"{name(pace[0])} and {name('user_id_range')}: in sessions mode the pace comes from "
-                                f"the population (here about {per_user * (s.user_id_range[1] - lo + 1):.3g} events/s); "
-                                "expected only one of them")
-        users = s.user_id_range[1] - lo + 1
-        if users > MAX_SIMULATED_USERS:
-            raise SettingsError(f"{name('user_id_range')}: {users} users is too many to simulate; expected at most "
-                                f"{MAX_SIMULATED_USERS} users in sessions mode")
-        return s
-    users = max(1, round(1.0 / s.seconds_per_event / per_user))
-    if users > MAX_SIMULATED_USERS:
-        raise SettingsError(f"{name(pace[0]) if pace else 'EVENTS_PER_SECOND'}: {1.0 / s.seconds_per_event:g} events/s "
-                            f"needs about {users} simulated customers; expected at most about "
-                            f"{MAX_SIMULATED_USERS * per_user:.3g} events/s live ({MAX_SIMULATED_USERS} users; a "
-                            "--start-time window runs at full speed whatever its population)")
-    return replace(s, user_id_range=(lo, lo + users - 1))
-
-
-# --- the wire format -------------------------------------------------------------------------------
+# --- the wire format ----------------------------------------------------------------------------------------
 
 class TimestampFormatter:
     """Epoch milliseconds -> '2024-01-15T10:30:45.123Z', the events' timestamp text.
@@ -1080,11 +1156,16 @@ class TimestampFormatter:
         return self._text
 
 
-def run_id_for(s: "Settings") -> str:
+def seeded_window(s: Settings) -> bool:
+    """A seeded window of sessions mode: its events are the same on every run, and so are their ids."""
+    return s.simulation_mode == "sessions" and s.seed is not None and s.start_time is not None
+
+
+def run_id_for(s: Settings) -> str:
     """The run id that prefixes event ids: random, except for a seeded window of sessions mode, whose events are
     the same on every run. Its id comes from what makes the stream (the seed, the shard, the window, the shop), so a
-    rerun, e.g. a restarted pod, sends the same ids and downstream can drop the duplicates."""
-    if s.simulation_mode == "sessions" and s.seed is not None and s.start_time is not None:
+    rerun, e.g. a restarted pod, sends the same ids: it resumes where its predecessor stopped (KafkaSink.resume)."""
+    if seeded_window(s):
         import hashlib
 
         stream = (s.seed, s.shard, s.start_time, s.end_time, s.follow, s.user_id_range, s.product_id_range,
@@ -1120,9 +1201,22 @@ class JsonCodec:
     `value()`.
     """
 
-    def __init__(self) -> None:
-        # Unique event ids without uuid4's cost: a random 64-bit run prefix plus a sequence number.
-        self.run_prefix = os.urandom(8).hex().encode() + b"-"
+    takes_events = False  # its batches are JSON texts (encode_json); a schema format takes event dicts
+    subject = ""  # the registry subject of its schema: none
+
+    def __init__(self, run_id: str | None = None) -> None:
+        # Unique event ids without uuid4's cost: a run prefix (random, or run_id_for's) plus a sequence number.
+        self.run_prefix = (run_id or os.urandom(8).hex()).encode() + b"-"
+        self.sequence = 0  # the last event's number
+
+    def number(self, n: int) -> int:
+        """Number the next n events (their event_id headers): the first one's number."""
+        self.sequence += n
+        return self.sequence - n + 1
+
+    @property
+    def run_id(self) -> str:
+        return self.run_prefix[:-1].decode()
 
     @staticmethod
     def text(user_id: str, event_type: str, timestamp: str, product_id: str, session_length: str,
@@ -1160,13 +1254,23 @@ class JsonCodec:
     def headers(self, sequence: int) -> list[tuple[str, bytes]]:
         return [(EVENT_ID_HEADER, b"%b%d" % (self.run_prefix, sequence))]
 
+    # Batches of (epoch ms, key, value) records, as the sources make them, to the record values of this format.
+    def encode_json(self, records: list[tuple[int, bytes, bytes]]) -> list[tuple[int, bytes, bytes]]:
+        """Records whose values are the events' JSON texts: this format's values are those texts."""
+        return records
+
+    def encode_events(self, records: list[tuple[int, bytes, dict[str, Any]]]) -> list[tuple[int, bytes, bytes]]:
+        """Records whose values are event dicts."""
+        value = self.value
+        return [(epoch_ms, key, value(event)) for epoch_ms, key, event in records]
+
 
 def encode_event(event: dict[str, Any]) -> bytes:
     """An event dict's record value (JsonCodec.value), kept under its original name."""
     return JsonCodec.value(event)
 
 
-def schema_path(s: "Settings") -> str:
+def schema_path(s: Settings) -> str:
     """The schema file of VALUE_FORMAT: VALUE_SCHEMA_FILE, or the one in schemas/ beside producer.py."""
     return s.value_schema or os.path.join(os.path.dirname(os.path.abspath(__file__)), SCHEMA_FILES[s.value_format])
 
@@ -1209,9 +1313,19 @@ def read_schema(path: str, value_format: str) -> str:
     return text
 
 
-# What the serializer is first given, at start-up, to register its schema: an event of the contract's shape.
-SAMPLE_EVENT = {"user_id": 1, "event_type": "product_view", "timestamp": "2026-01-01T00:00:00.000Z",
-                "metadata": {"product_id": 1, "session_length": 1.0}}
+def check_schema(s: Settings) -> None:
+    """VALUE_FORMAT's schema file parses as that format's schema; SettingsError naming the setting otherwise."""
+    if s.value_format == "json" or (s.value_format == "protobuf" and s.value_schema):
+        return  # no schema; or refused by validate()
+    import importlib.util
+
+    if importlib.util.find_spec(FORMAT_PACKAGES[s.value_format][0].split(".")[0]) is None:
+        return  # the format's library is not installed: main() says so, and how to get it
+    try:
+        read_schema(schema_path(s), s.value_format)
+    except ValueError as exc:
+        raise SettingsError(f"{s.name('value_schema') if s.value_schema else s.name('value_format')}: {exc}; "
+                            f"expected a {s.value_format} schema of the event (see schemas/)") from None
 
 
 def protobuf_message_class():
@@ -1234,11 +1348,13 @@ class RegistryCodec(JsonCodec):
     """VALUE_FORMAT avro, protobuf or json-schema: the value in the Confluent wire format (a magic byte, the
     schema id, the encoded event), made by confluent-kafka's serializers; the schema is registered under the topic's
     value subject ("<topic>-value", TopicNameStrategy) once, at start-up. Key, timestamp and headers are
-    JsonCodec's. The generators still make the JSON text (their fast paths); `transcode` turns it into the
-    format, so every format carries the same events."""
+    JsonCodec's. The sessions simulator still makes the JSON text (its fast path); `encode_json` turns it into the
+    format, so every format carries the same events; random events come as dicts (`takes_events`)."""
 
-    def __init__(self, settings: "Settings") -> None:
-        super().__init__()
+    takes_events = True  # the serializers take dicts: making the JSON text first would cost 1.8 us per event
+
+    def __init__(self, settings: Settings, run_id: str | None = None) -> None:
+        super().__init__(run_id)
         self.settings = settings
         self.format = settings.value_format
         self.schema_text = read_schema(schema_path(settings), self.format)
@@ -1330,15 +1446,18 @@ class RegistryCodec(JsonCodec):
     def value(self, event: dict[str, Any]) -> bytes:  # type: ignore[override] - an instance's, not static
         return self.serialize(event)
 
-    def transcode(self, value: bytes) -> bytes:
-        """The JSON text of an event (what the sessions simulator makes) as this format's value."""
+    def encode_json(self, records: list[tuple[int, bytes, bytes]]) -> list[tuple[int, bytes, bytes]]:
         # A decoder made once, given text: json.loads(bytes) first guesses the encoding and makes a decoder
         # each time (2.7 against 1.9 us per event, timeit).
-        return self.serialize(self._decode(value.decode()))
+        serialize, decode = self.serialize, self._decode
+        return [(epoch_ms, key, serialize(decode(value.decode()))) for epoch_ms, key, value in records]
+
+    def encode_events(self, records: list[tuple[int, bytes, dict[str, Any]]]) -> list[tuple[int, bytes, bytes]]:
+        serialize = self.serialize
+        return [(epoch_ms, key, serialize(event)) for epoch_ms, key, event in records]
 
 
-
-# --- event generation ------------------------------------------------------------------------------
+# --- random events ------------------------------------------------------------------------------------------
 
 class EventGenerator:
     """Pure, seeded generator of independent random events (the default `random` mode).
@@ -1452,86 +1571,7 @@ class EventGenerator:
         return out
 
 
-# --- sessions mode: a shop's customers, their sessions, and churn as a process -------------------
-
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-MONTH_MS = 30 * DAY_MS
-MAX_SIMULATED_USERS = 1_000_000
-# A heap entry is one int, time * HEAP_SLOTS + user index: ints compare and allocate faster than tuples.
-# The room is for the population and the customers who arrive later; the last slot is the next arrival.
-HEAP_SLOTS = 1 << 22
-ARRIVAL = HEAP_SLOTS - 1
-
-# Shop traffic by local hour (Compete 2011 and SaleCycle 2020: lowest at 3-5 am, climbing from 7-9 am,
-# peak at 8-10 pm) and by weekday, Monday first (SaleCycle 2020: Monday and Thursday busiest, the weekend
-# quietest). Relative values; normalised so that a week averages 1.
-HOURLY_TRAFFIC = (0.45, 0.30, 0.21, 0.17, 0.16, 0.19, 0.28, 0.42, 0.58, 0.72, 0.81, 0.88,
-                  0.93, 0.92, 0.89, 0.89, 0.92, 0.97, 1.04, 1.14, 1.24, 1.24, 1.06, 0.74)
-WEEKDAY_TRAFFIC = (1.06, 1.02, 1.00, 1.05, 0.97, 0.84, 0.90)
-
-
-@dataclass(frozen=True)
-class Funnel:
-    """How the average customer's sessions go; segments and a fading user shift these odds."""
-
-    bounce: float  # sessions that are a single bounce event
-    views: float  # product views per engaged session, mean (1 + a geometric number: a long tail)
-    cart: float  # engaged sessions that add to the cart
-    items: float  # add_to_cart events per cart session, mean (never more than the session's views)
-    checkout: float  # cart sessions that end in a checkout
-
-
-# Calibrated to the anchors in README (Sessions mode): about 3% of sessions convert, 70% of carts are
-# abandoned (Baymard), about 30% of sessions bounce, product views are 90%+ of events (RetailRocket, REES46).
-DEFAULT_FUNNEL = Funnel(bounce=0.32, views=6.0, cart=0.12, items=1.4, checkout=0.26)
-
-
-@dataclass(frozen=True)
-class SegmentProfile:
-    """A kind of customer: activity, funnel odds relative to the average customer, churn propensity."""
-
-    sessions_per_month: float  # the segment's median user, fully engaged
-    bounce_odds: float
-    cart_odds: float
-    checkout_odds: float
-    depth: float  # views per engaged session beyond the first, relative
-    hazard: float  # chance to start disengaging, relative
-    breaks_per_day: float  # how often a user goes quiet for BREAK_DAYS (a trip, a busy week)
-
-
-PROFILES = {
-    "loyal": SegmentProfile(11.0, 0.7, 1.3, 1.3, 1.2, 0.3, 0.02),
-    "casual": SegmentProfile(4.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.05),
-    "at_risk": SegmentProfile(3.0, 1.6, 0.8, 0.6, 0.75, 2.5, 0.08),
-    "churning": SegmentProfile(3.5, 2.2, 0.9, 0.45, 0.6, 5.0, 0.03),
-}
-ACTIVITY_SPREAD = 0.85  # log-normal sigma of users' activity within a segment: a few users make many sessions
-DEPTH_SPREAD = 0.35  # the same for how deep users browse
-BREAK_DAYS = (1.0, 10.0)
-GAP_MEDIAN_S, GAP_SPREAD = 40.0, 0.9  # between two events of a session: log-normal, a minute on average
-# Churn as a process. An engaged user starts to disengage with a hazard that grows with friction (the share of
-# their recent cart sessions that were abandoned, a moving average over about FRICTION_MEMORY of them); the
-# decline (fewer, shallower sessions, more bounces) lasts a log-normal FADE_DAYS; then the user leaves
-# (FULL_CHURN) or stays at a lower level. Churned users come back at REACTIVATION_PER_DAY; new customers
-# arrive to keep the population steady.
-BASE_HAZARD_PER_DAY = 0.003
-HAZARD_ENGAGEMENT = 0.6  # within a segment, hazard x (activity / the segment's median) ^ -0.6: frequent buyers stay
-FRICTION_WEIGHT, FRICTION_MEMORY = 2.0, 3.0  # hazard x e^(2 x (share abandoned - the default 70%))
-FADE_DAYS_MEDIAN, FADE_SPREAD = 40.0, 0.4
-# CHURN_SIGNAL s in [0, 1] sets how visible the decline is: at its end a user's session rate is down by
-# FADE_DEPTH(s), bounce odds up by 1 + FADE_BOUNCE * s, cart and checkout odds and the views beyond the first
-# down by FADE_FUNNEL * s.
-FADE_DEPTH = lambda s: 0.2 + 0.75 * s  # noqa: E731
-FADE_BOUNCE, FADE_FUNNEL = 6.0, 0.9
-FULL_CHURN = 0.7
-PARTIAL_LEVEL = (0.25, 0.6)
-REACTIVATION_PER_DAY = math.log(1 / 0.85) / 90  # 15% come back within 90 days
-DORMANT_AT_START, DORMANT_AGE_DAYS = 0.15, 90.0  # accounts that churned before the simulation starts
-ENGAGED, FADING, DORMANT = 0, 1, 2
-START, FADE_END, REACTIVATE = 0, 1, 2  # what a user's heap entry is for, when not in a session
-BROWSED, ABANDONED, PURCHASED = 0, 1, 2  # how a session ended
-
+# --- sessions mode: a shop's customers, their sessions, and churn as a process ------------------------------
 
 def _days(ms: float) -> str:
     days = round(ms / DAY_MS, 1)
@@ -2166,12 +2206,7 @@ class SessionSimulator:
             yield row
 
 
-# --- a shop's twin: the sessions simulator with a real shop's fitted figures (calibrate.py writes them) ----
-
-SHOP_PROFILE_VERSION = 1
-WEEK_MS = 7 * DAY_MS
-TWIN_SEGMENTS = (("loyal", 0.3), ("casual", 0.7), ("at_risk", 0.9), ("churning", 1.0))  # by decline-rate quantile
-
+# --- a shop's twin: the sessions simulator with a real shop's fitted figures (calibrate.py writes them) -----
 
 @dataclass(frozen=True)
 class ShopProfile:
@@ -2504,7 +2539,83 @@ class TwinSimulator(SessionSimulator):
         self._schedule_session(user, now)
 
 
-# --- the Kafka connection ------------------------------------------------------------------------------
+# The simulated shop the settings describe.
+
+def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0,
+                  orders_only: bool = False) -> "SessionSimulator":
+    """The sessions-mode simulation the settings describe (EVENT_WEIGHTS only when given: otherwise the mix
+    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (orders_only: its orders alone)."""
+    weights = dict(s.event_weights) if "event_weights" in s.explicit else None
+    cutoff = s.churn_cutoff
+    if cutoff is None and s.end_time is not None and s.end_time - s.churn_horizon * DAY_MS > (s.start_time or 0):
+        cutoff = int(s.end_time - s.churn_horizon * DAY_MS)
+    shop = dict(weights=weights, segment_mix=dict(s.segment_mix), user_id_range=user_id_range or s.user_id_range,
+                product_id_range=s.product_id_range, session_length_range=s.session_length_range, start_ms=start_ms,
+                seed=s.seed, timezone_name=s.shop_timezone, zipf_exponent=s.zipf_exponent,
+                churn_signal=s.churn_signal, cutoff_ms=cutoff, horizon_days=s.churn_horizon,
+                shard=s.shard if s.workers == 1 else None)
+    p = s.profile
+    if p is None:
+        return SessionSimulator(**shop)
+    # the twin takes the shop's time zone and products from its profile, unless the settings say otherwise
+    if "shop_timezone" not in s.explicit:
+        shop["timezone_name"] = p.timezone
+    if p.products and "product_id_range" not in s.explicit:
+        shop["product_id_range"] = (1, p.products)
+    if p.zipf_exponent is not None and "zipf_exponent" not in s.explicit:
+        shop["zipf_exponent"] = p.zipf_exponent
+    return TwinSimulator(profile=p, orders_only=orders_only, **shop)
+
+
+def size_population(s: Settings) -> Settings:
+    """Sessions mode's settings with the shop's population: users behave like a real shop's, so the pace is the
+    population's. USER_ID_RANGE given: that population, its pace an outcome. SHOP_PROFILE: that shop's customers.
+    Otherwise the population is sized to the rate (default 1 per 3 s). SettingsError when that cannot be."""
+    if s.simulation_mode != "sessions":
+        return s
+    name, given = s.name, s.given
+    pace = [o for o in ("rate", "interval") if o in given]
+    lo = s.user_id_range[0]
+    if s.shop_profile:
+        try:
+            profile = load_shop_profile(s.shop_profile)
+        except ValueError as exc:
+            raise SettingsError(f"{name('shop_profile')}: {exc}") from None
+        clash = [o for o in ("event_weights", "segment_mix", *pace) if o in given]
+        if clash:
+            raise SettingsError(f"{name(clash[0])} and {name('shop_profile')}: a shop's twin takes its funnel, "
+                                "customers and pace from the profile; expected only SHOP_PROFILE (USER_ID_RANGE "
+                                "scales the shop)")
+        if "user_id_range" not in given:
+            s = replace(s, user_id_range=(lo, lo + profile.customers - 1))
+        return replace(s, profile=profile)
+    try:
+        # a fixed seed: the same settings size the same population, seeded run or not
+        probe_users = min(POPULATION_PROBE, s.user_id_range[1] - lo + 1)
+        probe = simulator_for(replace(s, seed=s.seed or 0), (lo, lo + probe_users - 1))
+    except ValueError as exc:
+        raise SettingsError(f"{name('event_weights')}: {exc}") from None
+    per_user = probe.expected_events_per_second() / len(probe.users)
+    if "user_id_range" in given:
+        if pace:
+            raise SettingsError(f"{name(pace[0])} and {name('user_id_range')}: in sessions mode the pace comes from "
+                                f"the population (here about {per_user * (s.user_id_range[1] - lo + 1):.3g} events/s); "
+                                "expected only one of them")
+        users = s.user_id_range[1] - lo + 1
+        if users > MAX_SIMULATED_USERS:
+            raise SettingsError(f"{name('user_id_range')}: {users} users is too many to simulate; expected at most "
+                                f"{MAX_SIMULATED_USERS} users in sessions mode")
+        return s
+    users = max(1, round(1.0 / s.seconds_per_event / per_user))
+    if users > MAX_SIMULATED_USERS:
+        raise SettingsError(f"{name(pace[0]) if pace else 'EVENTS_PER_SECOND'}: {1.0 / s.seconds_per_event:g} events/s "
+                            f"needs about {users} simulated customers; expected at most about "
+                            f"{MAX_SIMULATED_USERS * per_user:.3g} events/s live ({MAX_SIMULATED_USERS} users; a "
+                            "--start-time window runs at full speed whatever its population)")
+    return replace(s, user_id_range=(lo, lo + users - 1))
+
+
+# --- the Kafka connection -----------------------------------------------------------------------------------
 
 class BrokerWatch(logging.Handler):
     """Receives the Kafka client's own log records (which would otherwise flood the log with one line per
@@ -2559,18 +2670,6 @@ class BrokerWatch(logging.Handler):
         return (m.group(1) if m else text)[-300:]
 
 
-class ConnectionFailed(Exception):
-    """The broker could not be reached or refused us: one clear line, exit code 1."""
-
-
-class DeliveryFailed(Exception):
-    """A record the client reported as failed, named by the client's error (e.g. MSG_TIMED_OUT)."""
-
-    def __init__(self, error_name: str, message: str) -> None:
-        super().__init__(message)
-        self.error_name = error_name
-
-
 class KafkaConnection:
     """The Kafka client and everything that touches it: connecting (with retries, and a refusal of our
     credentials or certificate noticed at once), the admin checks (the topic, created when missing; its
@@ -2601,10 +2700,24 @@ class KafkaConnection:
     def connected(self) -> bool:
         return self.client is not None
 
+    @classmethod
+    def check_options(cls, s: Settings) -> None:
+        """PRODUCER_OPTIONS are options of this client (when it is installed: main() says when it is not);
+        SettingsError naming the setting otherwise."""
+        problem = cls._unknown_option(dict(s.producer_options)) if s.producer_options else ""
+        if problem:
+            raise SettingsError(f"{s.name('producer_options')}: {problem}")
+
+    @staticmethod
+    def _unknown_option(options: dict[str, Any]) -> str:
+        """Why these options do not suit the client, or ""."""
+        raise NotImplementedError
+
     # connecting ----------------------------------------------------------------------------------
-    def open(self) -> None:
+    def open(self, oldest_ms: int | None = None) -> None:
         """Connect (retrying with backoff for the connect timeout) and check the topic; ConnectionFailed
-        with one clear line otherwise."""
+        with one clear line otherwise. oldest_ms: the oldest record timestamp the run will send (a backfill's
+        window start), which the topic must accept and keep."""
         s = self.settings
         self._capture_client_logs()
         deadline = time.monotonic() + s.connect_timeout
@@ -2617,8 +2730,9 @@ class KafkaConnection:
                 # Short attempts, so that "not reachable yet" is said early; a refusal ends one at once.
                 admin = self._unless_refused(lambda: self._admin_client(max(1.0, min(remaining, 3.0))))
                 try:
-                    self.partitions = self._ensure_topic(admin)
-                    self._check_backfill_window(admin)
+                    self.partitions = self._ensure_topic(admin, keep_old=oldest_ms is not None)
+                    if oldest_ms is not None:
+                        self._check_backfill_window(admin, oldest_ms)
                 finally:
                     self._close_admin(admin)
                 self.client = self._new_client(max(1.0, remaining))
@@ -2677,8 +2791,8 @@ class KafkaConnection:
                 "(local broker: make kafka-up)")
 
     # the topic -----------------------------------------------------------------------------------
-    def _ensure_topic(self, admin) -> int:
-        """Partitions of the topic, creating it when missing."""
+    def _ensure_topic(self, admin, keep_old: bool) -> int:
+        """Partitions of the topic, creating it when missing (keep_old: with retention.ms=-1, for a backfill)."""
         s = self.settings
         partitions, _ = self._describe_partitions(admin)
         if partitions:
@@ -2689,14 +2803,17 @@ class KafkaConnection:
                             "topics --alter --topic %s --partitions %d", s.topic, partitions, s.topic_partitions,
                             s.topic, s.topic_partitions)
             return partitions
-        refusal = self._create_topic(admin)
+        # A backfill's records carry old timestamps, and brokers judge retention by them: with the broker's default
+        # (7 days) the history it was asked for would be deleted at the next retention check, within minutes.
+        config = {"retention.ms": "-1"} if keep_old else {}
+        refusal = self._create_topic(admin, config)
         if refusal:
             raise ConnectionFailed(
                 f"Topic '{s.topic}' does not exist and creating it was refused ({refusal}); create it yourself or "
                 "check KAFKA_TOPIC_PARTITIONS / KAFKA_TOPIC_REPLICATION and the user's CREATE permission")
         if refusal is not None:
-            log.info("Created topic '%s' with %d partitions, replication factor %d",
-                     s.topic, s.topic_partitions, s.topic_replication)
+            log.info("Created topic '%s' with %d partitions, replication factor %d%s", s.topic, s.topic_partitions,
+                     s.topic_replication, ", retention.ms=-1 (a backfill's history is kept)" if keep_old else "")
         for _ in range(50):  # metadata of a new topic propagates within moments
             partitions, _ = self._describe_partitions(admin)
             if partitions:
@@ -2717,18 +2834,16 @@ class KafkaConnection:
     def _not_authorized(self) -> ConnectionFailed:
         return ConnectionFailed(f"Not authorized to use topic '{self.topic}'; check the ACLs of KAFKA_SASL_USERNAME")
 
-    def _check_backfill_window(self, admin) -> None:
+    def _check_backfill_window(self, admin, oldest_ms: int) -> None:
         """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
         start if the topic rejects them, warn if it will delete them or overwrite their timestamps."""
         s = self.settings
-        if s.simulation_mode != "sessions" or s.start_time is None:
-            return
         configs = self._topic_configs(admin, ["retention.ms", "message.timestamp.before.max.ms",
                                               "message.timestamp.type"])
         if configs is None:  # e.g. no DescribeConfigs permission: nothing to check
             return
-        age_ms = self._clock() - s.start_time
-        oldest = TimestampFormatter()(s.start_time)
+        age_ms = self._clock() - oldest_ms
+        oldest = TimestampFormatter()(oldest_ms)
         before_max = int(configs.get("message.timestamp.before.max.ms") or 2 ** 63 - 1)
         if age_ms > before_max:
             raise ConnectionFailed(
@@ -2766,8 +2881,9 @@ class KafkaConnection:
         """(partitions of the topic, how many have no leader); (0, 0) when the topic does not exist."""
         raise NotImplementedError
 
-    def _create_topic(self, admin) -> str | None:
-        """Create the topic: "" when created, None when someone else created it meanwhile, else the refusal."""
+    def _create_topic(self, admin, config: dict[str, str]) -> str | None:
+        """Create the topic with these configs: "" when created, None when someone else created it meanwhile, else
+        the refusal."""
         raise NotImplementedError
 
     def _topic_configs(self, admin, names: list[str]) -> dict[str, str] | None:
@@ -2786,11 +2902,13 @@ class KafkaConnection:
         raise NotImplementedError
 
     def send_many(self, records: list[tuple[int, bytes, bytes]], first_seq: int,
-                  headers: Callable[[int], list[tuple[str, bytes]]], delivery: "DeliveryMonitor") -> None:
-        """Records (epoch ms, key, value) numbered from first_seq, with delivery's callbacks; one in
-        LATENCY_SAMPLE_EVERY is timed. A record the client does not accept goes to delivery.on_failure."""
-        send, on_timed, on_failure = self.send, delivery.on_ack_timed, delivery.on_failure
-        send_acked = self._acked_sender(delivery.on_ack, on_failure)
+                  headers: Callable[[int], list[tuple[str, bytes]]], on_ack: Callable[[Any], None],
+                  on_ack_timed: Callable[[float, Any], None], on_failure: Callable[[BaseException], None]) -> None:
+        """Records (epoch ms, key, value) numbered from first_seq: on_ack(metadata) follows for each, but for one in
+        LATENCY_SAMPLE_EVERY, which is timed: on_ack_timed(sent_at, metadata). A record the client does not accept
+        goes to on_failure at once."""
+        send, on_timed = self.send, on_ack_timed
+        send_acked = self._acked_sender(on_ack, on_failure)
         refused = self.refused_errors
         seq = first_seq
         for epoch_ms, key, value in records:
@@ -2847,6 +2965,35 @@ class KafkaConnection:
     def follow_partition_count(self) -> None:
         """Partitions added while running: keys move to the partition the default partitioner now picks."""
 
+    # a rerun of a seeded window: what its predecessor sent -----------------------------------------
+    def last_sequences(self, prefix: bytes) -> dict[int, int]:
+        """For each partition, the highest sequence number of the records whose event_id starts with prefix (a run
+        id and "-"), among its last RESUME_SCAN records; partitions without one are left out. Read with kafka-python's
+        consumer whatever the producing client (it is always installed)."""
+        return KafkaPythonConnection(self.settings, self._stop, self._clock).read_last_sequences(prefix,
+                                                                                                self.partitions)
+
+    def partition_for(self, key: bytes) -> int:
+        """The partition a key's records go to: murmur2, as the Java client and both clients here pick it."""
+        from kafka.partitioner.default import murmur2
+
+        return (murmur2(key) & 0x7FFFFFFF) % self.partitions
+
+    # what the client says about the broker (its watch is this connection's alone) ---------------------
+    def problem(self, now: float) -> str:
+        """What the client has been saying is wrong for over a second (an outage's cause), else ""."""
+        watch = self.watch
+        return watch.reason() if watch.problem_since is not None and now - watch.problem_since > 1.0 else ""
+
+    def forget_hiccup(self, now: float) -> None:
+        """A complaint not repeated for 10 s, while deliveries went on, was a passing hiccup."""
+        if self.watch.problem_since is not None and now - self.watch.last_seen > 10.0:
+            self.watch.clear()
+
+    def recovered(self) -> None:
+        """Deliveries resumed: the outage's cause is history."""
+        self.watch.clear()
+
 
 class KafkaPythonConnection(KafkaConnection):
     """kafka-python (pure Python), the default client."""
@@ -2891,6 +3038,18 @@ class KafkaPythonConnection(KafkaConnection):
         config.update(dict(s.producer_options))
         return config
 
+    @staticmethod
+    def _unknown_option(options: dict[str, Any]) -> str:
+        try:
+            from kafka import KafkaProducer
+        except ImportError:
+            return ""
+        unknown = [k for k in options if k not in KafkaProducer.DEFAULT_CONFIG]
+        if unknown:
+            return (f"unknown option '{unknown[0]}'; expected kafka-python KafkaProducer options such as "
+                    "max_in_flight_requests_per_connection")
+        return ""
+
     # connecting ----------------------------------------------------------------------------------
     def _transient_errors(self) -> tuple[type[BaseException], ...]:
         from kafka.errors import KafkaError
@@ -2932,13 +3091,13 @@ class KafkaPythonConnection(KafkaConnection):
                 return len(partitions), sum(1 for p in partitions if p.get("leader_id", -1) < 0)
         return 0, 0
 
-    def _create_topic(self, admin) -> str | None:
+    def _create_topic(self, admin, config: dict[str, str]) -> str | None:
         from kafka.admin import NewTopic
         from kafka.errors import KafkaError, TopicAlreadyExistsError
 
         s = self.settings
         try:
-            admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)])
+            admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication, topic_configs=config)])
         except TopicAlreadyExistsError:
             return None
         except KafkaError as exc:
@@ -2995,6 +3154,36 @@ class KafkaPythonConnection(KafkaConnection):
 
         return (murmur2(key) & 0x7FFFFFFF) % self._partition_count
 
+    def read_last_sequences(self, prefix: bytes, partitions: int) -> dict[int, int]:
+        """last_sequences(): each partition read backwards from its end, in growing steps, until a record of the
+        prefix is found (a partition's records of one run are in its send order: the last found is the highest)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(**self._connection_config(), enable_auto_commit=False, fetch_max_wait_ms=100,
+                                 request_timeout_ms=max(30_000, self.settings.request_timeout_ms))
+        found: dict[int, int] = {}
+        try:
+            for partition in range(partitions):
+                tp = TopicPartition(self.topic, partition)
+                consumer.assign([tp])
+                first, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
+                high, step = end, 2_000
+                while high > first and end - high < RESUME_SCAN and partition not in found:
+                    low = max(first, high - step, end - RESUME_SCAN)
+                    consumer.seek(tp, low)
+                    idle = 0
+                    while consumer.position(tp) < high and idle < 20:
+                        batch = consumer.poll(timeout_ms=500, max_records=10_000).get(tp, [])
+                        idle = 0 if batch else idle + 1
+                        for record in batch:
+                            event_id = dict(record.headers or ()).get(EVENT_ID_HEADER, b"")
+                            if record.offset < high and event_id.startswith(prefix):
+                                found[partition] = max(found.get(partition, 0), int(event_id[len(prefix):]))
+                    high, step = low, step * 4
+        finally:
+            consumer.close()
+        return found
+
     def flush(self, timeout: float) -> None:
         from kafka.errors import KafkaTimeoutError
 
@@ -3048,6 +3237,29 @@ class _Delivered:
         self.partition, self.offset = partition, offset
 
 
+class _LibrdkafkaLog:
+    """librdkafka's own log (the client's `logger`) into ours, once per change of state: a failing connection's line
+    comes again on every reconnect attempt (hundreds in an outage), so a line is logged only when it differs from the
+    last one of its broker thread, and forget() (deliveries resumed) starts afresh. At most a warning: the outage
+    line is ours. Not fed to BrokerWatch: error_cb tells it, in the order librdkafka meant."""
+
+    _NOISE = re.compile(r" \((after \d+ms in state \w+|\d+ identical error\(s\) suppressed)[^)]*\)")
+
+    def __init__(self) -> None:
+        self._last: dict[str, str] = {}
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        facility, text = (args[0], args[2]) if len(args) == 3 else ("", fmt % args)
+        thread, _, said = text.partition("]: ")
+        state = f"{facility} {self._NOISE.sub('', said)}"
+        if self._last.get(thread) != state:
+            self._last[thread] = state
+            log.log(min(level, logging.WARNING), "librdkafka %s: %s", facility, text)
+
+    def forget(self) -> None:
+        self._last.clear()
+
+
 class ConfluentConnection(KafkaConnection):
     """confluent-kafka (librdkafka, in C): several times kafka-python's speed, same guarantees.
 
@@ -3063,13 +3275,16 @@ class ConfluentConnection(KafkaConnection):
         super().__init__(settings, stop, clock)
         self._poller: threading.Thread | None = None
         self._adapter: tuple[Any, Any, Callable[[Any, Any], None]] | None = None
+        self._client_log = _LibrdkafkaLog()
 
     # settings mapped to librdkafka's configuration properties, in one place -----------------------
     def _connection_config(self) -> dict[str, Any]:
         s = self.settings
         config: dict[str, Any] = {"bootstrap.servers": s.bootstrap_servers, "client.id": s.client_id,
                                   "security.protocol": s.security_protocol, "error_cb": self._on_client_error,
-                                  "reconnect.backoff.max.ms": 2000}
+                                  "reconnect.backoff.max.ms": 2000,
+                                  # its log through ours (LOG_FILE too), served by poll(), not straight to stderr
+                                  "logger": self._client_log}
         if s.security_protocol.startswith("SASL"):
             config.update({"sasl.mechanism": s.sasl_mechanism, "sasl.username": s.sasl_username,
                            "sasl.password": s.sasl_password})
@@ -3099,6 +3314,18 @@ class ConfluentConnection(KafkaConnection):
         })
         config.update(dict(s.producer_options))
         return config
+
+    @staticmethod
+    def _unknown_option(options: dict[str, Any]) -> str:
+        try:
+            from confluent_kafka import KafkaException, Producer
+        except ImportError:
+            return ""
+        try:  # librdkafka checks its properties when a client is made; with no brokers it connects nowhere
+            Producer({"bootstrap.servers": "", **options})
+        except KafkaException as exc:
+            return f"{exc.args[0].str()}; expected librdkafka properties such as message.max.bytes=2000000"
+        return ""
 
     def _on_client_error(self, error) -> None:
         """librdkafka's error callback: connection problems, refusals; noted like kafka-python's log lines."""
@@ -3137,12 +3364,12 @@ class ConfluentConnection(KafkaConnection):
             return 0, 0
         return len(topic.partitions), sum(1 for p in topic.partitions.values() if p.leader < 0)
 
-    def _create_topic(self, admin) -> str | None:
+    def _create_topic(self, admin, config: dict[str, str]) -> str | None:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import NewTopic
 
         s = self.settings
-        futures = admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication)],
+        futures = admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication, config=config)],
                                       request_timeout=15)
         try:
             futures[s.topic].result(timeout=20)
@@ -3275,6 +3502,10 @@ class ConfluentConnection(KafkaConnection):
         """librdkafka follows a topic's partition count itself, at its metadata refresh
         (topic.metadata.refresh.interval.ms), and its murmur2 partitioner maps keys over all of them."""
 
+    def recovered(self) -> None:
+        super().recovered()
+        self._client_log.forget()  # a later outage's lines are news again
+
 
 CLIENTS = {"kafka-python": KafkaPythonConnection, "confluent-kafka": ConfluentConnection}
 
@@ -3284,7 +3515,7 @@ def connection_for(settings: Settings, stop: threading.Event, clock: Callable[[]
     return CLIENTS[settings.client](settings, stop, clock)
 
 
-# --- delivery accounting -----------------------------------------------------------------------------
+# --- delivery accounting ------------------------------------------------------------------------------------
 
 class Statistics(Mapping):
     """Counts of the run. Each counter has one writer (the loop or the client's I/O thread), so plain
@@ -3303,6 +3534,7 @@ class Statistics(Mapping):
         self.failed_by_error: dict[str, int] = {}
         self.last_error = ""
         self.dropped_at_shutdown = 0
+        self.already_in_topic = 0  # a rerun's events its predecessor had sent: not sent again, not generated
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # last: +Inf
         self.latency_sum = 0.0
         self.latency_count = 0
@@ -3345,9 +3577,9 @@ class DeliveryMonitor:
     keep notes, never block; everything that logs runs in the loop's thread.
     """
 
-    def __init__(self, settings: Settings, watch: BrokerWatch | None = None) -> None:
+    def __init__(self, settings: Settings, note: str = "") -> None:
         self.settings = settings
-        self.watch = watch or BrokerWatch()  # the connection's: what the client said about the broker
+        self.note = note  # said at the end of each progress line (the parent of --workers: how many)
         self.stats = stats = Statistics()
         started = stats.started
         self.shutting_down = False  # from here on, failures are events the shutdown gave up on
@@ -3359,6 +3591,7 @@ class DeliveryMonitor:
         self.failure_cause: tuple[str, str] | None = None  # (error name, reason) that failures take for now
         self._failures_reported, self._last_failure_log = 0, -math.inf
         self._last_completion = (0, started)  # (acked + failed, when that count last changed)
+        self._failed_at_replacement = 0  # failures before the last replaced client's own
         self._last_acked, self._last_ack_time = 0, started
         self._pending_since: float | None = None  # when events were last seen pending after none were
         self._loop_acked = 0  # the acknowledged count at the loop's last look (ack_progress)
@@ -3366,6 +3599,9 @@ class DeliveryMonitor:
         self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
         # A simulated window being produced: (its start ms, its end ms now, the simulation's time now), else None.
         self.window: tuple[int, Callable[[], float], Callable[[], int | None]] | None = None
+        self.asked_rate: float | None = None  # events/s the run keeps to (a schedule's), for the slow-link report
+        self.slow_reported = False
+        self._ack_samples: collections.deque[tuple[float, int]] = collections.deque()  # (when, acked), every second
 
     # callbacks: the client's I/O thread ------------------------------------------------------------
     def on_ack(self, metadata) -> None:
@@ -3375,14 +3611,14 @@ class DeliveryMonitor:
         self.stats.observe_latency(time.monotonic() - sent_at)
         self.stats.acked += 1
 
-    def on_ack_logged(self, event: dict[str, Any], value: bytes, sent_at: float, metadata) -> None:
+    def on_ack_logged(self, event: dict[str, Any], sent_at: float, metadata) -> None:
         self.on_ack_timed(sent_at, metadata)
         md = event["metadata"]
         log.info("Event sent successfully - User: %s, Event: %s, Product: %s, Session: %smin, "
                  "Partition: %d, Offset: %d", event["user_id"], event["event_type"], md.get("product_id"),
                  md.get("session_length"), metadata.partition, metadata.offset)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("EVENT DETAILS:\n%s", json.dumps(json.loads(value), indent=2))
+            log.debug("EVENT DETAILS:\n%s", json.dumps(event, indent=2, ensure_ascii=False))
 
     def on_failure(self, exc: BaseException) -> None:
         stats = self.stats
@@ -3403,48 +3639,52 @@ class DeliveryMonitor:
         self.truth_acks += 1
 
     # the loop's thread ----------------------------------------------------------------------------
-    def report_progress(self) -> None:
-        """The progress line, when due (every STATS_INTERVAL)."""
+    def report_progress(self) -> bool:
+        """The progress line, when due (every STATS_INTERVAL); True when it was."""
         now = time.monotonic()
         if now < self.next_report:
-            return
+            return False
         stats = self.stats
         runtime, acked = stats.runtime(), stats.acked
         window = runtime - self._last_report[0]
         recent = (acked - self._last_report[1]) / window if window > 0 else 0.0
         self._last_report = (runtime, acked)
-        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs%s",
+        # The figures go with the line (record.progress): on a terminal they draw the progress bar instead.
+        figures = {"sent": acked, "failed": stats.failed, "in_flight": stats.in_flight, "rate": recent,
+                   "total": self.settings.count, **self._window_progress(runtime)}
+        window = f" simulated={figures['simulated']} done={figures['done']:.0%} eta={figures['eta']}" \
+            if "done" in figures else ""
+        log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs%s%s",
                  acked, stats.failed, stats.in_flight, recent, acked / runtime if runtime > 0 else 0.0, runtime,
-                 self._window_progress(runtime))
+                 window, self.note, extra={"progress": figures})
         self.next_report = max(self.next_report + self.settings.stats_interval, now)
+        return True
 
-    def _window_progress(self, runtime: float) -> str:
+    def _window_progress(self, runtime: float) -> dict[str, Any]:
         """For a simulated window (a backfill): where the simulation is, the share of the window done and the
-        time left at the pace so far."""
+        time left at the pace so far; {} otherwise."""
         if self.window is None:
-            return ""
+            return {}
         start, end, reached = self.window[0], self.window[1](), self.window[2]()
         if reached is None or end <= start:
-            return ""
+            return {}
         done = min(1.0, max(0.0, (reached - start) / (end - start)))
-        left = f"{runtime * (1 - done) / done:.0f}s" if done > 0 else "unknown"
-        return f" simulated={TimestampFormatter()(int(min(reached, end)))[:16]}Z done={done:.0%} eta={left}"
+        return {"simulated": TimestampFormatter()(int(min(reached, end)))[:16] + "Z", "done": done,
+                "eta": f"{runtime * (1 - done) / done:.0f}s" if done >= 0.01 else "unknown"}
 
-    def report_broker_state(self, now: float) -> None:
+    def report_broker_state(self, now: float, connection: KafkaConnection) -> None:
         """Log an outage once when it starts and once when deliveries resume; summarise failures
         in at most one line every 5 s instead of one per event."""
-        watch, stats = self.watch, self.stats
+        stats = self.stats
         if self.ack_progress(now):
             if self.outage_reported:
                 log.info("Kafka broker reachable again after %.1fs; deliveries resumed", now - self._outage_since)
                 self.outage_reported = False
-                watch.clear()
+                connection.recovered()
         silent_for = self._silence(now)
         if not self.outage_reported and silent_for > 2.0:
-            reason = ""
-            if watch.problem_since is not None and now - watch.problem_since > 1.0:
-                reason = watch.reason()
-            elif silent_for > SILENCE_S:
+            reason = connection.problem(now)
+            if not reason and silent_for > SILENCE_S:
                 # No error, no answer: a broker frozen or overloaded, or a cluster fencing a lost node.
                 reason = f"no acknowledgement for {silent_for:.0f}s and no error from the client"
             if reason:
@@ -3452,27 +3692,63 @@ class DeliveryMonitor:
                 log.warning("Kafka broker unreachable (%s); %d events in flight are kept and retried for up "
                             "to KAFKA_DELIVERY_TIMEOUT_MS=%d", reason, stats.in_flight,
                             self.settings.delivery_timeout_ms)
-        if not self.outage_reported and watch.problem_since is not None and now - watch.last_seen > 10.0:
-            watch.clear()  # a passing hiccup that never held up deliveries
+        if not self.outage_reported:
+            connection.forget_hiccup(now)
+        if self.asked_rate and (not self._ack_samples or now - self._ack_samples[-1][0] >= 1.0):
+            self._report_slow_link(now)
         if stats.failed > self._failures_reported and now - self._last_failure_log >= 5.0:
             self._last_failure_log = now
             log.error("%d events failed since the last report (%d in all); last error: %s",
                       stats.failed - self._failures_reported, stats.failed, stats.last_error)
             self._failures_reported = stats.failed
 
-    def stalled(self, now: float) -> bool:
-        """True when events are pending and none completed (acknowledged or failed) for longer than the
-        delivery timeout allows: every event must complete within it, so the client is stuck."""
-        stats = self.stats
+    def _report_slow_link(self, now: float) -> None:
+        """With a rate to keep: acknowledgements come, but slower than the rate, while events pile up in flight (a
+        slow or lossy link, or an overloaded broker). Said once when it starts and once when deliveries keep up again;
+        an outage (no acknowledgement at all) has its own lines."""
+        samples, stats, asked = self._ack_samples, self.stats, self.asked_rate
+        samples.append((now, stats.acked))
+        while now - samples[0][0] > SLOW_S:
+            samples.popleft()
+        if now - samples[0][0] < SLOW_S - 1.5 or self.outage_reported:
+            return  # not enough seen yet
+        acked_rate = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
+        backlog = stats.in_flight / asked  # seconds of events waiting for the broker
+        flowing = samples[-1][1] > samples[-2][1]  # acknowledged in the last second: slow, not cut off
+        if not self.slow_reported and flowing and acked_rate < asked * SLOW_SHARE and backlog > SLOW_BACKLOG_S:
+            self.slow_reported = True
+            log.warning("Deliveries are slower than the rate: %.0f events/s acknowledged over the last %.0fs against "
+                        "EVENTS_PER_SECOND %g, %d events in flight (%.1fs of them): a slow or lossy link, or an "
+                        "overloaded broker; generation pauses at MAX_IN_FLIGHT_EVENTS=%d", acked_rate, SLOW_S, asked,
+                        stats.in_flight, backlog, self.settings.max_in_flight)
+        elif self.slow_reported and acked_rate >= asked * 0.95 and backlog < 1.0:
+            self.slow_reported = False
+            log.info("Deliveries keep up with the rate again: %.0f events/s acknowledged, %d events in flight",
+                     acked_rate, stats.in_flight)
+
+    def stalled(self, now: float) -> tuple[str, str] | None:
+        """(error name, why) when events are pending and the client is stuck, else None. Stuck: none completed
+        (acknowledged or failed) for longer than the delivery timeout allows, since every event must complete within
+        it; or, once a delivery failed, none for a request timeout and STALL_GRACE_S (kafka-python's idempotent
+        producer stops for good after a batch of it expires: waiting out the whole delivery timeout again would
+        leave it dead for minutes after a long outage)."""
+        stats, s = self.stats, self.settings
         completed = stats.acked + stats.failed
         if completed != self._last_completion[0] or not stats.in_flight:
             self._last_completion = (completed, now)
-            return False
-        return now - self._last_completion[1] > self.settings.delivery_timeout_ms / 1000 + STALL_GRACE_S
+            return None
+        quiet = now - self._last_completion[1]
+        if quiet > s.delivery_timeout_ms / 1000 + STALL_GRACE_S:
+            return "KafkaTimeoutError", "the delivery timeout passed and the stalled client was replaced"
+        if stats.failed > self._failed_at_replacement and quiet > s.request_timeout_ms / 1000 + STALL_GRACE_S:
+            return "ClientStalled", f"the client completed nothing for {quiet:.0f}s after a delivery failed, and was " \
+                                    "replaced"
+        return None
 
     def client_replaced(self) -> None:
         """A stalled client was replaced: its stuck records failed, and the stall clock starts again."""
         stats = self.stats
+        self._failed_at_replacement = stats.failed
         self._last_completion = (stats.acked + stats.failed, time.monotonic())
 
     def ack_progress(self, now: float) -> bool:
@@ -3515,12 +3791,12 @@ class DeliveryMonitor:
             return False, f"{pending} events pending, none acknowledged for {stalled:.0f}s"
         return True, f"ok: {self.stats.acked} acknowledged, {pending} in flight"
 
-    def ready(self, connected: bool) -> tuple[bool, str]:
+    def ready(self, connection: KafkaConnection | None) -> tuple[bool, str]:
         """Readiness: connected to the broker and not in a reported outage."""
-        if not connected:
+        if connection is None or not connection.connected:
             return False, "not connected to Kafka"
         if self.outage_reported:
-            return False, f"Kafka broker unreachable: {self.watch.reason()}"
+            return False, f"Kafka broker unreachable: {connection.problem(time.monotonic()) or 'no acknowledgement'}"
         return True, "ready"
 
     # the end of the run ----------------------------------------------------------------------------
@@ -3533,7 +3809,8 @@ class DeliveryMonitor:
                 "acks": s.acks, "sent_means": "printed" if s.dry_run else SENT_MEANS[s.acks],
                 "generated": stats.generated, "sent": 0 if s.dry_run else stats.acked,
                 "printed": stats.acked if s.dry_run else 0, "failed": stats.failed,
-                "dropped_at_shutdown": stats.dropped_at_shutdown, "failures_by_error": dict(stats.failed_by_error),
+                "dropped_at_shutdown": stats.dropped_at_shutdown, "already_in_topic": stats.already_in_topic,
+                "failures_by_error": dict(stats.failed_by_error),
                 "runtime_seconds": round(runtime, 3),
                 "events_per_second": round(stats.acked / runtime, 3) if runtime > 0 else 0.0,
                 "exit_code": exit_code, "exit_reason": reason}
@@ -3563,6 +3840,9 @@ class DeliveryMonitor:
             ]
             if stats.dropped_at_shutdown:
                 lines.append(f"Events Unacknowledged at Shutdown: {stats.dropped_at_shutdown} ({UNCERTAIN})")
+            if stats.already_in_topic:
+                lines.append(f"Events Already in the Topic: {stats.already_in_topic} (sent by an earlier run of "
+                             "this window: not sent again)")
             lines.append(rate)
             if not unacknowledged:  # with acks=0 there is no rate of acknowledgements to give
                 lines.append(f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
@@ -3571,12 +3851,571 @@ class DeliveryMonitor:
                 lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in
                                                                 sorted(stats.failed_by_error.items())))
         lines.append("=" * 50)
-        for line in lines:
+        log.info("%s", lines[0], extra={"progress": None})  # the progress is over: a terminal's bar closes
+        for line in lines[1:]:
             log.info("%s", line)
 
 
+# --- the run engine: pacing x source x sink, one loop ------------------------------------------------------
 
-# --- the producer: the lifecycle ----------------------------------------------------------------------
+def prepare(s: Settings) -> Settings:
+    """The checks of the parts a run sets up, each made by its owner, in the order the run sets them up: the
+    simulated population (sessions mode sizes it to the rate), the schema file, the client's own options.
+    load_settings() checks the settings against each other; main() and ECommerceEventProducer() call this before
+    a run. SettingsError (one line, exit code 2) when a part refuses."""
+    s = size_population(s)
+    check_schema(s)
+    CLIENTS[s.client].check_options(s)
+    return s
+
+
+# Pacing: when events may go. due(now) says how many may go now (0: none yet; then wake_at is when to look again,
+# and done whether the stream has ended); until_ms bounds their simulated time; went(n) and paused(now) keep it;
+# rate is the events/s it keeps to, if any.
+
+class Unlimited:
+    """As fast as the sink takes them (PRODUCER_INTERVAL=0)."""
+
+    done, wake_at, until_ms, rate = False, 0.0, math.inf, None
+
+    def due(self, now: float) -> int:
+        return BATCH  # the clock and the stop flag are looked at every BATCH events
+
+    def went(self, n: int) -> None:
+        pass
+
+    def paused(self, now: float) -> None:
+        pass
+
+    def reached_ms(self) -> int:
+        return 0  # no simulated time
+
+
+class Schedule:
+    """Random mode at a rate: event k is due at start + k x PRODUCER_INTERVAL on the monotonic clock, so sending and
+    logging never stretch the interval and nothing drifts. All events already due go at once (at 5,000/s several per
+    wake-up), BATCH at a time when behind: a burst of tens of thousands would hold off the progress line, the stop
+    flag and --duration for a second or more. A rate out of reach is said once, with what was achieved."""
+
+    done, until_ms = False, math.inf
+
+    def __init__(self, seconds_per_event: float, stats: Statistics, hint: str) -> None:
+        self.spe, self.stats, self.hint = seconds_per_event, stats, hint
+        self.rate = 1 / seconds_per_event  # events/s to keep to
+        self.anchor, self.scheduled = stats.started, 0
+        self._next_check = stats.started + PACE_GRACE_S
+
+    @property
+    def wake_at(self) -> float:
+        return self.anchor + self.scheduled * self.spe
+
+    def due(self, now: float) -> int:
+        due = int((now - self.anchor) / self.spe) + 1 - self.scheduled
+        if due <= 0:
+            return 0
+        if now >= self._next_check:
+            self._check_pace(now)
+        return min(due, BATCH)
+
+    def went(self, n: int) -> None:
+        self.scheduled += n
+
+    def paused(self, now: float) -> None:
+        """Generation waited for room: the schedule starts again from now instead of bursting to catch up."""
+        self.anchor, self.scheduled = now, 0
+
+    def reached_ms(self) -> int:
+        return 0  # no simulated time
+
+    def _check_pace(self, now: float) -> None:
+        elapsed = now - self.stats.started
+        achieved, asked = self.stats.generated / elapsed, 1 / self.spe
+        if achieved >= asked * PACE_SHORTFALL:
+            self._next_check = now + 1.0
+            return
+        self._next_check = math.inf
+        log.warning("The rate asked for is out of reach: %.0f events/s generated against EVENTS_PER_SECOND %g/s "
+                    "(%.0f%%); %s", achieved, asked, 100 * achieved / asked, self.hint)
+
+
+class SimulatedTime:
+    """Sessions mode: the simulation's clock sets the pace. A window (--start-time) goes as fast as the sink takes it,
+    each event stamped with its simulated time; live, and after the window with --follow, an event goes when the wall
+    clock reaches its time: the simulation simply carries on, so the hand-over has no gap, no burst and no stall."""
+
+    def __init__(self, shop: "SimulatedShop", clock: Callable[[], int], live: bool, end_ms: float,
+                 on_live: Callable[[int], None] | None = None) -> None:
+        """live: events wait for the wall clock (after the window, if any); on_live(now_ms): called once when a
+        window before now (--follow) has caught up with the wall clock."""
+        self.shop, self.clock, self.live, self.end_ms, self.on_live = shop, clock, live, end_ms, on_live
+        self.done, self.wake_at, self.until_ms = False, 0.0, 0.0
+        self.rate = None  # the simulation's own: no rate to keep to
+
+    def due(self, now: float) -> int:
+        due = self.shop.sim.peek_ms()
+        if due is None or due >= self.end_ms:
+            self.done = True  # the window is done (or every customer has gone)
+            return 0
+        limit = self.clock() if self.live else self.end_ms
+        if due > limit:
+            if self.on_live is not None:
+                self.on_live, on_live = None, self.on_live
+                on_live(limit)
+            self.wake_at = now + (due - limit) / 1000
+            return 0
+        self.until_ms = min(limit, self.end_ms - 1)
+        return BATCH
+
+    def went(self, n: int) -> None:
+        pass
+
+    def paused(self, now: float) -> None:
+        pass
+
+    def reached_ms(self) -> int:
+        """Where the stream ends: the wall clock when live, else the window's end or its last event."""
+        if self.live:
+            return min(self.clock(), int(self.end_ms)) if self.end_ms < math.inf else self.clock()
+        return int(min(self.end_ms, self.shop.sim.peek_ms() or self.end_ms))
+
+
+# Sources: take(n, until_ms) makes the next events as (epoch ms, key, value) records, values JSON texts or, where
+# gives_events, event dicts (the codec takes either); after(...) and finish(...) write what goes beside the events.
+
+class RandomEvents:
+    """Random mode: independent events, each stamped by the clock as it is made."""
+
+    def __init__(self, make: Callable[[Callable[[], int], int], list], clock: Callable[[], int],
+                 gives_events: bool) -> None:
+        self.make, self.clock, self.gives_events = make, clock, gives_events
+
+    def take(self, n: int, until_ms: float) -> list:
+        return self.make(self.clock, n)
+
+    def after(self, records: list, asked: int, until_ms: float) -> None:
+        pass
+
+    def finish(self, end_ms: int) -> str:
+        return ""  # nothing beside the events
+
+
+class SimulatedShop:
+    """Sessions mode: the simulated shop's events in simulated time, its truth events as they happen
+    (--truth-file, --truth-topic) and, at the end, its labels (--labels-file, --labels-topic)."""
+
+    gives_events = False
+
+    def __init__(self, s: Settings, sim: SessionSimulator, sink: "KafkaSink | StdoutSink") -> None:
+        self.settings, self.sim, self.sink = s, sim, sink
+        self.take = sim.take
+        fmt = TimestampFormatter()
+        log.info("Simulating %s from %s%s: about %.3g events/s%s",
+                 sim.describe(", ".join(f"{seg} {share:g}" for seg, share in s.segment_mix)), fmt(sim.start_ms),
+                 " to now, then live" if s.follow else f" to {fmt(s.end_time)}" if s.end_time else ", live",
+                 sim.expected_events_per_second(),
+                 "; mix " + ", ".join(f"{t} {share:.1%}" for t, share in sim.expected_mix.items())
+                 if sim.expected_mix else "")
+        self.truth = TruthStream(s, sim, sink) if s.truth_file or s.truth_topic else None
+
+    def after(self, records: list, asked: int, until_ms: float) -> None:
+        """The truth up to the last of these events, or the whole span taken when it held fewer than asked."""
+        if self.truth is not None:
+            self.truth.write(records[-1][0] if len(records) == asked else until_ms)
+
+    def finish(self, end_ms: int) -> str:
+        """The truth and the labels as of the end of the stream: "" when both were written (or not asked for), else
+        what was not ("labels not written", "truth not written")."""
+        truth_error = self.truth.close(end_ms) if self.truth is not None else ""
+        labels_error = write_labels(self.settings, self.sim, end_ms, self.sink)
+        return "labels not written" if labels_error else "truth not written" if truth_error else ""
+
+
+class TruthStream:
+    """The truth events of a sessions run, handed out as simulated time passes them: each batch after the events
+    that came before it, so a reader of both sees them interleaved."""
+
+    def __init__(self, s: Settings, sim: SessionSimulator, sink: "KafkaSink | StdoutSink") -> None:
+        self.sim, self.sink = sim, sink
+        self.path, self.error, self.count = s.truth_file, "", 0  # count: truth events handed out
+        self.topic = s.truth_topic if sink.side_topics else ""
+        self.acked = [0]
+        try:  # checked writable by validate(); still, a run must not die on it
+            self.file = open(s.truth_file, "w", encoding="utf-8") if s.truth_file else None
+        except OSError as exc:
+            self.file = None
+            self._failed(exc)
+        sim.record_truth()
+        self.write(sim.start_ms)  # the customers there are at the start
+
+    def write(self, until_ms: float) -> None:
+        records = self.sim.truth(until_ms)
+        if not records:
+            return
+        self.count += len(records)
+        if self.file is not None:
+            try:
+                self.file.write("".join(value.decode() + "\n" for _, _, value in records))
+                self.file.flush()  # a live reader of the file sees each batch as it is written
+            except OSError as exc:
+                self._failed(exc)
+        if self.topic:
+            self.sink.send_side(self.topic, records, self.acked)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = f"the truth events could not be written to {self.path} ({os_reason(exc)})"
+        log.error("%s; the events go on; the truth file is incomplete", self.error)
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+        self.file = None
+
+    def close(self, end_ms: int) -> str:
+        """The changes up to the end of the stream; on the topic, every one of them acknowledged. Returns why the
+        truth is incomplete, or ""."""
+        self.write(end_ms)
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError as exc:
+                self._failed(exc)
+            else:
+                log.info("Wrote %d truth events to %s", self.count, self.path)
+        if self.topic:
+            failed = self.sink.settle_side(self.count, self.acked)
+            if failed:
+                self.error = self.error or f"{failed} of {self.count} truth events were not acknowledged by topic " \
+                                           f"'{self.topic}'"
+                log.error("%s", self.error)
+            else:
+                log.info("Sent %d truth events to topic '%s'", self.count, self.topic)
+        return self.error
+
+
+def write_labels(s: Settings, sim: SessionSimulator, end_ms: int, sink: "KafkaSink | StdoutSink") -> str:
+    """Ground truth, kept aside from the events, as of the end of the simulated stream: a JSON-lines file and/or a
+    topic of its own. Returns why it could not be written, or ""."""
+    if not (s.labels_file or s.labels_topic):
+        return ""
+    topic = s.labels_topic if sink.side_topics else ""
+    rows, error, acked = 0, "", [0]
+    # A regular file is written beside itself and renamed: a full disk leaves the previous file, not half of a new
+    # one. Anything else (a pipe, /dev/stdout) is written as it is.
+    target = s.labels_file
+    regular = bool(target) and (not os.path.exists(target) or os.path.isfile(target))
+    path = f"{target}.partial" if regular else target or os.devnull
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            for row in sim.labels(end_ms):
+                text = json.dumps(row, separators=(",", ":"))
+                out.write(text + "\n")
+                rows += 1
+                if topic:
+                    sink.send_side(topic, [(None, JsonCodec.key(row["user_id"]), text.encode())], acked)
+        if regular:
+            os.replace(path, target)
+    except OSError as exc:
+        if regular and os.path.exists(path):
+            os.remove(path)
+        error = f"the ground truth could not be written to {target} ({os_reason(exc)})"
+        log.error("%s; the events went out; the labels file is %s", error,
+                  "as it was before the run" if regular else "incomplete")
+        target = ""
+    if target:
+        log.info("Wrote ground truth of %d users to %s", rows, target)
+    if topic:
+        failed = sink.settle_side(rows, acked)
+        if failed:
+            error = error or f"{failed} of {rows} labels were not acknowledged by topic '{topic}'"
+            log.error("%s", error)
+        else:
+            log.info("Sent ground truth of %d users to topic '%s'", rows, topic)
+    return error
+
+
+# Sinks: room() says how many records may be handed over now (0: wait); send(records) hands them over;
+# housekeeping(now) runs every turn of the loop; close(stopped) ends the run's deliveries.
+
+class StdoutSink:
+    """--dry-run: the events as JSON lines on stdout, one write per batch (one per event would dominate); nothing
+    waits for an answer, so a line written counts as delivered ("printed")."""
+
+    side_topics, paced = False, False
+
+    def __init__(self, stream, stats: Statistics) -> None:
+        self._out = getattr(stream, "buffer", stream)
+        self.stats = stats
+
+    def room(self) -> int:
+        return BATCH
+
+    def send(self, records: list[tuple[int, bytes, bytes]]) -> None:
+        values = [value for _, _, value in records]
+        if values:
+            values.append(b"")
+            self._out.write(b"\n".join(values))
+            self._out.flush()  # one flush per batch: live readers see events at once, at little cost
+        self.stats.generated += len(records)
+        self.stats.acked += len(records)
+
+    def send_logged(self, records: list[tuple[int, bytes, bytes]], events: list[dict[str, Any]]) -> None:
+        self.send(records)  # the events are the output
+
+    def housekeeping(self, now: float) -> None:
+        pass
+
+    def close(self, stopped: bool) -> None:
+        self._out.flush()
+
+
+class KafkaSink:
+    """Records to Kafka through the connection, with the delivery monitor's callbacks, each numbered for its
+    event_id header; back-pressure at MAX_IN_FLIGHT_EVENTS (kafka-python has no memory limit of its own); and the
+    connection's upkeep: outage and failure lines, the partition count, a stalled client replaced."""
+
+    side_topics = True
+
+    def __init__(self, s: Settings, connection: KafkaConnection, codec: JsonCodec, delivery: DeliveryMonitor) -> None:
+        self.settings, self.connection, self.codec, self.delivery = s, connection, codec, delivery
+        self.stats = delivery.stats
+        self.paced = s.seconds_per_event > 0  # whether a pause at the in-flight cap falls behind a schedule
+        # A rerun of a seeded window: per partition, the last event its predecessor's run put there (see resume()).
+        self.resumed: dict[int, int] | None = None
+        self._resumed_to = 0
+        self._partition_of: dict[bytes, int] = {}
+        self._paused_reported = False
+        self._next_partition_check = 0.0
+        if seeded_window(s) and "start_time" in s.explicit:  # a window of the user's (not a live worker's start)
+            self.resume()
+
+    def room(self) -> int:
+        s, stats = self.settings, self.stats
+        room = s.max_in_flight - stats.in_flight
+        if room > 0 and self.connection.connected:
+            if self._paused_reported and stats.in_flight < s.max_in_flight * 0.5:
+                self._paused_reported = False
+            return room
+        if not self._paused_reported and self.connection.connected:
+            self._paused_reported = True
+            # At an unlimited rate (a backfill's too) the broker's acknowledgements set the pace: the pause is the
+            # expected back-pressure, not a fault. With a rate to keep, falling behind it is worth a warning.
+            log.log(logging.WARNING if self.paced else logging.INFO,
+                    "%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
+                    "acknowledges%s", stats.in_flight, s.max_in_flight,
+                    "" if self.paced else " (at an unlimited rate the broker sets the pace)")
+        return 0
+
+    def resume(self) -> None:
+        """A seeded window's events are the same on every run, numbered the same (run_id_for): a rerun (a pod
+        restarted, a backfill killed and run again) finds in the topic, partition by partition, the last event its
+        predecessor put there, and sends only the events after it. A partition's events of one run are in their
+        send order (an idempotent producer), so what is there is a prefix: neither duplicates nor gaps."""
+        last = self.connection.last_sequences(self.codec.run_prefix)
+        if last:
+            self.resumed, self._resumed_to = last, max(last.values())
+            log.info("A rerun of this window (run id %s): its events up to #%d are already in topic '%s' (the last "
+                     "of each partition: %s); they are not sent again", self.codec.run_id, self._resumed_to,
+                     self.settings.topic, ", ".join(f"{p}: #{n}" for p, n in sorted(last.items())))
+
+    def send(self, records: list[tuple[int, bytes, bytes]]) -> None:
+        """The path at full speed: the whole batch to the connection in one call."""
+        d = self.delivery
+        first = self.codec.number(len(records))
+        if self.resumed is not None:
+            self._send_the_rest(records, first)
+            return
+        self.stats.generated += len(records)
+        self.connection.send_many(records, first, self.codec.headers, d.on_ack, d.on_ack_timed, d.on_failure)
+
+    def _send_the_rest(self, records: list[tuple[int, bytes, bytes]], first: int) -> None:
+        """A rerun: of events numbered from first, those after the last one its predecessor put in their
+        partition."""
+        d, connection, resumed, partition_of = self.delivery, self.connection, self.resumed, self._partition_of
+        for seq, (epoch_ms, key, value) in enumerate(records, first):
+            partition = partition_of.get(key)
+            if partition is None:
+                partition = partition_of[key] = connection.partition_for(key)
+            if seq <= resumed.get(partition, 0):
+                self.stats.already_in_topic += 1
+                continue
+            self.stats.generated += 1
+            try:
+                connection.send(key, value, epoch_ms, self.codec.headers(seq), d.on_ack, d.on_failure)
+            except connection.refused_errors as exc:
+                d.on_failure(exc)
+        if first + len(records) > self._resumed_to:
+            self.resumed = None  # past the last event its predecessor sent: the full-speed path again
+
+    def send_logged(self, records: list[tuple[int, bytes, bytes]], events: list[dict[str, Any]]) -> None:
+        """At the low rates where each acknowledged event gets a log line: one send each, the event for the line."""
+        d, stats, connection, codec = self.delivery, self.stats, self.connection, self.codec
+        for (epoch_ms, key, value), event in zip(records, events):
+            stats.generated += 1
+            try:
+                connection.send(key, value, epoch_ms, codec.headers(codec.number(1)), d.on_ack_logged, d.on_failure,
+                                event, time.monotonic())
+            except connection.refused_errors as exc:
+                d.on_failure(exc)
+
+    def send_side(self, topic: str, records: list[tuple[int | None, bytes, bytes]], acked: list[int]) -> None:
+        """Records beside the events (truth events, labels) to a topic of their own; acked[0] counts the
+        acknowledgements."""
+        def on_ack(_metadata) -> None:
+            acked[0] += 1
+        for when, key, value in records:
+            self.connection.send_label(topic, key, value, on_ack, timestamp_ms=when)
+
+    def settle_side(self, sent: int, acked: list[int]) -> int:
+        """Wait for the side records' acknowledgements; how many of `sent` have none."""
+        self.connection.flush(timeout=max(30.0, self.settings.flush_timeout))
+        return sent - acked[0]
+
+    def housekeeping(self, now: float) -> None:
+        """Outage and failure reports, the partition count, the stalled-client check: at most ~1 ms of work."""
+        delivery, connection = self.delivery, self.connection
+        if not connection.connected:
+            return
+        delivery.report_broker_state(now, connection)
+        if now >= self._next_partition_check:
+            self._next_partition_check = now + PARTITION_CHECK_S
+            connection.follow_partition_count()
+        stuck = delivery.stalled(now)
+        if stuck is not None:
+            log.error("Kafka client stalled with %d events in flight (%s); replacing it: those events are counted as "
+                      "failed, %s", self.stats.in_flight, stuck[1], UNCERTAIN)
+            # The stuck records fail as the old client is forced closed; their cause is the stall, not the "closed
+            # forcefully" the client gives them.
+            delivery.failure_cause = stuck
+            try:
+                replaced = connection.replace_stalled(while_waiting=delivery.report_progress)
+            finally:
+                delivery.failure_cause = None
+            if replaced:
+                delivery.client_replaced()
+
+    def close(self, stopped: bool) -> None:
+        """Flush what is in flight for up to FLUSH_TIMEOUT, close; what never completed is counted unacknowledged."""
+        s, stats, delivery, connection = self.settings, self.stats, self.delivery, self.connection
+        if not connection.connected:
+            return
+        if stats.in_flight:
+            log.info("Flushing %d in-flight events (up to %gs)...%s", stats.in_flight, s.flush_timeout,
+                     " Ctrl-C again to quit now" if stopped else "")
+        connection.flush(timeout=s.flush_timeout)
+        delivery.shutting_down = True
+        connection.close(timeout=0 if stats.in_flight else 1.0)
+        stats.dropped_at_shutdown += stats.in_flight  # never completed at all
+        delivery.report_broker_state(time.monotonic(), connection)
+
+
+class RunEngine:
+    """One run: a pacing, a source and a sink in one loop, until the stop flag, --count, --duration or the end of
+    the stream; then the sink's flush and close, the statistics, and the exit code. Every mode is the same loop:
+    random or sessions is the source (and its pacing), Kafka or --dry-run's stdout the sink."""
+
+    def __init__(self, s: Settings, pacing: Unlimited | Schedule | SimulatedTime, source: RandomEvents | SimulatedShop,
+                 codec: JsonCodec, sink: StdoutSink | KafkaSink, delivery: DeliveryMonitor, stop: threading.Event,
+                 log_events: bool) -> None:
+        self.settings, self.pacing, self.source, self.codec, self.sink = s, pacing, source, codec, sink
+        self.delivery, self.stats, self._stop = delivery, delivery.stats, stop
+        delivery.asked_rate = pacing.rate  # a slow link is judged against it
+        self.log_events = log_events  # one log line per acknowledged event
+        self.phase = "running"  # for the progress channel: running, backfill, live, flushing, done
+        self.ended_by = ""
+        # --workers, the parent's view: on_progress(stats, ahead) at each turn of the loop and before each batch goes
+        # to the sink, `ahead` the events of the batch (a worker killed while sending them has them counted).
+        self.on_progress: Callable[[Statistics, int], None] | None = None
+        self.on_report: Callable[[], None] | None = None  # at each progress line and each change of phase or outage
+        self._reported: tuple[str, bool, bool] = ("", False, False)
+
+    def run(self) -> int:
+        s, stats, delivery, pacing, sink = self.settings, self.stats, self.delivery, self.pacing, self.sink
+        deadline = stats.started + s.duration if s.duration else math.inf
+        remaining = s.count if s.count is not None else math.inf
+        # The loop at full speed: what it calls, bound once (each attribute look-up costs on every turn).
+        take, after, send, wait, stopped = self.source.take, self.source.after, sink.send, self._stop.wait, \
+            self._stop.is_set
+        publish = self.on_progress
+        encode = self.codec.encode_events if self.source.gives_events else self.codec.encode_json
+        unwritten = ""
+        try:
+            while not stopped() and remaining > 0:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                self._housekeeping(now)
+                n = pacing.due(now)
+                if not n:
+                    if pacing.done:
+                        break
+                    wait(max(0.0, min(pacing.wake_at, deadline, delivery.next_report, now + 1.0) - now))
+                    continue
+                n = int(min(n, remaining, sink.room()))
+                if not n:  # back-pressure: wait for acknowledgements; then the schedule restarts instead of bursting
+                    pacing.paused(now)
+                    wait(0.01)
+                    continue
+                records = take(n, pacing.until_ms)
+                if publish is not None:
+                    publish(stats, len(records))
+                if self.log_events:
+                    sink.send_logged(encode(records), [value if self.source.gives_events else json.loads(value)
+                                                       for _, _, value in records])
+                else:
+                    send(encode(records))
+                remaining -= len(records)
+                pacing.went(len(records))
+                after(records, n, pacing.until_ms)
+            unwritten = self.source.finish(pacing.reached_ms())
+        finally:
+            self.phase = "flushing"
+            self._tell()
+            sink.close(stopped())
+        return self._end(unwritten)
+
+    def _housekeeping(self, now: float) -> None:
+        reported = self.delivery.report_progress()
+        if self.on_progress is not None:
+            self.on_progress(self.stats, 0)  # acknowledgements that came while no batch went
+        self.sink.housekeeping(now)
+        if reported or self._reported != self._state():
+            self._tell()
+
+    def _state(self) -> tuple[str, bool, bool]:
+        return self.phase, self.delivery.outage_reported, self.delivery.slow_reported
+
+    def _tell(self) -> None:
+        self._reported = self._state()
+        if self.on_report is not None:
+            self.on_report()
+
+    def _end(self, unwritten: str) -> int:
+        """Why the run ended, the statistics, the exit code (1 also when the labels or truth were not written)."""
+        s, stats = self.settings, self.stats
+        if self._stop.is_set():
+            self.ended_by = "stopped"
+        elif s.count is not None and stats.generated >= s.count:
+            self.ended_by = "count reached"
+        elif s.duration and stats.runtime() >= s.duration:
+            self.ended_by = "duration reached"
+        else:
+            self.ended_by = "window done"  # sessions mode: the window's end, or every customer gone
+        self.phase = "done"
+        if self.on_progress is not None:
+            self.on_progress(stats, 0)  # the final figures; the parent of --workers logs the statistics
+        else:
+            self.delivery.log_statistics()
+        if stats.dropped_at_shutdown:
+            log.error("%d events were not acknowledged before shutdown: they may or may not be in the topic",
+                      stats.dropped_at_shutdown)
+        if unwritten:
+            self.ended_by = unwritten
+            return EXIT_FAILURE
+        return self.delivery.exit_code()
+
+
+# --- the producer: the original class, a facade over the run engine ----------------------------------------
 
 class ECommerceEventProducer:
     """Generates weighted random eCommerce events and sends them to Kafka on a fixed schedule.
@@ -3595,44 +4434,34 @@ class ECommerceEventProducer:
     `_generate_metadata(self, event_type)` returns extra fields merged into it. Random mode and --dry-run
     honour both; sessions mode builds its own metadata and refuses an override with one line.
 
-    It composes the parts above: the generator (EventGenerator or SessionSimulator), the codec (JsonCodec),
-    the connection (KafkaConnection) and, for each run, a DeliveryMonitor.
+    It composes the parts above for each run (RunEngine: a pacing, a source, a codec, a sink) and holds what lasts
+    between runs: the settings, the codec (event ids go on), the connection, the last run's DeliveryMonitor.
     """
 
     def __init__(self, settings: Settings | None = None, clock: Callable[[], int] | None = None) -> None:
         # No settings: read as the original did in __init__, and as main() does less the flags: the environment,
         # then ./.env, then the defaults (bad values raise SettingsError naming the variable).
-        self.settings = settings if settings is not None else load_settings([])
+        self.settings = settings if settings is not None else prepare(load_settings([]))
         s = self.settings
         self.bootstrap_servers = s.bootstrap_servers
         self.topic = s.topic
         self.event_types = [name for name, _ in s.event_weights]
         self.event_weights = [weight for _, weight in s.event_weights]
-        self.user_id_range = s.user_id_range
-        self.product_id_range = s.product_id_range
+        self.user_id_range, self.product_id_range = s.user_id_range, s.product_id_range
         self.session_length_range = s.session_length_range
         self.producer_interval = s.seconds_per_event  # seconds between events (the original attribute)
         # Wall clock in epoch ms for event timestamps; injectable so tests and backfills control time.
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
-        self.codec = JsonCodec()
-        self.codec.run_prefix = run_id_for(s).encode() + b"-"
-        self.connection: KafkaConnection | None = None
+        self.codec, self.connection = JsonCodec(run_id_for(s)), None
         self.delivery = DeliveryMonitor(s)
         self.running = False
         self.ended_by = "not started"  # why the last run ended, for the summary
-        # Called with the run's Statistics about every PUBLISH_S and at the end (--workers: the parent's view).
-        self.on_progress: Callable[[Statistics], None] | None = None
-        self._next_publish = 0.0
+        self.engine: RunEngine | None = None  # the current (or last) run
+        self.on_progress: Callable[[Statistics, int], None] | None = None  # see RunEngine
+        self.on_report: Callable[[], None] | None = None
         self._stop = threading.Event()
         self._generator: EventGenerator | None = None
-        self._event_seq = 0
-        self._log_events = s.events_logged
         self._drawn_metadata: dict[str, Any] = {}
-        self._paused_reported = False
-        self._next_partition_check = 0.0
-        self._transcode: Callable[[bytes], bytes] | None = None  # JSON text -> VALUE_FORMAT, once registered
-        self.labels_error = ""  # why the last run's ground truth could not be written, if it could not
-        self.truth_error = ""  # the same of its truth events
 
     @property
     def stats(self) -> Statistics:
@@ -3662,18 +4491,13 @@ class ECommerceEventProducer:
     def _metadata_overridden(self) -> bool:
         return type(self)._generate_metadata is not ECommerceEventProducer._generate_metadata
 
-    def _metadata_replaces(self) -> bool:
-        """Whether the override is the original form, _generate_metadata(self): it returns the whole metadata."""
-        import inspect
-
-        return not inspect.signature(self._generate_metadata).parameters
-
     def generate_event(self, epoch_ms: int | None = None) -> dict[str, Any]:
         """One event as the contract dict; `epoch_ms` defaults to the producer's clock."""
-        generator = self._compiled_generator()
-        event = generator.event(self.clock() if epoch_ms is None else epoch_ms)
-        if self._metadata_overridden() and self._metadata_replaces():
-            self._drawn_metadata = event["metadata"]
+        import inspect
+
+        event = self._compiled_generator().event(self.clock() if epoch_ms is None else epoch_ms)
+        if self._metadata_overridden() and not inspect.signature(self._generate_metadata).parameters:
+            self._drawn_metadata = event["metadata"]  # the original form returns the whole metadata
             event["metadata"] = self._generate_metadata()
         else:
             extra = self._generate_metadata(event["event_type"])
@@ -3688,66 +4512,50 @@ class ECommerceEventProducer:
                  event.get("event_type"), md.get("product_id"), md.get("session_length"), event.get("timestamp"))
         log.debug("EVENT DETAILS:\n%s", json.dumps(event, indent=2))
 
-    def next_record(self, epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
-        """(key, value, event or None) for the next event: the fast path for the default generator
-        (JSON from look-up tables, no dict), the general one when _generate_metadata is overridden."""
-        return self._record_maker()(epoch_ms)
+    def next_record(self, epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any]]:
+        """(key, JSON value, event) of the next event."""
+        event = self.generate_event(epoch_ms)
+        return JsonCodec.key(event["user_id"]), JsonCodec.value(event), event
 
-    def _values_maker(self) -> Callable[[Callable[[], int], int], list[bytes]]:
-        """For --dry-run: (clock, n) -> n events as JSON (the JSON codec's values, whatever VALUE_FORMAT says)."""
+    def _random_events(self, as_dicts: bool) -> RandomEvents:
+        """Random mode's source: the generator's fast paths (JSON from look-up tables, or dicts for a schema
+        format), or generate_event() one by one when _generate_metadata is overridden."""
         if self._metadata_overridden():
-            return lambda clock, n: [JsonCodec.value(self.generate_event(clock())) for _ in range(n)]
-        records = self._compiled_generator().records
-        return lambda clock, n: [value for _, _, value in records(clock, n)]
+            generate, key = self.generate_event, JsonCodec.key
 
-    def _record_maker(self) -> Callable[[int], tuple[bytes, bytes, dict[str, Any] | None]]:
-        codec = self.codec
-        if self._metadata_overridden():
-            def custom(epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
-                event = self.generate_event(epoch_ms)
-                return codec.key(event["user_id"]), codec.value(event), event
-            return custom
+            def custom(clock: Callable[[], int], n: int) -> list[tuple[int, bytes, dict[str, Any]]]:
+                records = []
+                for _ in range(n):
+                    epoch_ms = clock()
+                    event = generate(epoch_ms)
+                    records.append((epoch_ms, key(event["user_id"]), event))
+                return records
+            return RandomEvents(custom, self.clock, gives_events=True)
         generator = self._compiled_generator()
-        draw, encode, user_lo = generator.draw, generator.encode, generator.user_lo
-        keys = generator.record_keys()
-
-        def fast(epoch_ms: int) -> tuple[bytes, bytes, dict[str, Any] | None]:
-            drawn = draw()
-            key = keys[drawn[0]] if keys else codec.key(user_lo + drawn[0])
-            return key, encode(epoch_ms, drawn).encode(), None
-        return fast
+        return RandomEvents(generator.events if as_dicts else generator.records, self.clock, gives_events=as_dicts)
 
     # connection -------------------------------------------------------------------------------
     def connect(self) -> bool:
-        """Connect (retrying with backoff for the connect timeout), make sure the topic exists.
-
-        Returns True when connected; on failure logs one clear error line and returns False.
-        """
+        """Connect (retrying with backoff for the connect timeout), make sure the topic exists: True when connected;
+        on failure one clear error line and False."""
+        s = self._apply_attribute_edits()
         try:
-            self._open_connection()
+            if s.value_format != "json" and self.codec.subject != f"{s.topic}-value":
+                # The schema first: a refusal (unreachable, incompatible) ends the run before Kafka is touched.
+                codec = RegistryCodec(s, self.codec.run_id)
+                codec.sequence = self.codec.sequence
+                codec.open(s.topic, self._stop)
+                self.codec = codec
+            if self.connection is not None:
+                self.connection.close(timeout=s.flush_timeout)
+            self.connection = connection_for(s, self._stop, self.clock)
+            # A backfill's records are as old as its window: the topic must accept and keep them.
+            self.connection.open(oldest_ms=s.start_time if s.simulation_mode == "sessions" else None)
             return True
         except ConnectionFailed as exc:
+            self.connection = None
             log.error("%s", exc)
             return False
-
-    def _open_connection(self) -> None:
-        s = self._apply_attribute_edits()
-        if s.value_format != "json":
-            # The schema first: a refusal (unreachable, incompatible) ends the run before Kafka is touched.
-            codec = self.codec if isinstance(self.codec, RegistryCodec) else RegistryCodec(s)
-            if codec.subject != f"{s.topic}-value":
-                codec.open(s.topic, self._stop)
-            codec.run_prefix = self.codec.run_prefix
-            self.codec = codec
-        if self.connection is not None:
-            self.connection.close(timeout=s.flush_timeout)
-        self.connection = connection_for(s, self._stop, self.clock)
-        self.delivery.watch = self.connection.watch
-        try:
-            self.connection.open()
-        except ConnectionFailed:
-            self.connection = None
-            raise
 
     def _apply_attribute_edits(self) -> Settings:
         """The original API lets users set bootstrap_servers, topic and producer_interval after construction:
@@ -3763,7 +4571,6 @@ class ECommerceEventProducer:
             self.settings = replace(s, **changes)
         return self.settings
 
-    # sending ----------------------------------------------------------------------------------
     def send_event(self, event: dict[str, Any]) -> bool:
         """Send one event dict and wait for the broker (the original API): True once it acknowledged the event,
         False with one error line when it was refused or failed (counted as failed either way). The produce loop
@@ -3783,10 +4590,9 @@ class ECommerceEventProducer:
             done.set()
 
         delivery.stats.generated += 1
-        self._event_seq += 1
         try:
             self.connection.send(codec.key(event["user_id"]), codec.value(event), codec.timestamp_ms(event),
-                                 codec.headers(self._event_seq), acked, failed)
+                                 codec.headers(codec.number(1)), acked, failed)
         except self.connection.refused_errors as exc:
             delivery.on_failure(exc)
             log.error("Event of user %s not sent: %s", event["user_id"], self.stats.last_error)
@@ -3799,472 +4605,114 @@ class ECommerceEventProducer:
             return False
         return True
 
-    def _send(self, key: bytes, value: bytes, epoch_ms: int, event: dict[str, Any] | None) -> bool:
-        """Hand one record to the connection, with the delivery callback that fits: False when the client refused
-        it (counted as failed)."""
-        # The per-event path at full speed: every attribute look-up and call here costs on each event.
-        delivery = self.delivery
-        stats = delivery.stats
-        stats.generated += 1
-        self._event_seq += 1
-        headers = self.codec.headers(self._event_seq)
-        send = self.connection.send
-        text, value = value, self._transcode(value) if self._transcode else value  # the JSON kept for the log
-        try:
-            if event is not None and self._log_events:
-                send(key, value, epoch_ms, headers, delivery.on_ack_logged, delivery.on_failure,
-                     event, text, time.monotonic())
-            elif stats.generated % LATENCY_SAMPLE_EVERY == 0:
-                send(key, value, epoch_ms, headers, delivery.on_ack_timed, delivery.on_failure, time.monotonic())
-            else:
-                send(key, value, epoch_ms, headers, delivery.on_ack, delivery.on_failure)
-            return True
-        except self.connection.refused_errors as exc:
-            delivery.on_failure(exc)
-            return False
-
-    def _send_many(self, records: list[tuple[int, bytes, Any]],
-                   encode: Callable[[Any], bytes] | None = None) -> None:
-        """Hand a batch of (epoch ms, key, value) records to the connection: the path at full speed. A schema
-        format's values are made here: by `encode` from what the records carry instead (event dicts), or from
-        their JSON text."""
-        delivery = self.delivery
-        first = self._event_seq + 1
-        self._event_seq += len(records)
-        delivery.stats.generated += len(records)
-        encode = encode or self._transcode
-        if encode:
-            records = [(epoch_ms, key, encode(value)) for epoch_ms, key, value in records]
-        self.connection.send_many(records, first, self.codec.headers, delivery)
-
-    # the loop ---------------------------------------------------------------------------------
+    # the run ----------------------------------------------------------------------------------
     def start_producing(self) -> int:
-        """Run until stop(), --count or --duration; flush, close, log statistics. Returns the exit code."""
+        """Run until stop(), --count, --duration or the end of the window; flush, close, log statistics. Returns
+        the exit code."""
         s = self._apply_attribute_edits()
-        if s.simulation_mode == "sessions" and self._metadata_overridden():
-            log.error("%s overrides _generate_metadata, which sessions mode does not use (it builds the metadata of "
-                      "its simulated shop); expected SIMULATION_MODE=random for custom metadata", type(self).__name__)
-            return EXIT_USAGE
-        if s.value_format != "json" and self._metadata_overridden():
-            log.error("%s overrides _generate_metadata, whose fields the %s schema (%s) does not describe; expected "
-                      "VALUE_FORMAT=json for custom metadata", type(self).__name__, s.value_format, schema_path(s))
+        if self._metadata_overridden() and (s.simulation_mode == "sessions" or s.value_format != "json"):
+            log.error("%s overrides _generate_metadata, %s; expected %s for custom metadata", type(self).__name__,
+                      "which sessions mode does not use (it builds the metadata of its simulated shop)"
+                      if s.simulation_mode == "sessions" else f"whose fields the {s.value_format} schema "
+                      f"({schema_path(s)}) does not describe", "SIMULATION_MODE=random" if s.simulation_mode ==
+                      "sessions" else "VALUE_FORMAT=json")
             return EXIT_USAGE
         if s.dry_run and s.value_format != "json":
             log.info("VALUE_FORMAT=%s: a dry run prints the events as JSON, as the %s deserializer gives them back "
                      "(nothing is registered or sent)", s.value_format, s.value_format)
-        connection = self.connection
         # Connect unless connected to the same target (connect() may have been called first, as the original
         # script did; a previous run closed its client; the target's attributes may have been edited since).
+        connection = self.connection
         connected = connection is not None and connection.connected and \
             (connection.settings.bootstrap_servers, connection.topic) == (s.bootstrap_servers, s.topic)
         if not s.dry_run and not connected and not self.connect():
+            self.ended_by = "connection failed"
             return EXIT_FAILURE
         self._generator = None  # pick up attribute edits made since construction
-        self._compiled_generator()
-        self._transcode = self.codec.transcode if isinstance(self.codec, RegistryCodec) and not s.dry_run else None
-        self._log_events = s.events_logged
+        self.delivery = DeliveryMonitor(s)
+        self.engine = engine = self._compose(s)
         self.running = True
-        self._paused_reported = False
-        if self.connection is not None:
-            self.connection.watch.clear()
-        self.delivery = DeliveryMonitor(s, self.connection.watch if self.connection else None)
-        self.labels_error = self.truth_error = ""
-        sink = _DryRunSink(sys.stdout) if s.dry_run else None
         try:
-            if s.simulation_mode == "sessions":
-                self._run_simulation(sink)
-            else:
-                self._run_schedule(sink)
+            return engine.run()
         finally:
             self.running = False
-            if sink is not None:
-                sink.flush()
-        return self._shutdown()
+            self.ended_by = engine.ended_by
+            self._stop.clear()  # the stop request is served; the same instance may run again
 
-    def _limits(self) -> tuple[float, float]:
-        """(monotonic deadline of --duration, events left by --count)."""
-        s = self.settings
-        return (self.stats.started + s.duration if s.duration else math.inf,
-                s.count if s.count is not None else math.inf)
-
-    def _room(self) -> int:
-        """How many more events may be handed to the client now; 0 after waiting for room."""
-        room = self.settings.max_in_flight - self.stats.in_flight
-        if room <= 0 or self.connection is None or not self.connection.connected:
-            # Back-pressure: kafka-python has no memory limit of its own, so generation waits for
-            # acknowledgements (the caller restarts its schedule afterwards instead of bursting).
-            self._wait_for_room()
-            return 0
-        return room
-
-    def _run_schedule(self, sink: "_DryRunSink | None") -> None:
-        """The default `random` mode: independent events on a fixed schedule."""
-        s, stats = self.settings, self.stats
-        spe = s.seconds_per_event
-        deadline, remaining = self._limits()
-        want_dict = self._log_events or self._metadata_overridden()
-        # Hot loop: methods bound once, outside it (each attribute look-up costs on every event).
-        clock, next_record, send, wait = self.clock, self._record_maker(), self._send, self._stop.wait
-        dry_values, records, send_many = self._values_maker(), self._compiled_generator().records, self._send_many
-        if self._transcode:  # a schema format: its serializer takes the generator's events as dicts
-            events, serialize = self._compiled_generator().events, self.codec.serialize
-            send_batch = lambda batch: send_many(events(clock, batch), serialize)  # noqa: E731
+    def _compose(self, s: Settings) -> RunEngine:
+        """This run's engine: the codec (a dry run prints JSON whatever VALUE_FORMAT says), the sink, the source and
+        its pacing, from the settings and the attributes as they are now."""
+        codec = JsonCodec(self.codec.run_id) if s.dry_run else self.codec
+        sink = StdoutSink(sys.stdout, self.stats) if s.dry_run else KafkaSink(s, self.connection, codec, self.delivery)
+        if s.simulation_mode == "random":
+            spe = s.seconds_per_event
+            hint = ("stdout sets the pace; for more, run shards (--shard I/N), one process each" if s.dry_run else
+                    f"the client ({s.client}) sets the pace; for more, try " +
+                    ("--workers N (a client per process)" if s.client == "confluent-kafka" else
+                     "KAFKA_CLIENT=confluent-kafka (faster), or --workers N (a client per process)"))
+            pacing = Schedule(spe, self.stats, hint) if spe > 0 else Unlimited()
+            engine = RunEngine(s, pacing, self._random_events(codec.takes_events), codec, sink, self.delivery,
+                               self._stop, s.events_logged)
         else:
-            send_batch = lambda batch: send_many(records(clock, batch))  # noqa: E731
-        # The schedule is anchored to the start on the monotonic clock: event k is due at
-        # start + k * spe, so sending and logging time never stretch the interval and nothing drifts.
-        # All events already due are sent in one burst (at 5,000/s that is several per wake-up).
-        anchor = stats.started
-        scheduled = 0
-        next_pace_check = stats.started + PACE_GRACE_S
-        while not self._stop.is_set() and remaining > 0:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            self._housekeeping(now)
-            if spe > 0:
-                batch = int((now - anchor) / spe) + 1 - scheduled
-                if batch <= 0:
-                    wait(max(0.0, min(anchor + scheduled * spe, deadline, self.delivery.next_report, now + 1.0) - now))
-                    continue
-                # Behind schedule, the events due are sent a burst at a time, not all at once: a burst of tens of
-                # thousands would hold off the progress line, the stop flag and --duration for a second or more.
-                batch = min(batch, 512)
-                if now >= next_pace_check:
-                    next_pace_check = self._check_pace(now, spe)
-            else:
-                batch = 512  # full speed: look at the clock and the stop flag every few hundred events
-            if sink is not None:
-                batch = int(min(batch, remaining))
-                sink.write(dry_values(clock, batch))
-                stats.generated += batch
-                stats.acked += batch
-            else:
-                room = self._room()
-                if not room:
-                    anchor, scheduled = time.monotonic(), 0
-                    continue
-                batch = int(min(batch, remaining, room))
-                if not want_dict:
-                    send_batch(batch)
-                    remaining -= batch
-                    scheduled += batch
-                    continue
-                for _ in range(batch):
-                    epoch_ms = clock()
-                    key, value, event = next_record(epoch_ms)
-                    if event is None:
-                        event = json.loads(value)  # only at the low rates where events are logged
-                    send(key, value, epoch_ms, event)
-            remaining -= batch
-            scheduled += batch
+            engine = self._simulation(s, codec, sink)
+        engine.on_progress, engine.on_report = self.on_progress, self.on_report
+        return engine
 
-    def _check_pace(self, now: float, spe: float) -> float:
-        """Warn once when the rate asked for is out of reach (the client, not the schedule, sets the pace);
-        returns when to look again."""
-        elapsed = now - self.stats.started
-        achieved, asked = self.stats.generated / elapsed, 1 / spe
-        if achieved >= asked * PACE_SHORTFALL:
-            return now + 1.0
-        s = self.settings
-        hint = "--shard I/N, one process each (a dry run is one stream)" if s.dry_run else \
-            "--workers N (a client per process)" if s.client == "confluent-kafka" else \
-            "KAFKA_CLIENT=confluent-kafka (faster), or --workers N (a client per process)"
-        log.warning("The rate asked for is out of reach: %.0f events/s generated against EVENTS_PER_SECOND %g/s (%.0f%%); "
-                    "%s sets the pace. For more, try %s", achieved, asked, 100 * achieved / asked,
-                    "stdout" if s.dry_run else "the client", hint)
-        return math.inf
-
-    def _run_simulation(self, sink: "_DryRunSink | None") -> None:
-        """The `sessions` mode: a simulated population in simulated time.
-
-        With a window (--start-time/--end-time) its events are produced as fast as the client allows,
-        with their simulated timestamps. Live (no window), and after the window with --follow, an
-        event goes out when the wall clock reaches its time: the simulation simply carries on, so
-        the hand-over has no gap, no burst and no stall.
-        """
-        s, stats = self.settings, self.stats
+    def _simulation(self, s: Settings, codec: JsonCodec, sink: StdoutSink | KafkaSink) -> RunEngine:
+        """Sessions mode: a simulated population in simulated time (a window at full speed, then or else live)."""
         start_ms = s.start_time if s.start_time is not None else self.clock()
         sim = simulator_for(replace(s, user_id_range=tuple(self.user_id_range),
                                     product_id_range=tuple(self.product_id_range),
                                     session_length_range=tuple(self.session_length_range)), start_ms=start_ms)
-        live = s.start_time is None or s.follow
         end_ms = s.end_time if s.end_time is not None else math.inf
-        fmt = TimestampFormatter()
-        log.info("Simulating %s from %s%s: about %.3g events/s%s",
-                 sim.describe(", ".join(f"{seg} {share:g}" for seg, share in s.segment_mix)),
-                 fmt(start_ms), " to now, then live" if s.follow else f" to {fmt(end_ms)}" if s.end_time else ", live",
-                 sim.expected_events_per_second(),
-                 "; mix " + ", ".join(f"{t} {share:.1%}" for t, share in sim.expected_mix.items())
-                 if sim.expected_mix else "")
-        deadline, remaining = self._limits()
-        clock, send, send_many, wait, take = self.clock, self._send, self._send_many, self._stop.wait, sim.take
-        handed_over = not s.follow
-        if s.start_time is not None:  # a backfill: progress lines say how far it has come
-            self.delivery.window = (start_ms, (lambda: end_ms) if s.end_time is not None else clock, sim.peek_ms)
-        # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client
-        # allows: one line per event there only when asked for explicitly; live, the setting applies.
-        log_events = self._log_events if live and handed_over else s.log_events == "true"
-        truth = _TruthStream(s, sim, self.connection, self.delivery) if s.truth_file or s.truth_topic else None
-        while not self._stop.is_set() and remaining > 0:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            self._housekeeping(now)
-            due = sim.peek_ms()
-            if due is None or due >= end_ms:
-                break  # the window is done (or every user has churned)
-            limit = clock() if live else end_ms
-            if due > limit:
-                if not handed_over:
-                    handed_over = True
-                    self.delivery.window = None
-                    log_events = self._log_events
-                    log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(limit))
-                wait(min((due - limit) / 1000, 1.0, max(0.0, self.delivery.next_report - now)))
-                continue
-            batch = int(min(512, remaining, self._room() if sink is None else 512))
-            if not batch:
-                continue
-            events = take(batch, min(limit, end_ms - 1))
-            if sink is not None:
-                sink.write([value for _, _, value in events])
-                stats.generated += len(events)
-                stats.acked += len(events)
-            elif log_events:
-                for epoch_ms, key, value in events:
-                    send(key, value, epoch_ms, json.loads(value))
-            else:
-                send_many(events)
-            remaining -= len(events)
-            if truth is not None:  # what changed up to the last of these events (or the whole span taken)
-                truth.write(events[-1][0] if len(events) == batch else min(limit, end_ms - 1))
-        reached = min(end_ms, sim.peek_ms() or end_ms) if not live else clock()
-        if truth is not None:
-            truth.close(int(min(reached, end_ms)))
-            self.truth_error = truth.error
-        self._publish_labels(sim, int(min(reached, end_ms)))
+        shop = SimulatedShop(s, sim, sink)
 
-    def _publish_labels(self, sim: "SessionSimulator", end_ms: int) -> None:
-        """Ground truth, kept aside from the events, as of the end of the simulated stream: a JSON-lines file
-        and/or a topic of its own."""
-        s = self.settings
-        if not (s.labels_file or s.labels_topic):
-            return
-        connection, delivery = self.connection, self.delivery
-        to_topic = bool(s.labels_topic and connection is not None and connection.connected)
-        rows = 0
-        # A regular file is written beside itself and renamed: a full disk leaves the previous file, not half of
-        # a new one. Anything else (a pipe, /dev/stdout) is written as it is.
-        target = s.labels_file
-        regular = bool(target) and (not os.path.exists(target) or os.path.isfile(target))
-        path = f"{target}.partial" if regular else target or os.devnull
-        try:
-            with open(path, "w", encoding="utf-8") as out:
-                for row in sim.labels(end_ms):
-                    text = json.dumps(row, separators=(",", ":"))
-                    out.write(text + "\n")
-                    rows += 1
-                    if to_topic:
-                        connection.send_label(s.labels_topic, self.codec.key(row["user_id"]), text.encode(),
-                                              delivery.on_label_ack)
-            if regular:
-                os.replace(path, target)
-        except OSError as exc:
-            if regular and os.path.exists(path):
-                os.remove(path)
-            self.labels_error = f"the ground truth could not be written to {target} ({os_reason(exc)})"
-            log.error("%s; the events went out; the labels file is %s", self.labels_error,
-                      "as it was before the run" if regular else "incomplete")
-            target = ""
-        if target:
-            log.info("Wrote ground truth of %d users to %s", rows, target)
-        if to_topic:
-            connection.flush(timeout=max(30.0, s.flush_timeout))
-            failed = rows - delivery.label_acks
-            if failed:
-                raise ConnectionFailed(f"{failed} of {rows} labels could not be sent to topic '{s.labels_topic}'")
-            log.info("Sent ground truth of %d users to topic '%s'", rows, s.labels_topic)
+        def on_live(now_ms: int) -> None:
+            log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(now_ms))
+            engine.phase, engine.log_events, sink.paced, self.delivery.window = "live", s.events_logged, True, None
+        live = s.start_time is None or s.follow
+        pacing = SimulatedTime(shop, self.clock, live, end_ms, on_live if s.follow else None)
+        # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client allows: one line
+        # per event there only when asked for explicitly; live, the setting applies.
+        backfill = s.start_time is not None
+        engine = RunEngine(s, pacing, shop, codec, sink, self.delivery, self._stop,
+                           s.log_events == "true" if backfill else s.events_logged)
+        engine.phase, sink.paced = ("backfill", False) if backfill else ("live", True)
+        if backfill:  # progress lines say how far it has come
+            self.delivery.window = (start_ms, (lambda: end_ms) if s.end_time is not None else self.clock, sim.peek_ms)
+        return engine
 
-    def _housekeeping(self, now: float) -> None:
-        """Progress line, outage and failure reports, stalled-client check; at most ~1 ms of work."""
-        delivery, connection = self.delivery, self.connection
-        delivery.report_progress()
-        if self.on_progress is not None and now >= self._next_publish:
-            self._next_publish = now + PUBLISH_S
-            self.on_progress(self.stats)
-        if connection is None or not connection.connected:
-            return
-        delivery.report_broker_state(now)
-        if now >= self._next_partition_check:
-            self._next_partition_check = now + PARTITION_CHECK_S
-            connection.follow_partition_count()
-        if delivery.stalled(now):
-            log.error("Kafka client kept %d events past KAFKA_DELIVERY_TIMEOUT_MS=%d without completing any; "
-                      "replacing the client (those events are counted as failed)", self.stats.in_flight,
-                      self.settings.delivery_timeout_ms)
-            # The stuck records fail as the old client is forced closed; their cause is the delivery timeout, not
-            # the "closed forcefully" the client gives them.
-            delivery.failure_cause = ("KafkaTimeoutError", "the delivery timeout passed and the stalled client was "
-                                      "replaced")
-            try:
-                replaced = connection.replace_stalled(while_waiting=delivery.report_progress)
-            finally:
-                delivery.failure_cause = None
-            if replaced:
-                delivery.client_replaced()
-
-    def _wait_for_room(self) -> None:
-        s, stats = self.settings, self.stats
-        connected = self.connection is not None and self.connection.connected
-        if not self._paused_reported and connected:
-            self._paused_reported = True
-            # At an unlimited rate the broker's acknowledgements set the pace: the pause is the expected
-            # back-pressure, not a fault. With a rate to keep, falling behind it is worth a warning.
-            unlimited = s.seconds_per_event == 0
-            log.log(logging.INFO if unlimited else logging.WARNING,
-                    "%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
-                    "acknowledges%s", stats.in_flight, s.max_in_flight,
-                    " (at an unlimited rate the broker sets the pace)" if unlimited else "")
-        deadline = self._limits()[0]  # --duration holds while paused
-        while (stats.in_flight >= s.max_in_flight or not (self.connection and self.connection.connected)) \
-                and not self._stop.wait(0.01) and time.monotonic() < deadline:
-            self._housekeeping(time.monotonic())
-        if stats.in_flight < s.max_in_flight * 0.5:
-            self._paused_reported = False
-
+    # operations -------------------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
         """Liveness (/healthz): unhealthy when events are pending and none was acknowledged for HEALTH_TIMEOUT."""
         return self.delivery.health()
 
     def ready(self) -> tuple[bool, str]:
         """Readiness (/readyz): connected to the broker and not in a reported outage."""
-        return self.delivery.ready(self.connection is not None and self.connection.connected)
+        return self.delivery.ready(self.connection)
 
     def stop(self) -> None:
         """Ask the loop to stop; safe from a signal handler (only sets a flag), and to call again."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """stop() was asked for and the run has not ended yet."""
+        return self._stop.is_set()
+
     def summary(self, exit_code: int | None, reason: str) -> dict[str, Any]:
-        """The run's figures for --summary-json: only acknowledged events count as sent."""
-        return {"run_id": self.codec.run_prefix[:-1].decode()} | self.delivery.summary(exit_code, reason)
+        """The run's figures for --summary-json (only acknowledged events count as sent), and where it is."""
+        engine = self.engine
+        return {"run_id": self.codec.run_id} | self.delivery.summary(exit_code, reason) | {
+            "phase": engine.phase if engine is not None else "starting", "outage": self.delivery.outage_reported,
+            "slow_link": self.delivery.slow_reported, "in_flight": self.stats.in_flight}
 
     def log_statistics(self) -> None:
         """The run's figures (see DeliveryMonitor.log_statistics)."""
         self.delivery.log_statistics()
 
-    def _shutdown(self) -> int:
-        s, stats, delivery, connection = self.settings, self.stats, self.delivery, self.connection
-        if self._stop.is_set():
-            self.ended_by = "stopped"
-        elif s.count is not None and stats.generated >= s.count:
-            self.ended_by = "count reached"
-        elif s.duration and stats.runtime() >= s.duration:
-            self.ended_by = "duration reached"
-        else:
-            self.ended_by = "window done"  # sessions mode: the window's end, or every customer gone
-        if connection is not None and connection.connected:
-            if stats.in_flight:
-                log.info("Flushing %d in-flight events (up to %gs)...%s", stats.in_flight, s.flush_timeout,
-                         " Ctrl-C again to quit now" if self._stop.is_set() else "")
-            connection.flush(timeout=s.flush_timeout)
-            delivery.shutting_down = True
-            connection.close(timeout=0 if stats.in_flight else 1.0)
-            stats.dropped_at_shutdown += stats.in_flight  # never completed at all
-            delivery.report_broker_state(time.monotonic())
-        if self.on_progress is not None:
-            self.on_progress(stats)  # the final figures; the parent of --workers logs the statistics
-        else:
-            delivery.log_statistics()
-        if stats.dropped_at_shutdown:
-            log.error("%d events were not acknowledged before shutdown: they may or may not be in the topic",
-                      stats.dropped_at_shutdown)
-        self._stop.clear()  # the stop request is served; the same instance may run again
-        if self.labels_error or self.truth_error:
-            self.ended_by = "labels not written" if self.labels_error else "truth not written"
-            return EXIT_FAILURE
-        return delivery.exit_code()
 
-
-class _DryRunSink:
-    """JSON lines to stdout, one write per batch (one write per event would dominate --dry-run)."""
-
-    def __init__(self, stream) -> None:
-        self._out = getattr(stream, "buffer", stream)
-
-    def write(self, values: list[bytes]) -> None:
-        if values:
-            values.append(b"")
-            self._out.write(b"\n".join(values))
-            self._out.flush()  # one flush per batch: live readers see events at once, at little cost
-
-    def flush(self) -> None:
-        self._out.flush()
-
-
-class _TruthStream:
-    """The truth events of a sessions run (--truth-file, --truth-topic), handed out as simulated time passes
-    them: each batch after the events that came before it, so a reader of both sees them interleaved."""
-
-    def __init__(self, s: Settings, sim: "SessionSimulator", connection: "KafkaConnection | None",
-                 delivery: "DeliveryMonitor") -> None:
-        self.sim, self.connection, self.delivery = sim, connection, delivery
-        self.path, self.error, self.count = s.truth_file, "", 0  # count: truth events handed out
-        self.topic = s.truth_topic if connection is not None and connection.connected else ""
-        self.flush_timeout = max(30.0, s.flush_timeout)
-        try:  # checked writable by validate(); still, a run must not die on it
-            self.file = open(s.truth_file, "w", encoding="utf-8") if s.truth_file else None
-        except OSError as exc:
-            self.file = None
-            self._failed(exc)
-        sim.record_truth()
-        self.write(sim.start_ms)  # the customers there are at the start
-
-    def write(self, until_ms: float) -> None:
-        records = self.sim.truth(until_ms)
-        if not records:
-            return
-        self.count += len(records)
-        if self.file is not None:
-            try:
-                self.file.write("".join(value.decode() + "\n" for _, _, value in records))
-                self.file.flush()  # a live reader of the file sees each batch as it is written
-            except OSError as exc:
-                self._failed(exc)
-        if self.topic:
-            send, on_ack = self.connection.send_label, self.delivery.on_truth_ack
-            for when, key, value in records:
-                send(self.topic, key, value, on_ack, timestamp_ms=when)
-
-    def _failed(self, exc: OSError) -> None:
-        self.error = f"the truth events could not be written to {self.path} ({os_reason(exc)})"
-        log.error("%s; the events go on; the truth file is incomplete", self.error)
-        if self.file is not None:
-            try:
-                self.file.close()
-            except OSError:
-                pass
-        self.file = None
-
-    def close(self, end_ms: int) -> None:
-        """The changes up to the end of the stream; on the topic, every one of them acknowledged, or
-        ConnectionFailed."""
-        self.write(end_ms)
-        if self.file is not None:
-            try:
-                self.file.close()
-            except OSError as exc:
-                self._failed(exc)
-            else:
-                log.info("Wrote %d truth events to %s", self.count, self.path)
-        if self.topic:
-            self.connection.flush(timeout=self.flush_timeout)
-            failed = self.count - self.delivery.truth_acks
-            if failed:
-                raise ConnectionFailed(f"{failed} of {self.count} truth events could not be sent to topic "
-                                       f"'{self.topic}'")
-            log.info("Sent %d truth events to topic '%s'", self.count, self.topic)
-
+# --- metrics ------------------------------------------------------------------------------------------------
 
 class MetricsServer:
     """Prometheus metrics on /metrics, liveness on /healthz, readiness on /readyz.
@@ -4352,161 +4800,7 @@ class _StatsCollector:
                                     buckets=buckets, sum_value=stats.latency_sum)
 
 
-def default_settings(**overrides: Any) -> Settings:
-    """Settings from defaults only (no flags, environment or .env), with keyword overrides."""
-    settings = load_settings([], environ={"ENV_FILE": os.devnull})
-    return replace(settings, **overrides) if overrides else settings
-
-
-# --- several producer processes: --workers --------------------------------------------------------------
-
-def worker_settings(s: Settings, worker: int, seed: int | None, start_ms: int) -> Settings:
-    """What worker `worker` of s.workers runs: its shard of the users (within s.shard when given), its share of
-    --count and, in random mode, of the rate; one shop (seed and start) in sessions mode; ports and files of its
-    own."""
-    n = s.workers
-    index, count = s.shard or (0, 1)
-    w = replace(s, workers=1, seed=seed, stats_interval=0, summary_json="", print_config=False,
-                metrics_port=s.metrics_port + worker if s.metrics_port else None,
-                labels_file=f"{s.labels_file}.part{worker}" if s.labels_file else "",
-                truth_file=f"{s.truth_file}.part{worker}" if s.truth_file else "")
-    if s.count is not None:
-        w = replace(w, count=s.count // n + (1 if worker < s.count % n else 0))
-    if s.simulation_mode == "sessions":
-        if s.start_time is None:  # live: every worker simulates the same shop from the same instant
-            w = replace(w, start_time=start_ms, follow=True)
-    elif s.seconds_per_event > 0:
-        w = replace(w, rate=1 / s.seconds_per_event / n, interval=s.seconds_per_event * n)
-    return with_shard(w, index * n + worker, count * n)
-
-
-def run_workers(s: Settings) -> int:
-    """s.workers producer processes, one Kafka client each, as shards of one stream. The parent logs one
-    combined progress line and statistics block, forwards SIGINT/SIGTERM (a second one: the workers exit at
-    once), merges the labels, and exits 0 only when every worker did."""
-    import ctypes
-    import mmap
-    import multiprocessing
-    import multiprocessing.connection
-
-    n = s.workers
-    seed = s.seed
-    if seed is None and s.simulation_mode == "sessions":
-        seed = random.SystemRandom().randrange(2 ** 31)  # one shop: every worker must simulate the same
-        log.info("Sessions mode with %d workers: seed %d (RANDOM_SEED) for the shop they simulate together", n, seed)
-    started, start_ms = time.monotonic(), time.time_ns() // 1_000_000
-    # fork: the workers start from this process's state (settings, logging), nothing to pickle.
-    context = multiprocessing.get_context("fork")
-    # Per worker: generated, acked, failed, dropped_at_shutdown, in an anonymous shared mapping that the forked
-    # workers inherit (multiprocessing.Array would put a file in /dev/shm or the temporary folder).
-    counts = (ctypes.c_int64 * (n * 4)).from_buffer(mmap.mmap(-1, n * 4 * 8))
-    # Each worker's summary comes back through a pipe, not a file: no temporary folder is needed (a container
-    # with a read-only root file system has none), and a few KB fit in the pipe's buffer, so the worker's
-    # last write never waits for the parent.
-    pipes = [context.Pipe(duplex=False) for _ in range(n)]
-    workers = []
-    for w in range(n):
-        settings = worker_settings(s, w, seed, start_ms)
-        process = context.Process(target=_worker_main, args=(settings, w, n, counts, pipes[w][1]),
-                                  name=f"producer-worker-{w}")
-        process.start()
-        pipes[w][1].close()  # the worker's end: closed here, so a dead worker reads as end of file
-        workers.append(process)
-    signalled = []
-
-    def on_signal(signum: int, _frame) -> None:
-        signalled.append(signum)
-        if len(signalled) == 1:
-            log.info("Received %s, stopping the %d workers gracefully...", signal.Signals(signum).name, n)
-        for process in workers:  # a second signal reaches them as their second: they exit at once
-            if process.is_alive() and process.pid:
-                os.kill(process.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    next_report = started + s.stats_interval if s.stats_interval else math.inf
-    last = (started, 0)
-    while any(process.is_alive() for process in workers):
-        multiprocessing.connection.wait([process.sentinel for process in workers], timeout=0.2)
-        now = time.monotonic()
-        if now >= next_report:
-            generated, acked, failed, dropped = (sum(counts[w * 4 + i] for w in range(n)) for i in range(4))
-            log.info("Progress: sent=%d failed=%d in_flight=%d rate=%.1f/s (avg %.1f/s) runtime=%.1fs workers=%d",
-                     acked, failed, generated - acked - failed - dropped, (acked - last[1]) / (now - last[0]),
-                     acked / (now - started), now - started, n)
-            last, next_report = (now, acked), max(next_report + s.stats_interval, now)
-    codes = [process.exitcode for process in workers]
-    summaries = []
-    for receive, _ in pipes:
-        try:
-            summaries.append(receive.recv() if receive.poll() else None)
-        except (EOFError, OSError):  # died before it could tell
-            summaries.append(None)
-        receive.close()
-    return _combine_workers(s, summaries, counts, codes, started, "stopped" if signalled else "")
-
-
-def _worker_main(s: Settings, worker: int, n: int, counts, summary_pipe) -> None:
-    """A worker process: Ctrl-C reaches it through the parent (as SIGTERM), never twice."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    setup_logging(s, prefix=f"worker {worker + 1}/{n}: ")
-
-    def publish(stats: Statistics) -> None:
-        counts[worker * 4:worker * 4 + 4] = [stats.generated, stats.acked, stats.failed, stats.dropped_at_shutdown]
-
-    sys.exit(run_process(s, signals=(signal.SIGTERM,), on_progress=publish, on_summary=summary_pipe.send))
-
-
-def _combine_workers(s: Settings, summaries: list[dict[str, Any] | None], counts, codes: list[int | None],
-                     started: float, ended_by: str) -> int:
-    """The workers' statistics as one run: counts from their summaries (or, for a worker that died without
-    one, what it last published), the labels merged, the exit code of the worst."""
-    delivery = DeliveryMonitor(s)
-    stats = delivery.stats
-    stats.started = started
-    reasons = []
-    for w, summary in enumerate(summaries):
-        if summary is None:
-            generated, acked, failed, _ = counts[w * 4:w * 4 + 4]
-            summary = {"generated": generated, "sent": acked, "printed": 0, "failed": failed,
-                       "dropped_at_shutdown": generated - acked - failed, "failures_by_error": {},
-                       "exit_reason": f"worker died (exit code {codes[w]})"}
-            log.error("Worker %d ended without its summary (exit code %s): counted from its last report, up to "
-                      "%gs old: what it had in flight then is counted as unacknowledged, and what it generated after "
-                      "that is not counted (either may be in the topic)", w + 1, codes[w], PUBLISH_S)
-        stats.generated += summary["generated"]
-        stats.acked += summary["sent"] + summary["printed"]
-        stats.failed += summary["failed"]
-        stats.dropped_at_shutdown += summary["dropped_at_shutdown"]
-        for error, k in summary["failures_by_error"].items():
-            stats.failed_by_error[error] = stats.failed_by_error.get(error, 0) + k
-        reasons.append(summary["exit_reason"])
-    if s.labels_file:
-        with open(s.labels_file, "w", encoding="utf-8") as out:
-            for w in range(len(summaries)):
-                part = f"{s.labels_file}.part{w}"
-                if os.path.exists(part):
-                    with open(part, encoding="utf-8") as f:
-                        out.writelines(f)
-                    os.unlink(part)
-    if s.truth_file:  # each worker's truth is in time order: merged, the shop's is too
-        parts = [f"{s.truth_file}.part{w}" for w in range(len(summaries))]
-        files = [open(part, encoding="utf-8") for part in parts if os.path.exists(part)]
-        with open(s.truth_file, "w", encoding="utf-8") as out:
-            out.writelines(merge(*files, key=lambda line: json.loads(line)["time"]))
-        for f in files:
-            f.close()
-            os.unlink(f.name)
-    delivery.log_statistics()
-    code = EXIT_USAGE if EXIT_USAGE in codes else EXIT_OK if all(c == EXIT_OK for c in codes) else EXIT_FAILURE
-    if s.summary_json:
-        reason = ended_by or (reasons[0] if len(set(reasons)) == 1 else "; ".join(sorted(set(reasons))))
-        write_summary(s.summary_json, delivery.summary(code, reason) | {"workers": len(summaries),
-                                                                      "worker_exit_codes": codes})
-    return code
-
-
-# --- main ---------------------------------------------------------------------------------------
+# --- the process: logging, signals, the run summary ---------------------------------------------------------
 
 class SecretFilter(logging.Filter):
     """Masks secrets in every log record, whoever logs them (kafka-python at DEBUG logs its config)."""
@@ -4540,13 +4834,50 @@ class _LogFile(logging.handlers.RotatingFileHandler):
                     reason)
 
 
+class _TerminalConsole(logging.StreamHandler):
+    """The console on a terminal: the progress lines become one bar (tqdm) that redraws in place, with the share of a
+    window done, the simulated time and the time left; every other line prints above it. (In logs, files and
+    containers the progress stays plain lines.)"""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self.bar = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not hasattr(record, "progress"):
+            if self.bar is None:
+                super().emit(record)
+            else:
+                self.bar.write(self.format(record), file=self.stream)
+            return
+        figures = record.progress
+        if figures is None:  # the run's statistics follow: the bar stays as it was last drawn
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            super().emit(record)
+            return
+        from tqdm import tqdm
+
+        window = "done" in figures
+        if self.bar is None:
+            self.bar = tqdm(total=100 if window else figures["total"], file=self.stream, dynamic_ncols=True,
+                            desc="backfill" if window else "sent", unit="%" if window else " events",
+                            bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}" if window else None)
+        self.bar.n = round(figures["done"] * 100) if window else figures["sent"]
+        postfix = f"sent={figures['sent']} failed={figures['failed']} {figures['rate']:.0f}/s"
+        self.bar.set_postfix_str(f"simulated {figures['simulated']}, eta {figures['eta']}, {postfix}" if window
+                                 else postfix)  # also redraws
+
+
 def setup_logging(settings: Settings, prefix: str = "") -> None:
     fmt = logging.Formatter(f"%(asctime)s - %(levelname)s - {prefix}%(message)s")
     root = logging.getLogger()
     root.handlers.clear()
     # Logs go to stderr so that --dry-run's stdout carries nothing but events.
     secrets = SecretFilter([settings.sasl_password, settings.registry_password])
-    console = logging.StreamHandler(sys.stderr)
+    terminal = sys.stderr.isatty() and not prefix  # one bar: a worker's progress is the parent's
+    console = _TerminalConsole(sys.stderr) if terminal else logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [console]
     unwritable = ""
     if settings.log_file:
@@ -4567,62 +4898,43 @@ def setup_logging(settings: Settings, prefix: str = "") -> None:
 
 
 def print_config(settings: Settings) -> None:
-    width = max(len(name) for name, _ in settings.describe())
+    """--print-config: each setting's effective value and where it came from (flag, environment, .env, default)."""
+    rows = settings.describe()
+    width = max(len(name) for name, _, _ in rows)
     print(f"# effective settings (env file: {settings.env_file})" if settings.env_file_read
           else "# effective settings (no env file read)")
-    for name, value in settings.describe():
-        print(f"{name:<{width}} = {value}")
+    for name, value, origin in rows:
+        print(f"{name:<{width}} = {value}".ljust(width + 40) + f"  # {origin}")
 
 
-def missing_dependency(*modules: str) -> str | None:
-    """One line saying how to run with the project's environment, when a module it needs is not installed
-    for this Python (python3 outside .venv, say); None when all import."""
+def needed_packages(s: Settings) -> list[tuple[str, str, str]]:
+    """(module, package, make target) of what this run imports beyond the standard library and python-dotenv."""
+    if s.dry_run:
+        return []  # JSON on stdout: nothing else
+    needs = [CLIENT_PACKAGES[s.client]]
+    if s.value_format != "json":
+        needs += [("confluent_kafka.schema_registry", "confluent-kafka", "setup-formats"), FORMAT_PACKAGES[s.value_format]]
+    if s.client == "kafka-python" and s.compression_type in CODEC_PACKAGES:
+        needs.append(CODEC_PACKAGES[s.compression_type])
+    return needs
+
+
+def missing_dependency(needs: list[tuple[str, str, str]]) -> str | None:
+    """One line saying how to get what the run needs when a module of it is not installed for this Python (python3
+    outside .venv, or a setting whose extra is not installed yet); None when all import."""
     import importlib
 
-    for module in modules:
+    for module, package, target in needs:
         try:
             importlib.import_module(module)
         except ImportError:
-            package = {"dotenv": "python-dotenv", "kafka.errors": "kafka-python",
-                       "confluent_kafka": "confluent-kafka"}.get(module, module)
-            return (f"{package} is not installed for {sys.executable}; run `make run` (it installs everything into "
-                    f".venv), or .venv/bin/python producer.py after `make setup`")
+            return (f"{package} is not installed for {sys.executable}; `make run ARGS=...` installs what the settings "
+                    f"need into .venv (or `make {target}`, then .venv/bin/python producer.py)")
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    problem = missing_dependency("dotenv")
-    if problem:
-        print(f"producer.py: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        settings = load_settings(argv)
-    except SettingsError as exc:
-        print(f"producer.py: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    problem = None if settings.dry_run else missing_dependency(CLIENT_MODULES[settings.client])
-    if problem:
-        print(f"producer.py: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    if settings.print_config:
-        for warning in settings.warnings:
-            print(f"producer.py: warning: {warning}", file=sys.stderr)
-        try:
-            print_config(settings)
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    setup_logging(settings)
-    for warning in settings.warnings:
-        log.warning("%s", warning)
-    log_banner(settings)
-    if settings.workers > 1:
-        return run_workers(settings)
-    return run_process(settings)
-
-
 def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
-                on_progress: Callable[[Statistics], None] | None = None,
+                on_progress: Callable[[Statistics, int], None] | None = None,
                 on_summary: Callable[[dict[str, Any]], None] | None = None) -> int:
     """One producer in this process, from start to exit code: signals, metrics, the run, its summary (to
     settings.summary_json and, at the end, to on_summary)."""
@@ -4634,6 +4946,10 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
             write_summary(settings.summary_json, summary)
         if on_summary is not None:
             on_summary(summary)
+    if settings.summary_json:
+        # The progress channel for scripts and tests: the summary, with the figures so far, rewritten at each progress
+        # line (STATS_INTERVAL) and whenever the phase or the broker's reachability changes.
+        producer.on_report = lambda: write_summary(settings.summary_json, producer.summary(None, RUNNING))
     # Every event leaves a few short-lived containers behind (kafka-python's futures and their
     # callback lists). With the default threshold of 700 the collector runs every few hundred events
     # and walks them all; at 50,000 it runs a hundred times less often: 10-20% more events per second
@@ -4641,7 +4957,7 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
     gc.set_threshold(50_000, 20, 20)
 
     def on_signal(signum: int, _frame) -> None:
-        if producer._stop.is_set():
+        if producer.stopping:
             # Second signal: the user wants out now, even if a flush is still waiting on the broker. The figures
             # are cheap and still told: the statistics block and the summary, with what was left counted.
             stats = producer.stats
@@ -4723,6 +5039,206 @@ def _describe_schedule(s: Settings) -> str:
     limits = [f"{s.count} events" if s.count else "", f"{s.duration:g}s" if s.duration else ""]
     limits = [x for x in limits if x]
     return what + (f", stopping after {' or '.join(limits)}" if limits else "")
+
+
+# --- several producer processes: --workers ------------------------------------------------------------------
+
+def worker_settings(s: Settings, worker: int, seed: int | None, start_ms: int) -> Settings:
+    """What worker `worker` of s.workers runs: its shard of the users (within s.shard when given), its share of
+    --count and, in random mode, of the rate; one shop (seed and start) in sessions mode; ports and files of its
+    own."""
+    n = s.workers
+    index, count = s.shard or (0, 1)
+    w = replace(s, workers=1, seed=seed, stats_interval=0, summary_json="", print_config=False,
+                metrics_port=s.metrics_port + worker if s.metrics_port else None,
+                labels_file=f"{s.labels_file}.part{worker}" if s.labels_file else "",
+                truth_file=f"{s.truth_file}.part{worker}" if s.truth_file else "")
+    if s.count is not None:
+        w = replace(w, count=s.count // n + (1 if worker < s.count % n else 0))
+    if s.simulation_mode == "sessions":
+        if s.start_time is None:  # live: every worker simulates the same shop from the same instant
+            w = replace(w, start_time=start_ms, follow=True)
+    elif s.seconds_per_event > 0:
+        w = replace(w, rate=1 / s.seconds_per_event / n, interval=s.seconds_per_event * n)
+    return with_shard(w, index * n + worker, count * n)
+
+
+def run_workers(s: Settings) -> int:
+    """s.workers producer processes, one Kafka client each, as shards of one stream. The parent logs one
+    combined progress line and statistics block, forwards SIGINT/SIGTERM (a second one: the workers exit at
+    once), merges the labels, and exits 0 only when every worker did."""
+    import ctypes
+    import mmap
+    import multiprocessing
+    import multiprocessing.connection
+
+    n = s.workers
+    seed = s.seed
+    if seed is None and s.simulation_mode == "sessions":
+        seed = random.SystemRandom().randrange(2 ** 31)  # one shop: every worker must simulate the same
+        log.info("Sessions mode with %d workers: seed %d (RANDOM_SEED) for the shop they simulate together", n, seed)
+    started, start_ms = time.monotonic(), time.time_ns() // 1_000_000
+    # fork: the workers start from this process's state (settings, logging), nothing to pickle.
+    context = multiprocessing.get_context("fork")
+    # Per worker: generated, acked, failed, dropped_at_shutdown, in an anonymous shared mapping that the forked
+    # workers inherit (multiprocessing.Array would put a file in /dev/shm or the temporary folder).
+    counts = (ctypes.c_int64 * (n * 4)).from_buffer(mmap.mmap(-1, n * 4 * 8))
+    # Each worker's summary comes back through a pipe, not a file: no temporary folder is needed (a container
+    # with a read-only root file system has none), and a few KB fit in the pipe's buffer, so the worker's
+    # last write never waits for the parent.
+    pipes = [context.Pipe(duplex=False) for _ in range(n)]
+    workers = []
+    for w in range(n):
+        settings = worker_settings(s, w, seed, start_ms)
+        process = context.Process(target=_worker_main, args=(settings, w, n, counts, pipes[w][1], os.getpid()),
+                                  name=f"producer-worker-{w}")
+        process.start()
+        pipes[w][1].close()  # the worker's end: closed here, so a dead worker reads as end of file
+        workers.append(process)
+    signalled = []
+
+    def on_signal(signum: int, _frame) -> None:
+        signalled.append(signum)
+        if len(signalled) == 1:
+            log.info("Received %s, stopping the %d workers gracefully...", signal.Signals(signum).name, n)
+        for process in workers:  # a second signal reaches them as their second: they exit at once
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    # The workers' counts as one run's: the progress lines, and the progress channel (--summary-json) as one
+    # process writes it.
+    delivery = DeliveryMonitor(s, note=f" workers={n}")
+    stats = delivery.stats
+    stats.started = started
+
+    def progress() -> dict[str, Any]:
+        return delivery.summary(None, RUNNING) | {"phase": "running", "outage": False, "in_flight": stats.in_flight,
+                                                  "workers": n}
+    if s.summary_json:
+        write_summary(s.summary_json, progress())
+    while any(process.is_alive() for process in workers):
+        multiprocessing.connection.wait([process.sentinel for process in workers], timeout=0.2)
+        stats.generated, stats.acked, stats.failed, stats.dropped_at_shutdown = (
+            sum(counts[w * 4 + i] for w in range(n)) for i in range(4))
+        if delivery.report_progress() and s.summary_json:
+            write_summary(s.summary_json, progress())
+    codes = [process.exitcode for process in workers]
+    summaries = []
+    for receive, _ in pipes:
+        try:
+            summaries.append(receive.recv() if receive.poll() else None)
+        except (EOFError, OSError):  # died before it could tell
+            summaries.append(None)
+        receive.close()
+    return _combine_workers(s, summaries, counts, codes, started, "stopped" if signalled else "")
+
+
+def _worker_main(s: Settings, worker: int, n: int, counts, summary_pipe, parent: int) -> None:
+    """A worker process: Ctrl-C reaches it through the parent (as SIGTERM), never twice. It never outlives the
+    parent (killed with -9, say): it is sent SIGTERM then, and stops as for Ctrl-C, flushing what it has in flight."""
+    import ctypes
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setup_logging(s, prefix=f"worker {worker + 1}/{n}: ")
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux): SIGTERM when the parent dies
+    except (AttributeError, OSError):
+        pass
+    if os.getppid() != parent:  # it died before that was set
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def publish(stats: Statistics, ahead: int) -> None:  # four integers into shared memory, before each batch
+        counts[worker * 4:worker * 4 + 4] = [stats.generated + ahead, stats.acked, stats.failed,
+                                             stats.dropped_at_shutdown]
+
+    sys.exit(run_process(s, signals=(signal.SIGTERM,), on_progress=publish, on_summary=summary_pipe.send))
+
+
+def _combine_workers(s: Settings, summaries: list[dict[str, Any] | None], counts, codes: list[int | None],
+                     started: float, ended_by: str) -> int:
+    """The workers' statistics as one run: counts from their summaries (or, for a worker that died without
+    one, its shared counters), the labels merged, the exit code of the worst."""
+    delivery = DeliveryMonitor(s)
+    stats = delivery.stats
+    stats.started = started
+    reasons = []
+    for w, summary in enumerate(summaries):
+        if summary is None:
+            generated, acked, failed, _ = counts[w * 4:w * 4 + 4]
+            summary = {"generated": generated, "sent": acked, "printed": 0, "failed": failed,
+                       "dropped_at_shutdown": generated - acked - failed, "failures_by_error": {},
+                       "exit_reason": f"worker died (exit code {codes[w]})"}
+            log.error("Worker %d died without its summary (exit code %s): its events are counted from the counters it "
+                      "shared at each turn of its loop: %d generated (its last batch included), %d acknowledged, %d "
+                      "failed, and %d not acknowledged (in flight when it died, or acknowledged in its last moment: "
+                      "they may or may not be in the topic)",
+                      w + 1, codes[w], generated, acked, failed, generated - acked - failed)
+        stats.generated += summary["generated"]
+        stats.acked += summary["sent"] + summary["printed"]
+        stats.failed += summary["failed"]
+        stats.dropped_at_shutdown += summary["dropped_at_shutdown"]
+        for error, k in summary["failures_by_error"].items():
+            stats.failed_by_error[error] = stats.failed_by_error.get(error, 0) + k
+        reasons.append(summary["exit_reason"])
+    if s.labels_file:
+        with open(s.labels_file, "w", encoding="utf-8") as out:
+            for w in range(len(summaries)):
+                part = f"{s.labels_file}.part{w}"
+                if os.path.exists(part):
+                    with open(part, encoding="utf-8") as f:
+                        out.writelines(f)
+                    os.unlink(part)
+    if s.truth_file:  # each worker's truth is in time order: merged, the shop's is too
+        parts = [f"{s.truth_file}.part{w}" for w in range(len(summaries))]
+        files = [open(part, encoding="utf-8") for part in parts if os.path.exists(part)]
+        with open(s.truth_file, "w", encoding="utf-8") as out:
+            out.writelines(merge(*files, key=lambda line: json.loads(line)["time"]))
+        for f in files:
+            f.close()
+            os.unlink(f.name)
+    delivery.log_statistics()
+    code = EXIT_USAGE if EXIT_USAGE in codes else EXIT_OK if all(c == EXIT_OK for c in codes) else EXIT_FAILURE
+    if s.summary_json:
+        reason = ended_by or (reasons[0] if len(set(reasons)) == 1 else "; ".join(sorted(set(reasons))))
+        write_summary(s.summary_json, delivery.summary(code, reason) | {"workers": len(summaries),
+                                                                      "worker_exit_codes": codes})
+    return code
+
+
+# --- main ---------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    problem = missing_dependency([("dotenv", "python-dotenv", "setup")])
+    if problem:
+        print(f"producer.py: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = load_settings(argv)
+        problem = None if settings.print_config else missing_dependency(needed_packages(settings))
+        if problem:
+            print(f"producer.py: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        settings = prepare(settings)
+    except SettingsError as exc:
+        print(f"producer.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if settings.print_config:
+        for warning in settings.warnings:
+            print(f"producer.py: warning: {warning}", file=sys.stderr)
+        try:
+            print_config(settings)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    setup_logging(settings)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    log_banner(settings)
+    if settings.workers > 1:
+        return run_workers(settings)
+    return run_process(settings)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ def test_topic_tool_describes_partitions(kafka, topic):
     assert "PartitionCount: 2" in out.stdout
 
 
+@pytest.mark.broker
 def test_down_stops_the_jvm_and_leaves_no_process(tmp_path):
     broker = start_broker(".devkafka-test-down")
     pid = int((broker.state_dir / "broker.pid").read_text())
@@ -106,6 +107,7 @@ def test_consume_all_helper_reads_what_was_written(kafka, topic):
     assert sorted(r.value for r in consume_all(kafka.bootstrap, topic, expected=5)) == [b"0", b"1", b"2", b"3", b"4"]
 
 
+@pytest.mark.broker
 def test_racing_starts_share_one_broker_which_keeps_its_data_until_reset():
     """Two `make run` at once on a cold machine: one starts the broker, the other waits and uses it. A restart
     keeps every topic and event; only `reset` wipes them. (Options also work after the command.)"""

@@ -16,7 +16,8 @@ import pytest
 
 import devkafka
 import producer
-from conftest import ROOT, ProducerProcess, consume_all, each_user_in_send_order, free_port_block, wait_for_progress
+from conftest import (ROOT, ProducerProcess, consume_all, each_user_in_send_order, free_port_block, wait_for_progress,
+                      wait_until)
 
 STATE = ROOT / ".devkafka-test-cluster"
 
@@ -56,14 +57,12 @@ def replicated_topic(cluster: Cluster, topic: str) -> None:
         # No min.insync.replicas of its own: the cluster's default must be 2, as the docs say, or acks=all
         # would be acknowledged by one node alone.
         admin.create_topics([NewTopic(topic, 3, 3)])
-        value, deadline = None, time.monotonic() + 30
-        while value is None and time.monotonic() < deadline:  # a new topic's configs may not be served at once
+
+        def served() -> str | None:  # a new topic's configs may not be served at once
             described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
                                                                ["min.insync.replicas"])], config_filter="all")
-            value = described["topic"].get(topic, {}).get("min.insync.replicas", {}).get("value")
-            if value is None:
-                time.sleep(0.2)
-        assert value == "2"
+            return described["topic"].get(topic, {}).get("min.insync.replicas", {}).get("value")
+        assert wait_until(served, 30, "the topic's min.insync.replicas served") == "2"
     finally:
         admin.close()
 
@@ -86,8 +85,7 @@ def produce_through(cluster: Cluster, topic: str, client: str, fault) -> Produce
     run = ProducerProcess("--bootstrap-servers", cluster.bootstrap, "--client", client, "--topic", topic, "--rate",
                           "1000", "--duration", "35", "--stats-interval", "1", "--user-id-range", "1-5000")
     try:
-        run.wait_for("Successfully connected", timeout=60)
-        wait_for_progress(run, sent_over=3000)
+        wait_for_progress(run, sent_over=3000, timeout=90)
         fault(leader_of(cluster, topic, 0))
         code = run.finish(timeout=150)
     finally:

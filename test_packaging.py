@@ -5,6 +5,7 @@ so images are not built here; these checks read the files.)"""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,13 +20,27 @@ ROOT = Path(__file__).resolve().parent
 SETTINGS = {o.env for o in producer.OPTIONS}
 
 
-def test_requirements_are_pinned_and_cover_every_compression_codec():
-    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
-    pins = dict(line.split("==") for line in lines if line)
-    assert all(v for v in pins.values())
-    for package in ("kafka-python", "python-dotenv", "python-snappy", "lz4", "zstandard", "prometheus-client"):
-        assert package in pins, package
-    from kafka import codec
+def pins(name: str) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in (ROOT / name).read_text().splitlines()]
+    return dict(line.split("==") for line in lines if line and not line.startswith("-r "))
+
+
+def test_requirements_are_pinned_and_each_extra_has_what_its_settings_need():
+    files = ["requirements.txt", "requirements-confluent.txt", "requirements-formats.txt", "requirements-codecs.txt",
+             "requirements-dev.txt"]
+    for name in files:
+        assert all(re.fullmatch(r"[\w.+!-]+", version) for version in pins(name).values()), name
+    default = pins("requirements.txt")
+    assert set(default) == {"kafka-python", "python-dotenv", "crc32c", "prometheus-client", "tzdata", "tqdm"}
+    assert "confluent-kafka" in pins("requirements-confluent.txt")
+    assert {"fastavro", "protobuf", "jsonschema"} <= set(pins("requirements-formats.txt"))
+    assert {"python-snappy", "lz4", "zstandard"} <= set(pins("requirements-codecs.txt"))
+    for module, package, target in [*producer.CLIENT_PACKAGES.values(), *producer.FORMAT_PACKAGES.values(),
+                                    *producer.CODEC_PACKAGES.values()]:
+        installs = "requirements.txt" if target == "setup" else f"requirements-{target.split('-', 1)[1]}.txt"
+        assert package in pins(installs) or package == "confluent-kafka" and installs == "requirements-formats.txt", \
+            (package, installs)
+    from kafka import codec  # the tests take every extra
 
     assert codec.has_snappy() and codec.has_lz4() and codec.has_zstd() and codec.has_gzip()
 
@@ -70,25 +85,74 @@ def test_settings_tables_and_the_template_say_what_the_options_say_row_by_row():
 
 
 def test_make_run_installs_only_the_runtime_requirements():
-    """`make run` needs a few MB of packages; tests, benchmarks and examples install theirs with `make test`."""
+    """`make run` installs requirements.txt; tests, benchmarks and examples install theirs with `make test`."""
     def commands(target: str) -> str:
         out = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         return out.stdout
 
     run, test = commands("run"), commands("test")
-    assert "-r requirements.txt" in run and "requirements-dev.txt" not in run
+    assert "-r requirements.txt" in run and "requirements-dev.txt" not in run and "requirements-formats" not in run
     assert "-r requirements-dev.txt" in test
     runtime = (ROOT / "requirements.txt").read_text().lower()
-    assert not any(heavy in runtime for heavy in ("pytest", "scikit-learn", "scipy", "matplotlib"))
-    assert "confluent-kafka==" in runtime  # KAFKA_CLIENT=confluent-kafka is a runtime choice
+    assert not any(heavy in runtime for heavy in ("pytest", "scikit-learn", "scipy", "matplotlib", "confluent-kafka=",
+                                                  "fastavro", "zstandard"))
+
+
+def clean_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS and k != "ENV_FILE"}
+    return {**env, "ENV_FILE": os.devnull, **extra}
+
+
+@pytest.mark.parametrize("args, env, needs", [
+    ("", {}, ""),
+    ("--client confluent-kafka --format avro --compression lz4", {}, "setup-confluent\nsetup-formats registry-up\n"
+                                                                      "setup-codecs"),
+    ("--topic mine", {"KAFKA_CLIENT": "confluent-kafka"}, "setup-confluent"),
+    ("--format json-schema --topic x", {"KAFKA_COMPRESSION_TYPE": "gzip"}, "setup-formats registry-up"),
+], ids=["default", "flags", "environment", "gzip-needs-nothing"])
+def test_make_run_installs_what_the_effective_settings_need(args, env, needs):
+    """`make run` reads the effective settings (flags, environment, .env) and installs the extras they need first."""
+    out = subprocess.run(["make", "-s", "--no-print-directory", "needs", f"ARGS={args}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env=clean_env(**env))
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.splitlines()) == sorted(needs.splitlines())
+
+
+def test_the_default_install_runs_the_default_run_and_names_the_extra_a_setting_needs(kafka, tmp_path):
+    """A virtual environment with requirements.txt alone (what `make run` installs) sends to the broker, its
+    packages are few MB, and a setting that needs an extra says, in one line, how to get it."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    pip = subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
+                          str(ROOT / "requirements.txt")], capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    ours = sum(f.stat().st_size for f in site.rglob("*") if f.is_file()
+               and not f.relative_to(site).parts[0].startswith(("pip", "setuptools", "_distutils_hack")))
+    assert ours < 20 * 2**20, f"{ours / 2**20:.1f} MB"
+    topic = f"default-install-{os.getpid()}"
+    sent = subprocess.run([python, str(ROOT / "producer.py"), "--bootstrap-servers", kafka.bootstrap, "--topic", topic,
+                           "--count", "20", "--interval", "0", "--log-file", ""], env=clean_env(), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0 and "Events Sent: 20" in sent.stderr, sent.stderr[-2000:]
+    for args, target in ((["--client", "confluent-kafka"], "setup-confluent"),
+                         (["--format", "avro", "--topic", "a"], "setup-formats"),
+                         (["--compression", "zstd"], "setup-codecs")):
+        refused = subprocess.run([python, str(ROOT / "producer.py"), *args, "--count", "1"], env=clean_env(),
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert f"make {target}" in refused.stderr and "make run" in refused.stderr, refused.stderr
 
 
 def test_dockerfile_slim_nonroot_cached_exec_form_no_secrets():
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.\d+-slim", text, re.M)
     assert re.search(r"^USER (?!root|0\b)\S+", text, re.M)
-    assert text.index("COPY requirements.txt") < text.index("pip install") < text.index("COPY producer.py")
+    assert text.index("COPY requirements*.txt") < text.index("pip install") < text.index("COPY producer.py")
+    assert re.search(r"pip install .*-r requirements\.txt -r requirements-formats\.txt -r requirements-codecs\.txt",
+                     text)  # the image has every extra: a deployment sets its settings without make
     entrypoint = re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1)
     assert json.loads(entrypoint)[:2] == ["python", "producer.py"]  # exec form: SIGTERM reaches Python
     assert "HEALTHCHECK" in text and "/healthz" in text
@@ -113,7 +177,7 @@ def test_kubernetes_manifests_use_known_settings_secret_and_probes():
     for path in (ROOT / "k8s").rglob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             docs[doc["kind"]] = doc
-    assert set(docs) == {"ConfigMap", "Secret", "Deployment", "Job", "StatefulSet"}
+    assert set(docs) == {"ConfigMap", "Secret", "Deployment", "Job", "StatefulSet", "Service"}
     assert set(docs["ConfigMap"]["data"]) <= SETTINGS
     assert set(docs["Secret"]["stringData"]) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
@@ -146,6 +210,10 @@ def test_sharded_manifests_pass_the_pod_index_as_the_shard_and_make_valid_settin
                                      environ=environ) for i in range(pods[0])]
     assert [s.shard for s in shards] == [(i, pods[0]) for i in range(pods[0])]
     assert all(s.simulation_mode == "sessions" and s.seed is not None and s.start_time for s in shards)
+    if kind == "StatefulSet":  # the Service it names is shipped beside it, headless, selecting its pods
+        service = docs["Service"]
+        assert service["metadata"]["name"] == spec["serviceName"] and service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["selector"] == spec["template"]["metadata"]["labels"]
 
 
 if __name__ == "__main__":

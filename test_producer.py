@@ -177,11 +177,16 @@ def test_subclass_adds_event_types_and_metadata():
     assert json.loads(value) == event and event["metadata"]["device"] in ("mobile", "desktop")
 
 
-def test_attribute_edits_before_start_are_honoured():
-    p = make_producer(seed=1)
-    p.user_id_range = (50, 50)
-    p._generator = None  # what start_producing() does
-    assert p.generate_event(NOW_MS)["user_id"] == 50
+def test_attribute_edits_before_start_are_honoured(capsys):
+    """The original API's attributes, edited after construction (and after an event was generated with the old
+    ones), shape the events of the run that starts afterwards."""
+    p = make_producer(seed=1, dry_run=True, count=20, interval=0.0, log_file="")
+    assert p.generate_event(NOW_MS)["user_id"] != 50 or p.generate_event(NOW_MS)["user_id"] != 50
+    p.user_id_range, p.product_id_range = (50, 50), (7, 7)
+    assert p.start_producing() == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(printed) == 20
+    assert {e["user_id"] for e in printed} == {50} and {e["metadata"]["product_id"] for e in printed} == {7}
 
 
 # --- settings -------------------------------------------------------------------------------------
@@ -292,6 +297,131 @@ def test_print_config_masks_secrets():
     assert "hunter2-very-secret" not in out.stdout + out.stderr
     assert re.search(r"KAFKA_SASL_PASSWORD\s+= \*\*\*", out.stdout)
     assert re.search(r"KAFKA_SASL_USERNAME\s+= bob", out.stdout)
+
+
+def test_print_config_says_where_each_value_came_from(tmp_path):
+    env_file = tmp_path / "x.env"
+    env_file.write_text("KAFKA_TOPIC=from-dotenv\n")
+    out = run_producer("--print-config", "--rate", "5", "--env-file", str(env_file), env={"KAFKA_CLIENT_ID": "mine"})
+    assert out.returncode == 0, out.stderr
+    origin = {m[0]: m[1] for m in re.findall(r"(?m)^(\S+)\s+= .*?  # (\S+)$", out.stdout)}
+    assert len(origin) == len(producer.OPTIONS)  # every setting, each with its origin
+    assert (origin["EVENTS_PER_SECOND"], origin["KAFKA_CLIENT_ID"], origin["KAFKA_TOPIC"], origin["KAFKA_ACKS"]) == \
+        ("flag", "environment", ".env", "default")
+
+
+def test_version_names_this_file_and_the_clients():
+    out = run_producer("--version")
+    assert out.returncode == 0
+    assert re.fullmatch(r"producer\.py \d+\.\d+\.\d+ \(kafka-python 3\.\S+, confluent-kafka 2\.\S+; Python 3\.\S+\)\n",
+                        out.stdout), out.stdout
+
+
+def _sections(source: str) -> list[tuple[int, str]]:
+    """producer.py's banners: (line, title)."""
+    return [(i + 1, m[1]) for i, line in enumerate(source.splitlines())
+            if (m := re.match(r"^# --- (.+?) -{3,}$", line))]
+
+
+def test_each_section_of_producer_py_uses_only_what_is_above_it():
+    """The reading order the module docstring declares: a top-level name is used (in code, in a class body or a
+    signature, quoted annotations included) only by its own section or those below it. A name from below means
+    the section order is wrong, or the thing belongs elsewhere."""
+    import ast
+
+    source = (ROOT / "producer.py").read_text()
+    banners = _sections(source)
+    assert len(banners) >= 12 and banners[0][1].startswith("constants, exceptions")
+
+    def section(line: int) -> int:
+        return max((k for k, (at, _) in enumerate(banners) if at <= line), default=-1)
+
+    tree = ast.parse(source)
+    home: dict[str, int] = {}
+    for node in tree.body:
+        targets = [node] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+            [t for target in getattr(node, "targets", [getattr(node, "target", None)]) if target is not None
+             for t in ast.walk(target) if isinstance(t, ast.Name)]
+        for target in targets:
+            home.setdefault(getattr(target, "name", None) or target.id, section(node.lineno))
+
+    def names_used(node: ast.AST, bound: frozenset = frozenset()):
+        """(line, name) of each name read inside node, but for names bound in an enclosing function."""
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            local = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg] if a}
+            local |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            bound = bound | local
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load) and child.id not in bound:
+                yield child.lineno, child.id
+            elif isinstance(child, ast.Constant) and isinstance(child.value, str) and child is not \
+                    getattr(node, "value", 0) and isinstance(node, (ast.arg, ast.FunctionDef, ast.AnnAssign)):
+                for name in re.findall(r"[A-Za-z_]\w*", child.value):  # a quoted annotation
+                    yield child.lineno, name
+            yield from names_used(child, bound)
+
+    wrong = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            continue  # the public API's names, as strings
+        for line, name in names_used(node):
+            if name in home and home[name] > section(node.lineno):
+                wrong.append(f"line {line} ({banners[section(line)][1]}) uses {name} from '{banners[home[name]][1]}'")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_original_class_is_a_facade_over_one_loop():
+    """ECommerceEventProducer keeps the original API in at most 300 lines and runs no loop of its own: every mode
+    runs in RunEngine.run, the one loop of the engine section."""
+    import ast
+
+    tree = ast.parse((ROOT / "producer.py").read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    facade = classes["ECommerceEventProducer"]
+    assert facade.end_lineno - facade.lineno + 1 <= 300
+    assert not [n for n in ast.walk(facade) if isinstance(n, (ast.While, ast.For))
+                and any(isinstance(c, ast.Call) and getattr(c.func, "attr", "") in ("send", "send_many", "take")
+                        for c in ast.walk(n))], "the facade sends in a loop of its own"
+    engine = ("RunEngine", "KafkaSink", "StdoutSink", "RandomEvents", "SimulatedShop", "Schedule", "SimulatedTime",
+              "Unlimited")
+    loops = [cls for cls in engine if any(isinstance(n, ast.While) for n in ast.walk(classes[cls]))]
+    assert loops == ["RunEngine"]
+    for name in ("connect", "generate_event", "send_event", "log_event_details", "log_statistics", "start_producing",
+                 "stop", "_generate_metadata"):
+        assert callable(getattr(ECommerceEventProducer, name))
+
+
+def test_the_where_to_change_what_maps_name_what_is_there():
+    """The module docstring's and README's maps name sections and things that exist, in the file's order."""
+    import ast
+
+    source = (ROOT / "producer.py").read_text()
+    titles = [title for _, title in _sections(source)]
+    tree = ast.parse(source)
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef))} | \
+        {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+         for t in ast.walk(n.targets[0] if isinstance(n, ast.Assign) else n.target) if isinstance(t, ast.Name)}
+    docstring = ast.get_docstring(tree)
+    readme = (ROOT / "README.md").read_text()
+    for where, text in (("docstring", docstring.split("Where to change what", 1)[1]),
+                        ("README", readme.split("## Where to change what", 1)[1].split("\n## ", 1)[0])):
+        named = set(re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)(?:\(\))?`", text)) - {o.env for o in producer.OPTIONS}
+        assert len(named) > 15, where
+        missing = sorted(n for n in named if n not in defined and n not in ("make", "schemas"))
+        assert not missing, f"the {where}'s map names what producer.py does not define: {missing}"
+    # The code map's row for producer.py lists its sections in the file's order, each with names it defines.
+    row = next(line for line in readme.split("## Code map", 1)[1].splitlines() if line.startswith("| `producer.py`"))
+    listed = re.findall(r"\*\*([^*]+)\*\*(?: \(([^)]*)\))?", row)
+    assert [next((t for t in titles if t.startswith(x)), x) for x, _ in listed] == titles
+    sections = {title: k for k, title in enumerate(titles)}
+    lines = source.splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"^# --- .+ -{3,}$", line)] + [len(lines)]
+    for title, names in listed:
+        k = sections[next(t for t in titles if t.startswith(title))]
+        body = "\n".join(lines[starts[k]:starts[k + 1]])
+        for name in re.findall(r"`([A-Za-z_]\w*)", names):
+            assert re.search(rf"^(class|def) {name}\b|^{name}\b.* = ", body, re.M), f"{name} is not in '{title}'"
 
 
 def test_importing_has_no_side_effects(tmp_path):
@@ -457,7 +587,6 @@ def test_sigterm_mid_run_loses_no_acknowledged_event(kafka, topic, client):
     run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--client", client, "--topic", topic, "--rate", "300",
                           "--stats-interval", "0.5")
     try:
-        run.wait_for("Successfully connected")
         wait_for_progress(run, sent_over=300)  # the producer says more than 300 were acknowledged
         run.proc.send_signal(signal.SIGTERM)
         assert run.finish(timeout=30) == 0, run.text[-2000:]
@@ -484,15 +613,16 @@ def test_duration_ends_the_run_like_count(kafka, topic):
 def test_a_slow_stream_is_not_reported_as_an_outage(caplog):
     """One event every 10 s: the last acknowledgement is 10 s old when the next event goes out, which is no
     silence of the broker; a real silence (events pending, no acknowledgement for SILENCE_S) still is one."""
-    monitor = DeliveryMonitor(default_settings(log_file=""))
+    settings = default_settings(log_file="")
+    monitor, connection = DeliveryMonitor(settings), KafkaPythonConnection(settings, threading.Event(), time.time)
     t0 = monitor.stats.started
     monitor.stats.generated = monitor.stats.acked = 1
-    monitor.report_broker_state(t0 + 0.1)  # the first event acknowledged at once
+    monitor.report_broker_state(t0 + 0.1, connection)  # the first event acknowledged at once
     monitor.stats.generated = 2  # the next one, 10 s later, just handed to the client
     with caplog.at_level("WARNING", logger="producer"):
-        monitor.report_broker_state(t0 + 10.0)
+        monitor.report_broker_state(t0 + 10.0, connection)
         assert not monitor.outage_reported and "unreachable" not in caplog.text
-        monitor.report_broker_state(t0 + 10.0 + producer.SILENCE_S + 1)  # still not acknowledged: a silence
+        monitor.report_broker_state(t0 + 10.0 + producer.SILENCE_S + 1, connection)  # not acknowledged: a silence
     assert monitor.outage_reported and "no acknowledgement for 6s" in caplog.text
     healthy, why = monitor.health()
     assert healthy, why  # HEALTH_TIMEOUT (60 s) not reached: the slow stream's 10 s gap does not count
@@ -507,6 +637,7 @@ def test_back_pressure_at_an_unlimited_rate_is_no_warning(kafka, topic):
     assert " - WARNING - " not in out.stderr, out.stderr[-2000:]
 
 
+@pytest.mark.slow  # waits out the connect timeout
 def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeout(client):
     port = free_port_block(1, 44000)
     started = time.monotonic()
@@ -795,14 +926,16 @@ def test_a_second_run_on_the_same_instance_counts_its_own_failures(kafka, topic,
 
 
 def test_health_does_not_take_the_deliveries_resumed_signal_from_the_loop(caplog):
-    delivery = DeliveryMonitor(default_settings(log_file=""))
+    settings = default_settings(log_file="")
+    delivery, connection = DeliveryMonitor(settings), KafkaPythonConnection(settings, threading.Event(), time.time)
     delivery.outage_reported = True
-    delivery.watch.problem_since = time.monotonic() - 5
+    connection.watch.note("Unable to connect: Connection refused", serious=True)
     delivery.stats.generated = delivery.stats.acked = 10  # acknowledgements arrived
     assert delivery.health()[0]  # a scrape of /healthz comes first
     with caplog.at_level("INFO", logger="producer"):
-        delivery.report_broker_state(time.monotonic())
+        delivery.report_broker_state(time.monotonic(), connection)
     assert "reachable again" in caplog.text and not delivery.outage_reported
+    assert connection.problem(time.monotonic() + 5) == ""  # the recovery cleared the connection's note
 
 
 def test_the_topic_attribute_is_the_topic_created_and_written(kafka, topic):

@@ -112,6 +112,7 @@ def cdnow_twin(tmp_path_factory):
     return folder, report, twin
 
 
+@pytest.mark.slow
 def test_cdnow_twin_meets_the_targets_measured_from_the_stream(cdnow_twin):
     folder, report, twin = cdnow_twin
     start, end, cutoff = ms("1997-01-01T00:00:00Z"), ms("1998-07-01T00:00:00Z"), ms("1997-10-01T00:00:00Z")
@@ -129,6 +130,7 @@ def test_cdnow_twin_meets_the_targets_measured_from_the_stream(cdnow_twin):
     assert abs(ours["repeat"] - real["repeat"]) <= 0.03
 
 
+@pytest.mark.slow
 def test_cdnow_report_agrees_with_the_stream_and_the_models_transfer(cdnow_twin):
     folder, report, twin = cdnow_twin
     rows = {r["figure"].split(" (")[0].split(":")[0]: r for r in report["figures"]}
@@ -144,6 +146,7 @@ def test_cdnow_report_agrees_with_the_stream_and_the_models_transfer(cdnow_twin)
     assert report["timings_s"]["twin"] > 0
 
 
+@pytest.mark.slow
 def test_cdnow_profile_is_documented_json_with_a_version(cdnow_twin):
     folder, _, _ = cdnow_twin
     doc = json.loads((folder / "cdnow.json").read_text())
@@ -174,6 +177,7 @@ def wholesaler(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_invoice_lines_with_returns_become_orders(wholesaler):
     out = run_calibrate(str(wholesaler / "invoices.csv"), "--timezone", "America/New_York", "--profile",
                         str(wholesaler / "shop.json"), "--json")
@@ -198,6 +202,7 @@ def test_invoice_lines_with_returns_become_orders(wholesaler):
     assert all(m["ratio"] >= 0.9 for m in models.values()), models
 
 
+@pytest.mark.slow
 def test_event_export_twin_reproduces_the_profile_figures(tmp_path):
     """A non-default stream (Tokyo, Zipf 1.3, another segment mix, a faint churn signal) exported as events: its
     twin's profile_stream figures are within 10% of the export's."""
@@ -362,6 +367,7 @@ def test_dates_from_1970_are_accepted():
         producer.parse_time("1969-12-31T00:00:00Z")
 
 
+@pytest.mark.slow
 def test_twin_backfills_then_follows_live(tmp_path):
     profile = small_profile(tmp_path)
     start = producer.TimestampFormatter()(int(datetime.now(timezone.utc).timestamp() * 1000) - 3 * DAY)
