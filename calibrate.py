@@ -673,6 +673,18 @@ def arrival_variants(profile: ShopProfile, export: Export, window: Window) -> di
 FIT_STEPS = (0.7, 0.7, 0.9, 0.9, 1.2, 1.0, 0.5)  # the first simplex: a step in each parameter's log
 
 
+def bar(total: float, desc: str, unit: str):
+    """On a terminal (and in the main process: the fit's side-by-side processes print lines), a progress bar that
+    redraws in place (tqdm); else None, and the caller prints plain lines."""
+    import multiprocessing
+
+    if not sys.stderr.isatty() or multiprocessing.parent_process() is not None:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"calibrate: {desc}", unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
 def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: dict, window: Window, seed: int,
                 label: str) -> dict[str, Any]:
     """Nelder-Mead from x over the parameters of _with_process, for at most `budget` simulations of the twin's
@@ -683,6 +695,7 @@ def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: 
 
     size = len(x) if seen_at_start else len(x) - 1
     best: dict[str, Any] = {"distance": math.inf, "x": np.asarray(x[:size]), "simulations": 0}
+    meter = bar(budget, f"fitting {label}", " simulations")
 
     def objective(x) -> float:
         x = np.clip(x, -16, 6)
@@ -695,15 +708,22 @@ def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: 
         best["simulations"] += 1
         if d < best["distance"]:
             best.update(distance=d, x=x)
-        if best["simulations"] % 20 == 0:
+        if meter is not None:
+            meter.set_postfix_str(f"distance {best['distance']:.3f}", refresh=False)
+            meter.update()
+        elif best["simulations"] % 20 == 0:
             print(f"calibrate: fitting {label}: {best['simulations']}/{budget} simulations, distance "
                   f"{best['distance']:.3f}", file=sys.stderr, flush=True)
         return d
 
     start = np.asarray(x[:size])
     simplex = np.array([start] + [start + step for step in np.diag(FIT_STEPS[:size])])
-    minimize(objective, start, method="Nelder-Mead",
-             options={"maxfev": budget, "initial_simplex": simplex, "xatol": 0.01, "fatol": 0.001})
+    try:
+        minimize(objective, start, method="Nelder-Mead",
+                 options={"maxfev": budget, "initial_simplex": simplex, "xatol": 0.01, "fatol": 0.001})
+    finally:
+        if meter is not None:
+            meter.close()
     return best
 
 
@@ -1042,17 +1062,25 @@ def main(argv: list[str] | None = None) -> int:
     mark = time.monotonic()
     span = profile.span_end_ms - profile.span_start_ms
     last_said = [time.monotonic()]
+    shown = bar(100, "the twin", "%")
 
     def progress(ms: int) -> None:
-        if time.monotonic() - last_said[0] >= 10:
+        done = (ms - profile.span_start_ms) / span
+        if shown is not None:
+            shown.n = round(100 * done)
+            shown.set_postfix_str(f"{TimestampFormatter()(ms)[:10]} reached")
+        elif time.monotonic() - last_said[0] >= 10:
             last_said[0] = time.monotonic()
-            done = (ms - profile.span_start_ms) / span
             rate = done / (last_said[0] - mark)
             say(f"the twin: {TimestampFormatter()(ms)[:10]} reached, {done:.0%} of the span, about "
                 f"{(1 - done) / max(rate, 1e-9):.0f} s left")
 
-    customer, ms, values, events = simulate(profile, profile.customers, args.seed, orders_only=False,
-                                            progress=progress)
+    try:
+        customer, ms, values, events = simulate(profile, profile.customers, args.seed, orders_only=False,
+                                                progress=progress)
+    finally:
+        if shown is not None:
+            shown.close()
     timings["twin"] = time.monotonic() - mark
     twin = order_figures(customer, ms, window, values)
     models = churn_models(real, twin, args.seed)

@@ -167,6 +167,18 @@ def topic(request) -> str:
     return f"test-{name}-{uuid.uuid4().hex[:8]}"
 
 
+def leader_of(bootstrap: str, topic: str, partition: int) -> int:
+    """The node id of the partition's leader, as the cluster says now."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition)
+
+
 def event_seq(record) -> int:
     """The sequence number in a record's event_id header ("<run prefix>-<n>"): the order the producer sent it."""
     return int(dict(record.headers)["event_id"].rsplit(b"-", 1)[1])
@@ -321,6 +333,16 @@ class ProducerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def ended_after(run: ProducerProcess, more: int) -> int:
+    """Once `more` further events are acknowledged (after a fault, say), SIGTERM: the graceful end, which flushes;
+    the exit code."""
+    import signal
+
+    wait_for_progress(run, sent_over=run.progress()["sent"] + more)
+    run.proc.send_signal(signal.SIGTERM)
+    return run.finish(timeout=90)
 
 
 PROGRESS = re.compile(r"Progress: sent=(\d+) failed=(\d+) in_flight=(\d+)")  # what the progress lines say

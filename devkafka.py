@@ -384,6 +384,13 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
         return 0
     stale = read_pid(inst)
     if stale:
+        described = inst.state_dir / "instance.json"
+        running = json.loads(described.read_text()).get("bootstrap_servers", "") if described.exists() else ""
+        host, _, port = running.rpartition(":")
+        if running and running != inst.bootstrap and port.isdigit() and broker_answers(host, int(port)):
+            raise DevKafkaError(f"the local broker of {inst.state_dir} (pid {stale}) answers on {running}, not on "
+                                f"{inst.bootstrap}: use KAFKA_BOOTSTRAP_SERVERS=localhost:{port}, or stop it first "
+                                f"(make kafka-down) to start one on port {inst.port}")
         raise DevKafkaError(f"a broker of {inst.state_dir} is running (pid {stale}) but does not answer on "
                             f"{inst.bootstrap}; run 'python devkafka.py down' first")
     for port in {inst.port, inst.controller_port} | ({inst.sasl_port, inst.ssl_port} if inst.security else set()):

@@ -100,6 +100,15 @@ class FaultNet:
                            ["INPUT", "-s", address, "!", "-d", address, "-j", "DROP"],
                            ["OUTPUT", "-s", address, "!", "-d", address, "-j", "DROP"])
 
+    def separate(self, address: str, *others: str):
+        """The node at this address cut off from those nodes, but not from the clients (they reach it over the veth
+        pair): a partition leader that goes on taking writes its followers never see."""
+        rules = []
+        for other in others:
+            rules += [["INPUT", "-s", address, "-d", other, "-j", "DROP"],
+                      ["INPUT", "-s", other, "-d", address, "-j", "DROP"]]
+        return self._rules(*rules)
+
     def lossy(self, port: int, probability: float):
         """A share of the packets to and from the broker's port is dropped at random; TCP resends them, late."""
         chance = ["-m", "statistic", "--mode", "random", "--probability", str(probability), "-j", "DROP"]

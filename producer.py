@@ -2720,6 +2720,10 @@ class KafkaConnection:
         window start), which the topic must accept and keep."""
         s = self.settings
         self._capture_client_logs()
+        unknown = self._unknown_hosts()
+        if unknown:  # a name that does not exist will not come to exist by retrying for CONNECT_TIMEOUT
+            raise ConnectionFailed(f"Cannot connect to Kafka at {s.bootstrap_servers}: {unknown}; check "
+                                   "KAFKA_BOOTSTRAP_SERVERS (host:port of the broker's listener)")
         deadline = time.monotonic() + s.connect_timeout
         backoff = 0.5
         attempt = 0
@@ -2746,6 +2750,10 @@ class KafkaConnection:
                 if time.monotonic() + backoff >= deadline:
                     raise ConnectionFailed(self._connection_error("connection", exc)) from None
                 if attempt == 1:
+                    stranger = self._not_kafka()
+                    if stranger:
+                        raise ConnectionFailed(f"Cannot connect to Kafka at {s.bootstrap_servers}: {stranger}; check "
+                                               "KAFKA_BOOTSTRAP_SERVERS and KAFKA_SECURITY_PROTOCOL") from None
                     log.warning("Kafka at %s is not reachable yet (%s); retrying for up to %.0fs",
                                 s.bootstrap_servers, self.watch.reason() or type(exc).__name__, s.connect_timeout)
                 if self._stop.wait(backoff):
@@ -2755,6 +2763,61 @@ class KafkaConnection:
         self._connected()
         log.info("Successfully connected to Kafka (%s). Topic '%s' has %d partitions", self.name, s.topic,
                  self.partitions)
+
+    def _servers(self) -> list[tuple[str, int]]:
+        return [(host.strip("[]"), int(port)) for host, _, port in
+                (server.rpartition(":") for server in self.settings.bootstrap_servers.split(","))]
+
+    def _unknown_hosts(self) -> str:
+        """What is wrong when no bootstrap host name resolves at all (the name does not exist; a resolver that is
+        only unavailable for now is retried), else ""."""
+        import socket
+
+        reasons = []
+        for host, port in self._servers():
+            try:
+                socket.getaddrinfo(host, port)
+                return ""
+            except socket.gaierror as exc:
+                if exc.errno != socket.EAI_NONAME:
+                    return ""
+                reasons.append(f"the host name '{host}' does not resolve ({exc.strerror})")
+        return "; ".join(reasons)
+
+    def _not_kafka(self, silent_too: bool = False) -> str:
+        """What is wrong when every bootstrap server answers, but not as a Kafka broker's plaintext listener does
+        (an HTTP server's reply, another service's banner), else "": an ApiVersions request, which a broker answers
+        before any authentication. A server that accepts and says nothing is no proof (a starting broker does
+        that); silent_too: say it anyway (the final word, when retrying is over)."""
+        import socket
+        import struct
+
+        if self.settings.security_protocol not in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            return ""
+        strangers = []
+        for host, port in self._servers():
+            request = struct.pack(">hhih", 18, 0, 7, 8) + b"producer"  # ApiVersions v0, correlation id 7
+            try:
+                with socket.create_connection((host, port), timeout=2) as sock:
+                    sock.settimeout(3)
+                    sock.sendall(struct.pack(">i", len(request)) + request)
+                    head = sock.recv(8)
+            except TimeoutError:
+                if not silent_too:
+                    return ""
+                strangers.append(f"{host}:{port} accepts connections but did not answer a Kafka request in 3 s")
+                continue
+            except OSError:
+                return ""  # not listening (yet): nothing to say
+            size, correlation = struct.unpack(">ii", head) if len(head) == 8 else (-1, -1)
+            if 0 < size < 1 << 20 and correlation == 7:
+                return ""  # a Kafka broker: the trouble is elsewhere
+            if head:
+                strangers.append(f"{host}:{port} answers, but not as a Kafka broker's "
+                                 f"{self.settings.security_protocol} listener ({head!r})")
+            elif not silent_too:
+                return ""  # closed without a word: a broker shutting down may do that
+        return "; ".join(strangers)
 
     def _unless_refused(self, connect: Callable[[], Any]) -> Any:
         """connect(), but stop waiting for it once the broker refuses our credentials or certificate: kafka-python
@@ -2786,9 +2849,10 @@ class KafkaConnection:
         if kind == "tls":
             return (f"TLS handshake with Kafka at {s.bootstrap_servers} failed ({reason}); check KAFKA_SSL_CAFILE "
                     "(the CA that signed the broker certificate) and that the host name matches the certificate")
-        return (f"Cannot connect to Kafka at {s.bootstrap_servers} within {s.connect_timeout:g}s ({reason}); check "
-                "that the broker is running and KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL are right "
-                "(local broker: make kafka-up)")
+        stranger = self._not_kafka(silent_too=True)
+        return (f"Cannot connect to Kafka at {s.bootstrap_servers} within {s.connect_timeout:g}s ({reason}"
+                f"{'; ' + stranger if stranger else ''}); check that the broker is running and KAFKA_BOOTSTRAP_SERVERS "
+                "/ KAFKA_SECURITY_PROTOCOL are right (local broker: make kafka-up)")
 
     # the topic -----------------------------------------------------------------------------------
     def _ensure_topic(self, admin, keep_old: bool) -> int:
@@ -3929,7 +3993,7 @@ class Schedule:
 
     def _check_pace(self, now: float) -> None:
         elapsed = now - self.stats.started
-        achieved, asked = self.stats.generated / elapsed, 1 / self.spe
+        achieved, asked = self.stats.generated / elapsed, self.rate
         if achieved >= asked * PACE_SHORTFALL:
             self._next_check = now + 1.0
             return

@@ -96,6 +96,18 @@ def test_port_taken_by_something_else_is_reported(tmp_path):
             devkafka.up(inst)
 
 
+def test_asking_for_another_port_than_the_running_brokers_names_the_port_it_answers_on(kafka, capsys):
+    """`make run KAFKA_BOOTSTRAP_SERVERS=localhost:9999` with the local broker on its own port: not "stop it" as if
+    it were broken, but where it answers."""
+    other = free_port_block(4, 46000)
+    code = devkafka.main(["--state-dir", str(kafka.state_dir), "--port", str(other), "up"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"answers on {kafka.bootstrap}, not on 127.0.0.1:{other}" in err
+    assert f"KAFKA_BOOTSTRAP_SERVERS=localhost:{kafka.port}" in err
+    assert devkafka.broker_answers("127.0.0.1", kafka.port)  # left running
+
+
 def test_consume_all_helper_reads_what_was_written(kafka, topic):
     from kafka import KafkaProducer
 

@@ -22,8 +22,9 @@ import pytest
 
 import devkafka
 import producer
-from conftest import (ROOT, Broker, ProducerProcess, consume_all, each_user_in_send_order, event_seq, free_port_block,
-                      read_summary, run_producer, start_broker, stop_broker, wait_for_progress)
+from conftest import (ROOT, Broker, ProducerProcess, consume_all, each_user_in_send_order, ended_after, event_seq,
+                      free_port_block, leader_of, read_summary, run_producer, start_broker, stop_broker,
+                      wait_for_progress)
 from netfaults import FaultNet, SlowLink
 
 UNREACHABLE, REACHABLE = "Kafka broker unreachable", "Kafka broker reachable again"
@@ -103,14 +104,6 @@ def producing(broker: Broker, topic: str, client: str, *args: str) -> ProducerPr
                            "--stats-interval", "0.5", "--duration", "120", *args)  # the duration: a bound only
 
 
-def ended_after(run: ProducerProcess, more: int) -> int:
-    """Once `more` further events are acknowledged after the fault, SIGTERM (the graceful end, which flushes); the
-    exit code."""
-    wait_for_progress(run, sent_over=run.progress()["sent"] + more)
-    run.proc.send_signal(signal.SIGTERM)
-    return run.finish(timeout=90)
-
-
 # --- partitions -------------------------------------------------------------------------------------------
 
 def test_a_partition_shorter_than_the_delivery_timeout_loses_nothing(fault_net, single, topic, client):
@@ -160,21 +153,13 @@ def test_the_leader_cut_off_from_its_followers_and_the_producer_loses_no_acknowl
     another leader; on healing, whatever it had written alone is truncated, but it had acknowledged none of it. The
     producer says so once, and the recovery once: an outage when its client holds every partition back (nothing is
     acknowledged), a slow link when the other partitions' acknowledgements go on (as librdkafka's do)."""
-    from kafka.admin import KafkaAdminClient
-
     bootstrap, addresses = net_cluster
     run = ProducerProcess("--bootstrap-servers", bootstrap, "--client", client, "--topic", topic, "--rate", "1000",
                           "--duration", "120", "--stats-interval", "0.5", "--topic-replication", "3",
                           "--user-id-range", "1-5000")
     try:
         wait_for_progress(run, sent_over=3000, timeout=90)
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        try:
-            (described,) = admin.describe_topics([topic])
-        finally:
-            admin.close()
-        leader = next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == 0)
-        with fault_net.isolate(addresses[leader - 1]):
+        with fault_net.isolate(addresses[leader_of(bootstrap, topic, 0) - 1]):
             run.wait_until(lambda p: p["outage"] or p["slow_link"], 30, "the lost leader reported")
             time.sleep(12)  # the fault itself: 20 s or so in all, past the cluster's fencing (9 s)
         run.wait_until(lambda p: not p["outage"] and not p["slow_link"], 90, "the recovery reported")
@@ -224,7 +209,7 @@ def test_a_lossy_slow_link_is_reported_once_with_its_recovery_and_loses_nothing(
 
 @pytest.mark.broker
 def test_a_broker_whose_disk_fills_up_stops_and_nothing_acknowledged_is_lost(topic, client, tmp_path):
-    """The broker's data lives on a 64 MB tmpfs, filled but for 3 MB: it halts when the disk is full (Kafka stops a
+    """The broker's data lives on a 64 MB tmpfs, filled but for 2 MB: it halts when the disk is full (Kafka stops a
     broker whose only log folder fails). The producer reports it unreachable, keeps what is in flight, and once the
     disk has room and the broker is back, delivers it all."""
     disk = tmp_path / "disk"
@@ -237,7 +222,7 @@ def test_a_broker_whose_disk_fills_up_stops_and_nothing_acknowledged_is_lost(top
         filler = disk / "filler"
         with open(filler, "wb") as f:
             f.truncate(0)
-            room = shutil.disk_usage(disk).free - 3 * 2 ** 20
+            room = shutil.disk_usage(disk).free - 2 * 2 ** 20
             f.write(b"\0" * room)
         run = producing(broker, topic, client, "--rate", "2000")
         try:

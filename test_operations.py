@@ -20,7 +20,8 @@ import pytest
 
 import producer
 from conftest import (PROGRESS, ROOT, Broker, ProducerProcess, _producer_env, consume_all, each_user_in_send_order,
-                      free_port_block, run_producer, start_broker, stop_broker, wait_for_progress, wait_until)
+                      ended_after, free_port_block, run_producer, start_broker, stop_broker, wait_for_progress,
+                      wait_until)
 
 
 
@@ -54,17 +55,21 @@ def restart_after(broker: Broker, down_seconds: float) -> None:
 def test_broker_restart_loses_nothing_duplicates_nothing_reorders_nothing(restartable, topic, client):
     run = ProducerProcess("--bootstrap-servers", restartable.bootstrap, "--client", client,
                           "--topic", topic, "--rate", "500",
-                          "--duration", "30", "--stats-interval", "0.5")
-    wait_for_progress(run, sent_over=3000)  # six seconds of events before the broker goes
-    restart_after(restartable, 10)
-    assert run.finish(timeout=90) == 0, run.text[-3000:]
+                          "--duration", "120", "--stats-interval", "0.5")
+    try:
+        wait_for_progress(run, sent_over=3000)  # six seconds of events before the broker goes
+        restart_after(restartable, 10)
+        run.wait_until(lambda p: not p["outage"], 60, "the recovery reported")
+        assert ended_after(run, 1500) == 0, run.text[-3000:]  # deliveries flow again; then SIGTERM
+    finally:
+        run.kill()
     out = run.text
     assert out.count("Kafka broker unreachable") == 1, out
     assert out.count("Kafka broker reachable again") == 1, out
     summary = run.summary
     generated, sent, failed, dropped = (summary[k] for k in ("generated", "sent", "failed", "dropped_at_shutdown"))
     assert generated == sent + failed + dropped
-    assert sent >= 14_000 and failed == 0 and dropped == 0
+    assert sent >= 8_000 and failed == 0 and dropped == 0
 
     records = consume_all(restartable.bootstrap, topic, expected=sent, timeout=60)
     ids = [dict(r.headers)[producer.EVENT_ID_HEADER] for r in records]
@@ -137,6 +142,10 @@ def test_long_outage_expires_events_as_failed_bounded_and_recovers(restartable, 
     assert 1 <= len(failure_lines) <= 6, failure_lines
     assert "KafkaTimeoutError" in out or "expired" in out.lower() or "MSG_TIMED_OUT" in out
     assert "IllegalStateError" not in summary["failures_by_error"]  # a replaced client's failures: the timeout
+    # librdkafka's own log comes through ours (never raw "%3|...|FAIL|" lines on stderr), once per change of state:
+    # a reconnect attempt every 2 s for 12 s would otherwise repeat its line.
+    assert "%3|" not in out and "%4|" not in out
+    assert out.count("librdkafka FAIL") <= 4, [line for line in out.splitlines() if "librdkafka" in line]
     # Production resumed after the broker came back.
     assert sent > sent_at_recovery
     records = consume_all(restartable.bootstrap, topic, expected=sent, timeout=60)

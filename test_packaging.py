@@ -170,6 +170,8 @@ def test_compose_starts_the_producer_after_a_healthy_kafka_4():
     assert set(prod["environment"]) <= SETTINGS
     host, port = prod["environment"]["KAFKA_BOOTSTRAP_SERVERS"].split(":")
     assert f"PLAINTEXT://{host}:{port}" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    # The registry starts only for the formats that need it (and the producer does not wait for it).
+    assert compose["services"]["registry"]["profiles"] == ["formats"] and "registry" not in prod["depends_on"]
 
 
 def test_kubernetes_manifests_use_known_settings_secret_and_probes():

@@ -651,6 +651,45 @@ def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeo
     assert elapsed < 4 + 10
 
 
+def test_a_host_name_that_does_not_resolve_is_said_at_once():
+    started = time.monotonic()
+    out = run_producer("--bootstrap-servers", "kafka-that-is-not.invalid:9092", "--count", "1")
+    assert out.returncode == 1 and time.monotonic() - started < 10 and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "the host name 'kafka-that-is-not.invalid' does not resolve" in errors[0], errors
+
+
+@pytest.mark.slow  # the first connection attempt's 3 s come first
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_a_port_where_another_service_answers_is_said_at_once(client):
+    """An SSH server, say: it answers the producer's Kafka request with its banner. Not worth 30 s of retries."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def banner() -> None:
+        while True:
+            try:
+                peer, _ = server.accept()
+            except OSError:
+                return
+            peer.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            peer.close()
+    threading.Thread(target=banner, daemon=True).start()
+    try:
+        started = time.monotonic()
+        out = run_producer("--bootstrap-servers", f"127.0.0.1:{server.getsockname()[1]}", "--count", "1",
+                           "--client", client)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert out.returncode == 1 and elapsed < 20 and "Traceback" not in out.stderr, out.stderr
+    errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "answers, but not as a Kafka broker's PLAINTEXT listener (b'SSH-2.0-" in errors[0]
+
+
 def test_topic_creation_refused_is_said_clearly(kafka, topic):
     out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", "1",
                        "--topic-replication", "3")

@@ -480,6 +480,31 @@ def test_on_a_terminal_the_progress_is_one_bar_that_redraws_in_place(tmp_path):
     assert log_file.read_text().count("Progress: sent=") >= 3  # the file keeps plain lines
 
 
+@pytest.mark.slow  # models trained
+def test_the_churn_benchmark_says_when_the_history_is_too_short_for_its_features(tmp_path):
+    events, labels = tmp_path / "events.jsonl", tmp_path / "labels.jsonl"
+    out = run_producer("--mode", "sessions", "--dry-run", "--user-id-range", "1-4000", "--seed", "3", "--start-time",
+                       "2026-09-01T00:00:00Z", "--end-time", "2026-10-01T00:00:00Z", "--labels-file", str(labels))
+    events.write_text(out.stdout)
+    model = subprocess.run([sys.executable, str(ROOT / "examples" / "churn_model.py"), "--events", str(events),
+                            "--labels", str(labels), "--seeds", "2"], capture_output=True, text=True, timeout=300)
+    assert model.returncode == 0, model.stderr
+    assert "note: only 16 days of history before the cut-off" in model.stdout
+
+
+def test_the_profile_plot_draws_the_funnel_the_day_and_the_week_with_their_bands(tmp_path):
+    events = run_producer("--mode", "sessions", "--dry-run", "--user-id-range", "1-1500", "--seed", "2",
+                          "--start-time", "2026-10-01T00:00:00Z", "--end-time", "2026-10-15T00:00:00Z").stdout
+    (tmp_path / "events.jsonl").write_text(events)
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "profile_stream.py"), str(tmp_path / "events.jsonl"),
+                          "--timezone", "Europe/Paris", "--json", "--plot", str(tmp_path / "profile.png")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    funnel = json.loads(out.stdout)["funnel"]
+    assert funnel["sessions"] > funnel["engaged"] > funnel["carted"] > funnel["converted"] > 0
+    assert (tmp_path / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("script, args, words", [
     ("churn_model.py", ["--events", "/nonexistent.jsonl", "--labels", "/nonexistent.jsonl"],
      ["--events /nonexistent.jsonl", "No such file"]),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -28,6 +29,7 @@ FEATURES = ("recency_days", "sessions_30d", "monetary", "tenure_days", "sessions
             "abandoned_share", "views_per_session", "mean_gap_days", "recency_over_gap", "active_days", "orders",
             "bounce_share_14d", "views_per_session_14d")
 RFM = ("recency_days", "sessions_30d", "monetary")
+SHORT_HISTORY_DAYS = 30  # the longest look-back of the features: less history than this starves them
 
 
 def epoch_seconds(timestamp: str) -> float:
@@ -100,8 +102,14 @@ def read_jsonl(path: str, option: str):
 
 def _json_lines(stream, path: str, option: str):
     with stream:
+        lines = stream
+        if sys.stderr.isatty():  # a few million lines take a while: on a terminal, a counter that redraws in place
+            from tqdm import tqdm
+
+            lines = tqdm(stream, desc=f"churn_model: reading {os.path.basename(path)}", unit=" lines", file=sys.stderr,
+                         mininterval=0.5, leave=False)
         try:
-            for number, line in enumerate(stream, start=1):
+            for number, line in enumerate(lines, start=1):
                 if line.strip():
                     try:
                         yield json.loads(line)
@@ -175,8 +183,10 @@ def benchmark(events, labels: list[dict], seeds: int = 5, test_share: float = 0.
             best_feature[name].append(max(auc, 1 - auc))  # a feature may predict either way
     best = max(best_feature, key=lambda f: statistics.mean(best_feature[f]))
     scores[f"best single feature ({best})"] = best_feature[best]
+    history = max(float(x[:, FEATURES.index("tenure_days")].max()), 0.0)  # the earliest customer's days before T
     return {"users": len(y), "churned": int(y.sum()), "cutoff": rows[0]["cutoff"], "horizon_days":
-            rows[0]["horizon_days"], "seeds": seeds, "auc": {k: [round(v, 4) for v in vs] for k, vs in scores.items()},
+            rows[0]["horizon_days"], "history_days": round(history, 1), "seeds": seeds,
+            "auc": {k: [round(v, 4) for v in vs] for k, vs in scores.items()},
             "single_features": {k: round(statistics.mean(v), 4) for k, v in best_feature.items()}}
 
 
@@ -189,6 +199,11 @@ def report(result: dict) -> str:
         lines.append(f"{name:<46}{statistics.mean(values):>7.3f}{sd:>7.3f}{min(values):>7.3f}{max(values):>7.3f}")
     lines += ["", "single features (AUC either way): " + ", ".join(
         f"{k} {v:.2f}" for k, v in sorted(result["single_features"].items(), key=lambda kv: -kv[1]))]
+    if result["history_days"] < SHORT_HISTORY_DAYS:
+        lines += ["", f"note: only {result['history_days']:g} days of history before the cut-off: the features that "
+                  f"look back 28-30 days (sessions_30d, sessions_trend) see less than their window, so a single "
+                  f"feature can rank above the models; give the producer a window of {SHORT_HISTORY_DAYS} days or "
+                  f"more before the cut-off (the example at the top of this file has 47)"]
     return "\n".join(lines)
 
 

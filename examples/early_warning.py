@@ -261,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.events_file:
         values = consume(args.bootstrap_servers, args.topic, args.group, args.until_idle, stop)
     observe = detector.observe
+    if sys.stderr.isatty():  # on a terminal, the events read so far, on a counter that redraws in place
+        from tqdm import tqdm
+
+        values = tqdm(values, desc="early_warning: events", unit=" events", file=sys.stderr, mininterval=0.5)
     first = last = 0.0  # the busy span, for the rate (not the wait of --until-idle)
     try:
         for value in values:

@@ -150,6 +150,7 @@ def _figures(mix, per_session, products, hourly, daily, order_values, users, fir
     return {
         "events": total,
         "users": len(users),
+        "funnel": {"sessions": sessions, "engaged": sessions - bounces, "carted": carted, "converted": converted},
         "days": round((last - first) / 86400, 2),
         "mix": {k: round(v / total, 4) for k, v in sorted(mix.items())},
         "sessions": sessions,
@@ -220,28 +221,72 @@ def _band(low, high, percent: bool) -> str:
     return f">= {fmt(low)}" if low is not None else f"<= {fmt(high)}"
 
 
-def plot(figures: dict, path: str) -> None:
+def plot(figures: dict, path: str, zone: str) -> None:
+    """The text report at a glance: the session funnel with its bands (conversion, cart abandonment, bounce), the
+    daily curve in the shop's time zone with the peak-to-trough band, the week with the weekend band."""
     try:
         import matplotlib
     except ImportError:
-        raise SystemExit("profile_stream: --plot needs matplotlib (pip install -r requirements-dev.txt)") from None
+        raise SystemExit("profile_stream: --plot needs matplotlib (make setup-dev)") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (funnel, hours, week) = plt.subplots(1, 3, figsize=(15, 4))
-    mix = figures["mix"]
-    names = [k for k in ("product_view", "add_to_cart", "checkout", "bounce") if k in mix]
-    funnel.bar(names, [mix[k] for k in names], color="#4c72b0")
-    funnel.set_yscale("log")
-    funnel.set_title(f"event mix (conversion {figures['conversion']:.1%}, "
-                     f"abandonment {figures['cart_abandonment'] or 0:.0%})")
-    hours.plot(range(24), figures["hourly"], marker="o")
-    hours.set_title("events by hour of day")
+    def verdict(name: str) -> str:
+        low, high, _ = BANDS[name]
+        value = figures[name]
+        return "in band" if value is not None and (low is None or value >= low) and (high is None or value <= high) \
+            else "OUT of band"
+
+    fig, (funnel, hours, week) = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    fig.suptitle(f"Stream profile: {figures['events']:,} events, {figures['users']:,} users, "
+                 f"{figures['sessions']:,} sessions over {figures['days']:g} days (shop time zone {zone})")
+    # The funnel: each step's sessions, and the share that went on from the step before.
+    f = figures["funnel"]
+    steps = [("sessions", f["sessions"]), ("engaged (not a bounce)", f["engaged"]), ("with an add to cart", f["carted"]),
+             ("with a checkout", f["converted"])]
+    funnel.barh([name for name, _ in steps][::-1], [n for _, n in steps][::-1], color="#4c72b0")
+    for i, (name, n) in enumerate(steps):
+        share = f" ({n / steps[i - 1][1]:.0%} of the step before)" if i and steps[i - 1][1] else ""
+        funnel.text(n, len(steps) - 1 - i, f" {n:,}{share}", va="center", fontsize=8)
+    funnel.set_xlim(0, f["sessions"] * 1.9)
+    bands = [f"bounce {figures['bounce']:.0%}: band 20-50%, {verdict('bounce')}",
+             f"conversion {figures['conversion']:.1%} of sessions: band 1-5%, {verdict('conversion')}"]
+    if figures["cart_abandonment"] is not None:
+        bands.append(f"cart abandonment {figures['cart_abandonment']:.0%}: band 60-80% (Baymard), "
+                     f"{verdict('cart_abandonment')}")
+    funnel.set_title("the session funnel")
+    funnel.set_xlabel("sessions\n" + "\n".join(bands), fontsize=9)
+    # The day, as % of its peak hour; the band: the trough under a third of the peak.
+    peak = max(figures["hourly"]) or 1
+    hours.plot(range(24), [100 * v / peak for v in figures["hourly"]], marker="o", color="#4c72b0")
+    hours.axhspan(0, 100 / 3, color="#55a868", alpha=0.15, label="the band: the trough under 1/3 of the peak")
+    hours.set_ylim(0, 105)
     hours.set_xticks(range(0, 24, 3))
+    hours.set_xlabel(f"hour of day ({zone})")
+    hours.set_ylabel("events, % of the peak hour")
+    hours.set_title(f"the day: peak {figures['hourly_peak_to_trough']:.1f}x the trough, "
+                    f"{verdict('hourly_peak_to_trough')}\n(Compete 2011, SaleCycle 2020: trough 3-5 am, peak 8-10 pm)",
+                    fontsize=10)
+    hours.legend(loc="upper left", fontsize=8)
+    # The week: the average day of each weekday; the band: the weekend 10% or more off the weekdays.
     days = list(figures["weekday_volume"])
-    week.bar(["Mon Tue Wed Thu Fri Sat Sun".split()[d] for d in days], [figures["weekday_volume"][d] for d in days])
-    week.set_title("average events per weekday")
+    names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    volumes = [figures["weekday_volume"][d] for d in days]
+    week.bar([names[d] for d in days], volumes, color=["#4c72b0" if d < 5 else "#dd8452" for d in days])
+    workdays = [v for d, v in zip(days, volumes) if d < 5]
+    if workdays:
+        mean = statistics.mean(workdays)
+        week.axhspan(mean * 0.9, mean * 1.1, color="#999999", alpha=0.25,
+                     label="the band: the weekend outside the weekday mean +-10%")
+        week.set_ylim(0, max(volumes) * 1.3)
+        week.legend(loc="upper center", fontsize=8)
+    week.set_ylabel("events on an average day")
+    week.set_xlabel(f"weekday ({zone})")
+    weekend = figures["weekend_vs_weekday"]
+    week.set_title(f"the week: the weekend {weekend:.0%} off the weekdays, {verdict('weekend_vs_weekday')}\n"
+                   "(SaleCycle 2020: the weekend quietest)" if weekend is not None
+                   else "the week", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -266,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = profile(read_events(args.files), tz)
     print(json.dumps(figures, default=str) if args.json else report(figures))
     if args.plot:
-        plot(figures, args.plot)
+        plot(figures, args.plot, args.timezone)
     return 0
 
 
