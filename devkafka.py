@@ -486,11 +486,25 @@ def _await_started(inst: Instance, proc, log_offset: int, started: float, deadli
                         "it was stopped\n" + _tail(inst, 30))
 
 
-def cluster_up(nodes: list[Instance], fresh: bool = False, timeout: float = START_TIMEOUT_S) -> int:
+def cluster_up(nodes: list[Instance], fresh: bool = False, timeout: float = START_TIMEOUT_S,
+               only: int | None = None) -> int:
     """Start the nodes of a cluster that are not running (all at once: a node waits for a quorum of
-    controllers), formatting new storage with one cluster id, and wait until each serves clients."""
+    controllers), formatting new storage with one cluster id, and wait until each serves clients. only: node
+    `only` alone (each node started by a devkafka of its own, in a network namespace of its own, say: started at
+    about the same time, they wait for each other; their cluster id comes from the state folder)."""
     state = nodes[0].state_dir.parent
     state.mkdir(parents=True, exist_ok=True)
+    if only is not None:
+        node = nodes[only - 1]
+        node.state_dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            down(node, quiet=True)
+            shutil.rmtree(node.data_dir, ignore_errors=True)
+        shared_id = base64.urlsafe_b64encode(hashlib.sha256(str(state).encode()).digest()[:16]).decode().rstrip("=")
+        started = time.monotonic()
+        proc, offset = _spawn(node, False, shared_id, heap=CLUSTER_HEAP)
+        _await_started(node, proc, offset, started, started + timeout)
+        return 0
     with open(state / "up.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if fresh:
@@ -657,6 +671,8 @@ def _instance_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                              "comma-separated (e.g. 127.0.0.2,127.0.0.3,127.0.0.4)")
     parser.add_argument("--advertise", default=default(""), metavar="HOST:PORT",
                         help="the address clients are told to use (a proxy in front of the broker); default its own")
+    parser.add_argument("--node", type=int, metavar="I", default=default(None),
+                        help="with --brokers: node I (from 1) alone, e.g. one per network namespace")
     parser.add_argument("--brokers", type=int, choices=range(1, 10), metavar="N", default=default(1),
                         help="1 (default): a single broker; more: a KRaft cluster of N broker+controller nodes, "
                              f"by default in {CLUSTER_STATE_DIR.name} on port {CLUSTER_PORT} and every "
@@ -841,8 +857,9 @@ def cluster_main(args: argparse.Namespace, argv: list[str]) -> int:
         if args.command == "up":
             if getattr(args, "security", False):
                 raise DevKafkaError("--security is for the single broker; a cluster has PLAINTEXT listeners only")
-            return cluster_up(nodes, fresh=args.fresh, timeout=args.timeout)
+            return cluster_up(nodes, fresh=args.fresh, timeout=args.timeout, only=args.node)
         if args.command in ("down", "reset"):
+            nodes = [nodes[args.node - 1]] if args.node else nodes
             # All at once: the last node of a quorum would wait for its gone peers before a clean shutdown.
             for pid in filter(None, (read_pid(node) for node in nodes)):
                 os.kill(pid, signal.SIGTERM)

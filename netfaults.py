@@ -1,13 +1,15 @@
 """Network faults for the fault suite (test_faults.py), the way a Jepsen tester makes them on one machine.
 
-A network namespace of the suite's own holds the brokers; a veth pair joins it to this namespace, where the
-producer and the test's consumers run, so every byte between them crosses a link the suite controls:
-- `partition(port)` cuts a broker off (iptables DROP both ways inside the namespace);
-- `isolate(address)` cuts one node of a cluster off from the other nodes and from every client;
-- `lossy(port, p)` drops a share p of the packets at random (iptables -m statistic);
+Each broker runs in a network namespace of its own; a bridge (in a hub namespace) joins them and, through a veth
+pair, this namespace, where the producer and the test's consumers run, so every byte between two brokers or
+between a broker and a client crosses a link the suite controls:
+- `partition(i, port)` cuts broker i off from its clients (iptables DROP both ways in its namespace);
+- `isolate(i)` cuts node i off from the other nodes and from every client; `separate(i, *others)` from some nodes
+  only (a leader its followers cannot reach, that its producer still can);
+- `lossy(i, port, p)` drops a share p of the packets at random (iptables -m statistic);
 - `SlowLink` is a TCP proxy (asyncio) in front of a broker that adds latency and a bandwidth cap (tc netem is not
   in this kernel); the broker advertises the proxy's address, so every request of the clients goes through it.
-Each fault is undone when its `with` block ends; `close()` deletes the namespace, and with it every rule.
+Each fault is undone when its `with` block ends; `close()` deletes the namespaces, and with them every rule.
 Needs root, iproute2 and iptables (`make test` installs iptables where it is missing).
 """
 
@@ -27,17 +29,27 @@ ROOT = Path(__file__).resolve().parent
 
 
 class FaultNet:
-    """A namespace with addresses 10.231.<subnet>.2.. on its side of a veth pair; 10.231.<subnet>.1 on ours."""
+    """A small network of the suite's own: node namespaces (one per broker, one address each, 10.231.<subnet>.2..),
+    joined by a bridge in a hub namespace, which a veth pair joins to this namespace (10.231.<subnet>.1, where the
+    producer, the consumers and a proxy are). Every byte between two brokers, or between a broker and a client,
+    crosses a link the suite controls; a fault is iptables rules inside one node's namespace, so a node can be cut
+    off from some peers and not others (on one namespace's loopback, every address is local and a rule cannot tell
+    the nodes apart)."""
 
     def __init__(self, name: str, subnet: int) -> None:
         self.name, self.subnet = name, subnet
-        self.outside = f"veth-{name}"[:15]
-        self.inside = f"vns-{name}"[:15]
-        self.host = f"10.231.{subnet}.1"  # this side's address: where a proxy listens
+        self.hub = f"{name}-hub"
+        self.outside = f"vo-{name}"[:15]
+        self.host = f"10.231.{subnet}.1"  # this side's address: where the producer and a proxy are
+        self.nodes = 0
 
     def address(self, i: int = 1) -> str:
-        """The namespace's i-th address (from 1): one per broker."""
+        """Node i's address (from 1)."""
         return f"10.231.{self.subnet}.{i + 1}"
+
+    def node(self, i: int = 1) -> str:
+        """Node i's namespace."""
+        return f"{self.name}-{i}"
 
     @staticmethod
     def missing_tools() -> str:
@@ -49,70 +61,91 @@ class FaultNet:
                 return f"'{tool}' is not installed: `make test` installs iptables (apt-get), iproute2 gives ip"
         return ""
 
-    def open(self, addresses: int = 3) -> "FaultNet":
-        self.close()  # left over by an interrupted run
-        run("ip", "netns", "add", self.name)
-        run("ip", "link", "add", self.outside, "type", "veth", "peer", "name", self.inside)
-        run("ip", "link", "set", self.inside, "netns", self.name)
-        run("ip", "addr", "add", f"{self.host}/24", "dev", self.outside)
-        run("ip", "link", "set", self.outside, "up")
-        for i in range(1, addresses + 1):
-            self.inns("ip", "addr", "add", f"{self.address(i)}/24", "dev", self.inside)
-        self.inns("ip", "link", "set", self.inside, "up")
-        self.inns("ip", "link", "set", "lo", "up")
-        self.inns("iptables", "-L", "-n")  # iptables works in this kernel and namespace
+    def open(self, nodes: int = 3) -> "FaultNet":
+        self.close(nodes)  # left over by an interrupted run
+        self.nodes = nodes
+        run("ip", "netns", "add", self.hub)
+        self._in(self.hub, "ip", "link", "add", "br0", "type", "bridge")
+        self._in(self.hub, "ip", "link", "set", "br0", "up")
+        self._plug(self.outside, None, f"{self.host}/24")
+        for i in range(1, nodes + 1):
+            run("ip", "netns", "add", self.node(i))
+            self._plug(f"vo-{self.name}-{i}"[:15], self.node(i), f"{self.address(i)}/24")
+            self.inns(i, "iptables", "-L", "-n")  # iptables works in this kernel and namespace
         return self
 
-    def close(self) -> None:
-        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
+    def _plug(self, name: str, namespace: str | None, address: str) -> None:
+        """A veth pair from the hub's bridge to a namespace (None: this one), with the address on that end."""
+        run("ip", "link", "add", name, "type", "veth", "peer", "name", f"h{name}"[:15])
+        run("ip", "link", "set", f"h{name}"[:15], "netns", self.hub)
+        self._in(self.hub, "ip", "link", "set", f"h{name}"[:15], "master", "br0", "up")
+        if namespace is None:
+            run("ip", "addr", "add", address, "dev", name)
+            run("ip", "link", "set", name, "up")
+        else:
+            run("ip", "link", "set", name, "netns", namespace)
+            self._in(namespace, "ip", "addr", "add", address, "dev", name)
+            self._in(namespace, "ip", "link", "set", name, "up")
+            self._in(namespace, "ip", "link", "set", "lo", "up")
+
+    def close(self, nodes: int | None = None) -> None:
+        for namespace in [self.node(i) for i in range(1, (nodes or self.nodes) + 1)] + [self.hub]:
+            subprocess.run(["ip", "netns", "delete", namespace], capture_output=True)
         subprocess.run(["ip", "link", "delete", self.outside], capture_output=True)
 
-    def inns(self, *command: str) -> str:
-        """A command run inside the namespace, to its end; its output."""
-        return run("ip", "netns", "exec", self.name, *command)
+    @staticmethod
+    def _in(namespace: str, *command: str) -> str:
+        return run("ip", "netns", "exec", namespace, *command)
 
-    def devkafka(self, *args: str, timeout: float = 180) -> None:
-        """devkafka.py inside the namespace (the brokers it starts stay there)."""
-        out = subprocess.run(["ip", "netns", "exec", self.name, sys.executable, str(ROOT / "devkafka.py"), *args],
-                             capture_output=True, text=True, timeout=timeout)
-        if out.returncode != 0:
-            raise RuntimeError(f"devkafka {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    def inns(self, i: int, *command: str) -> str:
+        """A command run in node i's namespace, to its end; its output."""
+        return self._in(self.node(i), *command)
 
-    # faults: rules inside the namespace, removed when the block ends ----------------------------------------
+    def devkafka(self, i: int, *args: str) -> subprocess.Popen:
+        """devkafka.py in node i's namespace (the broker it starts stays there), started; wait() for its end."""
+        return subprocess.Popen(["ip", "netns", "exec", self.node(i), sys.executable, str(ROOT / "devkafka.py"),
+                                 *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def start(self, *launches: subprocess.Popen, timeout: float = 240) -> None:
+        """Wait for devkafka launches (started together, as a cluster's nodes must be); fail with their output."""
+        outputs = [launch.communicate(timeout=timeout)[0] for launch in launches]
+        failed = [out for launch, out in zip(launches, outputs) if launch.returncode != 0]
+        if failed:
+            raise RuntimeError("devkafka failed:\n" + "\n".join(failed))
+
+    # faults: rules inside a node's namespace, removed when the block ends -------------------------------
     @contextlib.contextmanager
-    def _rules(self, *rules: list[str]):
+    def _rules(self, i: int, *rules: list[str]):
         for rule in rules:
-            self.inns("iptables", "-I", *rule)
+            self.inns(i, "iptables", "-I", *rule)
         try:
             yield
         finally:
             for rule in reversed(rules):
-                self.inns("iptables", "-D", *rule)
+                self.inns(i, "iptables", "-D", *rule)
 
-    def partition(self, port: int):
-        """Nothing reaches the broker's port, nothing leaves it: a broker cut off from its clients."""
-        return self._rules(["INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"],
+    def partition(self, i: int, port: int):
+        """Nothing reaches node i's port, nothing leaves it: a broker cut off from its clients."""
+        return self._rules(i, ["INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"],
                            ["OUTPUT", "-p", "tcp", "--sport", str(port), "-j", "DROP"])
 
-    def isolate(self, address: str):
-        """The node at this address talks to itself alone: cut off from the other nodes and from every client."""
-        return self._rules(["INPUT", "-d", address, "!", "-s", address, "-j", "DROP"],
-                           ["INPUT", "-s", address, "!", "-d", address, "-j", "DROP"],
-                           ["OUTPUT", "-s", address, "!", "-d", address, "-j", "DROP"])
+    def isolate(self, i: int):
+        """Node i talks to itself alone: cut off from the other nodes and from every client."""
+        return self._rules(i, ["INPUT", "!", "-i", "lo", "-j", "DROP"], ["OUTPUT", "!", "-o", "lo", "-j", "DROP"])
 
-    def separate(self, address: str, *others: str):
-        """The node at this address cut off from those nodes, but not from the clients (they reach it over the veth
-        pair): a partition leader that goes on taking writes its followers never see."""
+    def separate(self, i: int, *others: int):
+        """Node i cut off from those nodes, but not from the clients: a partition leader that goes on taking writes
+        its followers never see."""
         rules = []
         for other in others:
-            rules += [["INPUT", "-s", address, "-d", other, "-j", "DROP"],
-                      ["INPUT", "-s", other, "-d", address, "-j", "DROP"]]
-        return self._rules(*rules)
+            rules += [["INPUT", "-s", self.address(other), "-j", "DROP"],
+                      ["OUTPUT", "-d", self.address(other), "-j", "DROP"]]
+        return self._rules(i, *rules)
 
-    def lossy(self, port: int, probability: float):
-        """A share of the packets to and from the broker's port is dropped at random; TCP resends them, late."""
+    def lossy(self, i: int, port: int, probability: float):
+        """A share of the packets to and from node i's port is dropped at random; TCP resends them, late."""
         chance = ["-m", "statistic", "--mode", "random", "--probability", str(probability), "-j", "DROP"]
-        return self._rules(["INPUT", "-p", "tcp", "--dport", str(port), *chance],
+        return self._rules(i, ["INPUT", "-p", "tcp", "--dport", str(port), *chance],
                            ["OUTPUT", "-p", "tcp", "--sport", str(port), *chance])
 
 

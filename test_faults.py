@@ -36,7 +36,7 @@ def fault_net() -> FaultNet:
     problem = FaultNet.missing_tools()
     if problem:
         pytest.fail(problem)
-    net = FaultNet(f"pf{os.getpid() % 100000}", 20 + os.getpid() % 200).open(addresses=3)
+    net = FaultNet(f"pf{os.getpid() % 100000}", 20 + os.getpid() % 200).open(nodes=3)
     try:
         yield net
     finally:
@@ -44,24 +44,25 @@ def fault_net() -> FaultNet:
 
 
 def broker_in(net: FaultNet, name: str, port: int, **where: str) -> Broker:
-    """A broker inside the namespace on its first address (where: devkafka's --advertise)."""
+    """A broker in node 1's namespace, on its address (where: devkafka's --advertise)."""
     state = ROOT / name
     extra = [f"--{k}={v}" for k, v in where.items()]
-    net.devkafka("--state-dir", str(state), "--host", net.address(1), "--port", str(port), *extra, "up", "--fresh",
-                 "--timeout", "120")
+    net.start(net.devkafka(1, "--state-dir", str(state), "--host", net.address(1), "--port", str(port), *extra, "up",
+                           "--fresh", "--timeout", "120"))
     return Broker(bootstrap=f"{net.address(1)}:{port}", info={}, state_dir=state, port=port)
 
 
 @pytest.fixture(scope="module")
-def net_cluster(fault_net: FaultNet) -> tuple[str, list[str]]:
-    """Three nodes in the namespace, an address each (so one can be cut off from the others): (bootstrap, the
-    nodes' addresses by node id - 1)."""
+def net_cluster(fault_net: FaultNet) -> str:
+    """Three nodes, each in its own namespace with its own address (so one can be cut off from the others): the
+    bootstrap servers; node i (its Kafka node id) is in the net's namespace i."""
     state, port = ROOT / ".devkafka-test-faults-cluster", free_port_block(24, 37000)
-    addresses = [fault_net.address(i) for i in (1, 2, 3)]
-    fault_net.devkafka("--state-dir", str(state), "--port", str(port), "--brokers", "3", "--host",
-                       ",".join(addresses), "up", "--fresh", "--timeout", "150", timeout=240)
+    addresses = ",".join(fault_net.address(i) for i in (1, 2, 3))
+    fault_net.start(*(fault_net.devkafka(i, "--state-dir", str(state), "--port", str(port), "--brokers", "3",
+                                         "--host", addresses, "--node", str(i), "up", "--fresh", "--timeout", "150")
+                      for i in (1, 2, 3)))
     try:
-        yield ",".join(f"{a}:{port + 10 * i}" for i, a in enumerate(addresses)), addresses
+        yield ",".join(f"{a}:{port + 10 * i}" for i, a in enumerate(addresses.split(",")))
     finally:
         devkafka.main(["--state-dir", str(state), "--port", str(port), "--brokers", "3", "down"])
         shutil.rmtree(state, ignore_errors=True)
@@ -111,7 +112,7 @@ def test_a_partition_shorter_than_the_delivery_timeout_loses_nothing(fault_net, 
                     "10000")
     try:
         wait_for_progress(run, sent_over=1500)
-        with fault_net.partition(single.port):
+        with fault_net.partition(1, single.port):
             run.wait_until(lambda p: p["outage"], 20, "the partition reported")
             time.sleep(3)  # the fault itself: the broker stays cut off a while longer
         run.wait_until(lambda p: not p["outage"], 40, "the recovery reported")
@@ -131,7 +132,7 @@ def test_a_partition_longer_than_the_delivery_timeout_fails_what_it_must_and_say
                     "3000")
     try:
         wait_for_progress(run, sent_over=900)
-        with fault_net.partition(single.port):
+        with fault_net.partition(1, single.port):
             run.wait_until(lambda p: p["outage"], 20, "the partition reported")
             run.wait_until(lambda p: p["failed"] > 0, 30, "events past the delivery timeout counted failed")
             time.sleep(2)  # the fault itself: a while longer, so more expire
@@ -151,15 +152,17 @@ def test_the_leader_cut_off_from_its_followers_and_the_producer_loses_no_acknowl
     """Three nodes, one address each, replication factor 3, min.insync.replicas 2, acks=all: the leader of one
     partition is cut off from the other two nodes and from the producer for 20 s. The cluster fences it and elects
     another leader; on healing, whatever it had written alone is truncated, but it had acknowledged none of it. The
-    producer says so once, and the recovery once: an outage when its client holds every partition back (nothing is
-    acknowledged), a slow link when the other partitions' acknowledgements go on (as librdkafka's do)."""
-    bootstrap, addresses = net_cluster
+    producer says each change it sees once, each with its end: an outage while nothing is acknowledged (every
+    partition waits while the lost node is still in their in-sync replicas, about 9 s), a slow link while the other
+    partitions' acknowledgements go on and partition 0's wait for its new leader; kafka-python stalls a second time
+    when the old leader comes back (its requests to it answered at last), and that is said too, with its end."""
+    bootstrap = net_cluster
     run = ProducerProcess("--bootstrap-servers", bootstrap, "--client", client, "--topic", topic, "--rate", "1000",
                           "--duration", "120", "--stats-interval", "0.5", "--topic-replication", "3",
                           "--user-id-range", "1-5000")
     try:
         wait_for_progress(run, sent_over=3000, timeout=90)
-        with fault_net.isolate(addresses[leader_of(bootstrap, topic, 0) - 1]):
+        with fault_net.isolate(leader_of(bootstrap, topic, 0)):
             run.wait_until(lambda p: p["outage"] or p["slow_link"], 30, "the lost leader reported")
             time.sleep(12)  # the fault itself: 20 s or so in all, past the cluster's fencing (9 s)
         run.wait_until(lambda p: not p["outage"] and not p["slow_link"], 90, "the recovery reported")
@@ -168,7 +171,7 @@ def test_the_leader_cut_off_from_its_followers_and_the_producer_loses_no_acknowl
         run.kill()
     assert code == 0, run.text[-4000:]
     said = reported(run)
-    assert said[UNREACHABLE] == said[REACHABLE] in (0, 1) and said[SLOW] == said[KEEPING_UP] in (0, 1), said
+    assert said[UNREACHABLE] == said[REACHABLE] <= 2 and said[SLOW] == said[KEEPING_UP] <= 1, said
     assert said[UNREACHABLE] + said[SLOW] >= 1, said
     summary = held_to_its_word(run, bootstrap, topic, outages=None)
     assert summary["failed"] == summary["dropped_at_shutdown"] == 0 and summary["sent"] > 10_000
@@ -188,7 +191,7 @@ def test_a_lossy_slow_link_is_reported_once_with_its_recovery_and_loses_nothing(
         try:
             wait_for_progress(run, sent_over=4000)
             link.set(0.2, 60_000)
-            with fault_net.lossy(port, 0.1):
+            with fault_net.lossy(1, port, 0.1):
                 run.wait_until(lambda p: p["slow_link"], 25, "the slow link reported")
                 link.set(0, 0)
             run.wait_until(lambda p: not p["slow_link"], 30, "deliveries keeping up again")

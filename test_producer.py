@@ -310,6 +310,15 @@ def test_print_config_says_where_each_value_came_from(tmp_path):
         ("flag", "environment", ".env", "default")
 
 
+def test_a_schema_format_into_the_json_demos_topic_is_warned():
+    """--format avro into the default user-events: a reader of it would get JSON and Avro mixed."""
+    quiet = {"ENV_FILE": os.devnull}
+    warned = [w for w in load_settings(["--format", "avro"], environ=quiet).warnings if "JSON demo" in w]
+    assert len(warned) == 1 and "--topic user-events-avro" in warned[0]
+    assert not [w for w in load_settings(["--format", "avro", "--topic", "mine"], environ=quiet).warnings
+                if "JSON demo" in w]
+
+
 def test_version_names_this_file_and_the_clients():
     out = run_producer("--version")
     assert out.returncode == 0
