@@ -4460,7 +4460,7 @@ class RunEngine:
             self.phase = "flushing"
             self._tell()
             sink.close(stopped())
-        return self._end(unwritten)
+        return self._end(unwritten, remaining <= 0)
 
     def _housekeeping(self, now: float) -> None:
         reported = self.delivery.report_progress()
@@ -4478,12 +4478,13 @@ class RunEngine:
         if self.on_report is not None:
             self.on_report()
 
-    def _end(self, unwritten: str) -> int:
-        """Why the run ended, the statistics, the exit code (1 also when the labels or truth were not written)."""
+    def _end(self, unwritten: str, counted: bool) -> int:
+        """Why the run ended, the statistics, the exit code (1 also when the labels or truth were not written).
+        counted: --count events were made (a rerun's already in the topic too)."""
         s, stats = self.settings, self.stats
         if self._stop.is_set():
             self.ended_by = "stopped"
-        elif s.count is not None and stats.generated >= s.count:
+        elif counted:
             self.ended_by = "count reached"
         elif s.duration and stats.runtime() >= s.duration:
             self.ended_by = "duration reached"

@@ -306,6 +306,20 @@ def test_a_backfill_killed_and_run_again_has_each_event_of_its_window_once(kafka
     assert each_user_in_send_order(records)
 
 
+def test_a_counted_window_run_again_sends_nothing_and_says_its_count_was_reached(kafka, topic):
+    """A rerun of a finished --count window finds all its events in the topic: none generated, none sent, and it
+    still ends because the count was reached (the events counted are the ones already there)."""
+    window = ["--mode", "sessions", "--seed", "5", "--user-id-range", "1-2000", "--start-time", "2026-10-01T00:00:00Z",
+              "--end-time", "2026-10-03T00:00:00Z", "--count", "3000", "--bootstrap-servers", kafka.bootstrap,
+              "--topic", topic]
+    first, again = run_producer(*window), run_producer(*window)
+    assert first.returncode == 0 == again.returncode, again.stderr[-3000:]
+    assert first.summary["sent"] == 3000 and first.summary["exit_reason"] == "count reached"
+    assert again.summary["already_in_topic"] == 3000 and again.summary["sent"] == again.summary["generated"] == 0
+    assert again.summary["exit_reason"] == "count reached"
+    assert len(consume_all(kafka.bootstrap, topic, expected=3000)) == 3000
+
+
 def test_the_fault_suite_can_run_here():
     """Root, ip and iptables: what the suite needs is on this machine (`make test` installs iptables)."""
     assert FaultNet.missing_tools() == ""
