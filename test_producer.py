@@ -637,6 +637,43 @@ def test_a_slow_stream_is_not_reported_as_an_outage(caplog):
     assert healthy, why  # HEALTH_TIMEOUT (60 s) not reached: the slow stream's 10 s gap does not count
 
 
+def paced_run(schedule: "producer.Schedule", stats, seconds: float, now: float, speed: float | None = None,
+              room: bool = True) -> float:
+    """The run loop's use of a schedule, in 10 ms steps of a clock of our own: each step the events due go (at most
+    `speed` events/s, a client that cannot go faster), or, without room (in flight at MAX_IN_FLIGHT_EVENTS), none go
+    and the schedule is told it paused. The clock at the end."""
+    for _ in range(round(seconds / 0.01)):
+        now += 0.01
+        due = schedule.due(now)
+        if not due:
+            continue
+        if not room:
+            schedule.paused(now)
+            continue
+        n = min(due, int(speed * 0.01)) if speed else due
+        stats.generated += n
+        schedule.went(n)
+    return now
+
+
+def test_a_rate_held_back_by_the_broker_is_not_called_out_of_reach(caplog):
+    """An outage long enough to fill MAX_IN_FLIGHT_EVENTS pauses generation: that is the broker's pace, and the
+    "rate out of reach ... the client sets the pace" line would be false (it was said, 6 s into such a pause, in a
+    fault test). A client too slow for the rate is still called out, pauses or not."""
+    stats = producer.Statistics()
+    schedule = producer.Schedule(0.001, stats, "the client sets the pace")
+    with caplog.at_level("WARNING", logger="producer"):
+        now = paced_run(schedule, stats, 10, stats.started)  # 1,000/s kept
+        now = paced_run(schedule, stats, 60, now, room=False)  # a minute with no room
+        now = paced_run(schedule, stats, 10, now)
+        assert "out of reach" not in caplog.text
+        assert 59 < schedule.held_s < 61
+        paced_run(schedule, stats, 10, now, speed=500)  # the client now manages half the rate
+    said = [r.getMessage() for r in caplog.records if "out of reach" in r.getMessage()]
+    assert len(said) == 1 and "against EVENTS_PER_SECOND 1000/s" in said[0], said
+    assert "not counting 60s waiting for room at MAX_IN_FLIGHT_EVENTS" in said[0], said
+
+
 def test_back_pressure_at_an_unlimited_rate_is_no_warning(kafka, topic):
     out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--interval", "0", "--count",
                        "20000", "--max-in-flight", "50", "--client", "confluent-kafka")
