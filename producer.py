@@ -4164,13 +4164,9 @@ class TruthStream:
             else:
                 log.info("Wrote %d truth events to %s", self.count, self.path)
         if self.topic:
-            failed = self.sink.settle_side(self.count, self.acked)
-            if failed:
-                self.error = self.error or f"{failed} of {self.count} truth events were not acknowledged by topic " \
-                                           f"'{self.topic}'"
-                log.error("%s", self.error)
-            else:
-                log.info("Sent %d truth events to topic '%s'", self.count, self.topic)
+            unacknowledged = self.sink.settle_side(self.topic, self.count, self.acked, "truth events",
+                                                   f"{self.count} truth events")
+            self.error = self.error or unacknowledged
         return self.error
 
 
@@ -4206,12 +4202,8 @@ def write_labels(s: Settings, sim: SessionSimulator, end_ms: int, sink: "KafkaSi
     if target:
         log.info("Wrote ground truth of %d users to %s", rows, target)
     if topic:
-        failed = sink.settle_side(rows, acked)
-        if failed:
-            error = error or f"{failed} of {rows} labels were not acknowledged by topic '{topic}'"
-            log.error("%s", error)
-        else:
-            log.info("Sent ground truth of %d users to topic '%s'", rows, topic)
+        unacknowledged = sink.settle_side(topic, rows, acked, "labels", f"ground truth of {rows} users")
+        error = error or unacknowledged
     return error
 
 
@@ -4369,10 +4361,17 @@ class KafkaSink:
         for when, key, value in records:
             self.connection.send_label(topic, key, value, on_ack, timestamp_ms=when)
 
-    def settle_side(self, sent: int, acked: list[int]) -> int:
-        """Wait for the side records' acknowledgements; how many of `sent` have none."""
+    def settle_side(self, topic: str, sent: int, acked: list[int], noun: str, what_was_sent: str) -> str:
+        """Wait for the side records' acknowledgements and say how it went: "Sent <what_was_sent> to topic ...", or
+        (returned too) how many of the `sent` <noun> have none; "" when none is missing."""
         self.connection.flush(timeout=max(30.0, self.settings.flush_timeout))
-        return sent - acked[0]
+        failed = sent - acked[0]
+        if not failed:
+            log.info("Sent %s to topic '%s'", what_was_sent, topic)
+            return ""
+        error = f"{failed} of {sent} {noun} were not acknowledged by topic '{topic}'"
+        log.error("%s", error)
+        return error
 
     def housekeeping(self, now: float) -> None:
         """Outage and failure reports, the partition count, the stalled-client check: at most ~1 ms of work."""
