@@ -20,6 +20,7 @@ COPY requirements*.txt ./
 RUN pip install --no-cache-dir -r requirements.txt -r requirements-formats.txt -r requirements-codecs.txt
 
 COPY producer.py producer_config.env ./
+COPY shopsim/ ./shopsim/
 COPY schemas/ ./schemas/
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin producer

@@ -79,7 +79,7 @@ $(CDNOW): | $(VENV)/.runtime
 test: setup-dev $(CDNOW) fault-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The fault suite (test_faults.py) cuts links with iptables in network namespaces of its own: as root, as CI runs.
+# The fault suite (tests/broker/test_faults.py) cuts links with iptables in network namespaces of its own: as root, as CI runs.
 fault-tools:
 	@command -v iptables >/dev/null || { echo "installing iptables for the fault suite (apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; }

@@ -43,7 +43,8 @@ from datetime import datetime
 from typing import Any, Iterator
 
 import producer
-from producer import DAY_MS, DEFAULT_FUNNEL, HOURLY_TRAFFIC, ShopProfile, TimestampFormatter
+import shopsim
+from shopsim import DAY_MS, DEFAULT_FUNNEL, HOURLY_TRAFFIC, ShopProfile, TimestampFormatter
 
 EXIT_BAD_INPUT = 2
 SESSION_TIMEOUT_MS = 30 * 60_000  # a stream without session ids is cut into sessions at 30 idle minutes
@@ -432,7 +433,7 @@ def make_window(start_ms: int, end_ms: int, tz, cutoff: str | None, horizon_days
 
     days = int(math.ceil((end_ms - start_ms) / DAY_MS))
     if cutoff:
-        cutoff_ms = producer.parse_time(cutoff)
+        cutoff_ms = shopsim.parse_time(cutoff)
         if cutoff_ms is None or not start_ms < cutoff_ms < end_ms:
             raise BadInput(f"--cutoff {cutoff}: expected a date-time inside the export's span")
     else:  # the middle of the span, in whole weeks (CDNOW: week 39 of 78)
@@ -566,7 +567,7 @@ def base_profile(export: Export, window: Window) -> tuple[ShopProfile, dict[str,
     fitted: dict[str, str] = {}
     start, end = export.start_ms, export.end_ms
     first = np.array(list(export.first_seen.values()), dtype=np.int64)
-    weeks = np.bincount((first - start) // producer.WEEK_MS, minlength=window.weeks)[:window.weeks].astype(float)
+    weeks = np.bincount((first - start) // shopsim.WEEK_MS, minlength=window.weeks)[:window.weeks].astype(float)
     tail_days = min(56.0, window.days / 4)
     late = int(np.sum(first >= end - tail_days * DAY_MS))
     fitted["arrivals"] = (f"customers' first {'order' if export.kind == 'orders' else 'event'} by week; after the "
@@ -626,8 +627,8 @@ def base_profile(export: Export, window: Window) -> tuple[ShopProfile, dict[str,
         customers=len(export.first_seen), span_start_ms=start, span_end_ms=end, timezone=str(export.tz),
         existing_customers=0, arrival_weeks=tuple(float(w) for w in weeks), arrivals_after_per_day=late / tail_days / len(first),
         first_visit_orders=export.kind == "orders", activity_shape=1.0, activity_scale=0.01, decline_shape=1.0,
-        decline_scale=0.005, fade_days_median=producer.FADE_DAYS_MEDIAN, full_churn=producer.FULL_CHURN,
-        reactivation_per_day=producer.REACTIVATION_PER_DAY, sessions_per_order=round(funnel["sessions_per_order"], 4),
+        decline_scale=0.005, fade_days_median=shopsim.FADE_DAYS_MEDIAN, full_churn=shopsim.FULL_CHURN,
+        reactivation_per_day=shopsim.REACTIVATION_PER_DAY, sessions_per_order=round(funnel["sessions_per_order"], 4),
         bounce=round(funnel["bounce"], 4), views=round(funnel["views"], 4),
         abandoned_carts_per_order=round(funnel["abandoned_carts_per_order"], 4),
         items=tuple(round(float(x), 6) for x in shares) if has_items else (1.0,), value_quantiles=tuple(quantiles),
@@ -660,7 +661,7 @@ def arrival_variants(profile: ShopProfile, export: Export, window: Window) -> di
     first = sorted(export.first_seen.values())
     last_third = export.end_ms - (export.end_ms - export.start_ms) / 3
     late = sum(1 for ms in first if ms >= last_third)
-    per_week = late / ((export.end_ms - last_third) / producer.WEEK_MS)
+    per_week = late / ((export.end_ms - last_third) / shopsim.WEEK_MS)
     signups = per_week * window.days / 7
     seen_at_start = int(round(len(first) - signups))
     if seen_at_start > 0.1 * len(first):  # more customers early than the sign-up rate explains
@@ -738,8 +739,8 @@ def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export
 
     seen = sum((export.end_ms - ms) / DAY_MS for ms in export.first_seen.values())
     repeat_rate = max(len(export.orders) - (profile.customers if profile.first_visit_orders else 0), 1) / seen
-    x0 = np.r_[np.log([0.6, 2 * repeat_rate, 1.0, 1 / 200, producer.REACTIVATION_PER_DAY]),
-               math.log(producer.FULL_CHURN / (1 - producer.FULL_CHURN)), math.log(1.5)]
+    x0 = np.r_[np.log([0.6, 2 * repeat_rate, 1.0, 1 / 200, shopsim.REACTIVATION_PER_DAY]),
+               math.log(shopsim.FULL_CHURN / (1 - shopsim.FULL_CHURN)), math.log(1.5)]
     variants = arrival_variants(profile, export, window)
     if len(variants) == 1:
         (name, (variant, seen_at_start)), = variants.items()
@@ -1012,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from zoneinfo import ZoneInfo
 
-        tz = ZoneInfo(producer.parse_timezone(args.timezone))
+        tz = ZoneInfo(shopsim.parse_timezone(args.timezone))
     except ValueError as exc:
         say(f"--timezone {args.timezone}: {exc}")
         return EXIT_BAD_INPUT

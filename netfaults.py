@@ -1,4 +1,4 @@
-"""Network faults for the fault suite (test_faults.py), the way a Jepsen tester makes them on one machine.
+"""Network faults for the fault suite (tests/broker/test_faults.py), the way a Jepsen tester makes them on one machine.
 
 Each broker runs in a network namespace of its own; a bridge (in a hub namespace) joins them and, through a veth
 pair, this namespace, where the producer and the test's consumers run, so every byte between two brokers or

@@ -25,7 +25,7 @@ docstring), `main(argv) -> int`, `load_settings`, `prepare`, `default_settings`,
 `JsonCodec` and `encode_event`, `EventGenerator`, `SessionSimulator`, `ShopProfile`, `load_shop_profile` and
 `TwinSimulator` (a real shop's twin), `KafkaConnection` (and its two clients), `DeliveryMonitor`, `RunEngine`.
 
-The sections, in this order; each uses only what is above it (test_producer.py keeps it so):
+The sections, in this order; each uses only what is above it (tests/shape/test_layout.py keeps it so):
 constants, exceptions and the event schema; settings; the wire format; random events; sessions mode; a shop's
 twin; the Kafka connection; delivery accounting; the run engine; the producer (the original class, a facade
 over the engine); metrics; the process (logging, signals, the summary); --workers; main.
@@ -58,7 +58,6 @@ import collections
 import functools
 import gc
 import io
-import itertools
 import json
 import logging
 import logging.handlers
@@ -67,14 +66,17 @@ import os
 import random
 import re
 import signal
-import statistics
 import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from heapq import heappop, heappush, merge
+from heapq import merge
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from shopsim import (DAY_MS, FUNNEL_TYPES, MAX_SIMULATED_USERS, SEGMENTS, SessionSimulator, ShopProfile,
+                     TimestampFormatter, TwinSimulator, event_text, json_name, load_shop_profile, parse_time,
+                     parse_timezone, record_key, session_fields)
 
 # kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
 # settings errors and the unit tests of generation work even before the client is installed.
@@ -88,9 +90,7 @@ DEFAULT_PRODUCT_ID_RANGE = (1, 500)
 DEFAULT_SESSION_LENGTH_RANGE = (0.5, 30.0)  # minutes, 2 decimals
 EVENT_ID_HEADER = "event_id"
 # Sessions mode: the segments of the simulated population and the funnel it walks through.
-SEGMENTS = ("loyal", "casual", "at_risk", "churning")
 DEFAULT_SEGMENT_MIX = "loyal=0.3,casual=0.4,at_risk=0.2,churning=0.1"
-FUNNEL_TYPES = ("product_view", "add_to_cart", "checkout", "bounce")
 CLIENT_NAMES = ("kafka-python", "confluent-kafka")
 VALUE_FORMATS = ("json", "avro", "protobuf", "json-schema")
 SCHEMA_FILES = {"avro": "schemas/user_event.avsc", "protobuf": "schemas/user_event.proto",
@@ -146,93 +146,6 @@ SAMPLE_EVENT = {"user_id": 1, "event_type": "product_view", "timestamp": "2026-0
                 "metadata": {"product_id": 1, "session_length": 1.0}}
 
 
-# The simulated shop's figures (sessions mode), with their published anchors (docs/sessions.md).
-
-
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-MONTH_MS = 30 * DAY_MS
-MAX_SIMULATED_USERS = 1_000_000
-# A heap entry is one int, time * HEAP_SLOTS + user index: ints compare and allocate faster than tuples.
-# The room is for the population and the customers who arrive later; the last slot is the next arrival.
-HEAP_SLOTS = 1 << 22
-ARRIVAL = HEAP_SLOTS - 1
-
-# Shop traffic by local hour (Compete 2011 and SaleCycle 2020: lowest at 3-5 am, climbing from 7-9 am,
-# peak at 8-10 pm) and by weekday, Monday first (SaleCycle 2020: Monday and Thursday busiest, the weekend
-# quietest). Relative values; normalised so that a week averages 1.
-HOURLY_TRAFFIC = (0.45, 0.30, 0.21, 0.17, 0.16, 0.19, 0.28, 0.42, 0.58, 0.72, 0.81, 0.88,
-                  0.93, 0.92, 0.89, 0.89, 0.92, 0.97, 1.04, 1.14, 1.24, 1.24, 1.06, 0.74)
-WEEKDAY_TRAFFIC = (1.06, 1.02, 1.00, 1.05, 0.97, 0.84, 0.90)
-
-
-@dataclass(frozen=True)
-class Funnel:
-    """How the average customer's sessions go; segments and a fading user shift these odds."""
-
-    bounce: float  # sessions that are a single bounce event
-    views: float  # product views per engaged session, mean (1 + a geometric number: a long tail)
-    cart: float  # engaged sessions that add to the cart
-    items: float  # add_to_cart events per cart session, mean (never more than the session's views)
-    checkout: float  # cart sessions that end in a checkout
-
-
-# Calibrated to the anchors in README (Sessions mode): about 3% of sessions convert, 70% of carts are
-# abandoned (Baymard), about 30% of sessions bounce, product views are 90%+ of events (RetailRocket, REES46).
-DEFAULT_FUNNEL = Funnel(bounce=0.32, views=6.0, cart=0.12, items=1.4, checkout=0.26)
-
-
-@dataclass(frozen=True)
-class SegmentProfile:
-    """A kind of customer: activity, funnel odds relative to the average customer, churn propensity."""
-
-    sessions_per_month: float  # the segment's median user, fully engaged
-    bounce_odds: float
-    cart_odds: float
-    checkout_odds: float
-    depth: float  # views per engaged session beyond the first, relative
-    hazard: float  # chance to start disengaging, relative
-    breaks_per_day: float  # how often a user goes quiet for BREAK_DAYS (a trip, a busy week)
-
-
-PROFILES = {
-    "loyal": SegmentProfile(11.0, 0.7, 1.3, 1.3, 1.2, 0.3, 0.02),
-    "casual": SegmentProfile(4.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.05),
-    "at_risk": SegmentProfile(3.0, 1.6, 0.8, 0.6, 0.75, 2.5, 0.08),
-    "churning": SegmentProfile(3.5, 2.2, 0.9, 0.45, 0.6, 5.0, 0.03),
-}
-ACTIVITY_SPREAD = 0.85  # log-normal sigma of users' activity within a segment: a few users make many sessions
-DEPTH_SPREAD = 0.35  # the same for how deep users browse
-BREAK_DAYS = (1.0, 10.0)
-GAP_MEDIAN_S, GAP_SPREAD = 40.0, 0.9  # between two events of a session: log-normal, a minute on average
-# Churn as a process. An engaged user starts to disengage with a hazard that grows with friction (the share of
-# their recent cart sessions that were abandoned, a moving average over about FRICTION_MEMORY of them); the
-# decline (fewer, shallower sessions, more bounces) lasts a log-normal FADE_DAYS; then the user leaves
-# (FULL_CHURN) or stays at a lower level. Churned users come back at REACTIVATION_PER_DAY; new customers
-# arrive to keep the population steady.
-BASE_HAZARD_PER_DAY = 0.003
-HAZARD_ENGAGEMENT = 0.6  # within a segment, hazard x (activity / the segment's median) ^ -0.6: frequent buyers stay
-FRICTION_WEIGHT, FRICTION_MEMORY = 2.0, 3.0  # hazard x e^(2 x (share abandoned - the default 70%))
-FADE_DAYS_MEDIAN, FADE_SPREAD = 40.0, 0.4
-# CHURN_SIGNAL s in [0, 1] sets how visible the decline is: at its end a user's session rate is down by
-# FADE_DEPTH(s), bounce odds up by 1 + FADE_BOUNCE * s, cart and checkout odds and the views beyond the first
-# down by FADE_FUNNEL * s.
-FADE_DEPTH = lambda s: 0.2 + 0.75 * s  # noqa: E731
-FADE_BOUNCE, FADE_FUNNEL = 6.0, 0.9
-FULL_CHURN = 0.7
-PARTIAL_LEVEL = (0.25, 0.6)
-REACTIVATION_PER_DAY = math.log(1 / 0.85) / 90  # 15% come back within 90 days
-DORMANT_AT_START, DORMANT_AGE_DAYS = 0.15, 90.0  # accounts that churned before the simulation starts
-ENGAGED, FADING, DORMANT = 0, 1, 2
-START, FADE_END, REACTIVATE = 0, 1, 2  # what a user's heap entry is for, when not in a session
-BROWSED, ABANDONED, PURCHASED = 0, 1, 2  # how a session ended
-
-
-SHOP_PROFILE_VERSION = 1
-WEEK_MS = 7 * DAY_MS
-TWIN_SEGMENTS = (("loyal", 0.3), ("casual", 0.7), ("at_risk", 0.9), ("churning", 1.0))  # by decline-rate quantile
-
-
 POPULATION_PROBE = 20_000  # users simulated to learn the population's pace per user
 
 
@@ -258,7 +171,7 @@ __version__ = "3.0.0"
 __all__ = ["ConfluentConnection", "DeliveryMonitor", "ECommerceEventProducer", "EventGenerator", "JsonCodec",
            "KafkaConnection", "KafkaPythonConnection", "RunEngine", "SessionSimulator", "Settings", "SettingsError",
            "ShopProfile", "TwinSimulator", "default_settings", "encode_event", "load_settings", "load_shop_profile",
-           "main", "prepare"]
+           "main", "os_reason", "prepare", "simulator_for"]
 
 
 # --- settings -----------------------------------------------------------------------------------------------
@@ -435,24 +348,6 @@ def parse_address(text: str) -> str:
     return value
 
 
-def parse_time(text: str) -> int | None:
-    """ISO 8601 date-time (e.g. 2026-11-13T00:00:00Z; no zone means UTC) -> epoch ms, or None."""
-    from datetime import datetime, timezone
-
-    value = text.strip()
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("expected an ISO 8601 date-time such as 2026-11-13T00:00:00Z, or empty") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    if not 1970 <= when.year <= 2200:
-        raise ValueError("expected an ISO 8601 date-time between the years 1970 and 2200")
-    return int(when.timestamp() * 1000)
-
-
 def parse_segment_mix(text: str) -> tuple[tuple[str, float], ...]:
     pairs = parse_weights(text)
     unknown = [name for name, _ in pairs if name not in SEGMENTS]
@@ -460,17 +355,6 @@ def parse_segment_mix(text: str) -> tuple[tuple[str, float], ...]:
         raise ValueError(f"unknown segment '{unknown[0]}'; expected weights of {', '.join(SEGMENTS)} "
                          f"(e.g. {DEFAULT_SEGMENT_MIX})")
     return pairs
-
-
-def parse_timezone(text: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    value = text.strip()
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("expected an IANA time zone name such as UTC, Europe/Paris or America/New_York") from None
-    return value
 
 
 def parse_optional_topic(text: str) -> str:
@@ -538,6 +422,7 @@ class Option:
     help: str
     secret: bool = False
     group: str = "producer"
+    shapes_stream: bool = False  # a seeded window's events depend on it: part of the stream's identity (run_id_for)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -552,27 +437,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("duration", "RUN_DURATION", "--duration", "", parse_optional_seconds,
            "stop after this many seconds (empty = no limit)"),
     Option("seed", "RANDOM_SEED", "--seed", "", parse_seed,
-           "random seed: the same seed gives the same events apart from timestamps (empty = random)"),
+           "random seed: the same seed gives the same events apart from timestamps (empty = random)", shapes_stream=True),
     Option("workers", "WORKERS", "--workers", "1", int_in(1, 64),
            "producer processes on this machine, one Kafka client each, splitting the users (as --shard does) and "
            "the rate; one combined progress line and statistics block"),
     Option("shard", "SHARD", "--shard", "", parse_shard,
            "I/N: this process is shard I (from 0) of N that together produce one stream: random mode takes "
            "the I-th part of USER_ID_RANGE; sessions mode simulates the whole shop and sends the events of the "
-           "users whose id mod N is I (needs RANDOM_SEED and START_TIME, the same in every shard)"),
+           "users whose id mod N is I (needs RANDOM_SEED and START_TIME, the same in every shard)", shapes_stream=True),
     Option("dry_run", "DRY_RUN", "--dry-run", "false", parse_bool,
            "print JSON lines on stdout instead of sending (logs go to stderr); no Kafka needed"),
     Option("simulation_mode", "SIMULATION_MODE", "--mode", "random", choice(("random", "sessions"), upper=False),
-           "random: independent events; sessions: a population with sessions, a funnel and churn", group="sessions"),
+           "random: independent events; sessions: a population with sessions, a funnel and churn", group="sessions", shapes_stream=True),
     Option("segment_mix", "SEGMENT_MIX", "--segment-mix", DEFAULT_SEGMENT_MIX,
-           parse_segment_mix, "sessions mode: share of users in each segment", group="sessions"),
+           parse_segment_mix, "sessions mode: share of users in each segment", group="sessions", shapes_stream=True),
     Option("start_time", "START_TIME", "--start-time", "", parse_time,
-           "sessions mode: start of a simulated window, produced as fast as possible (ISO 8601)", group="sessions"),
+           "sessions mode: start of a simulated window, produced as fast as possible (ISO 8601)", group="sessions", shapes_stream=True),
     Option("end_time", "END_TIME", "--end-time", "", parse_time,
            "sessions mode: end of the window (empty = now with --follow, else required with --start-time)",
-           group="sessions"),
+           group="sessions", shapes_stream=True),
     Option("follow", "FOLLOW", "--follow", "false", parse_bool,
-           "sessions mode: after the window (which then ends now), carry on live in real time", group="sessions"),
+           "sessions mode: after the window (which then ends now), carry on live in real time", group="sessions", shapes_stream=True),
     Option("labels_file", "LABELS_FILE", "--labels-file", "", parse_path,
            "sessions mode: write the ground truth (segment, churn episodes, the benchmark label) as JSON lines "
            "here, when the stream ends",
@@ -594,9 +479,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("churn_signal", "CHURN_SIGNAL", "--churn-signal", "0.7", lambda t: _number(
            t, minimum=0, maximum=1, accepted="a number from 0 to 1"),
            "sessions mode: how visible a user's decline before churning is (0 = hardly, 1 = plainly)",
-           group="sessions"),
+           group="sessions", shapes_stream=True),
     Option("shop_timezone", "SHOP_TIMEZONE", "--timezone", "UTC", parse_timezone,
-           "sessions mode: the shop's time zone, for its daily and weekly traffic cycle", group="sessions"),
+           "sessions mode: the shop's time zone, for its daily and weekly traffic cycle", group="sessions", shapes_stream=True),
     Option("shop_profile", "SHOP_PROFILE", "--shop-profile", "", parse_path,
            "sessions mode: a shop profile written by calibrate.py: the simulated shop is that shop's twin (its "
            "customers, arrivals, order rates, retention, order values, cycle); the window and seed as usual",
@@ -604,16 +489,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("zipf_exponent", "PRODUCT_ZIPF_EXPONENT", "--zipf-exponent", "1.0", lambda t: _number(
            t, minimum=0, maximum=5, accepted="a number from 0 to 5"),
            "sessions mode: product popularity, Zipf exponent (0 = all equal, 1 = the top 10%% of 500 products draw "
-           "about two thirds of views)", group="sessions"),
+           "about two thirds of views)", group="sessions", shapes_stream=True),
     Option("event_weights", "EVENT_WEIGHTS", "--event-weights",
            ",".join(f"{k}={v}" for k, v in DEFAULT_EVENT_WEIGHTS.items()), parse_weights,
-           "event types and their relative weights", group="events"),
+           "event types and their relative weights", group="events", shapes_stream=True),
     Option("user_id_range", "USER_ID_RANGE", "--user-id-range", "1-1000", parse_int_range(0, 2**53),
-           "user ids, uniform MIN-MAX", group="events"),
+           "user ids, uniform MIN-MAX", group="events", shapes_stream=True),
     Option("product_id_range", "PRODUCT_ID_RANGE", "--product-id-range", "1-500", parse_int_range(0, 2**53),
-           "product ids, uniform MIN-MAX", group="events"),
+           "product ids, uniform MIN-MAX", group="events", shapes_stream=True),
     Option("session_length_range", "SESSION_LENGTH_RANGE", "--session-length-range", "0.5-30", parse_session_range,
-           "session length in minutes, uniform MIN-MAX, 2 decimals", group="events"),
+           "session length in minutes, uniform MIN-MAX, 2 decimals", group="events", shapes_stream=True),
     Option("acks", "KAFKA_ACKS", "--acks", "all", parse_acks, "acknowledgements the broker gives: all, 1 or 0",
            group="kafka"),
     Option("compression_type", "KAFKA_COMPRESSION_TYPE", "--compression", "none", choice(COMPRESSION_TYPES, upper=False),
@@ -786,7 +671,7 @@ class Settings:
     # a setting not in it has its default. Sessions mode reads which were given; --print-config shows them.
     given: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)  # flag, environment, .env
-    profile: Any = field(default=None, compare=False, repr=False)  # SHOP_PROFILE's ShopProfile, read once
+    profile: ShopProfile | None = field(default=None, compare=False, repr=False)  # SHOP_PROFILE's, read once
 
     @property
     def explicit(self) -> frozenset[str]:
@@ -1128,35 +1013,6 @@ def default_settings(**overrides: Any) -> Settings:
 
 # --- the wire format ----------------------------------------------------------------------------------------
 
-class TimestampFormatter:
-    """Epoch milliseconds -> '2024-01-15T10:30:45.123Z', the events' timestamp text.
-
-    At thousands of events per second most events share their minute (and many their millisecond)
-    with the previous one, so the date-and-minute prefix is formatted once per minute, seconds and
-    milliseconds come from tables, and the whole text is kept for the next event of the same
-    millisecond.
-    """
-
-    __slots__ = ("_minute", "_prefix", "_ms", "_text")
-    _SECONDS = tuple(f"{second:02d}." for second in range(60))
-    _MILLIS = tuple(f"{milli:03d}Z" for milli in range(1000))
-
-    def __init__(self) -> None:
-        self._minute = self._ms = -1
-        self._prefix = self._text = ""
-
-    def __call__(self, epoch_ms: int) -> str:
-        if epoch_ms == self._ms:
-            return self._text
-        minute, milli = divmod(epoch_ms, 60_000)
-        if minute != self._minute:
-            self._minute = minute
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
-        self._ms = epoch_ms
-        self._text = f"{self._prefix}{self._SECONDS[milli // 1000]}{self._MILLIS[milli % 1000]}"
-        return self._text
-
-
 def seeded_window(s: Settings) -> bool:
     """A seeded window of sessions mode: its events are the same on every run, and so are their ids."""
     return s.simulation_mode == "sessions" and s.seed is not None and s.start_time is not None
@@ -1164,14 +1020,15 @@ def seeded_window(s: Settings) -> bool:
 
 def run_id_for(s: Settings) -> str:
     """The run id that prefixes event ids: random, except for a seeded window of sessions mode, whose events are
-    the same on every run. Its id comes from what makes the stream (the seed, the shard, the window, the shop), so a
-    rerun, e.g. a restarted pod, sends the same ids: it resumes where its predecessor stopped (KafkaSink.resume)."""
+    the same on every run. Its id comes from what makes the stream: the options that shape it (`shapes_stream` in
+    OPTIONS) and the shop profile's contents (a profile refitted in place is another shop), so a rerun, e.g. a
+    restarted pod, sends the same ids: it resumes where its predecessor stopped (KafkaSink.resume)."""
     if seeded_window(s):
         import hashlib
 
-        stream = (s.seed, s.shard, s.start_time, s.end_time, s.follow, s.user_id_range, s.product_id_range,
-                  s.segment_mix, s.event_weights, s.churn_signal, s.shop_profile, s.shop_timezone, s.zipf_exponent)
-        return hashlib.sha256(repr(stream).encode()).hexdigest()[:16]
+        stream = [(o.name, getattr(s, o.name)) for o in OPTIONS if o.shapes_stream]
+        shop = json.dumps(s.profile.to_json(), sort_keys=True) if s.profile is not None else None
+        return hashlib.sha256(repr((stream, shop)).encode()).hexdigest()[:16]
     return os.urandom(8).hex()
 
 
@@ -1219,38 +1076,20 @@ class JsonCodec:
     def run_id(self) -> str:
         return self.run_prefix[:-1].decode()
 
-    @staticmethod
-    def text(user_id: str, event_type: str, timestamp: str, product_id: str, session_length: str,
-             extra: str = "") -> str:
-        """An event's value as text, from its fields' JSON texts (event_type without quotes); extra: more
-        metadata fields, each starting with a comma."""
-        return (f'{{"user_id":{user_id},"event_type":"{event_type}","timestamp":"{timestamp}",'
-                f'"metadata":{{"product_id":{product_id},"session_length":{session_length}{extra}}}}}')
-
-    @staticmethod
-    def name(text: str) -> str:
-        """A string's JSON text without its quotes (event types, ids with dashes)."""
-        return json.dumps(text, ensure_ascii=False)[1:-1]
+    text = staticmethod(event_text)  # the contract's JSON text is written in one place: shopsim.events
+    name = staticmethod(json_name)
 
     @staticmethod
     def value(event: dict[str, Any]) -> bytes:
         return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
 
-    @staticmethod
-    def key(user_id: int | str) -> bytes:
-        return str(user_id).encode()
+    key = staticmethod(record_key)
 
     @staticmethod
     def timestamp_ms(event: dict[str, Any]) -> int:
         return iso_to_epoch_ms(event["timestamp"])
 
-    @staticmethod
-    def session_fields(session_id: str, order_value: float | None = None, items: int | None = None) -> str:
-        """Sessions mode's metadata fields after session_length, as `extra` for text(); a session id is
-        "<user id>-<session number>", which needs no escaping."""
-        if order_value is None:
-            return f',"session_id":"{session_id}"'
-        return f',"session_id":"{session_id}","order_value":{order_value!r},"items":{items}'
+    session_fields = staticmethod(session_fields)
 
     def headers(self, sequence: int) -> list[tuple[str, bytes]]:
         return [(EVENT_ID_HEADER, b"%b%d" % (self.run_prefix, sequence))]
@@ -1572,972 +1411,11 @@ class EventGenerator:
         return out
 
 
-# --- sessions mode: a shop's customers, their sessions, and churn as a process ------------------------------
+# --- the simulated shop: the shopsim model the settings describe ------------------------------------------
 
 def _days(ms: float) -> str:
     days = round(ms / DAY_MS, 1)
     return f"{days:g} day" if days == 1 else f"{days:g} days"
-
-
-def _with_odds(p: float, factor: float) -> float:
-    """p with its odds multiplied by factor (keeps it a probability)."""
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    odds = p / (1 - p) * factor
-    return odds / (1 + odds)
-
-
-def _lognormal_cdf(x: float, median: float, sigma: float) -> float:
-    return 0.0 if x <= 0 else 0.5 * (1 + math.erf(math.log(x / median) / (sigma * math.sqrt(2))))
-
-
-def solve_funnel(weights: dict[str, float]) -> Funnel:
-    """The funnel whose event mix is `weights` (product_view, add_to_cart, checkout, bounce), staying as close
-    to DEFAULT_FUNNEL as the mix allows; ValueError naming what is attainable when no funnel gives it."""
-    total = sum(weights[t] for t in FUNNEL_TYPES)
-    views, carts, checkouts, bounces = (weights[t] / total for t in FUNNEL_TYPES)
-    if views <= 0:
-        raise ValueError("sessions need product_view > 0 (every engaged session views a product)")
-    if carts > views:
-        raise ValueError(f"add_to_cart={carts:.3g} is more than product_view={views:.3g} (of the total); a product is "
-                         "viewed before it is added, so attainable mixes have add_to_cart <= product_view")
-    if checkouts > carts:
-        raise ValueError(f"checkout={checkouts:.3g} is more than add_to_cart={carts:.3g} (of the total); every "
-                         "checkout follows an add_to_cart of its session, so attainable mixes have checkout <= "
-                         "add_to_cart")
-    d = DEFAULT_FUNNEL
-    per_view = carts / views
-    mean_views = min(d.views, views / checkouts) if checkouts else d.views
-    if carts == 0:
-        return Funnel(bounce=bounces / (bounces + views / mean_views), views=mean_views, cart=0.0, items=1.0,
-                      checkout=0.0)
-    # items (after the cap at the session's views) between what keeps cart <= 1 and checkout <= 1
-    capped = min(max(d.items, per_view * mean_views), carts / checkouts if checkouts else math.inf, mean_views)
-    return Funnel(bounce=bounces / (bounces + views / mean_views), views=mean_views,
-                  cart=min(1.0, per_view * mean_views / capped), items=_uncapped_items(capped, mean_views),
-                  checkout=min(1.0, checkouts / carts * capped))
-
-
-def _uncapped_items(capped: float, views: float) -> float:
-    """The mean K of 1 + geometric for which min(K, N) (N: views, 1 + geometric too) has mean `capped`.
-    The minimum of two such numbers is one with 1 - 1/mean = (1 - 1/K)(1 - 1/N)."""
-    if views <= 1 or capped <= 1:
-        return 1.0
-    inner = (1 - 1 / capped) / (1 - 1 / views)
-    return 1 / (1 - inner) if inner < 0.999 else 1000.0
-
-
-def _capped_items(items: float, views: float) -> float:
-    return 1 / (1 - (1 - 1 / items) * (1 - 1 / views))
-
-
-@dataclass(slots=True)  # slots: less memory for a million users, faster attribute access per event
-class _User:
-    user_id: int
-    index: int
-    segment: str
-    key: bytes
-    user_text: str  # the user id as JSON text, made once
-    mine: bool  # in this shard: its events and labels are handed out
-    rate: float  # session starts per ms when fully engaged, before the daily and weekly cycle
-    depth: float  # views per engaged session beyond the first, mean
-    hazard: float  # chance per ms of starting to disengage, before friction
-    joined_ms: int | None  # None: a customer since before the simulation started
-    state: int = ENGAGED
-    fade_start: int = 0
-    fade_end: int = 0
-    friction: float = 0.0  # share of recent cart sessions abandoned
-    break_at: float = math.inf
-    break_days: float = 0.0  # how long the planned break lasts
-    action: int = START
-    plan: list | None = None  # the session's steps to come, last first: (event type, product, extra metadata)
-    outcome: int = BROWSED
-    session_start: int = 0
-    sessions: int = 0
-    first_ms: int = -1  # first event in the stream
-    episodes: list | None = None  # [[churn ms, back ms or None], ...]
-    at_cutoff: tuple | None = None  # (eligible, oracle probability) when the cut-off passed
-
-
-class SessionSimulator:
-    """Pure, seeded simulation of a shop's customers in simulated time (the `sessions` mode).
-
-    Each customer has a segment (activity, funnel odds, churn propensity) and a heavy-tailed activity of
-    their own. Sessions start at random with the shop's daily and weekly traffic cycle, and are a single
-    bounce or views of products (Zipf-popular, a session revolves around a few), some added to the cart,
-    some carts checked out with their order value. Churn is a process: the hazard of starting to disengage
-    grows with friction; a decline of a few weeks follows; then the user leaves, or settles at a lower level;
-    some who left come back; new customers arrive. The population starts in its long-run state (who is
-    fading, who has left) so there is no warm-up. Events come out in time order from a heap of each user's
-    next action; no clock is read: the caller decides how simulated time relates to the wall clock.
-    """
-
-    # The churn process's published defaults; a shop's twin (TwinSimulator) sets its fitted ones.
-    full_churn = FULL_CHURN
-    fade_days_median = FADE_DAYS_MEDIAN
-    reactivation_per_day = REACTIVATION_PER_DAY
-
-    def __init__(self, *, segment_mix: dict[str, float], user_id_range: tuple[int, int],
-                 product_id_range: tuple[int, int], session_length_range: tuple[float, float], start_ms: int,
-                 seed: int | None, weights: dict[str, float] | None = None, timezone_name: str = "UTC",
-                 zipf_exponent: float = 1.0, churn_signal: float = 0.7, cutoff_ms: int | None = None,
-                 horizon_days: float = 14.0, shard: tuple[int, int] | None = None,
-                 hourly: tuple[float, ...] = HOURLY_TRAFFIC, weekday: tuple[float, ...] = WEEKDAY_TRAFFIC) -> None:
-        from zoneinfo import ZoneInfo
-
-        # A shard simulates the whole shop (the same draws in the same order as every other shard) and hands out
-        # only its users' events and labels: the union of the shards is the unsharded stream, byte for byte.
-        self.shard = shard
-
-        self.rng = rng = random.Random(seed)
-        self._random = rng.random
-        self.start_ms = start_ms
-        self.min_minutes, self.max_minutes = session_length_range
-        self._max_session_ms = (self.max_minutes - self.min_minutes) * 60_000
-        self.signal = churn_signal
-        self._fade_depth = FADE_DEPTH(churn_signal)
-        self.cutoff_ms = cutoff_ms  # cleared once the cut-off has passed and users' states are noted
-        self._cutoff_noted: int | None = None
-        self.horizon_ms = int(horizon_days * DAY_MS)
-        self._timezone = ZoneInfo(timezone_name)
-        self._cycle_cache: dict[int, float] = {}
-        self._hourly, self._weekday = hourly, weekday
-        week = sum(weekday) / 7 * sum(hourly) / 24
-        self._cycle_norm = 1 / week
-        self._cycle_max = max(weekday) * max(hourly) / week
-        # Product popularity: Zipf-like; products kept as their JSON text (the simulation only tells them
-        # apart and writes them); prices are stable per product id, whatever the seed.
-        lo, hi = product_id_range
-        ranks = [str(product_id) for product_id in range(lo, hi + 1)]
-        rng.shuffle(ranks)
-        self._products = ranks
-        self._product_cdf = list(itertools.accumulate(1.0 / rank ** zipf_exponent for rank in range(1, len(ranks) + 1)))
-        self._product_total = self._product_cdf[-1]
-        self._prices: dict[str, float] = {}
-        # Gaps between a session's events: a table of log-normal quantiles, looked up by one random().
-        quantile = statistics.NormalDist().inv_cdf
-        self._gaps = [int(1000 * GAP_MEDIAN_S * math.exp(GAP_SPREAD * quantile((i + 0.5) / 1024))) for i in range(1024)]
-        self._centi_lo = round(self.min_minutes * 100)
-        self._minutes_text = [repr((self._centi_lo + i) / 100)
-                              for i in range(round(self.max_minutes * 100) - self._centi_lo + 1)]
-        self._timestamp = TimestampFormatter()
-        self._segment_names = [s for s in SEGMENTS if segment_mix.get(s, 0) > 0]
-        self._segment_cdf = list(itertools.accumulate(segment_mix[s] for s in self._segment_names))
-        # SEGMENT_MIX is the standing customer base's; segments that churn more must be more of the newcomers
-        # for the base to keep that mix.
-        self._arrival_cdf = list(itertools.accumulate(segment_mix[s] * PROFILES[s].hazard for s in self._segment_names))
-        self.dormant = 0  # users churned now
-        self.partial_declines = 0  # declines that ended without churning
-        self._truth: list | None = None  # changes of hidden state to hand out (truth()), once record_truth() asks
-        self._calibrate(weights, segment_mix)
-        self._funnels = {s: self._segment_funnel(s, 0.0) for s in SEGMENTS}
-        self._heap: list[int] = []
-        self.users: list[_User] = []
-        self._populate(user_id_range, start_ms)
-
-    # the population ------------------------------------------------------------------------------
-    def _populate(self, user_id_range: tuple[int, int], start_ms: int) -> None:
-        """The customers at the start, in their long-run state, and the first of the newcomers."""
-        self._next_user_id = user_id_range[1] + 1
-        for user_id in range(user_id_range[0], user_id_range[1] + 1):
-            self._start_user(self._new_user(user_id, None, self._segment_cdf), start_ms, stationary=True)
-        # New customers replace those who leave, net of those who come back, keeping the population steady.
-        self.leaving_per_ms = sum(self._hazard(u) for u in self.users if u.state == ENGAGED) * FULL_CHURN
-        self._schedule_arrival(start_ms)
-
-    def _new_user(self, user_id: int, joined_ms: int | None, segment_cdf: list[float]) -> _User:
-        rng = self.rng
-        segment = self._segment_names[bisect.bisect_right(segment_cdf, rng.random() * segment_cdf[-1])]
-        profile = PROFILES[segment]
-        engagement = rng.lognormvariate(0.0, ACTIVITY_SPREAD)
-        depth = (self.funnel.views - 1) * profile.depth * rng.lognormvariate(-DEPTH_SPREAD ** 2 / 2, DEPTH_SPREAD)
-        hazard = BASE_HAZARD_PER_DAY / DAY_MS * profile.hazard * engagement ** -HAZARD_ENGAGEMENT
-        mine = self.shard is None or user_id % self.shard[1] == self.shard[0]
-        user = _User(user_id, len(self.users), segment, JsonCodec.key(user_id), str(user_id), mine,
-                     profile.sessions_per_month * engagement / MONTH_MS,
-                     depth, hazard, joined_ms)
-        self.users.append(user)
-        return user
-
-    def _start_user(self, user: _User, now: int, stationary: bool) -> None:
-        """A user's state when the simulation starts (drawn from the long-run mix) or when they arrive."""
-        rng = self.rng
-        user.friction = 1 - self._funnels[user.segment].checkout if self.funnel.cart else 0.0
-        if stationary:
-            if rng.random() < DORMANT_AT_START:
-                user.state = DORMANT
-                self.dormant += 1
-                user.episodes = [[now - int((1 + rng.expovariate(1 / DORMANT_AGE_DAYS)) * DAY_MS), None]]
-                self._schedule_reactivation(user, now)
-                return
-            # In the long run a share of customers are part-way through a decline, or away on a break, or
-            # settled lower after a decline they survived: start them so. An ongoing decline or break is
-            # length-biased (a long one is more likely to be under way) and part-way through.
-            if rng.random() < 1 - FULL_CHURN:
-                user.rate *= rng.uniform(*PARTIAL_LEVEL)
-            hazard_days = self._hazard(user) * DAY_MS * FADE_DAYS_MEDIAN * math.exp(FADE_SPREAD ** 2 / 2)
-            if rng.random() < hazard_days / (1 + hazard_days):
-                duration = int(rng.lognormvariate(math.log(FADE_DAYS_MEDIAN) + FADE_SPREAD ** 2, FADE_SPREAD) * DAY_MS)
-                user.state = FADING
-                user.fade_start = now - int(rng.random() * duration)
-                user.fade_end = user.fade_start + duration
-            else:
-                self._plan_decline(user, now)
-            away = PROFILES[user.segment].breaks_per_day * sum(BREAK_DAYS) / 2
-            if rng.random() < away / (1 + away):
-                lo, hi = BREAK_DAYS
-                user.break_days = math.sqrt(lo * lo + rng.random() * (hi * hi - lo * lo))
-                user.break_at = now - rng.random() * user.break_days * DAY_MS
-                self._schedule_session(user, now)
-                return
-        self._plan_break(user, now)
-        if stationary:
-            self._schedule_session(user, now)
-        else:  # a new customer's arrival is their first visit
-            self._plan_decline(user, now)
-            user.action = START
-            self._push(now, user.index)
-
-    def _plan_decline(self, user: _User, now: int) -> None:
-        """When an engaged user starts to disengage: the hazard as it stands (drawn again when it changes)."""
-        user.fade_start = now + 1 + int(self.rng.expovariate(1.0) / self._hazard(user))
-
-    def _fade_duration(self) -> int:
-        return int(self.rng.lognormvariate(math.log(self.fade_days_median), FADE_SPREAD) * DAY_MS)
-
-    def _hazard(self, user: _User) -> float:
-        """Chance per ms that an engaged user starts to disengage."""
-        return user.hazard * math.exp(FRICTION_WEIGHT * (user.friction - 1 + DEFAULT_FUNNEL.checkout))
-
-    def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> None:
-        """Set the average customer's funnel: the default, or one solved so that the population's mix (segments
-        weighted by their sessions) is `weights`; ValueError when no funnel gives that mix."""
-        if weights is None:
-            self.funnel = DEFAULT_FUNNEL
-            self.expected_mix = self._mix(segment_mix)
-            return
-        target = solve_funnel(weights)
-        total = sum(weights[t] for t in FUNNEL_TYPES)
-        wanted = {t: weights[t] / total for t in FUNNEL_TYPES}
-        self.funnel = target
-        for _ in range(60):  # segments shift the odds: move the base odds until the population hits the mix
-            got = self._mix(segment_mix)
-            f = self.funnel
-            ratio = lambda a, b: (wanted[a] / wanted[b]) / (got[a] / got[b]) if got[a] and got[b] else 1.0  # noqa: E731
-            self.funnel = replace(f, bounce=_with_odds(f.bounce, ratio("bounce", "product_view")),
-                                  cart=min(1.0, f.cart * ratio("add_to_cart", "product_view")) if f.cart else 0.0,
-                                  checkout=min(1.0, f.checkout * ratio("checkout", "add_to_cart"))
-                                  if f.checkout else 0.0)
-        self.expected_mix = got = self._mix(segment_mix)
-        worst = max(FUNNEL_TYPES, key=lambda t: abs(got[t] - wanted[t]))
-        if abs(got[worst] - wanted[worst]) > 0.01:
-            raise ValueError(f"the shop's segments cannot reach {worst}={wanted[worst]:.3f} of events (the closest "
-                             f"attainable is {got[worst]:.3f}: it needs every session of some segments to convert)")
-
-    def _segment_funnel(self, segment: str, fade: float) -> Funnel:
-        """The funnel of a segment's users; fade in [0, 1] for a disengaging user, scaled by CHURN_SIGNAL."""
-        f, p, s = self.funnel, PROFILES[segment], self.signal * fade
-        return Funnel(bounce=_with_odds(f.bounce, p.bounce_odds * (1 + FADE_BOUNCE * s)),
-                      views=1 + (f.views - 1) * (1 - FADE_FUNNEL * s),
-                      cart=_with_odds(f.cart, p.cart_odds * (1 - FADE_FUNNEL * s)) if f.cart else 0.0, items=f.items,
-                      checkout=_with_odds(f.checkout, p.checkout_odds * (1 - FADE_FUNNEL * s)) if f.checkout else 0.0)
-
-    def _mix(self, segment_mix: dict[str, float]) -> dict[str, float]:
-        """Expected share of each event type, segments weighted by their share of sessions."""
-        total = sum(segment_mix.get(s, 0) for s in SEGMENTS)
-        mix = dict.fromkeys(FUNNEL_TYPES, 0.0)
-        for segment in SEGMENTS:
-            share = segment_mix.get(segment, 0) / total * PROFILES[segment].sessions_per_month
-            for name, value in zip(FUNNEL_TYPES, self._per_session(segment)):
-                mix[name] += share * value
-        events = sum(mix.values())
-        return {k: v / events for k, v in mix.items()}
-
-    def _per_session(self, segment: str) -> tuple[float, float, float, float]:
-        """Expected views, carts, checkouts and bounces per session of a segment's typical user."""
-        f, p = self._segment_funnel(segment, 0.0), PROFILES[segment]
-        views = 1 + (self.funnel.views - 1) * p.depth
-        engaged = 1 - f.bounce
-        return (engaged * views, engaged * f.cart * _capped_items(f.items, views),
-                engaged * f.cart * f.checkout, f.bounce)
-
-    def describe(self, segment_mix: str) -> str:
-        return f"{len(self.users)} customers ({segment_mix})"
-
-    def expected_events_per_second(self) -> float:
-        """The population's average pace at the start (the daily cycle averaged out)."""
-        per_session = {segment: sum(self._per_session(segment)) / (1 + profile.breaks_per_day * sum(BREAK_DAYS) / 2)
-                       for segment, profile in PROFILES.items()}  # events per session, times the share not away
-        return 1000 * sum(user.rate * per_session[user.segment] for user in self.users if user.state != DORMANT)
-
-    # scheduling ------------------------------------------------------------------------------------
-    def _push(self, when: int, index: int) -> None:
-        """Schedule a user's next action (or, with ARRIVAL, the next new customer) at `when` (ms). The per-event
-        push of a session's next step in _take() writes the same entry inline."""
-        heappush(self._heap, when * HEAP_SLOTS + index)
-
-    def _cycle(self, when: int) -> float:
-        """The shop's traffic at this time, relative to its weekly average (cached per hour)."""
-        hour = when // HOUR_MS
-        factor = self._cycle_cache.get(hour)
-        if factor is None:
-            from datetime import datetime
-
-            if hour > 2_000_000:  # past the year 2200, beyond any window: a customer who will not be back
-                return 1.0
-            local = datetime.fromtimestamp(hour * 3600, self._timezone)
-            factor = self._cycle_cache[hour] = \
-                self._hourly[local.hour] * self._weekday[local.weekday()] * self._cycle_norm
-        return factor
-
-    def _schedule_session(self, user: _User, now: int) -> None:
-        """Push the user's next session start: Poisson candidates at the peak rate, each kept with the
-        traffic cycle's and the user's decline's share of it (thinning); or the end of their decline."""
-        random, exponential, cycle, peak = self._random, self.rng.expovariate, self._cycle, self._cycle_max
-        rate = user.rate * peak
-        when = now
-        while True:
-            when += 1 + int(exponential(rate))
-            if when >= user.break_at:  # away for a few days; sessions start afresh afterwards
-                back = int(user.break_at + user.break_days * DAY_MS)
-                self._plan_break(user, back)
-                when = back
-                continue
-            keep = cycle(when) / peak
-            if user.state == ENGAGED and when >= user.fade_start:  # the decline began before this start
-                user.state = FADING
-                user.fade_end = user.fade_start + self._fade_duration()
-                if self._truth is not None:  # decided now, for a moment that may be ahead: truth() waits for it
-                    self._note_truth(user.fade_start, user, "decline_started", ends=self._truth_time(user.fade_end))
-            if user.state == FADING:
-                if when >= user.fade_end:
-                    user.action = FADE_END
-                    self._push(max(user.fade_end, now), user.index)  # a session may have run past the end
-                    return
-                keep *= 1 - self._fade_depth * (when - user.fade_start) / (user.fade_end - user.fade_start)
-            if random() < keep:
-                user.action = START
-                self._push(when, user.index)
-                return
-
-    def _plan_break(self, user: _User, active_from: int) -> None:
-        """Breaks start at random (Poisson) while the user is active."""
-        per_day = PROFILES[user.segment].breaks_per_day
-        if per_day > 0:
-            user.break_at = active_from + self.rng.expovariate(per_day) * DAY_MS
-            user.break_days = self.rng.uniform(*BREAK_DAYS)
-
-    def _schedule_reactivation(self, user: _User, now: int) -> None:
-        user.action = REACTIVATE
-        if self.reactivation_per_day > 0:  # else gone for good
-            self._push(now + 1 + int(self.rng.expovariate(self.reactivation_per_day) * DAY_MS), user.index)
-
-    def _schedule_arrival(self, now: int) -> None:
-        """The next new customer: Poisson arrivals at the rate customers leave, less the rate churned ones come
-        back, following the traffic cycle (thinning, as sessions)."""
-        if not self.leaving_per_ms or len(self.users) >= ARRIVAL:
-            return
-        rate, when = self.leaving_per_ms * self._cycle_max, now
-        net = max(0.0, 1 - REACTIVATION_PER_DAY / DAY_MS * self.dormant / self.leaving_per_ms)
-        while True:
-            when += 1 + int(self.rng.expovariate(rate))
-            if self._random() < self._cycle(when) / self._cycle_max * net:
-                self._push(when, ARRIVAL)
-                return
-
-    # what happens between sessions ------------------------------------------------------------------
-    def _begin(self, user: _User, now: int) -> list | None:
-        """The user's heap entry came due outside a session: the steps of the session it starts, or None."""
-        if user.action == FADE_END:
-            if self._random() < self.full_churn:
-                user.state = DORMANT
-                self.dormant += 1
-                if user.episodes is None:
-                    user.episodes = []
-                user.episodes.append([now, None])
-                self._schedule_reactivation(user, now)
-                if self._truth is not None:
-                    self._note_truth(now, user, "churned", episode=len(user.episodes))
-            else:  # partial churn: fewer visits from now on, not none
-                self.partial_declines += 1
-                if self._truth is not None:
-                    self._note_truth(now, user, "settled")
-                user.state = ENGAGED
-                user.rate *= self.rng.uniform(*PARTIAL_LEVEL)
-                self._plan_decline(user, now)
-                self._schedule_session(user, now)
-            return None
-        if user.action == REACTIVATE:  # back after churning: a visit now, and a clean slate
-            user.state = ENGAGED
-            self.dormant -= 1
-            user.episodes[-1][1] = now
-            self._plan_decline(user, now)
-            self._plan_break(user, now)
-            if self._truth is not None:
-                self._note_truth(now, user, "returned", episode=len(user.episodes))
-        return self._plan(user, now)
-
-    def _arrive(self, now: int) -> None:
-        user = self._new_user(self._next_user_id, now, self._arrival_cdf)
-        self._next_user_id += 1
-        self._start_user(user, now, stationary=False)
-        self._schedule_arrival(now)
-        if self._truth is not None:
-            self._note_truth(now, user, "joined")
-
-    def _plan(self, user: _User, now: int) -> list:
-        """The steps of a session starting now: a single bounce, or views of products (a few in focus,
-        others popular) with some added to the cart after their view and, maybe, a checkout at the end."""
-        r, products, cdf, total = self._random, self._products, self._product_cdf, self._product_total
-        f = self._session_funnel(user, now)
-        user.sessions += 1
-        user.session_start = now
-        user.outcome = BROWSED
-        session_id = f"{user.user_id}-{user.sessions}"
-        tail = JsonCodec.session_fields(session_id)
-        # Products drawn inline (bisect on the popularity CDF): a method call per product was a tenth of the cost.
-        focus = [products[bisect.bisect_right(cdf, r() * total)] for _ in range(1 + int(r() * 3))]
-        if r() < f.bounce:
-            user.plan = plan = [("bounce", focus[0], tail)]
-            return plan
-        depth = user.depth if f.views == self.funnel.views else user.depth * (f.views - 1) / (self.funnel.views - 1)
-        views = 1 + int(math.log(1.0 - r()) / math.log(1 - 1 / (1 + depth))) if depth > 0 else 1
-        views = max(views, self._least_views(user))
-        in_focus = len(focus)
-        viewed = [focus[int(r() * in_focus)] if r() < 0.6 else products[bisect.bisect_right(cdf, r() * total)]
-                  for _ in range(views)]
-        if not (f.cart and r() < f.cart):
-            user.plan = plan = [("product_view", p, tail) for p in reversed(viewed)]
-            return plan
-        items = self._items(user, f)
-        added = set(self.rng.sample(range(views), min(items, views)))
-        plan = []
-        for i, p in enumerate(viewed):
-            plan.append(("product_view", p, tail))
-            if i in added:
-                plan.append(("add_to_cart", p, tail))
-        user.outcome = ABANDONED
-        if self._checks_out(user, f):
-            cart = [viewed[i] for i in sorted(added)]
-            value = self._order_value(cart)
-            plan.append(("checkout", cart[0], JsonCodec.session_fields(session_id, value, len(cart))))
-            user.outcome = PURCHASED
-        plan.reverse()  # the hot path pops steps off the end
-        user.plan = plan
-        return plan
-
-    def _session_funnel(self, user: _User, now: int) -> Funnel:
-        if user.state == FADING:
-            return self._segment_funnel(user.segment, (now - user.fade_start) / (user.fade_end - user.fade_start))
-        return self._funnels[user.segment]
-
-    # What a session's steps are drawn from; a twin draws its orders from the shop's own figures instead.
-    def _least_views(self, user: _User) -> int:
-        return 1
-
-    def _items(self, user: _User, f: Funnel) -> int:
-        return 1 + int(math.log(1.0 - self._random()) / math.log(1 - 1 / f.items)) if f.items > 1 else 1
-
-    def _checks_out(self, user: _User, f: Funnel) -> bool:
-        return self._random() < f.checkout
-
-    def _order_value(self, cart: list[str]) -> float:
-        return round(sum(self._price(p) for p in cart), 2)
-
-    def _end_session(self, user: _User, now: int, completed: bool) -> None:
-        """Friction from how the session went (and so the churn hazard); the next session."""
-        outcome = user.outcome if completed or user.outcome != PURCHASED else ABANDONED
-        user.plan = None
-        if outcome != BROWSED:
-            user.friction += ((outcome == ABANDONED) - user.friction) / FRICTION_MEMORY
-            if user.state == ENGAGED:
-                self._plan_decline(user, now)
-        self._schedule_session(user, now)
-
-    def _price(self, product: str) -> float:
-        """A product's stable price: log-normal (median 25, most between 5 and 130), from its id alone."""
-        price = self._prices.get(product)
-        if price is None:
-            u = ((int(product) * 2654435761 + 12345) % 2**32 + 0.5) / 2**32
-            price = self._prices[product] = round(25 * math.exp(statistics.NormalDist().inv_cdf(u)), 2)
-        return price
-
-    # the events ------------------------------------------------------------------------------------
-    def peek_ms(self) -> int | None:
-        """Simulated time of the next thing that happens (an event, or a change a user goes through)."""
-        return self._heap[0] // HEAP_SLOTS if self._heap else None
-
-    def next_event(self) -> tuple[int, bytes, bytes]:
-        """(epoch ms, key, value) of the next event in time order (see take)."""
-        return self.take(1, math.inf)[0]
-
-    def take(self, n: int, until_ms: float) -> list[tuple[int, bytes, bytes]]:
-        """The next events in time order, at most n and none later than until_ms: a list of
-        (epoch ms, key, value). The value is the event as compact JSON, byte-identical to
-        json.dumps(event, separators=(",", ":")), built without a dict (json.loads(value) gives it).
-        When simulated time passes the churn cut-off, every user's state is noted for the labels."""
-        cutoff = self.cutoff_ms
-        if cutoff is None or until_ms < cutoff:
-            return self._take(n, until_ms)
-        out = self._take(n, cutoff - 1)
-        if len(out) < n and (not self._heap or self._heap[0] >= cutoff * HEAP_SLOTS):
-            self._note_cutoff(cutoff)
-            out += self._take(n - len(out), until_ms)
-        return out
-
-    def _take(self, n: int, until_ms: float) -> list[tuple[int, bytes, bytes]]:
-        """take()'s hot path: batches, everything bound to locals, and the value's pieces made beforehand
-        (per user, per session, tables) and joined by JsonCodec.text rather than numbers formatted."""
-        heap, users, random, gaps = self._heap, self.users, self._random, self._gaps
-        minutes_text, max_session = self._minutes_text, self._max_session_ms
-        timestamp, text = self._timestamp, JsonCodec.text
-        # Heap entries from this one on are later than until_ms: compared without dividing each.
-        beyond = math.inf if until_ms == math.inf else (math.floor(until_ms) + 1) * HEAP_SLOTS
-        out = []
-        append = out.append
-        while n > 0:
-            if not heap or heap[0] >= beyond:
-                break
-            now, index = divmod(heappop(heap), HEAP_SLOTS)
-            if index == ARRIVAL:
-                self._arrive(now)
-                continue
-            user = users[index]
-            plan = user.plan
-            if plan is None:
-                plan = self._begin(user, now)
-                if plan is None:
-                    continue
-                if user.first_ms < 0:
-                    user.first_ms = now
-            event_type, product, fields = plan.pop()
-            if user.mine:
-                n -= 1
-                append((now, user.key, text(user.user_text, event_type, timestamp(now), product,
-                                            minutes_text[(now - user.session_start) // 600], fields).encode()))
-            if plan:
-                when = now + gaps[int(random() * 1024)]
-                if when - user.session_start <= max_session:  # a session ends at its maximum length
-                    heappush(heap, when * HEAP_SLOTS + index)
-                    continue
-                self._end_session(user, now, completed=False)
-            else:
-                self._end_session(user, now, completed=True)
-        return out
-
-    # the ground truth ------------------------------------------------------------------------------
-    def _note_cutoff(self, cutoff: int) -> None:
-        """At the cut-off T: who is eligible for the benchmark (active before T, not churned at T), and the
-        oracle's probability that they churn within the horizon, from their latent state at T."""
-        self.cutoff_ms = None
-        horizon = self.horizon_ms
-        fade_median = self.fade_days_median * DAY_MS
-        for user in self.users:
-            if user.state == DORMANT or not 0 <= user.first_ms < cutoff:
-                user.at_cutoff = (False, None)
-                continue
-            if user.state == FADING and user.fade_start <= cutoff:
-                elapsed = cutoff - user.fade_start
-                done = _lognormal_cdf(elapsed, fade_median, FADE_SPREAD)
-                p = (_lognormal_cdf(elapsed + horizon, fade_median, FADE_SPREAD) - done) / max(1e-12, 1 - done)
-            else:
-                hazard, steps = self._hazard(user), 28
-                p = sum(hazard * math.exp(-hazard * (i + 0.5) * horizon / steps) * horizon / steps
-                        * _lognormal_cdf(horizon - (i + 0.5) * horizon / steps, fade_median, FADE_SPREAD)
-                        for i in range(steps))
-            user.at_cutoff = (True, round(self.full_churn * p, 6))
-        self._cutoff_noted = cutoff
-
-    def record_truth(self) -> None:
-        """From now on, note each change of a user's hidden state for truth(): `joined`, `decline_started`,
-        `churned`, `returned`, `settled` (a decline that ended without churning). The customers there are now
-        come first, as `present` with their state (engaged, declining or churned)."""
-        self._truth, self._truth_seq, self._truth_time = [], 0, TimestampFormatter()
-        now = self.start_ms  # called before the first take()
-        fmt = self._truth_time
-        for user in self.users:
-            if user.state == DORMANT:
-                self._note_truth(now, user, "present", state="churned")
-            elif user.state == FADING and user.fade_start <= now:
-                self._note_truth(now, user, "present", state="declining", since=fmt(user.fade_start),
-                                 ends=fmt(user.fade_end))
-            else:
-                self._note_truth(now, user, "present", state="engaged")
-                if user.state == FADING:  # a decline planned before now, when their first visit was
-                    self._note_truth(user.fade_start, user, "decline_started", ends=fmt(user.fade_end))
-
-    def _note_truth(self, when: int, user: _User, kind: str, **extra: Any) -> None:
-        if user.mine:
-            self._truth_seq += 1  # ties keep the order they were noted in
-            heappush(self._truth, (when, self._truth_seq, user.user_id, kind, user.segment, extra))
-
-    def truth(self, until_ms: float) -> list[tuple[int, bytes, bytes]]:
-        """The changes noted (record_truth) that happened up to until_ms, in time order, as (epoch ms, key,
-        JSON value): {"user_id", "kind", "time", "segment"} and, for churned and returned, "episode" (the
-        churn episode's number in the labels, from 1); for present, "state"; for a decline, when it "ends" (in
-        churn or settled: the hidden state knows when, not which). A decline is decided when the user's next
-        visit is planned, ahead of its moment: it waits here until simulated time reaches it."""
-        pending, out, fmt = self._truth, [], self._truth_time
-        while pending and pending[0][0] <= until_ms:
-            when, _, user_id, kind, segment, extra = heappop(pending)
-            row = {"user_id": user_id, "kind": kind, "time": fmt(when), "segment": segment} | extra
-            out.append((when, JsonCodec.key(user_id), json.dumps(row, separators=(",", ":")).encode()))
-        return out
-
-    def labels(self, end_ms: int) -> Iterator[dict[str, Any]]:
-        """Ground truth, kept out of the events: one row per user who had joined by end_ms (a generator: a
-        million rows at once would double the memory)."""
-        fmt = TimestampFormatter()
-        cutoff = self._cutoff_noted
-        for u in self.users:
-            if not u.mine or u.joined_ms is not None and u.joined_ms > end_ms:
-                continue
-            episodes = [(c, b if b is not None and b <= end_ms else None) for c, b in (u.episodes or ()) if c <= end_ms]
-            row = {"user_id": u.user_id, "segment": u.segment,
-                   "joined": fmt(u.joined_ms) if u.joined_ms is not None else None,
-                   "churned": bool(episodes) and episodes[-1][1] is None,
-                   "churn_time": fmt(episodes[-1][0]) if episodes else None,
-                   "episodes": [[fmt(c), fmt(b) if b is not None else None] for c, b in episodes]}
-            if cutoff is not None:
-                eligible, oracle = u.at_cutoff or (False, None)
-                complete = cutoff + self.horizon_ms <= end_ms
-                row.update(cutoff=fmt(cutoff), horizon_days=self.horizon_ms / DAY_MS, eligible=eligible,
-                           churned_in_horizon=(any(cutoff < c <= cutoff + self.horizon_ms for c, _ in episodes)
-                                               if eligible and complete else None),
-                           oracle=oracle if eligible else None)
-            yield row
-
-
-# --- a shop's twin: the sessions simulator with a real shop's fitted figures (calibrate.py writes them) -----
-
-@dataclass(frozen=True)
-class ShopProfile:
-    """A shop fitted from its export by calibrate.py (docs/twin.md documents the JSON, version 1).
-
-    Customers arrive over the span as the export's did (a cohort, or sign-ups through the year); each has an order
-    rate and a rate of starting to decline, both gamma-distributed across customers (heavy-tailed activity,
-    heterogeneous retention, as in the Pareto/NBD model of Schmittlein, Morrison and Colombo 1987); a decline
-    fades their visits over a few weeks and ends in churn or a lower level, as in sessions mode. Orders draw their
-    items and value from the shop's own distributions, and sessions follow the shop's hourly and weekly cycle.
-    """
-
-    customers: int  # simulated: the customers of the start and the newcomers of the span (not all buy in it)
-    span_start_ms: int
-    span_end_ms: int
-    timezone: str
-    existing_customers: int  # customers at the start of the span (a standing base), the rest arrive in it
-    arrival_weeks: tuple[float, ...]  # relative number of newcomers in each week of the span
-    arrivals_after_per_day: float  # newcomers per day after the span, per customer of the profile
-    first_visit_orders: bool  # an orders export knows a customer from their first order: that visit buys
-    activity_shape: float  # orders per day of a customer: gamma(shape, scale)
-    activity_scale: float
-    decline_shape: float  # chance per day that an engaged customer starts to decline: gamma(shape, scale)
-    decline_scale: float
-    fade_days_median: float
-    full_churn: float
-    reactivation_per_day: float
-    sessions_per_order: float
-    bounce: float
-    views: float
-    abandoned_carts_per_order: float
-    items: tuple[float, ...]  # share of orders with 1, 2, ... items; the last: that many or more
-    value_quantiles: tuple[tuple[float, ...], ...]  # order value quantiles for 1, 2, ... items; the last: or more
-    hourly: tuple[float, ...]
-    weekday: tuple[float, ...]
-    products: int | None = None
-    zipf_exponent: float | None = None
-
-    def to_json(self, **extra: Any) -> dict[str, Any]:
-        fmt = TimestampFormatter()
-        return {"version": SHOP_PROFILE_VERSION, **extra,
-                "span": {"start": fmt(self.span_start_ms), "end": fmt(self.span_end_ms), "timezone": self.timezone},
-                "customers": self.customers,
-                "arrivals": {"existing_customers": self.existing_customers, "week_weights": list(self.arrival_weeks),
-                             "after_span_per_customer_day": self.arrivals_after_per_day,
-                             "first_visit_orders": self.first_visit_orders},
-                "activity": {"orders_per_day": {"gamma_shape": self.activity_shape,
-                                                "gamma_scale": self.activity_scale}},
-                "retention": {"decline_per_day": {"gamma_shape": self.decline_shape,
-                                                  "gamma_scale": self.decline_scale},
-                              "fade_days_median": self.fade_days_median, "full_churn": self.full_churn,
-                              "reactivation_per_day": self.reactivation_per_day},
-                "funnel": {"sessions_per_order": self.sessions_per_order, "bounce": self.bounce,
-                           "views_per_engaged_session": self.views,
-                           "abandoned_carts_per_order": self.abandoned_carts_per_order},
-                "orders": {"items": list(self.items), "value_quantiles": [list(q) for q in self.value_quantiles]},
-                "cycle": {"hourly": list(self.hourly), "weekday": list(self.weekday)},
-                "products": None if self.products is None else {"count": self.products,
-                                                                 "zipf_exponent": self.zipf_exponent}}
-
-    @classmethod
-    def from_json(cls, doc: Any) -> "ShopProfile":
-        """The profile in a parsed JSON document; ValueError naming the first field that is wrong."""
-        def get(path: str, check: Callable[[Any], bool] = lambda v: isinstance(v, (int, float)) and v >= 0,
-                accepted: str = "a number >= 0") -> Any:
-            value: Any = doc
-            for part in path.split("."):
-                if not isinstance(value, dict) or part not in value:
-                    raise ValueError(f"'{path}' is missing; expected {accepted} (see docs/twin.md)")
-                value = value[part]
-            if isinstance(value, bool) and accepted != "true or false" or not check(value):
-                raise ValueError(f"'{path}' is {json.dumps(value)[:40]}; expected {accepted}")
-            return value
-
-        def numbers(n: int | None, positive: bool = False) -> Callable[[Any], bool]:
-            return lambda v: (isinstance(v, list) and bool(v) and (n is None or len(v) == n)
-                              and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in v)
-                              and (not positive or sum(v) > 0))
-
-        if not isinstance(doc, dict):
-            raise ValueError("is not a JSON object; expected a shop profile written by calibrate.py")
-        if doc.get("version") != SHOP_PROFILE_VERSION:
-            raise ValueError(f"version {doc.get('version')!r} is not supported; expected version "
-                             f"{SHOP_PROFILE_VERSION} (write it again with this calibrate.py)")
-        positive = lambda v: isinstance(v, (int, float)) and v > 0  # noqa: E731
-        share = lambda v: isinstance(v, (int, float)) and 0 <= v <= 1  # noqa: E731
-        start, end = (get(f"span.{k}", lambda v: isinstance(v, str), "an ISO 8601 date-time") for k in ("start", "end"))
-        try:
-            start_ms, end_ms = parse_time(start), parse_time(end)
-        except ValueError as exc:
-            raise ValueError(f"'span': {exc}") from None
-        if start_ms is None or end_ms is None or end_ms <= start_ms:
-            raise ValueError("'span.end' is not after 'span.start'; expected a span of at least a day")
-        timezone = get("span.timezone", lambda v: isinstance(v, str), "an IANA time zone")
-        parse_timezone(timezone)
-        quantiles = get("orders.value_quantiles", lambda v: isinstance(v, list) and bool(v) and all(
-            numbers(None)(q) and len(q) >= 2 and q == sorted(q) for q in v), "lists of increasing quantiles")
-        items = get("orders.items", numbers(None, positive=True), "shares of orders by items")
-        products = doc.get("products")
-        return cls(
-            customers=get("customers", lambda v: isinstance(v, int) and 1 <= v <= MAX_SIMULATED_USERS,
-                          f"a whole number from 1 to {MAX_SIMULATED_USERS}"),
-            span_start_ms=start_ms, span_end_ms=end_ms, timezone=timezone,
-            existing_customers=get("arrivals.existing_customers", lambda v: isinstance(v, int) and v >= 0,
-                                   "a whole number >= 0"),
-            arrival_weeks=tuple(get("arrivals.week_weights", numbers(None), "weekly weights")),
-            arrivals_after_per_day=get("arrivals.after_span_per_customer_day"),
-            first_visit_orders=get("arrivals.first_visit_orders", lambda v: isinstance(v, bool), "true or false"),
-            activity_shape=get("activity.orders_per_day.gamma_shape", positive, "a number > 0"),
-            activity_scale=get("activity.orders_per_day.gamma_scale", positive, "a number > 0"),
-            decline_shape=get("retention.decline_per_day.gamma_shape", positive, "a number > 0"),
-            decline_scale=get("retention.decline_per_day.gamma_scale", positive, "a number > 0"),
-            fade_days_median=get("retention.fade_days_median", positive, "days > 0"),
-            full_churn=get("retention.full_churn", share, "a share from 0 to 1"),
-            reactivation_per_day=get("retention.reactivation_per_day"),
-            sessions_per_order=get("funnel.sessions_per_order", lambda v: isinstance(v, (int, float)) and v >= 1,
-                                   "a number >= 1"),
-            bounce=get("funnel.bounce", lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a share below 1"),
-            views=get("funnel.views_per_engaged_session", lambda v: isinstance(v, (int, float)) and v >= 1,
-                      "a number >= 1"),
-            abandoned_carts_per_order=get("funnel.abandoned_carts_per_order"),
-            items=tuple(items), value_quantiles=tuple(tuple(q) for q in quantiles),
-            hourly=tuple(get("cycle.hourly", numbers(24, positive=True), "24 relative values")),
-            weekday=tuple(get("cycle.weekday", numbers(7, positive=True), "7 relative values, Monday first")),
-            products=None if products is None else get("products.count", lambda v: isinstance(v, int) and v >= 1,
-                                                        "a whole number >= 1"),
-            zipf_exponent=None if products is None else get("products.zipf_exponent"))
-
-
-def load_shop_profile(path: str) -> ShopProfile:
-    """The profile in a file written by calibrate.py; ValueError in one line when it cannot be used."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except OSError as exc:
-        raise ValueError(f"cannot read '{path}' ({os_reason(exc)})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"'{path}' is not JSON ({exc}); expected a shop profile written by calibrate.py") from None
-    try:
-        return ShopProfile.from_json(doc)
-    except ValueError as exc:
-        raise ValueError(f"'{path}': {exc}") from None
-
-
-class TwinSimulator(SessionSimulator):
-    """Sessions mode with a ShopProfile: the same customers' lives, sessions and events, with the shop's figures.
-
-    A standing base's customers are there from the start, in the middle of their lives (an export's first sight of
-    them is their first order in it); a newcomer arrives when the export first saw them (an orders export: with an
-    order). Their sessions start at
-    their order rate times the shop's sessions per order, each a purchase with one chance in sessions per order
-    (less during a decline, as sessions mode lowers a fading user's conversion), so that orders are a Poisson
-    process at the customer's order rate. A purchase draws its items and value from the shop's distributions;
-    other sessions bounce, browse or abandon a cart at the shop's rates. Segments name customers by how fast
-    they are likely to decline (the slowest 30% loyal, the fastest 10% churning); labels and churn episodes are
-    sessions mode's.
-
-    orders_only: each order is one checkout event with no value, other sessions nothing (calibrate.py fits a
-    profile on these: the same order process as the whole stream, with a fortieth of the events).
-    """
-
-    def __init__(self, *, profile: ShopProfile, orders_only: bool = False, **settings: Any) -> None:
-        self.profile = profile
-        self.orders_only = orders_only
-        self.full_churn, self.fade_days_median = profile.full_churn, profile.fade_days_median
-        self.reactivation_per_day = profile.reactivation_per_day
-        self._per_order = 1.0 if self.orders_only else profile.sessions_per_order
-        self._buy_share = 1 / profile.sessions_per_order
-        self._items_cdf = list(itertools.accumulate(profile.items))
-        self._purchase = False
-        self._comeback = False  # the session being planned is a churned customer's return
-        self._order_items = 1
-        rng = random.Random(0)  # the decline-rate quantiles that name the segments, the same for every seed
-        draws = sorted(rng.gammavariate(profile.decline_shape, profile.decline_scale) for _ in range(4000))
-        self._segment_bounds = [draws[int(q * 4000) - 1] for _, q in TWIN_SEGMENTS[:-1]]
-        super().__init__(hourly=profile.hourly, weekday=profile.weekday, **settings)
-
-    def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> None:
-        p = self.profile
-        browsing = max(p.sessions_per_order - 1, 1e-9) * (1 - p.bounce)  # engaged sessions without an order
-        self.funnel = Funnel(bounce=p.bounce, views=p.views, cart=min(1.0, p.abandoned_carts_per_order / browsing),
-                             items=DEFAULT_FUNNEL.items, checkout=0.0)
-        self._buying = replace(self.funnel, bounce=0.0, cart=1.0, checkout=1.0)
-        self.expected_mix = {}
-
-    def _segment_funnel(self, segment: str, fade: float) -> Funnel:
-        s = self.signal * fade  # every segment browses alike: the twin's segments are names, not funnels
-        f = self.funnel
-        return replace(f, bounce=_with_odds(f.bounce, 1 + FADE_BOUNCE * s), views=1 + (f.views - 1) * (1 - FADE_FUNNEL * s),
-                       cart=f.cart * (1 - FADE_FUNNEL * s))
-
-    # the population ------------------------------------------------------------------------------
-    def _populate(self, user_id_range: tuple[int, int], start_ms: int) -> None:
-        """USER_ID_RANGE customers (the profile's count, or a multiple: the shop at another scale): the standing
-        base's at the start, the others arriving over the span as the export's did; after it, newcomers at the
-        rate of its last weeks."""
-        p, r = self.profile, self._random
-        lo, hi = user_id_range
-        existing = min(hi - lo + 1, round(p.existing_customers * (hi - lo + 1) / p.customers))
-        for user_id in range(lo, lo + existing):
-            user = self._new_user(user_id, None, self._segment_cdf)
-            self._plan_decline(user, start_ms)
-            self._schedule_session(user, start_ms)  # their next visit, as any other of their stream of visits
-        self._next_user_id = lo + existing
-        span = p.span_end_ms - p.span_start_ms
-        cdf = list(itertools.accumulate(p.arrival_weeks))
-        arrivals = []
-        for _ in range(hi - lo + 1 - existing if cdf[-1] > 0 else 0):
-            week = bisect.bisect_right(cdf, r() * cdf[-1])
-            begin = week * WEEK_MS
-            arrivals.append(self._cycled(start_ms + begin, start_ms + min(begin + WEEK_MS, span)))
-        arrivals.sort(reverse=True)
-        self._arrivals = arrivals
-        self._span_end = start_ms + span
-        self.leaving_per_ms = p.arrivals_after_per_day * (hi - lo + 1) / DAY_MS  # the newcomers after the span
-        self._schedule_arrival(start_ms)
-
-    def _cycled(self, begin: int, end: int) -> int:
-        """A time in [begin, end) that follows the shop's daily and weekly cycle (thinning)."""
-        r, cycle, peak = self._random, self._cycle, self._cycle_max
-        while True:
-            when = begin + int(r() * (end - begin))
-            if r() * peak < cycle(when):
-                return when
-
-    def _schedule_arrival(self, now: int) -> None:
-        if self._arrivals:
-            self._push(self._arrivals.pop(), ARRIVAL)
-        elif self.leaving_per_ms and len(self.users) < ARRIVAL:
-            when = max(now, self._span_end)
-            while True:
-                when += 1 + int(self.rng.expovariate(self.leaving_per_ms * self._cycle_max))
-                if self._random() * self._cycle_max < self._cycle(when):
-                    self._push(when, ARRIVAL)
-                    return
-
-    def _new_user(self, user_id: int, joined_ms: int | None, segment_cdf: list[float]) -> _User:
-        p, rng = self.profile, self.rng
-        orders_per_day = max(1e-9, rng.gammavariate(p.activity_shape, p.activity_scale))
-        decline_per_day = max(1e-12, rng.gammavariate(p.decline_shape, p.decline_scale))
-        segment = TWIN_SEGMENTS[bisect.bisect_right(self._segment_bounds, decline_per_day)][0]
-        depth = (self.funnel.views - 1) * rng.lognormvariate(-DEPTH_SPREAD ** 2 / 2, DEPTH_SPREAD)
-        mine = self.shard is None or user_id % self.shard[1] == self.shard[0]
-        user = _User(user_id, len(self.users), segment, JsonCodec.key(user_id), str(user_id), mine,
-                     orders_per_day * self._per_order / DAY_MS, depth, decline_per_day / DAY_MS, joined_ms)
-        self.users.append(user)
-        return user
-
-    def _start_user(self, user: _User, now: int, stationary: bool) -> None:
-        """A newcomer: their first visit now, their decline planned from their own rate."""
-        self._plan_decline(user, now)
-        user.action = START
-        self._push(now, user.index)
-
-    def _begin(self, user: _User, now: int) -> list | None:
-        self._comeback = user.action == REACTIVATE
-        return super()._begin(user, now)
-
-    def _hazard(self, user: _User) -> float:
-        return user.hazard  # no friction: the fitted decline rates already hold the shop's retention
-
-    def _plan_break(self, user: _User, active_from: int) -> None:
-        pass  # the fitted order rates already hold the shop's quiet spells
-
-    def describe(self, segment_mix: str) -> str:
-        return (f"the twin of a shop (SHOP_PROFILE): {len(self.users)} customers at the start and "
-                f"{len(self._arrivals)} arriving as the export's did")
-
-    def expected_events_per_second(self) -> float:
-        """The average pace over the span, from the profile's means (the customers arrive as it goes)."""
-        p = self.profile
-        orders = p.customers * p.activity_shape * p.activity_scale * (p.span_end_ms - p.span_start_ms) / DAY_MS / 2
-        per_session = p.bounce + (1 - p.bounce) * p.views * 1.2
-        return 1000 * orders * p.sessions_per_order * per_session / (p.span_end_ms - p.span_start_ms)
-
-    # sessions --------------------------------------------------------------------------------------
-    def _session_funnel(self, user: _User, now: int) -> Funnel:
-        """Decides whether this session buys (the first visit of an orders export's customer always does)."""
-        fade = (now - user.fade_start) / (user.fade_end - user.fade_start) if user.state == FADING else 0.0
-        r = self._random
-        buys = (1 - FADE_FUNNEL * self.signal * fade) * (1.0 if self.orders_only else self._buy_share)
-        first = user.sessions == 0 and user.joined_ms is not None
-        if first or self._comeback:  # a visit on its own, not one of the stream of sessions: it buys as any one
-            # session does (in orders alone too), except an orders export's newcomer's first, which buys
-            buys = 1.0 if first and self.profile.first_visit_orders else self._buy_share
-            self._comeback = False
-        self._purchase = r() < buys
-        if self._purchase:
-            self._order_items = 1 + bisect.bisect_right(self._items_cdf, r() * self._items_cdf[-1])
-        if not fade:
-            return self._buying if self._purchase else self._funnels[user.segment]
-        browsing = self._segment_funnel(user.segment, fade)
-        return replace(self._buying, views=browsing.views) if self._purchase else browsing
-
-    def _plan(self, user: _User, now: int) -> list | None:
-        if not self.orders_only:
-            return super()._plan(user, now)
-        self._session_funnel(user, now)
-        user.sessions += 1
-        if not self._purchase:  # a visit without an order: nothing to show in orders alone
-            self._schedule_session(user, now)
-            return None
-        user.session_start = now
-        user.plan = plan = [("checkout", "0", "")]
-        return plan
-
-    def _least_views(self, user: _User) -> int:
-        return self._order_items if self._purchase else 1
-
-    def _items(self, user: _User, f: Funnel) -> int:
-        return self._order_items if self._purchase else super()._items(user, f)
-
-    def _checks_out(self, user: _User, f: Funnel) -> bool:
-        return self._purchase
-
-    def _order_value(self, cart: list[str]) -> float:
-        """The shop's order value for this many items: its quantiles, interpolated."""
-        quantiles = self.profile.value_quantiles[min(len(cart), len(self.profile.value_quantiles)) - 1]
-        at = self._random() * (len(quantiles) - 1)
-        i = int(at)
-        low = quantiles[i]
-        return round(low + (quantiles[min(i + 1, len(quantiles) - 1)] - low) * (at - i), 2)
-
-    def _end_session(self, user: _User, now: int, completed: bool) -> None:
-        if not completed and user.outcome == PURCHASED:  # at its maximum length a buying session still buys:
-            user.plan = user.plan[:1]  # its checkout comes at that length (the export has every order)
-            self._push(user.session_start + int(self._max_session_ms), user.index)
-            return
-        user.plan = None
-        self._schedule_session(user, now)
 
 
 # The simulated shop the settings describe.
@@ -3032,14 +1910,6 @@ class KafkaConnection:
     def follow_partition_count(self) -> None:
         """Partitions added while running: keys move to the partition the default partitioner now picks."""
 
-    # a rerun of a seeded window: what its predecessor sent -----------------------------------------
-    def last_sequences(self, prefix: bytes) -> dict[int, int]:
-        """For each partition, the highest sequence number of the records whose event_id starts with prefix (a run
-        id and "-"), among its last RESUME_SCAN records; partitions without one are left out. Read with kafka-python's
-        consumer whatever the producing client (it is always installed)."""
-        return KafkaPythonConnection(self.settings, self._stop, self._clock).read_last_sequences(prefix,
-                                                                                                self.partitions)
-
     def partition_for(self, key: bytes) -> int:
         """The partition a key's records go to: murmur2, as the Java client and both clients here pick it."""
         from kafka.partitioner.default import murmur2
@@ -3062,6 +1932,53 @@ class KafkaConnection:
         self.watch.clear()
 
 
+def kafka_python_connection(s: Settings) -> dict[str, Any]:
+    """kafka-python's keyword arguments for where and how to connect: its producer, admin client and consumer's."""
+    config: dict[str, Any] = {"bootstrap_servers": s.bootstrap_servers.split(","), "client_id": s.client_id,
+                              "security_protocol": s.security_protocol}
+    if s.security_protocol.startswith("SASL"):
+        config.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
+                      sasl_plain_password=s.sasl_password)
+    if s.security_protocol in ("SSL", "SASL_SSL"):
+        config.update(ssl_cafile=s.ssl_cafile or None, ssl_certfile=s.ssl_certfile or None,
+                      ssl_keyfile=s.ssl_keyfile or None)
+    return config
+
+
+def read_last_sequences(s: Settings, topic: str, prefix: bytes, partitions: int) -> dict[int, int]:
+    """A rerun of a seeded window: for each partition of the topic, the highest sequence number of the records whose
+    event_id starts with prefix (a run id and "-"), among its last RESUME_SCAN records; partitions without one are
+    left out. Each partition is read backwards from its end, in growing steps, until a record of the prefix is found
+    (a partition's records of one run are in its send order: the last found is the highest). Read with kafka-python's
+    consumer whatever the producing client (it is always installed)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**kafka_python_connection(s), enable_auto_commit=False, fetch_max_wait_ms=100,
+                             request_timeout_ms=max(30_000, s.request_timeout_ms))
+    found: dict[int, int] = {}
+    try:
+        for partition in range(partitions):
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            first, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
+            high, step = end, 2_000
+            while high > first and end - high < RESUME_SCAN and partition not in found:
+                low = max(first, high - step, end - RESUME_SCAN)
+                consumer.seek(tp, low)
+                idle = 0
+                while consumer.position(tp) < high and idle < 20:
+                    batch = consumer.poll(timeout_ms=500, max_records=10_000).get(tp, [])
+                    idle = 0 if batch else idle + 1
+                    for record in batch:
+                        event_id = dict(record.headers or ()).get(EVENT_ID_HEADER, b"")
+                        if record.offset < high and event_id.startswith(prefix):
+                            found[partition] = max(found.get(partition, 0), int(event_id[len(prefix):]))
+                high, step = low, step * 4
+    finally:
+        consumer.close()
+    return found
+
+
 class KafkaPythonConnection(KafkaConnection):
     """kafka-python (pure Python), the default client."""
 
@@ -3075,16 +1992,7 @@ class KafkaPythonConnection(KafkaConnection):
     # settings mapped to kafka-python's keyword arguments, in one place ----------------------------
     def _connection_config(self) -> dict[str, Any]:
         """The part shared by the producer and the admin client: where and how to connect."""
-        s = self.settings
-        config: dict[str, Any] = {"bootstrap_servers": s.bootstrap_servers.split(","), "client_id": s.client_id,
-                                  "security_protocol": s.security_protocol}
-        if s.security_protocol.startswith("SASL"):
-            config.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
-                          sasl_plain_password=s.sasl_password)
-        if s.security_protocol in ("SSL", "SASL_SSL"):
-            config.update(ssl_cafile=s.ssl_cafile or None, ssl_certfile=s.ssl_certfile or None,
-                          ssl_keyfile=s.ssl_keyfile or None)
-        return config
+        return kafka_python_connection(self.settings)
 
     def _producer_config(self) -> dict[str, Any]:
         s = self.settings
@@ -3220,36 +2128,6 @@ class KafkaPythonConnection(KafkaConnection):
         from kafka.partitioner.default import murmur2
 
         return (murmur2(key) & 0x7FFFFFFF) % self._partition_count
-
-    def read_last_sequences(self, prefix: bytes, partitions: int) -> dict[int, int]:
-        """last_sequences(): each partition read backwards from its end, in growing steps, until a record of the
-        prefix is found (a partition's records of one run are in its send order: the last found is the highest)."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(**self._connection_config(), enable_auto_commit=False, fetch_max_wait_ms=100,
-                                 request_timeout_ms=max(30_000, self.settings.request_timeout_ms))
-        found: dict[int, int] = {}
-        try:
-            for partition in range(partitions):
-                tp = TopicPartition(self.topic, partition)
-                consumer.assign([tp])
-                first, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
-                high, step = end, 2_000
-                while high > first and end - high < RESUME_SCAN and partition not in found:
-                    low = max(first, high - step, end - RESUME_SCAN)
-                    consumer.seek(tp, low)
-                    idle = 0
-                    while consumer.position(tp) < high and idle < 20:
-                        batch = consumer.poll(timeout_ms=500, max_records=10_000).get(tp, [])
-                        idle = 0 if batch else idle + 1
-                        for record in batch:
-                            event_id = dict(record.headers or ()).get(EVENT_ID_HEADER, b"")
-                            if record.offset < high and event_id.startswith(prefix):
-                                found[partition] = max(found.get(partition, 0), int(event_id[len(prefix):]))
-                    high, step = low, step * 4
-        finally:
-            consumer.close()
-        return found
 
     def flush(self, timeout: float) -> None:
         from kafka.errors import KafkaTimeoutError
@@ -3644,18 +2522,22 @@ class DeliveryMonitor:
     keep notes, never block; everything that logs runs in the loop's thread.
     """
 
-    def __init__(self, settings: Settings, note: str = "") -> None:
+    def __init__(self, settings: Settings, note: str = "", asked_rate: float | None = None,
+                 window: tuple[int, Callable[[], float], Callable[[], int | None]] | None = None) -> None:
+        """note: said at the end of each progress line (the parent of --workers: how many); asked_rate: the events/s
+        the run keeps to (a schedule's), for the slow-link report; window: a simulated window being produced (its
+        start ms, its end ms now, the simulation's time now), for the progress lines, until window_ended()."""
         self.settings = settings
-        self.note = note  # said at the end of each progress line (the parent of --workers: how many)
+        self.note = note
         self.stats = stats = Statistics()
         started = stats.started
-        self.shutting_down = False  # from here on, failures are events the shutdown gave up on
+        self._shutting_down = False  # from here on, failures are events the shutdown gave up on
         self.outage_reported = False
         self._outage_since = started
         self.next_report = started + settings.stats_interval if settings.stats_interval else math.inf
         self.label_acks = 0
         self.truth_acks = 0
-        self.failure_cause: tuple[str, str] | None = None  # (error name, reason) that failures take for now
+        self._failure_cause: tuple[str, str] | None = None  # (error name, reason) that failures take for now
         self._failures_reported, self._last_failure_log = 0, -math.inf
         self._last_completion = (0, started)  # (acked + failed, when that count last changed)
         self._failed_at_replacement = 0  # failures before the last replaced client's own
@@ -3664,11 +2546,23 @@ class DeliveryMonitor:
         self._loop_acked = 0  # the acknowledged count at the loop's last look (ack_progress)
         self._ack_lock = threading.Lock()
         self._last_report = (0.0, 0)  # (runtime, acked) at the previous progress line
-        # A simulated window being produced: (its start ms, its end ms now, the simulation's time now), else None.
-        self.window: tuple[int, Callable[[], float], Callable[[], int | None]] | None = None
-        self.asked_rate: float | None = None  # events/s the run keeps to (a schedule's), for the slow-link report
+        self._window, self._asked_rate = window, asked_rate
         self.slow_reported = False
         self._ack_samples: collections.deque[tuple[float, int]] = collections.deque()  # (when, acked), every second
+
+    # what the run tells it as it goes ---------------------------------------------------------------
+    def fail_as(self, cause: tuple[str, str] | None) -> None:
+        """From now on, failures are counted under this (error name, reason): a stalled client's replacement gives
+        the delivery timeout as theirs; None: each failure's own."""
+        self._failure_cause = cause
+
+    def shutdown_begins(self) -> None:
+        """From now on, failures are events the shutdown gave up on."""
+        self._shutting_down = True
+
+    def window_ended(self) -> None:
+        """The simulated window is produced (a backfill caught up and follows live): progress lines say no share."""
+        self._window = None
 
     # callbacks: the client's I/O thread ------------------------------------------------------------
     def on_ack(self, metadata) -> None:
@@ -3689,12 +2583,12 @@ class DeliveryMonitor:
 
     def on_failure(self, exc: BaseException) -> None:
         stats = self.stats
-        if self.shutting_down:
+        if self._shutting_down:
             stats.dropped_at_shutdown += 1
             return
         name = getattr(exc, "error_name", None) or type(exc).__name__
-        if self.failure_cause is not None:
-            name, exc = self.failure_cause
+        if self._failure_cause is not None:
+            name, exc = self._failure_cause
         stats.failed_by_error[name] = stats.failed_by_error.get(name, 0) + 1
         stats.last_error = f"{name}: {exc}"[:300]
         stats.failed += 1
@@ -3730,9 +2624,9 @@ class DeliveryMonitor:
     def _window_progress(self, runtime: float) -> dict[str, Any]:
         """For a simulated window (a backfill): where the simulation is, the share of the window done and the
         time left at the pace so far; {} otherwise."""
-        if self.window is None:
+        if self._window is None:
             return {}
-        start, end, reached = self.window[0], self.window[1](), self.window[2]()
+        start, end, reached = self._window[0], self._window[1](), self._window[2]()
         if reached is None or end <= start:
             return {}
         done = min(1.0, max(0.0, (reached - start) / (end - start)))
@@ -3761,7 +2655,7 @@ class DeliveryMonitor:
                             self.settings.delivery_timeout_ms)
         if not self.outage_reported:
             connection.forget_hiccup(now)
-        if self.asked_rate and (not self._ack_samples or now - self._ack_samples[-1][0] >= 1.0):
+        if self._asked_rate and (not self._ack_samples or now - self._ack_samples[-1][0] >= 1.0):
             self._report_slow_link(now)
         if stats.failed > self._failures_reported and now - self._last_failure_log >= 5.0:
             self._last_failure_log = now
@@ -3773,7 +2667,7 @@ class DeliveryMonitor:
         """With a rate to keep: acknowledgements come, but slower than the rate, while events pile up in flight (a
         slow or lossy link, or an overloaded broker). Said once when it starts and once when deliveries keep up again;
         an outage (no acknowledgement at all) has its own lines."""
-        samples, stats, asked = self._ack_samples, self.stats, self.asked_rate
+        samples, stats, asked = self._ack_samples, self.stats, self._asked_rate
         samples.append((now, stats.acked))
         while now - samples[0][0] > SLOW_S:
             samples.popleft()
@@ -3936,9 +2830,60 @@ def prepare(s: Settings) -> Settings:
     return s
 
 
-# Pacing: when events may go. due(now) says how many may go now (0: none yet; then wake_at is when to look again,
-# and done whether the stream has ended); until_ms bounds their simulated time; went(n) and paused(now) keep it;
-# rate is the events/s it keeps to, if any.
+class Pacing(Protocol):
+    """When events may go: Unlimited, Schedule (random mode at a rate) or SimulatedTime (sessions mode)."""
+
+    done: bool  # the stream has ended
+    rate: float | None  # the events/s it keeps to, if any (a slow link is judged against it)
+
+    @property
+    def wake_at(self) -> float: ...  # when due() may say more than 0 again (monotonic seconds)
+
+    @property
+    def until_ms(self) -> float: ...  # events due now are no later than this simulated time
+
+    def due(self, now: float) -> int: ...  # how many may go now (0: none yet)
+
+    def went(self, n: int) -> None: ...  # n went
+
+    def paused(self, now: float) -> None: ...  # generation waited for room in the sink
+
+    def reached_ms(self) -> int: ...  # the simulated time reached (0: none)
+
+
+class Source(Protocol):
+    """What makes the events: RandomEvents or SimulatedShop."""
+
+    gives_events: bool  # take() gives event dicts (else JSON texts); the codec takes either
+
+    def take(self, n: int, until_ms: float) -> list: ...  # the next events, (epoch ms, key, value) records
+
+    def after(self, records: list, asked: int, until_ms: float) -> None: ...  # what goes beside a batch (truth)
+
+    def finish(self, end_ms: int) -> str: ...  # what goes beside the events at the end (labels); an error, or ""
+
+
+class Sink(Protocol):
+    """Where events go: KafkaSink, or StdoutSink for --dry-run. A sink answers for itself: whether it needs a
+    connection to the broker, what its "sent" means, and why it may set the pace."""
+
+    needs_connection: bool
+    side_topics: bool  # truth and labels may go to topics beside the events
+    paced: bool  # a pause at its room limit falls behind a schedule (a warning) rather than set the pace
+    sent_means: str  # what a record it took is, for the statistics and the summary
+    pace_hint: str  # what to try when it cannot keep up with the rate
+
+    def room(self) -> int: ...  # how many records may be handed over now (0: wait)
+
+    def send(self, records: list[tuple[int, bytes, bytes]]) -> None: ...
+
+    def send_logged(self, records: list[tuple[int, bytes, bytes]], events: list[dict[str, Any]]) -> None: ...
+
+    def housekeeping(self, now: float) -> None: ...  # every turn of the loop
+
+    def close(self, stopped: bool) -> None: ...  # the end of the run's deliveries
+
+
 
 class Unlimited:
     """As fast as the sink takes them (PRODUCER_INTERVAL=0)."""
@@ -4059,9 +3004,6 @@ class SimulatedTime:
             return min(self.clock(), int(self.end_ms)) if self.end_ms < math.inf else self.clock()
         return int(min(self.end_ms, self.shop.sim.peek_ms() or self.end_ms))
 
-
-# Sources: take(n, until_ms) makes the next events as (epoch ms, key, value) records, values JSON texts or, where
-# gives_events, event dicts (the codec takes either); after(...) and finish(...) write what goes beside the events.
 
 class RandomEvents:
     """Random mode: independent events, each stamped by the clock as it is made."""
@@ -4207,14 +3149,13 @@ def write_labels(s: Settings, sim: SessionSimulator, end_ms: int, sink: "KafkaSi
     return error
 
 
-# Sinks: room() says how many records may be handed over now (0: wait); send(records) hands them over;
-# housekeeping(now) runs every turn of the loop; close(stopped) ends the run's deliveries.
-
 class StdoutSink:
     """--dry-run: the events as JSON lines on stdout, one write per batch (one per event would dominate); nothing
     waits for an answer, so a line written counts as delivered ("printed")."""
 
-    side_topics, paced = False, False
+    needs_connection, side_topics, paced = False, False, False
+    sent_means = "printed"
+    pace_hint = "stdout sets the pace; for more, run shards (--shard I/N), one process each"
 
     def __init__(self, stream, stats: Statistics) -> None:
         self._out = getattr(stream, "buffer", stream)
@@ -4247,11 +3188,15 @@ class KafkaSink:
     event_id header; back-pressure at MAX_IN_FLIGHT_EVENTS (kafka-python has no memory limit of its own); and the
     connection's upkeep: outage and failure lines, the partition count, a stalled client replaced."""
 
-    side_topics = True
+    needs_connection = side_topics = True
 
     def __init__(self, s: Settings, connection: KafkaConnection, codec: JsonCodec, delivery: DeliveryMonitor) -> None:
         self.settings, self.connection, self.codec, self.delivery = s, connection, codec, delivery
         self.stats = delivery.stats
+        self.sent_means = SENT_MEANS[s.acks]
+        self.pace_hint = f"the client ({s.client}) sets the pace; for more, try " + (
+            "--workers N (a client per process)" if s.client == "confluent-kafka" else
+            "KAFKA_CLIENT=confluent-kafka (faster), or --workers N (a client per process)")
         self.paced = s.seconds_per_event > 0  # whether a pause at the in-flight cap falls behind a schedule
         # A rerun of a seeded window: per partition, the last event its predecessor's run put there (see resume()).
         self.resumed: dict[int, int] | None = None
@@ -4289,7 +3234,8 @@ class KafkaSink:
         predecessor put there, and sends only the events after it. A partition's events of one run are in their
         send order (an idempotent producer), so what is there is a prefix: neither duplicates nor gaps."""
         try:
-            last = self.connection.last_sequences(self.codec.run_prefix)
+            last = read_last_sequences(self.settings, self.connection.topic, self.codec.run_prefix,
+                                       self.connection.partitions)
         except Exception as exc:  # noqa: BLE001 - any failure to read: send it all, and say so
             log.warning("Could not read topic '%s' for an earlier run of this window (%s: %s): its events are all "
                         "sent", self.settings.topic, type(exc).__name__, str(exc)[:200])
@@ -4388,11 +3334,11 @@ class KafkaSink:
                       "failed, %s", self.stats.in_flight, stuck[1], UNCERTAIN)
             # The stuck records fail as the old client is forced closed; their cause is the stall, not the "closed
             # forcefully" the client gives them.
-            delivery.failure_cause = stuck
+            delivery.fail_as(stuck)
             try:
                 replaced = connection.replace_stalled(while_waiting=delivery.report_progress)
             finally:
-                delivery.failure_cause = None
+                delivery.fail_as(None)
             if replaced:
                 delivery.client_replaced()
 
@@ -4405,7 +3351,7 @@ class KafkaSink:
             log.info("Flushing %d in-flight events (up to %gs)...%s", stats.in_flight, s.flush_timeout,
                      " Ctrl-C again to quit now" if stopped else "")
         connection.flush(timeout=s.flush_timeout)
-        delivery.shutting_down = True
+        delivery.shutdown_begins()
         connection.close(timeout=0 if stats.in_flight else 1.0)
         stats.dropped_at_shutdown += stats.in_flight  # never completed at all
         delivery.report_broker_state(time.monotonic(), connection)
@@ -4416,12 +3362,10 @@ class RunEngine:
     the stream; then the sink's flush and close, the statistics, and the exit code. Every mode is the same loop:
     random or sessions is the source (and its pacing), Kafka or --dry-run's stdout the sink."""
 
-    def __init__(self, s: Settings, pacing: Unlimited | Schedule | SimulatedTime, source: RandomEvents | SimulatedShop,
-                 codec: JsonCodec, sink: StdoutSink | KafkaSink, delivery: DeliveryMonitor, stop: threading.Event,
-                 log_events: bool) -> None:
+    def __init__(self, s: Settings, pacing: Pacing, source: Source, codec: JsonCodec, sink: Sink,
+                 delivery: DeliveryMonitor, stop: threading.Event, log_events: bool) -> None:
         self.settings, self.pacing, self.source, self.codec, self.sink = s, pacing, source, codec, sink
         self.delivery, self.stats, self._stop = delivery, delivery.stats, stop
-        delivery.asked_rate = pacing.rate  # a slow link is judged against it
         self.log_events = log_events  # one log line per acknowledged event
         self.phase = "running"  # for the progress channel: running, backfill, live, flushing, done
         self.ended_by = ""
@@ -4516,6 +3460,44 @@ class RunEngine:
             self.ended_by = unwritten
             return EXIT_FAILURE
         return self.delivery.exit_code()
+
+
+def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | None,
+                random_events: Callable[[bool], RandomEvents], clock: Callable[[], int],
+                stop: threading.Event) -> RunEngine:
+    """One run, composed from the settings: the sink (Kafka, or stdout for --dry-run: the one place a run reads
+    DRY_RUN), the delivery monitor, the source and its pacing. random_events(as_dicts) is random mode's source (the
+    facade's, which honours an overridden _generate_metadata); a dry run prints JSON whatever VALUE_FORMAT says."""
+    printed = s.dry_run
+    codec = JsonCodec(codec.run_id) if printed else codec
+    if s.simulation_mode == "random":
+        spe = s.seconds_per_event
+        delivery = DeliveryMonitor(s, asked_rate=1 / spe if spe > 0 else None)
+        sink: Sink = StdoutSink(sys.stdout, delivery.stats) if printed else KafkaSink(s, connection, codec, delivery)
+        pacing: Pacing = Schedule(spe, delivery.stats, sink.pace_hint) if spe > 0 else Unlimited()
+        return RunEngine(s, pacing, random_events(codec.takes_events), codec, sink, delivery, stop, s.events_logged)
+    # sessions mode: a simulated population in simulated time (a window at full speed, then or else live)
+    start_ms = s.start_time if s.start_time is not None else clock()
+    sim = simulator_for(s, start_ms=start_ms)
+    end_ms = s.end_time if s.end_time is not None else math.inf
+    backfill = s.start_time is not None
+    window = (start_ms, (lambda: end_ms) if s.end_time is not None else clock, sim.peek_ms) if backfill else None
+    delivery = DeliveryMonitor(s, window=window)  # a backfill's progress lines say how far it has come
+    sink = StdoutSink(sys.stdout, delivery.stats) if printed else KafkaSink(s, connection, codec, delivery)
+    shop = SimulatedShop(s, sim, sink)
+
+    def on_live(now_ms: int) -> None:
+        log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(now_ms))
+        engine.phase, engine.log_events, sink.paced = "live", s.events_logged, True
+        delivery.window_ended()
+    live = s.start_time is None or s.follow
+    pacing = SimulatedTime(shop, clock, live, end_ms, on_live if s.follow else None)
+    # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client allows: one line per
+    # event there only when asked for explicitly; live, the setting applies.
+    engine = RunEngine(s, pacing, shop, codec, sink, delivery, stop, s.log_events == "true" if backfill else
+                       s.events_logged)
+    engine.phase, sink.paced = ("backfill", False) if backfill else ("live", True)
+    return engine
 
 
 # --- the producer: the original class, a facade over the run engine ----------------------------------------
@@ -4732,8 +3714,11 @@ class ECommerceEventProducer:
             self.ended_by = "connection failed"
             return EXIT_FAILURE
         self._generator = None  # pick up attribute edits made since construction
-        self.delivery = DeliveryMonitor(s)
-        self.engine = engine = self._compose(s)
+        s = replace(s, user_id_range=tuple(self.user_id_range), product_id_range=tuple(self.product_id_range),
+                    session_length_range=tuple(self.session_length_range))
+        self.engine = engine = compose_run(s, self.codec, self.connection, self._random_events, self.clock, self._stop)
+        self.delivery = engine.delivery
+        engine.on_progress, engine.on_report = self.on_progress, self.on_report
         self.running = True
         try:
             return engine.run()
@@ -4741,49 +3726,6 @@ class ECommerceEventProducer:
             self.running = False
             self.ended_by = engine.ended_by
             self._stop.clear()  # the stop request is served; the same instance may run again
-
-    def _compose(self, s: Settings) -> RunEngine:
-        """This run's engine: the codec (a dry run prints JSON whatever VALUE_FORMAT says), the sink, the source and
-        its pacing, from the settings and the attributes as they are now."""
-        codec = JsonCodec(self.codec.run_id) if s.dry_run else self.codec
-        sink = StdoutSink(sys.stdout, self.stats) if s.dry_run else KafkaSink(s, self.connection, codec, self.delivery)
-        if s.simulation_mode == "random":
-            spe = s.seconds_per_event
-            hint = ("stdout sets the pace; for more, run shards (--shard I/N), one process each" if s.dry_run else
-                    f"the client ({s.client}) sets the pace; for more, try " +
-                    ("--workers N (a client per process)" if s.client == "confluent-kafka" else
-                     "KAFKA_CLIENT=confluent-kafka (faster), or --workers N (a client per process)"))
-            pacing = Schedule(spe, self.stats, hint) if spe > 0 else Unlimited()
-            engine = RunEngine(s, pacing, self._random_events(codec.takes_events), codec, sink, self.delivery,
-                               self._stop, s.events_logged)
-        else:
-            engine = self._simulation(s, codec, sink)
-        engine.on_progress, engine.on_report = self.on_progress, self.on_report
-        return engine
-
-    def _simulation(self, s: Settings, codec: JsonCodec, sink: StdoutSink | KafkaSink) -> RunEngine:
-        """Sessions mode: a simulated population in simulated time (a window at full speed, then or else live)."""
-        start_ms = s.start_time if s.start_time is not None else self.clock()
-        sim = simulator_for(replace(s, user_id_range=tuple(self.user_id_range),
-                                    product_id_range=tuple(self.product_id_range),
-                                    session_length_range=tuple(self.session_length_range)), start_ms=start_ms)
-        end_ms = s.end_time if s.end_time is not None else math.inf
-        shop = SimulatedShop(s, sim, sink)
-
-        def on_live(now_ms: int) -> None:
-            log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(now_ms))
-            engine.phase, engine.log_events, sink.paced, self.delivery.window = "live", s.events_logged, True, None
-        live = s.start_time is None or s.follow
-        pacing = SimulatedTime(shop, self.clock, live, end_ms, on_live if s.follow else None)
-        # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client allows: one line
-        # per event there only when asked for explicitly; live, the setting applies.
-        backfill = s.start_time is not None
-        engine = RunEngine(s, pacing, shop, codec, sink, self.delivery, self._stop,
-                           s.log_events == "true" if backfill else s.events_logged)
-        engine.phase, sink.paced = ("backfill", False) if backfill else ("live", True)
-        if backfill:  # progress lines say how far it has come
-            self.delivery.window = (start_ms, (lambda: end_ms) if s.end_time is not None else self.clock, sim.peek_ms)
-        return engine
 
     # operations -------------------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import devkafka  # noqa: E402
-from conftest import consume_all  # noqa: E402
+from tests.support import consume_all  # noqa: E402
 
 PY = sys.executable
 LINGER_MS = 5
@@ -350,10 +350,10 @@ def population(rounds: int) -> dict:
     result = {"million": {"events": events, "seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb,
                           "met": m.peak_rss_mb < 1024}}
     previous = _previous_model()
-    import producer
+    import shopsim
 
     current_name = "current (33,000 customers, about the default size)"
-    contenders = {current_name: lambda: producer.SessionSimulator(
+    contenders = {current_name: lambda: shopsim.SessionSimulator(
         segment_mix=MIX, user_id_range=(1, 33_000), product_id_range=(1, 500), session_length_range=(0.5, 30.0),
         start_ms=START_MS, seed=1)}
     if previous is not None:
@@ -575,7 +575,7 @@ def acks_loss(cut_seconds: float, rate: int) -> dict:
     (netfaults.py: a namespace each, root and iptables), replication factor 3, min.insync.replicas 2, the leader of partition 0 is cut
     off from its two followers (not from the producer) for cut_seconds, then healed; the topic is read back. An
     acknowledged event missing from it was lost. (The issue's outside probe: 11,505 and 12,696 of 60,000 with acks=1.)"""
-    from conftest import ProducerProcess, leader_of, wait_for_progress
+    from tests.support import ProducerProcess, leader_of, wait_for_progress
     from netfaults import FaultNet
 
     problem = FaultNet.missing_tools()

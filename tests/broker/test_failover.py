@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import pytest
 
 import devkafka
 import producer
-from conftest import (ROOT, ProducerProcess, consume_all, each_user_in_send_order, ended_after, free_port_block,
+from tests.support import (ROOT, ProducerProcess, consume_all, each_user_in_send_order, ended_after, free_port_block,
                       leader_of, wait_for_progress, wait_until)
 
 STATE = ROOT / ".devkafka-test-cluster"
@@ -131,7 +130,3 @@ def test_a_frozen_partition_leader_loses_nothing(cluster, topic, client):
     run = produce_through(cluster, topic, client, freeze)
     assert_said_once(run)
     assert_exactly_once_in_order(cluster, topic, run)
-
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-v"]))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import producer
-from conftest import PYTHON, ROOT, run_producer
+from tests.support import PYTHON, ROOT, run_producer
 
 CDNOW = ROOT / ".cache" / "CDNOW_master.txt"
 DAY = 86_400_000

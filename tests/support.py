@@ -1,16 +1,7 @@
-"""Shared pytest fixtures: a real Kafka broker for the test session, and helpers to read events back.
+"""What tests and benchmarks share: a real Kafka broker started for them, topic readers, and a producer run
+whose progress they wait on (its --summary-json file, rewritten as the run goes), never a fixed sleep.
 
-The `kafka` fixture starts the local broker (devkafka.py, with its SASL and SSL listeners) once for the session
-on free ports and stops it at the end; it never adopts a broker it did not start (one on localhost:9092 may be a
-user's, with topics of theirs). A test that needs Kafka fails, never skips, when no broker can be had.
-
-Tests that use a broker (or the schema registry) are marked `broker` (and `registry`) from the fixtures they
-take, so `pytest -m "not broker"` runs the pure tests alone, with no JVM; `slow` marks the pure tests that fit
-models or wait on the wall clock for seconds, so `make test-pure` (-m "not broker and not slow") takes under a
-minute. A test that starts a broker without the marker fails. Tests wait on what the producer
-says in its progress channel (the --summary-json file, rewritten as the run goes: `ProducerProcess.wait_until`),
-never on its log text or on a fixed sleep.
-"""
+conftest.py turns these into fixtures; bench/run.py and the tests import them from here."""
 
 from __future__ import annotations
 
@@ -21,8 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -30,32 +21,10 @@ import pytest
 import devkafka
 import producer
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the project's folder
+
+
 PYTHON = sys.executable
-BROKER_FIXTURES = {"kafka", "secure_kafka", "restartable", "cluster", "fault_net"}
-REGISTRY_FIXTURES = {"registry", "guarded_registry"}
-
-
-def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "broker: talks to a real Kafka broker (a JVM) that the test session starts")
-    config.addinivalue_line("markers", "registry: talks to the real schema registry (a JVM) as well")
-    config.addinivalue_line("markers", "slow: a pure test that fits models or waits on the wall clock for seconds")
-
-
-def pytest_collection_modifyitems(items) -> None:
-    for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if fixtures & (BROKER_FIXTURES | REGISTRY_FIXTURES):
-            item.add_marker(pytest.mark.broker)
-        if fixtures & REGISTRY_FIXTURES:
-            item.add_marker(pytest.mark.registry)
-
-
-_running: list = []  # the test being set up or run
-
-
-def pytest_runtest_setup(item) -> None:
-    _running[:] = [item]
 
 
 def wait_until(predicate, timeout: float, what: str, poll: float = 0.05):
@@ -68,6 +37,9 @@ def wait_until(predicate, timeout: float, what: str, poll: float = 0.05):
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what}: not within {timeout:g}s")
         time.sleep(poll)
+
+
+running_test: list = []  # the test being set up or run (conftest.py keeps it), to check its broker mark
 
 
 @dataclass
@@ -103,8 +75,8 @@ def _free(port: int) -> bool:
 
 def start_broker(state_name: str, security: bool = False, port: int | None = None,
                  keep_data: bool = False, data_dir: Path | None = None) -> Broker:
-    if _running and _running[0].get_closest_marker("broker") is None:
-        pytest.fail(f"{_running[0].nodeid} starts a broker: mark it broker (pytest -m 'not broker' must start no JVM)")
+    if running_test and running_test[0].get_closest_marker("broker") is None:
+        pytest.fail(f"{running_test[0].nodeid} starts a broker: mark it broker (pytest -m 'not broker' must start no JVM)")
     state = ROOT / state_name
     if not keep_data and devkafka.read_pid(devkafka.make_instance(state, 0, False)):
         devkafka.main(["--state-dir", str(state), "down"])  # left over by an interrupted run
@@ -129,42 +101,7 @@ def stop_broker(broker: Broker) -> None:
         devkafka.main(["--state-dir", str(broker.state_dir), "--port", str(broker.port), "down"])
 
 
-@pytest.fixture(scope="session")
-def kafka() -> Broker:
-    broker = start_broker(".devkafka-test", security=True)
-    try:
-        yield broker
-    finally:
-        stop_broker(broker)
-
-
-@pytest.fixture(scope="session")
-def secure_kafka(kafka: Broker) -> Broker:
-    """A broker with the SASL_PLAINTEXT and SSL listeners (the session broker when it has them)."""
-    if kafka.security:
-        yield kafka
-        return
-    broker = start_broker(".devkafka-test-secure", security=True)
-    try:
-        yield broker
-    finally:
-        stop_broker(broker)
-
-
 CLIENTS = ("kafka-python", "confluent-kafka")
-
-
-@pytest.fixture(params=CLIENTS)
-def client(request) -> str:
-    """KAFKA_CLIENT: a test taking this runs with each client library (their guarantees are the same)."""
-    return request.param
-
-
-@pytest.fixture
-def topic(request) -> str:
-    """A topic name of this test's own."""
-    name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60].strip("-")
-    return f"test-{name}-{uuid.uuid4().hex[:8]}"
 
 
 def leader_of(bootstrap: str, topic: str, partition: int) -> int:
@@ -232,7 +169,7 @@ def consume_all(bootstrap: str, topic: str, expected: int | None = None, timeout
 SETTINGS = {o.env for o in producer.OPTIONS if o.env} | {"ENV_FILE"}
 
 
-def _producer_env(env: dict | None, summary: Path) -> dict:
+def producer_env(env: dict | None, summary: Path) -> dict:
     """The caller's environment without any of the producer's settings (they would change what a test runs), then
     the test's own."""
     full_env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
@@ -260,7 +197,7 @@ def run_producer(*args: str, env: dict | None = None, timeout: float = 120, cwd:
     """Run producer.py as a user would, in a subprocess with a clean environment (no .env); the result has the
     run's summary as `.summary` (None when the run wrote none, e.g. bad settings)."""
     summary = _new_summary_path()
-    out = subprocess.run([PYTHON, str(ROOT / "producer.py"), *args], env=_producer_env(env, summary), cwd=cwd,
+    out = subprocess.run([PYTHON, str(ROOT / "producer.py"), *args], env=producer_env(env, summary), cwd=cwd,
                          capture_output=True, text=True, timeout=timeout)
     out.summary = read_summary(summary)
     return out
@@ -268,7 +205,7 @@ def run_producer(*args: str, env: dict | None = None, timeout: float = 120, cwd:
 
 def spawn_producer(*args: str, env: dict | None = None, summary: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([PYTHON, str(ROOT / "producer.py"), *args],
-                            env=_producer_env(env, summary or _new_summary_path()), cwd=ROOT,
+                            env=producer_env(env, summary or _new_summary_path()), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -352,3 +289,16 @@ def wait_for_progress(run: ProducerProcess, sent_over: int, timeout: float = 60.
     """Until the run's progress shows more than `sent_over` events acknowledged (give it a short --stats-interval:
     its figures are rewritten at each progress line)."""
     return run.wait_until(lambda p: p["sent"] > sent_over, timeout, f"more than {sent_over} acknowledged")
+
+
+def evening_zone() -> str:
+    """A fixed-offset time zone where it is now about 8 pm: live tests then see the shop at its busiest hours,
+    whatever time CI runs (the daily cycle would otherwise make their pace depend on it)."""
+    offset = (20 - datetime.now(timezone.utc).hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX sign: Etc/GMT-3 is UTC+3
+
+
+def clean_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS and k != "ENV_FILE"}
+    return {**env, "ENV_FILE": os.devnull, **extra}

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 import devkafka
-from conftest import ROOT, consume_all, free_port_block, start_broker, stop_broker
+from tests.support import ROOT, consume_all, free_port_block, start_broker, stop_broker
 
 
 def test_broker_answers_a_real_metadata_request(kafka):
@@ -182,7 +182,3 @@ def test_configs_tool_sets_a_topics_retention(kafka, topic):
         assert described["topic"][topic]["retention.ms"]["value"] == "-1"
     finally:
         admin.close()
-
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-v"]))

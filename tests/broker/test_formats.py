@@ -13,7 +13,6 @@ import json
 import re
 import ssl
 import struct
-import sys
 import threading
 import time
 import urllib.error
@@ -22,7 +21,7 @@ import urllib.request
 import pytest
 
 import devkafka
-from conftest import ROOT, consume_all, event_seq, free_port_block, run_producer
+from tests.support import ROOT, consume_all, event_seq, free_port_block, run_producer
 from producer import iso_to_epoch_ms
 
 STATE = ROOT / ".devkafka-test-registry"
@@ -298,7 +297,3 @@ def test_a_dry_run_in_avro_prints_the_json_and_says_so():
     strip = lambda text: [re.sub(r'"timestamp":"[^"]*"', "", line) for line in text.splitlines()]  # noqa: E731
     assert len(strip(out.stdout)) == 3 and strip(out.stdout) == strip(plain)
     assert "a dry run prints the events as JSON" in out.stderr
-
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-v"]))

@@ -22,7 +22,7 @@ import pytest
 
 import devkafka
 import producer
-from conftest import (ROOT, Broker, ProducerProcess, consume_all, each_user_in_send_order, ended_after, event_seq,
+from tests.support import (ROOT, Broker, ProducerProcess, consume_all, each_user_in_send_order, ended_after, event_seq,
                       free_port_block, leader_of, read_summary, run_producer, start_broker, stop_broker,
                       wait_for_progress)
 from netfaults import FaultNet, SlowLink

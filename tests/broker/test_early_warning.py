@@ -13,7 +13,7 @@ import pytest
 
 import producer
 import scoreboard
-from conftest import PYTHON, ROOT, consume_all, run_producer
+from tests.support import PYTHON, ROOT, consume_all, run_producer
 
 DAY = scoreboard.DAY_MS
 T0 = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import producer
-from conftest import (PROGRESS, ROOT, Broker, ProducerProcess, _producer_env, consume_all, each_user_in_send_order,
+from tests.support import (PROGRESS, ROOT, Broker, ProducerProcess, producer_env, consume_all, each_user_in_send_order,
                       ended_after, free_port_block, run_producer, start_broker, stop_broker, wait_for_progress,
                       wait_until)
 
@@ -356,7 +356,7 @@ def test_workers_need_no_temporary_folder(kafka, topic):
     command = ["unshare", "--mount", "sh", "-c", NO_WRITABLE_FOLDER.replace("python", sys.executable), "sh",
                sys.executable, "producer.py", "--bootstrap-servers", kafka.bootstrap, "--topic", topic,
                "--workers", "2", "--count", "600", "--interval", "0"]
-    out = subprocess.run(command, env=_producer_env({"SUMMARY_JSON": "", "LOG_FILE": ""}, Path(os.devnull)),
+    out = subprocess.run(command, env=producer_env({"SUMMARY_JSON": "", "LOG_FILE": ""}, Path(os.devnull)),
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and "Events Sent: 600" in out.stderr, out.stderr[-3000:]
@@ -613,7 +613,3 @@ def test_at_least_twenty_kinds_of_hostile_settings_end_in_one_line_and_exit_2(tm
         assert "expected" in err or "accepted flags and values: --help" in err, (argv, err)
         assert "Traceback" not in err
         assert time.monotonic() - started < 5
-
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-v"]))

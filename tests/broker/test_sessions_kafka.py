@@ -1,0 +1,94 @@
+"""Sessions mode: a population with sessions, a funnel and churn; ground truth kept aside; simulated time,
+backfill and follow; the churn signal is really there."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from datetime import datetime, timezone
+
+
+import producer
+from tests.support import consume_all, evening_zone, ROOT, run_producer
+
+START = "2026-11-01T00:00:00Z"
+START_MS = 1_761_955_200_000  # START in epoch ms
+DAY = 86_400_000
+MIX = {"loyal": 0.3, "casual": 0.4, "at_risk": 0.2, "churning": 0.1}
+sys.path.insert(0, str(ROOT / "examples"))
+
+
+def test_backfill_to_kafka_logs_no_line_per_event_until_live(kafka, topic):
+    """With the default LOG_EVENTS=auto, the backfill (thousands of events a second) is not logged
+    event by event; once live (here at 2 events/s) every event is."""
+    start = datetime.fromtimestamp(time.time() - 3600, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--mode", "sessions", "--seed", "3",
+                       "--rate", "2", "--start-time", start, "--follow", "--duration", "12", "--timezone",
+                       evening_zone())
+    assert out.returncode == 0, out.stderr[-2000:]
+    sent = out.summary["sent"]
+    assert sent > 3000  # an hour at 2 events/s, then a few seconds live
+    lines = out.stderr.splitlines()
+    handover = next(i for i, line in enumerate(lines) if "following live" in line)
+    assert not any("Event sent successfully" in line for line in lines[:handover])
+    live = [line for line in lines[handover:] if "Event sent successfully" in line]
+    assert 1 <= len(live) <= 60
+    assert len(consume_all(kafka.bootstrap, topic, expected=sent)) == sent
+
+
+def test_sessions_window_to_kafka_with_labels_topic(kafka, topic, tmp_path):
+    labels_topic = topic + "-labels"
+    args = ("--mode", "sessions", "--seed", "6", "--start-time", START, "--end-time", "2026-11-01T12:00:00Z",
+            "--user-id-range", "1-20000")
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--labels-topic", labels_topic, *args)
+    assert out.returncode == 0, out.stderr
+    sent = out.summary["sent"]
+    dry_labels = tmp_path / "labels.jsonl"
+    dry = run_producer("--dry-run", *args, "--labels-file", str(dry_labels)).stdout.splitlines()
+    assert sent == len(dry) > 1000
+    records = consume_all(kafka.bootstrap, topic, expected=sent)
+    assert sorted(r.value.decode() for r in records) == sorted(dry)
+    for r in records:
+        event = json.loads(r.value)
+        assert r.timestamp == producer.iso_to_epoch_ms(event["timestamp"]) and r.key == str(event["user_id"]).encode()
+    written = [json.loads(line) for line in dry_labels.read_text().splitlines()]
+    labels = consume_all(kafka.bootstrap, labels_topic, expected=len(written))
+    assert sorted(json.loads(r.value)["user_id"] for r in labels) == [row["user_id"] for row in written]
+    assert set(range(1, 20001)) <= {row["user_id"] for row in written}
+
+
+def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, topic):
+    """Brokers judge retention and acceptance by the record timestamp: a backfill into a topic that
+    would delete its events gets a warning; one into a topic that refuses them stops before sending."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic + "-short", 1, 1, topic_configs={"retention.ms": str(DAY)}),
+                             NewTopic(topic + "-strict", 1, 1,
+                                      topic_configs={"message.timestamp.before.max.ms": str(DAY)})])
+    finally:
+        admin.close()
+    start = datetime.fromtimestamp(time.time() - 3 * 86400, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    window = ("--mode", "sessions", "--seed", "2", "--user-id-range", "1-100000", "--start-time", start, "--end-time",
+              datetime.fromtimestamp(time.time() - 3 * 86400 + 600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    kept = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-short", *window)
+    assert kept.returncode == 0, kept.stderr
+    assert re.search(r"WARNING - Topic '.*-short' keeps records for 1 day \(retention.ms=86400000\).*will delete",
+                     kept.stderr), kept.stderr
+    assert f"python devkafka.py tool configs --bootstrap-server {kafka.bootstrap.split(',')[0]} --alter" in kept.stderr
+    assert kept.summary["sent"] > 0
+
+    refused = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-strict", *window)
+    assert refused.returncode == 1
+    errors = [line for line in refused.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "message.timestamp.before.max.ms=86400000" in errors[0], refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert consume_all(kafka.bootstrap, topic + "-strict", timeout=5) == []
+
+    fine = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, *window)
+    assert fine.returncode == 0 and "WARNING" not in fine.stderr, fine.stderr  # the topic it made keeps the window
+    assert "retention.ms=-1 (a backfill's history is kept)" in fine.stderr

@@ -1,0 +1,79 @@
+"""Shared pytest fixtures: a real Kafka broker for the test session, and helpers to read events back.
+
+The `kafka` fixture starts the local broker (devkafka.py, with its SASL and SSL listeners) once for the session
+on free ports and stops it at the end; it never adopts a broker it did not start (one on localhost:9092 may be a
+user's, with topics of theirs). A test that needs Kafka fails, never skips, when no broker can be had.
+
+Tests that use a broker (or the schema registry) are marked `broker` (and `registry`) from the fixtures they
+take, so `pytest -m "not broker"` runs the pure tests alone, with no JVM; `slow` marks the pure tests that fit
+models or wait on the wall clock for seconds, so `make test-pure` (-m "not broker and not slow") takes under a
+minute. A test that starts a broker without the marker fails. Tests wait on what the producer
+says in its progress channel (the --summary-json file, rewritten as the run goes: `ProducerProcess.wait_until`),
+never on its log text or on a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support import CLIENTS, Broker, running_test, start_broker, stop_broker
+
+
+BROKER_FIXTURES = {"kafka", "secure_kafka", "restartable", "cluster", "fault_net"}
+
+
+REGISTRY_FIXTURES = {"registry", "guarded_registry"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & (BROKER_FIXTURES | REGISTRY_FIXTURES):
+            item.add_marker(pytest.mark.broker)
+            kind = Path(str(item.path)).parent.name
+            if kind != "broker":  # the folders say what a test needs: tests/pure and tests/shape start no JVM
+                raise pytest.UsageError(f"{item.nodeid} takes a broker: it belongs in tests/broker/")
+        if fixtures & REGISTRY_FIXTURES:
+            item.add_marker(pytest.mark.registry)
+
+
+def pytest_runtest_setup(item) -> None:
+    running_test[:] = [item]
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Broker:
+    broker = start_broker(".devkafka-test", security=True)
+    try:
+        yield broker
+    finally:
+        stop_broker(broker)
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(kafka: Broker) -> Broker:
+    """A broker with the SASL_PLAINTEXT and SSL listeners (the session broker when it has them)."""
+    if kafka.security:
+        yield kafka
+        return
+    broker = start_broker(".devkafka-test-secure", security=True)
+    try:
+        yield broker
+    finally:
+        stop_broker(broker)
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request) -> str:
+    """KAFKA_CLIENT: a test taking this runs with each client library (their guarantees are the same)."""
+    return request.param
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A topic name of this test's own."""
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60].strip("-")
+    return f"test-{name}-{uuid.uuid4().hex[:8]}"
