@@ -20,32 +20,48 @@ Settings come from CLI flags, then environment variables, then the `.env` file, 
 listed with comments in `producer_config.env` and in README.md. Exit codes: 0 every generated event was
 acknowledged, 1 runtime or connection failure (or events lost), 2 bad settings or usage.
 
-Public API (`__all__`): `ECommerceEventProducer` (the original script's class and methods, see its
+How a run goes: `main(argv)` -> settings (`load_settings`: flags, environment, .env, validated once; `prepare`:
+each part's own checks) -> the process (`run_process`: logging, signals, metrics, the summary; or `run_workers`)
+-> `compose_run` (a sink, its `DeliveryMonitor`, a source and its pacing) -> `RunEngine.run` (one loop) -> the sink
+(`KafkaSink` through a `KafkaConnection`, or `StdoutSink` for --dry-run) -> delivery (the client's callbacks count
+what the broker acknowledged). The simulated shop (sessions mode, a real shop's twin) is the `shopsim` package
+beside this file, a pure seeded model that never imports it; random mode needs only this file and the event's
+text from `shopsim.events`.
+
+Public API (`__all__`), stable within a major version (a removal or an incompatible change only with a new major
+version, said in the notes): `ECommerceEventProducer` (the original script's class and methods, see its
 docstring), `main(argv) -> int`, `load_settings`, `prepare`, `default_settings`, `Settings`, `SettingsError`,
-`JsonCodec` and `encode_event`, `EventGenerator`, `SessionSimulator`, `ShopProfile`, `load_shop_profile` and
-`TwinSimulator` (a real shop's twin), `KafkaConnection` (and its two clients), `DeliveryMonitor`, `RunEngine`.
+`JsonCodec` and `encode_event`, `EventGenerator`, `KafkaConnection` (and its two clients), `DeliveryMonitor`,
+`RunEngine`, `simulator_for` (the shop the settings describe) and `os_reason`; `SessionSimulator`, `ShopProfile`,
+`load_shop_profile` and `TwinSimulator` are re-exported from shopsim for code written before it. Everything else
+is internal and may change in any release.
 
 The sections, in this order; each uses only what is above it (tests/shape/test_layout.py keeps it so):
-constants, exceptions and the event schema; settings; the wire format; random events; sessions mode; a shop's
-twin; the Kafka connection; delivery accounting; the run engine; the producer (the original class, a facade
-over the engine); metrics; the process (logging, signals, the summary); --workers; main.
+constants, exceptions and the event schema; settings; the wire format; random events; the simulated shop (the
+shopsim model the settings describe); the Kafka connection; delivery accounting; the run engine; the producer
+(the original class, a facade over the engine); metrics; the process (logging, signals, the summary); --workers;
+main.
 
 Where to change what:
-- a setting: `OPTIONS` (flag, variable, default, parser, help), then `Settings`; a rule between settings:
-  `validate`; a check of the part a setting feeds (the population, a schema file, a client's options): that
-  part's own (`size_population`, `check_schema`, `KafkaConnection`'s `check_options`), called by `prepare`;
-- the record format (value, key, timestamp, event_id header): `JsonCodec`, the one place it is written;
-  Avro, Protobuf and JSON Schema values and their registry: `RegistryCodec` and the files in schemas/;
+- a setting: `OPTIONS` (flag, variable, default, parser, help; shapes_stream when a seeded window's events
+  depend on it), then `Settings`; a rule between settings: `validate`; a check of the part a setting feeds (the
+  population, a schema file, a client's options): that part's own (`size_population`, `check_schema`,
+  `KafkaConnection`'s `check_options`), called by `prepare`;
+- the record format (value, key, timestamp, event_id header): `JsonCodec` (the event's JSON text itself:
+  `event_text` in shopsim/events.py); Avro, Protobuf and JSON Schema values and their registry: `RegistryCodec`
+  and the files in schemas/;
 - the random mode's events: the defaults at the top (`DEFAULT_EVENT_WEIGHTS`) and `EventGenerator`;
-- the simulated shop: its figures at the top (`DEFAULT_FUNNEL`, `PROFILES`, `HOURLY_TRAFFIC`, the churn
-  constants) and `SessionSimulator`; a real shop's twin (SHOP_PROFILE, written by calibrate.py): `ShopProfile`
-  and `TwinSimulator`; which simulator the settings describe: `simulator_for`;
+- the simulated shop: shopsim (its figures in shopsim/figures.py, `SessionSimulator` in shopsim/sessions.py, a
+  real shop's `ShopProfile` and `TwinSimulator` in shopsim/twin.py); which simulator the settings describe:
+  `simulator_for`;
 - connecting, topic checks, outage and stall handling: `KafkaConnection`; a client library's settings and
-  calls: `KafkaPythonConnection` (kafka-python) or `ConfluentConnection` (confluent-kafka);
+  calls: `KafkaPythonConnection` (kafka-python) or `ConfluentConnection` (confluent-kafka); a rerun's resume:
+  `read_last_sequences`;
 - delivery accounting, progress, health and readiness, statistics, the run summary: `DeliveryMonitor`;
-- the run: when events go (`Schedule`, `SimulatedTime`, `Unlimited`), what makes them (`RandomEvents`,
-  `SimulatedShop`, with `TruthStream` and `write_labels`), where they go (`KafkaSink`, `StdoutSink`), the loop
-  and its end (`RunEngine`); the original API over it: `ECommerceEventProducer`;
+- the run: when events go (`Pacing`: `Schedule`, `SimulatedTime`, `Unlimited`), what makes them (`Source`:
+  `RandomEvents`, `SimulatedShop`, with `TruthStream` and `write_labels`), where they go (`Sink`: `KafkaSink`,
+  `StdoutSink`), how a run is put together (`compose_run`), the loop and its end (`RunEngine`); the original API
+  over it: `ECommerceEventProducer`;
 - metrics: `MetricsServer`; logging, signals, the summary file: `run_process`; several processes
   (--workers): `run_workers`; the command line: `main`.
 """
@@ -3519,8 +3535,8 @@ class ECommerceEventProducer:
     `_generate_metadata(self, event_type)` returns extra fields merged into it. Random mode and --dry-run
     honour both; sessions mode builds its own metadata and refuses an override with one line.
 
-    It composes the parts above for each run (RunEngine: a pacing, a source, a codec, a sink) and holds what lasts
-    between runs: the settings, the codec (event ids go on), the connection, the last run's DeliveryMonitor.
+    Each run is composed by compose_run (a pacing, a source, a codec, a sink); it holds what lasts between runs:
+    the settings, the codec (event ids go on), the connection, the last run's DeliveryMonitor.
     """
 
     def __init__(self, settings: Settings | None = None, clock: Callable[[], int] | None = None) -> None:
