@@ -25,8 +25,8 @@ each part's own checks) -> the process (`run_process`: logging, signals, metrics
 -> `compose_run` (a sink, its `DeliveryMonitor`, a source and its pacing) -> `RunEngine.run` (one loop) -> the sink
 (`KafkaSink` through a `KafkaConnection`, or `StdoutSink` for --dry-run) -> delivery (the client's callbacks count
 what the broker acknowledged). The simulated shop (sessions mode, a real shop's twin) is the `shopsim` package
-beside this file, a pure seeded model that never imports it; random mode needs only this file and the event's
-text from `shopsim.events`.
+beside this file, a pure seeded model that never imports it; this file imports it (the event's JSON text is
+written there, once), so the daemon is this file and that folder, side by side.
 
 Public API (`__all__`), stable within a major version (a removal or an incompatible change only with a new major
 version, said in the notes): `ECommerceEventProducer` (the original script's class and methods, see its
@@ -1043,7 +1043,8 @@ def run_id_for(s: Settings) -> str:
         import hashlib
 
         stream = [(o.name, getattr(s, o.name)) for o in OPTIONS if o.shapes_stream]
-        shop = json.dumps(s.profile.to_json(), sort_keys=True) if s.profile is not None else None
+        profile = s.profile if s.profile is not None or not s.shop_profile else load_shop_profile(s.shop_profile)
+        shop = json.dumps(profile.to_json(), sort_keys=True) if profile is not None else None
         return hashlib.sha256(repr((stream, shop)).encode()).hexdigest()[:16]
     return os.urandom(8).hex()
 
