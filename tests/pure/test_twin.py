@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import producer
+import shopsim
 from tests.support import PYTHON, ROOT, run_producer
 
 CDNOW = ROOT / ".cache" / "CDNOW_master.txt"
@@ -150,7 +151,7 @@ def test_cdnow_report_agrees_with_the_stream_and_the_models_transfer(cdnow_twin)
 def test_cdnow_profile_is_documented_json_with_a_version(cdnow_twin):
     folder, _, _ = cdnow_twin
     doc = json.loads((folder / "cdnow.json").read_text())
-    assert doc["version"] == producer.SHOP_PROFILE_VERSION and doc["kind"] == "ecommerce-shop-profile"
+    assert doc["version"] == shopsim.SHOP_PROFILE_VERSION and doc["kind"] == "ecommerce-shop-profile"
     assert doc["span"] == {"start": "1997-01-01T00:00:00.000Z", "end": "1998-07-01T00:00:00.000Z", "timezone": "UTC"}
     assert doc["source"]["skipped"] == {} and doc["source"]["orders"] == 69_659
     assert {"arrivals", "order_value", "items", "weekday", "process"} <= set(doc["fitted"])
