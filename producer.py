@@ -2967,7 +2967,9 @@ class Schedule:
         # Judged on the time generation was free to go: while events wait for the broker (an outage, a slow link)
         # the broker sets the pace, and blaming the client for it would be false.
         free = now - self.stats.started - self.held_s
-        if self._held is not None or free < PACE_FREE_S:
+        if self._held is not None:  # a wait for room is ending (went() closes it): judge at the next due()
+            return
+        if free < PACE_FREE_S:
             self._next_check = now + 1.0
             return
         achieved, asked = self.stats.generated / free, self.rate

@@ -203,6 +203,22 @@ def test_a_rate_held_back_by_the_broker_is_not_called_out_of_reach(caplog):
     assert "not counting 60s waiting for room at MAX_IN_FLIGHT_EVENTS" in said[0], said
 
 
+def test_a_slow_client_is_called_out_at_once_when_a_wait_for_room_ends(caplog):
+    """A client at half the rate whose in-flight cap fills now and then: a look at the pace that fell inside a wait
+    for room was put off by a whole second, so in a short run every look could fall in one and nothing was said
+    (CI: confluent-kafka, --rate 1000000 --duration 4, the cap filling twice, no warning). The pace is judged as
+    soon as generation is free again."""
+    stats = producer.Statistics()
+    schedule = producer.Schedule(0.001, stats, "the client sets the pace")
+    with caplog.at_level("WARNING", logger="producer"):
+        now = paced_run(schedule, stats, 2.5, stats.started, speed=500)  # half the rate while there is room
+        now = paced_run(schedule, stats, 0.7, now, room=False)  # the first look (at 3 s) falls in a wait
+        now = paced_run(schedule, stats, 0.3, now, speed=500)
+        paced_run(schedule, stats, 0.55, now, room=False)  # and the second (at 4 s) in another; the run ends
+    said = [r.getMessage() for r in caplog.records if "out of reach" in r.getMessage()]
+    assert len(said) == 1 and "against EVENTS_PER_SECOND 1000/s" in said[0], said
+
+
 @pytest.mark.slow  # waits out the connect timeout
 def test_absent_broker_gives_one_clear_error_and_exit_1_within_the_connect_timeout(client):
     port = free_port_block(1, 44000)
