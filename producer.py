@@ -453,7 +453,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("duration", "RUN_DURATION", "--duration", "", parse_optional_seconds,
            "stop after this many seconds (empty = no limit)"),
     Option("seed", "RANDOM_SEED", "--seed", "", parse_seed,
-           "random seed: the same seed gives the same events apart from timestamps (empty = random)", shapes_stream=True),
+           "random seed: the same seed gives the same events apart from timestamps (empty = random)",
+           shapes_stream=True),
     Option("workers", "WORKERS", "--workers", "1", int_in(1, 64),
            "producer processes on this machine, one Kafka client each, splitting the users (as --shard does) and "
            "the rate; one combined progress line and statistics block"),
@@ -464,16 +465,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("dry_run", "DRY_RUN", "--dry-run", "false", parse_bool,
            "print JSON lines on stdout instead of sending (logs go to stderr); no Kafka needed"),
     Option("simulation_mode", "SIMULATION_MODE", "--mode", "random", choice(("random", "sessions"), upper=False),
-           "random: independent events; sessions: a population with sessions, a funnel and churn", group="sessions", shapes_stream=True),
+           "random: independent events; sessions: a population with sessions, a funnel and churn", group="sessions",
+           shapes_stream=True),
     Option("segment_mix", "SEGMENT_MIX", "--segment-mix", DEFAULT_SEGMENT_MIX,
            parse_segment_mix, "sessions mode: share of users in each segment", group="sessions", shapes_stream=True),
     Option("start_time", "START_TIME", "--start-time", "", parse_time,
-           "sessions mode: start of a simulated window, produced as fast as possible (ISO 8601)", group="sessions", shapes_stream=True),
+           "sessions mode: start of a simulated window, produced as fast as possible (ISO 8601)", group="sessions",
+           shapes_stream=True),
     Option("end_time", "END_TIME", "--end-time", "", parse_time,
            "sessions mode: end of the window (empty = now with --follow, else required with --start-time)",
            group="sessions", shapes_stream=True),
     Option("follow", "FOLLOW", "--follow", "false", parse_bool,
-           "sessions mode: after the window (which then ends now), carry on live in real time", group="sessions", shapes_stream=True),
+           "sessions mode: after the window (which then ends now), carry on live in real time", group="sessions",
+           shapes_stream=True),
     Option("labels_file", "LABELS_FILE", "--labels-file", "", parse_path,
            "sessions mode: write the ground truth (segment, churn episodes, the benchmark label) as JSON lines "
            "here, when the stream ends",
@@ -497,7 +501,8 @@ OPTIONS: tuple[Option, ...] = (
            "sessions mode: how visible a user's decline before churning is (0 = hardly, 1 = plainly)",
            group="sessions", shapes_stream=True),
     Option("shop_timezone", "SHOP_TIMEZONE", "--timezone", "UTC", parse_timezone,
-           "sessions mode: the shop's time zone, for its daily and weekly traffic cycle", group="sessions", shapes_stream=True),
+           "sessions mode: the shop's time zone, for its daily and weekly traffic cycle", group="sessions",
+           shapes_stream=True),
     Option("shop_profile", "SHOP_PROFILE", "--shop-profile", "", parse_path,
            "sessions mode: a shop profile written by calibrate.py: the simulated shop is that shop's twin (its "
            "customers, arrivals, order rates, retention, order values, cycle); the window and seed as usual",
@@ -927,6 +932,16 @@ def validate(s: Settings) -> Settings:
                                     "window, with the horizon after it")
         if s.start_time is not None and s.start_time > time.time() * 1000 and s.follow:
             raise SettingsError(f"{name('start_time')}: is in the future; expected a past date-time with --follow")
+        # A consumer of the events topic would parse truth or label records as events (one churn system posted 300
+        # of them to its scoring API); two kinds of record in one side topic cannot be told apart by their readers.
+        for option, kind in (("labels_topic", "label"), ("truth_topic", "truth")):
+            if getattr(s, option) and getattr(s, option) == s.topic:
+                raise SettingsError(f"{name(option)}: '{s.topic}' is the events topic ({name('topic')}); expected a "
+                                    f"topic of its own, e.g. {s.topic}-{kind}, so that the events' consumers never "
+                                    f"read {kind} records")
+        if s.labels_topic and s.labels_topic == s.truth_topic:
+            raise SettingsError(f"{name('labels_topic')} and {name('truth_topic')}: both are '{s.labels_topic}'; "
+                                "expected a topic each")
     for option in ("labels_file", "truth_file", "summary_json"):
         path = getattr(s, option)
         folder = os.path.dirname(os.path.abspath(path)) if path else ""

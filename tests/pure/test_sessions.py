@@ -300,6 +300,9 @@ SESSION_ERRORS = [
     (["--timezone", "Europe/Paris"], "only used in sessions mode"),
     (["--mode", "sessions", "--start-time", START, "--end-time", "2026-11-08T00:00:00Z", "--churn-cutoff",
       "2026-10-01T00:00:00Z"], "not after START_TIME"),
+    (["--mode", "sessions", "--topic", "shop", "--truth-topic", "shop"], "--truth-topic: 'shop' is the events topic"),
+    (["--mode", "sessions", "--labels-topic", "user-events"], "--labels-topic: 'user-events' is the events topic"),
+    (["--mode", "sessions", "--labels-topic", "side", "--truth-topic", "side"], "both are 'side'; expected a topic each"),
 ]
 
 
