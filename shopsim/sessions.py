@@ -126,6 +126,8 @@ class SessionSimulator:
     full_churn = FULL_CHURN
     fade_days_median = FADE_DAYS_MEDIAN
     reactivation_per_day = REACTIVATION_PER_DAY
+    friction_weight = FRICTION_WEIGHT  # how much abandoned carts raise the chance to start declining
+    breaks_per_day = {segment: profile.breaks_per_day for segment, profile in PROFILES.items()}
 
     def __init__(self, *, segment_mix: dict[str, float], user_id_range: tuple[int, int],
                  product_id_range: tuple[int, int], session_length_range: tuple[float, float], start_ms: int,
@@ -233,7 +235,7 @@ class SessionSimulator:
                 user.fade_end = user.fade_start + duration
             else:
                 self._plan_decline(user, now)
-            away = PROFILES[user.segment].breaks_per_day * sum(BREAK_DAYS) / 2
+            away = self.breaks_per_day[user.segment] * sum(BREAK_DAYS) / 2
             if rng.random() < away / (1 + away):
                 lo, hi = BREAK_DAYS
                 user.break_days = math.sqrt(lo * lo + rng.random() * (hi * hi - lo * lo))
@@ -257,7 +259,7 @@ class SessionSimulator:
 
     def _hazard(self, user: _User) -> float:
         """Chance per ms that an engaged user starts to disengage."""
-        return user.hazard * math.exp(FRICTION_WEIGHT * (user.friction - 1 + DEFAULT_FUNNEL.checkout))
+        return user.hazard * math.exp(self.friction_weight * (user.friction - 1 + DEFAULT_FUNNEL.checkout))
 
     def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> None:
         """Set the average customer's funnel: the default, or one solved so that the population's mix (segments
@@ -316,8 +318,9 @@ class SessionSimulator:
 
     def expected_events_per_second(self) -> float:
         """The population's average pace at the start (the daily cycle averaged out)."""
-        per_session = {segment: sum(self._per_session(segment)) / (1 + profile.breaks_per_day * sum(BREAK_DAYS) / 2)
-                       for segment, profile in PROFILES.items()}  # events per session, times the share not away
+        away = sum(BREAK_DAYS) / 2
+        per_session = {segment: sum(self._per_session(segment)) / (1 + self.breaks_per_day[segment] * away)
+                       for segment in SEGMENTS}  # events per session, times the share not away
         return 1000 * sum(user.rate * per_session[user.segment] for user in self.users if user.state != DORMANT)
 
     # scheduling ------------------------------------------------------------------------------------
@@ -372,7 +375,7 @@ class SessionSimulator:
 
     def _plan_break(self, user: _User, active_from: int) -> None:
         """Breaks start at random (Poisson) while the user is active."""
-        per_day = PROFILES[user.segment].breaks_per_day
+        per_day = self.breaks_per_day[user.segment]
         if per_day > 0:
             user.break_at = active_from + self.rng.expovariate(per_day) * DAY_MS
             user.break_days = self.rng.uniform(*BREAK_DAYS)
@@ -477,9 +480,14 @@ class SessionSimulator:
         return plan
 
     def _session_funnel(self, user: _User, now: int) -> Funnel:
-        if user.state == FADING:
-            return self._segment_funnel(user.segment, (now - user.fade_start) / (user.fade_end - user.fade_start))
-        return self._funnels[user.segment]
+        """How a session of the user's starting now goes: the shop's funnel for them (_funnel), faded as far as
+        their decline has gone."""
+        fade = (now - user.fade_start) / (user.fade_end - user.fade_start) if user.state == FADING else 0.0
+        return self._funnel(user, fade)
+
+    def _funnel(self, user: _User, fade: float) -> Funnel:
+        """The generic shop's: the funnel of the user's segment, faded by fade in [0, 1]."""
+        return self._segment_funnel(user.segment, fade) if fade else self._funnels[user.segment]
 
     # What a session's steps are drawn from; a twin draws its orders from the shop's own figures instead.
     def _least_views(self, user: _User) -> int:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .events import TimestampFormatter, parse_time, parse_timezone, record_key
-from .figures import (DAY_MS, DEFAULT_FUNNEL, DEPTH_SPREAD, FADE_BOUNCE, FADE_FUNNEL, MAX_SIMULATED_USERS, WEEK_MS,
-                      Funnel)
-from .sessions import ARRIVAL, FADING, REACTIVATE, START, PURCHASED, SessionSimulator, _User, _with_odds
+from .figures import (DAY_MS, DEFAULT_FUNNEL, DEPTH_SPREAD, FADE_BOUNCE, FADE_FUNNEL, MAX_SIMULATED_USERS, SEGMENTS,
+                      WEEK_MS, Funnel)
+from .sessions import ARRIVAL, PURCHASED, REACTIVATE, START, SessionSimulator, _User, _with_odds
 
 SHOP_PROFILE_VERSION = 1
 TWIN_SEGMENTS = (("loyal", 0.3), ("casual", 0.7), ("at_risk", 0.9), ("churning", 1.0))  # by decline-rate quantile
@@ -181,6 +181,10 @@ class TwinSimulator(SessionSimulator):
     profile on these: the same order process as the whole stream, with a fortieth of the events).
     """
 
+    # No friction and no breaks: the fitted decline and order rates already hold the shop's retention and quiet spells.
+    friction_weight = 0.0
+    breaks_per_day = dict.fromkeys(SEGMENTS, 0.0)
+
     def __init__(self, *, profile: ShopProfile, orders_only: bool = False, **settings: Any) -> None:
         self.profile = profile
         self.orders_only = orders_only
@@ -278,12 +282,6 @@ class TwinSimulator(SessionSimulator):
         self._comeback = user.action == REACTIVATE
         return super()._begin(user, now)
 
-    def _hazard(self, user: _User) -> float:
-        return user.hazard  # no friction: the fitted decline rates already hold the shop's retention
-
-    def _plan_break(self, user: _User, active_from: int) -> None:
-        pass  # the fitted order rates already hold the shop's quiet spells
-
     def describe(self, segment_mix: str) -> str:
         return (f"the twin of a shop (SHOP_PROFILE): {len(self.users)} customers at the start and "
                 f"{len(self._arrivals)} arriving as the export's did")
@@ -296,9 +294,8 @@ class TwinSimulator(SessionSimulator):
         return 1000 * orders * p.sessions_per_order * per_session / (p.span_end_ms - p.span_start_ms)
 
     # sessions --------------------------------------------------------------------------------------
-    def _session_funnel(self, user: _User, now: int) -> Funnel:
+    def _funnel(self, user: _User, fade: float) -> Funnel:
         """Decides whether this session buys (the first visit of an orders export's customer always does)."""
-        fade = (now - user.fade_start) / (user.fade_end - user.fade_start) if user.state == FADING else 0.0
         r = self._random
         buys = (1 - FADE_FUNNEL * self.signal * fade) * (1.0 if self.orders_only else self._buy_share)
         first = user.sessions == 0 and user.joined_ms is not None
