@@ -236,7 +236,7 @@ class TwinSimulator(SessionSimulator):
             begin = week * WEEK_MS
             arrivals.append(self._cycled(start_ms + begin, start_ms + min(begin + WEEK_MS, span)))
         arrivals.sort(reverse=True)
-        self._arrivals = arrivals
+        self._arrivals, self._arriving = arrivals, len(arrivals)  # the first is in the heap from now on
         self._span_end = start_ms + span
         self.leaving_per_ms = p.arrivals_after_per_day * (hi - lo + 1) / DAY_MS  # the newcomers after the span
         self._schedule_arrival(start_ms)
@@ -284,7 +284,7 @@ class TwinSimulator(SessionSimulator):
 
     def describe(self, segment_mix: str) -> str:
         return (f"the twin of a shop (SHOP_PROFILE): {len(self.users)} customers at the start and "
-                f"{len(self._arrivals)} arriving as the export's did")
+                f"{self._arriving} arriving as the export's did")
 
     def expected_events_per_second(self) -> float:
         """The average pace over the span, from the profile's means (the customers arrive as it goes)."""

@@ -392,3 +392,18 @@ def test_times_of_day_are_judged_from_the_data_not_the_layout(tmp_path, stamp, d
     doc = json.loads((tmp_path / "p.json").read_text())
     assert ("hourly" in doc["fitted"]) == daily
     assert any("daily cycle" in d for d in doc["defaults"]) != daily
+
+
+def test_the_twins_banner_counts_every_customer_once():
+    """A cohort shop (nobody there at the start): the banner said '0 customers at the start and 23569 arriving'
+    beside 'Shop: 23570 customers' (the first newcomer, already scheduled, was left out)."""
+    start = 1_767_225_600_000
+    profile = shopsim.ShopProfile(
+        customers=100, span_start_ms=start, span_end_ms=start + 91 * 86_400_000, timezone="UTC", existing_customers=0,
+        arrival_weeks=(1.0,) * 13, arrivals_after_per_day=0.0, first_visit_orders=True, activity_shape=1.0,
+        activity_scale=0.05, decline_shape=1.0, decline_scale=0.01, fade_days_median=40.0, full_churn=0.7,
+        reactivation_per_day=0.001, sessions_per_order=10.0, bounce=0.3, views=5.0, abandoned_carts_per_order=2.0,
+        items=(1.0,), value_quantiles=((10.0, 20.0),), hourly=(1.0,) * 24, weekday=(1.0,) * 7)
+    twin = shopsim.TwinSimulator(profile=profile, segment_mix={"casual": 1.0}, user_id_range=(1, 100),
+                                 product_id_range=(1, 50), session_length_range=(0.5, 30.0), start_ms=start, seed=1)
+    assert "0 customers at the start and 100 arriving" in twin.describe(""), twin.describe("")
