@@ -2,8 +2,9 @@
 """Your shop's twin: fit the simulated shop to a real export, and show how close the twin comes.
 
 Reads a shop's export, writes a shop profile (JSON, docs/twin.md) that sessions mode loads with
-`--shop-profile`, then generates the twin over the export's own span with producer.py's simulator and prints
-a fidelity report: each figure of the export beside the twin's, with its distance and target.
+`--shop-profile`, then generates the twin over the export's own span with the shop model (shopsim) as
+producer.py runs it, and prints a fidelity report: each figure of the export beside the twin's, with its
+distance and target.
 
     python calibrate.py CDNOW_master.txt --profile cdnow.json             # orders, whitespace-separated
     python calibrate.py invoices.csv --order-column InvoiceNo --quantity-column Quantity \\
@@ -534,8 +535,8 @@ def twin_settings(profile: ShopProfile, seed: int, customers: int) -> producer.S
 
 
 def simulate(profile: ShopProfile, customers: int, seed: int, orders_only: bool, progress=None):
-    """The twin's orders over the profile's span, from producer.py's simulator: (customer, ms, value) arrays;
-    and the number of events it generated. orders_only: the orders alone, valueless (for the fit)."""
+    """The twin's orders over the profile's span, from the shop model as producer.py runs it (simulator_for):
+    (customer, ms, value) arrays; and the number of events it generated. orders_only: the orders alone, valueless (for the fit)."""
     import numpy as np
 
     s = twin_settings(profile, seed, customers)
@@ -730,8 +731,8 @@ def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: 
 
 def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export, seed: int,
                 evaluations: int, say) -> tuple[ShopProfile, dict[str, Any]]:
-    """The order and retention process: simulated orders (producer.py's twin, orders alone, a sample of the
-    customers with the same random numbers every time) brought close to the export's figures by Nelder-Mead;
+    """The order and retention process: simulated orders (the twin as producer.py runs it, orders alone, a sample of
+    the customers with the same random numbers every time) brought close to the export's figures by Nelder-Mead;
     for each way the customers may have come (arrival_variants, fitted side by side, one process each), the
     closer one kept and fitted further."""
     import numpy as np
