@@ -60,8 +60,8 @@ Where to change what:
 - delivery accounting, progress, health and readiness, statistics, the run summary: `DeliveryMonitor`;
 - the run: when events go (`Pacing`: `Schedule`, `SimulatedTime`, `Unlimited`), what makes them (`Source`:
   `RandomEvents`, `SimulatedShop`, with `TruthStream` and `write_labels`), where they go (`Sink`: `KafkaSink`,
-  `StdoutSink`), how a run is put together (`compose_run`), the loop and its end (`RunEngine`); the original API
-  over it: `ECommerceEventProducer`;
+  `StdoutSink`, chosen by `sink_for`; a new sink answers there what it needs and how it counts), how a run is put
+  together (`compose_run`), the loop and its end (`RunEngine`); the original API over it: `ECommerceEventProducer`;
 - metrics: `MetricsServer`; logging, signals, the summary file: `run_process`; several processes
   (--workers): `run_workers`; the command line: `main`.
 """
@@ -2555,12 +2555,15 @@ class DeliveryMonitor:
     """
 
     def __init__(self, settings: Settings, note: str = "", asked_rate: float | None = None,
-                 window: tuple[int, Callable[[], float], Callable[[], int | None]] | None = None) -> None:
+                 window: tuple[int, Callable[[], float], Callable[[], int | None]] | None = None,
+                 printed: bool = False) -> None:
         """note: said at the end of each progress line (the parent of --workers: how many); asked_rate: the events/s
         the run keeps to (a schedule's), for the slow-link report; window: a simulated window being produced (its
-        start ms, its end ms now, the simulation's time now), for the progress lines, until window_ended()."""
+        start ms, its end ms now, the simulation's time now), for the progress lines, until window_ended();
+        printed: the sink prints the events instead of sending them (--dry-run's), and the figures say so."""
         self.settings = settings
         self.note = note
+        self.printed = printed
         self.stats = stats = Statistics()
         started = stats.started
         self._shutting_down = False  # from here on, failures are events the shutdown gave up on
@@ -2798,10 +2801,10 @@ class DeliveryMonitor:
         stats, s = self.stats, self.settings
         runtime = stats.runtime()
         return {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stats.start_time)),
-                "mode": s.simulation_mode, "dry_run": s.dry_run, "topic": None if s.dry_run else s.topic,
-                "acks": s.acks, "sent_means": "printed" if s.dry_run else SENT_MEANS[s.acks],
-                "generated": stats.generated, "sent": 0 if s.dry_run else stats.acked,
-                "printed": stats.acked if s.dry_run else 0, "failed": stats.failed,
+                "mode": s.simulation_mode, "dry_run": self.printed, "topic": None if self.printed else s.topic,
+                "acks": s.acks, "sent_means": "printed" if self.printed else SENT_MEANS[s.acks],
+                "generated": stats.generated, "sent": 0 if self.printed else stats.acked,
+                "printed": stats.acked if self.printed else 0, "failed": stats.failed,
                 "dropped_at_shutdown": stats.dropped_at_shutdown, "already_in_topic": stats.already_in_topic,
                 "failures_by_error": dict(stats.failed_by_error),
                 "runtime_seconds": round(runtime, 3),
@@ -2818,7 +2821,7 @@ class DeliveryMonitor:
         stats = self.stats
         runtime = stats.runtime()
         rate = f"Events/Second: {stats.acked / runtime if runtime > 0 else 0.0:.2f}"
-        if self.settings.dry_run:  # nothing went to Kafka: the events were printed
+        if self.printed:  # nothing went to Kafka: the events were printed
             lines = ["=" * 50, "PRODUCER STATISTICS (dry run: printed, not sent)", f"Runtime: {runtime:.2f} seconds",
                      f"Events Printed: {stats.acked}", rate]
         else:
@@ -2899,11 +2902,20 @@ class Sink(Protocol):
     """Where events go: KafkaSink, or StdoutSink for --dry-run. A sink answers for itself: whether it needs a
     connection to the broker, what its "sent" means, and why it may set the pace."""
 
-    needs_connection: bool
+    needs_connection: bool  # a connection to the broker first
+    printed: bool  # the events are printed, not sent: the statistics and the summary say so
     side_topics: bool  # truth and labels may go to topics beside the events
     paced: bool  # a pause at its room limit falls behind a schedule (a warning) rather than set the pace
-    sent_means: str  # what a record it took is, for the statistics and the summary
     pace_hint: str  # what to try when it cannot keep up with the rate
+
+    @classmethod
+    def target(cls, s: Settings) -> str: ...  # where the events go, for the banner
+
+    @classmethod
+    def delivery_settings(cls, s: Settings) -> list[str]: ...  # the banner's lines on how they are delivered
+
+    @classmethod
+    def packages(cls, s: Settings) -> list[tuple[str, str, str]]: ...  # (module, package, make target) it imports
 
     def room(self) -> int: ...  # how many records may be handed over now (0: wait)
 
@@ -3187,9 +3199,20 @@ class StdoutSink:
     """--dry-run: the events as JSON lines on stdout, one write per batch (one per event would dominate); nothing
     waits for an answer, so a line written counts as delivered ("printed")."""
 
-    needs_connection, side_topics, paced = False, False, False
-    sent_means = "printed"
+    needs_connection, printed, side_topics, paced = False, True, False, False
     pace_hint = "stdout sets the pace; for more, run shards (--shard I/N), one process each"
+
+    @classmethod
+    def target(cls, s: Settings) -> str:
+        return "stdout (dry run)"
+
+    @classmethod
+    def delivery_settings(cls, s: Settings) -> list[str]:
+        return []  # a dry run delivers nothing
+
+    @classmethod
+    def packages(cls, s: Settings) -> list[tuple[str, str, str]]:
+        return []  # JSON on stdout: nothing else
 
     def __init__(self, stream, stats: Statistics) -> None:
         self._out = getattr(stream, "buffer", stream)
@@ -3222,12 +3245,31 @@ class KafkaSink:
     event_id header; back-pressure at MAX_IN_FLIGHT_EVENTS (kafka-python has no memory limit of its own); and the
     connection's upkeep: outage and failure lines, the partition count, a stalled client replaced."""
 
-    needs_connection = side_topics = True
+    needs_connection, printed, side_topics = True, False, True
+
+    @classmethod
+    def target(cls, s: Settings) -> str:
+        return f"{s.bootstrap_servers} ({s.security_protocol}) -> topic '{s.topic}', client {s.client}"
+
+    @classmethod
+    def delivery_settings(cls, s: Settings) -> list[str]:
+        return [f"Delivery: acks={s.acks}, idempotence {'on' if s.enable_idempotence else 'off'}, "
+                f"compression {s.compression_type}, linger {s.linger_ms} ms, batch {s.batch_size} B"]
+
+    @classmethod
+    def packages(cls, s: Settings) -> list[tuple[str, str, str]]:
+        """The client, a schema format's serializer and registry client, kafka-python's codec."""
+        needs = [CLIENT_PACKAGES[s.client]]
+        if s.value_format != "json":
+            needs += [("confluent_kafka.schema_registry", "confluent-kafka", "setup-formats"),
+                      FORMAT_PACKAGES[s.value_format]]
+        if s.client == "kafka-python" and s.compression_type in CODEC_PACKAGES:
+            needs.append(CODEC_PACKAGES[s.compression_type])
+        return needs
 
     def __init__(self, s: Settings, connection: KafkaConnection, codec: JsonCodec, delivery: DeliveryMonitor) -> None:
         self.settings, self.connection, self.codec, self.delivery = s, connection, codec, delivery
         self.stats = delivery.stats
-        self.sent_means = SENT_MEANS[s.acks]
         self.pace_hint = f"the client ({s.client}) sets the pace; for more, try " + (
             "--workers N (a client per process)" if s.client == "confluent-kafka" else
             "KAFKA_CLIENT=confluent-kafka (faster), or --workers N (a client per process)")
@@ -3391,6 +3433,12 @@ class KafkaSink:
         delivery.report_broker_state(time.monotonic(), connection)
 
 
+def sink_for(s: Settings) -> type[StdoutSink] | type[KafkaSink]:
+    """The sink the settings ask for: stdout for --dry-run, else Kafka. The one place a run reads DRY_RUN (the rules
+    between settings aside); the rest asks the sink what it needs and how it counts."""
+    return StdoutSink if s.dry_run else KafkaSink
+
+
 class RunEngine:
     """One run: a pacing, a source and a sink in one loop, until the stop flag, --count, --duration or the end of
     the stream; then the sink's flush and close, the statistics, and the exit code. Every mode is the same loop:
@@ -3499,15 +3547,21 @@ class RunEngine:
 def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | None,
                 random_events: Callable[[bool], RandomEvents], clock: Callable[[], int],
                 stop: threading.Event) -> RunEngine:
-    """One run, composed from the settings: the sink (Kafka, or stdout for --dry-run: the one place a run reads
-    DRY_RUN), the delivery monitor, the source and its pacing. random_events(as_dicts) is random mode's source (the
+    """One run, composed from the settings: the sink (sink_for: Kafka, or stdout for --dry-run), the delivery monitor,
+    the source and its pacing. random_events(as_dicts) is random mode's source (the
     facade's, which honours an overridden _generate_metadata); a dry run prints JSON whatever VALUE_FORMAT says."""
-    printed = s.dry_run
-    codec = JsonCodec(codec.run_id) if printed else codec
+    kind = sink_for(s)
+    if kind.printed and s.value_format != "json":
+        log.info("VALUE_FORMAT=%s: a dry run prints the events as JSON, as the %s deserializer gives them back "
+                 "(nothing is registered or sent)", s.value_format, s.value_format)
+    codec = JsonCodec(codec.run_id) if kind.printed else codec
+
+    def sink_of(delivery: DeliveryMonitor) -> Sink:
+        return StdoutSink(sys.stdout, delivery.stats) if kind.printed else KafkaSink(s, connection, codec, delivery)
     if s.simulation_mode == "random":
         spe = s.seconds_per_event
-        delivery = DeliveryMonitor(s, asked_rate=1 / spe if spe > 0 else None)
-        sink: Sink = StdoutSink(sys.stdout, delivery.stats) if printed else KafkaSink(s, connection, codec, delivery)
+        delivery = DeliveryMonitor(s, asked_rate=1 / spe if spe > 0 else None, printed=kind.printed)
+        sink = sink_of(delivery)
         pacing: Pacing = Schedule(spe, delivery.stats, sink.pace_hint) if spe > 0 else Unlimited()
         return RunEngine(s, pacing, random_events(codec.takes_events), codec, sink, delivery, stop, s.events_logged)
     # sessions mode: a simulated population in simulated time (a window at full speed, then or else live)
@@ -3516,8 +3570,8 @@ def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | Non
     end_ms = s.end_time if s.end_time is not None else math.inf
     backfill = s.start_time is not None
     window = (start_ms, (lambda: end_ms) if s.end_time is not None else clock, sim.peek_ms) if backfill else None
-    delivery = DeliveryMonitor(s, window=window)  # a backfill's progress lines say how far it has come
-    sink = StdoutSink(sys.stdout, delivery.stats) if printed else KafkaSink(s, connection, codec, delivery)
+    delivery = DeliveryMonitor(s, window=window, printed=kind.printed)  # a backfill's progress says how far it is
+    sink = sink_of(delivery)
     shop = SimulatedShop(s, sim, sink)
 
     def on_live(now_ms: int) -> None:
@@ -3572,7 +3626,7 @@ class ECommerceEventProducer:
         # Wall clock in epoch ms for event timestamps; injectable so tests and backfills control time.
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.codec, self.connection = JsonCodec(run_id_for(s)), None
-        self.delivery = DeliveryMonitor(s)
+        self.delivery = DeliveryMonitor(s, printed=sink_for(s).printed)
         self.running = False
         self.ended_by = "not started"  # why the last run ended, for the summary
         self.engine: RunEngine | None = None  # the current (or last) run
@@ -3736,15 +3790,12 @@ class ECommerceEventProducer:
                       f"({schema_path(s)}) does not describe", "SIMULATION_MODE=random" if s.simulation_mode ==
                       "sessions" else "VALUE_FORMAT=json")
             return EXIT_USAGE
-        if s.dry_run and s.value_format != "json":
-            log.info("VALUE_FORMAT=%s: a dry run prints the events as JSON, as the %s deserializer gives them back "
-                     "(nothing is registered or sent)", s.value_format, s.value_format)
         # Connect unless connected to the same target (connect() may have been called first, as the original
         # script did; a previous run closed its client; the target's attributes may have been edited since).
         connection = self.connection
         connected = connection is not None and connection.connected and \
             (connection.settings.bootstrap_servers, connection.topic) == (s.bootstrap_servers, s.topic)
-        if not s.dry_run and not connected and not self.connect():
+        if sink_for(s).needs_connection and not connected and not self.connect():
             self.ended_by = "connection failed"
             return EXIT_FAILURE
         self._generator = None  # pick up attribute edits made since construction
@@ -3986,18 +4037,6 @@ def print_config(settings: Settings) -> None:
         print(f"{name:<{width}} = {value}".ljust(width + 40) + f"  # {origin}")
 
 
-def needed_packages(s: Settings) -> list[tuple[str, str, str]]:
-    """(module, package, make target) of what this run imports beyond the standard library and python-dotenv."""
-    if s.dry_run:
-        return []  # JSON on stdout: nothing else
-    needs = [CLIENT_PACKAGES[s.client]]
-    if s.value_format != "json":
-        needs += [("confluent_kafka.schema_registry", "confluent-kafka", "setup-formats"), FORMAT_PACKAGES[s.value_format]]
-    if s.client == "kafka-python" and s.compression_type in CODEC_PACKAGES:
-        needs.append(CODEC_PACKAGES[s.compression_type])
-    return needs
-
-
 def missing_dependency(needs: list[tuple[str, str, str]]) -> str | None:
     """One line saying how to get what the run needs when a module of it is not installed for this Python (python3
     outside .venv, or a setting whose extra is not installed yet); None when all import."""
@@ -4088,16 +4127,13 @@ def write_summary(path: str, summary: dict[str, Any]) -> None:
 
 
 def log_banner(s: Settings) -> None:
-    target = "stdout (dry run)" if s.dry_run else f"{s.bootstrap_servers} ({s.security_protocol})"
+    sink = sink_for(s)
     mix = ", ".join(f"{name}={weight:g}" for name, weight in s.event_weights)
-    delivery = [] if s.dry_run else [  # a dry run delivers nothing
-        f"Delivery: acks={s.acks}, idempotence {'on' if s.enable_idempotence else 'off'}, "
-        f"compression {s.compression_type}, linger {s.linger_ms} ms, batch {s.batch_size} B"]
     lines = [
         "=" * 50,
         "eCommerce Event Producer starting",
-        f"Kafka: {target}" + ("" if s.dry_run else f" -> topic '{s.topic}', client {s.client}"),
-        *delivery,
+        f"Kafka: {sink.target(s)}",
+        *sink.delivery_settings(s),
         f"Schedule: {_describe_schedule(s)}" + (f", seed {s.seed}" if s.seed is not None else ""),
         f"Events: {mix}; users {s.user_id_range[0]}-{s.user_id_range[1]}, "
         f"products {s.product_id_range[0]}-{s.product_id_range[1]}" if s.simulation_mode == "random" else
@@ -4295,7 +4331,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         settings = load_settings(argv)
-        problem = None if settings.print_config else missing_dependency(needed_packages(settings))
+        problem = None if settings.print_config else missing_dependency(sink_for(settings).packages(settings))
         if problem:
             print(f"producer.py: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
