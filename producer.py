@@ -93,6 +93,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from shopsim import (DAY_MS, FUNNEL_TYPES, MAX_SIMULATED_USERS, SEGMENTS, SessionSimulator, ShopProfile,
                      TimestampFormatter, TwinSimulator, event_text, json_name, load_shop_profile, parse_time,
                      parse_timezone, record_key, session_fields)
+from shopsim.scenarios import DATA_FAULTS, Scenario, ScenarioError, StreamFaults, load_scenarios, merged, scenario_shop
 
 # kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
 # settings errors and the unit tests of generation work even before the client is installed.
@@ -507,6 +508,9 @@ OPTIONS: tuple[Option, ...] = (
            "sessions mode: a shop profile written by calibrate.py: the simulated shop is that shop's twin (its "
            "customers, arrivals, order rates, retention, order values, cycle); the window and seed as usual",
            group="sessions"),
+    Option("scenarios", "SCENARIOS", "--scenarios", "", parse_path,
+           "a scenarios file (TOML, docs/scenarios.md): incidents, drift and data faults in the stream, with their "
+           "ground truth (random mode takes the data faults only)", group="sessions"),
     Option("zipf_exponent", "PRODUCT_ZIPF_EXPONENT", "--zipf-exponent", "1.0", lambda t: _number(
            t, minimum=0, maximum=5, accepted="a number from 0 to 5"),
            "sessions mode: product popularity, Zipf exponent (0 = all equal, 1 = the top 10%% of 500 products draw "
@@ -642,6 +646,7 @@ class Settings:
     churn_signal: float
     shop_timezone: str
     shop_profile: str
+    scenarios: str
     zipf_exponent: float
     event_weights: tuple[tuple[str, float], ...]
     user_id_range: tuple[int, int]
@@ -693,6 +698,7 @@ class Settings:
     given: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)  # flag, environment, .env
     profile: ShopProfile | None = field(default=None, compare=False, repr=False)  # SHOP_PROFILE's, read once
+    scenario_plan: tuple[Scenario, ...] = field(default=(), compare=False, repr=False)  # SCENARIOS', read once
 
     @property
     def explicit(self) -> frozenset[str]:
@@ -1060,6 +1066,9 @@ def run_id_for(s: Settings) -> str:
         stream = [(o.name, getattr(s, o.name)) for o in OPTIONS if o.shapes_stream]
         profile = s.profile if s.profile is not None or not s.shop_profile else load_shop_profile(s.shop_profile)
         shop = json.dumps(profile.to_json(), sort_keys=True) if profile is not None else None
+        if s.scenarios:  # what the file says, not where it is: another file is another stream
+            scenarios = s.scenario_plan or load_scenarios(s.scenarios)
+            return hashlib.sha256(repr((stream, shop, scenarios)).encode()).hexdigest()[:16]
         return hashlib.sha256(repr((stream, shop)).encode()).hexdigest()[:16]
     return os.urandom(8).hex()
 
@@ -1465,9 +1474,12 @@ def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, sta
                 seed=s.seed, timezone_name=s.shop_timezone, zipf_exponent=s.zipf_exponent,
                 churn_signal=s.churn_signal, cutoff_ms=cutoff, horizon_days=s.churn_horizon,
                 shard=s.shard if s.workers == 1 else None)
+    behaviour = tuple(sc for sc in s.scenario_plan if sc.behaviour)
+    if behaviour:  # the shop lives through them: its hooks, the scenarios' (shopsim.scenarios)
+        shop["scenarios"] = behaviour
     p = s.profile
     if p is None:
-        return SessionSimulator(**shop)
+        return (scenario_shop(SessionSimulator) if behaviour else SessionSimulator)(**shop)
     # the twin takes the shop's time zone and products from its profile, unless the settings say otherwise
     if "shop_timezone" not in s.explicit:
         shop["timezone_name"] = p.timezone
@@ -1475,7 +1487,29 @@ def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, sta
         shop["product_id_range"] = (1, p.products)
     if p.zipf_exponent is not None and "zipf_exponent" not in s.explicit:
         shop["zipf_exponent"] = p.zipf_exponent
-    return TwinSimulator(profile=p, orders_only=orders_only, **shop)
+    return (scenario_shop(TwinSimulator) if behaviour else TwinSimulator)(profile=p, orders_only=orders_only, **shop)
+
+
+def read_scenarios(s: Settings) -> Settings:
+    """SCENARIOS read once and checked against the run: behaviour scenarios need sessions mode, a segment must have
+    customers. SettingsError (one line naming the scenario and the field) otherwise."""
+    if not s.scenarios:
+        return s
+    where = s.name("scenarios")
+    try:
+        plan = load_scenarios(s.scenarios)
+    except ScenarioError as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+    mix = dict(s.segment_mix)
+    for sc in plan:
+        if sc.behaviour and s.simulation_mode != "sessions":
+            raise SettingsError(f"{where}: scenario '{sc.name}': field 'kind': {sc.kind} changes how the shop's "
+                                f"customers behave and needs SIMULATION_MODE=sessions; random mode takes only the data "
+                                f"faults ({', '.join(DATA_FAULTS)})")
+        if sc.segment is not None and s.profile is None and not mix.get(sc.segment):
+            raise SettingsError(f"{where}: scenario '{sc.name}': field 'segment': '{sc.segment}' has no customers in "
+                                f"SEGMENT_MIX; accepted: {', '.join(k for k, v in mix.items() if v > 0)}")
+    return replace(s, scenario_plan=plan)
 
 
 def size_population(s: Settings) -> Settings:
@@ -2880,6 +2914,7 @@ def prepare(s: Settings) -> Settings:
     load_settings() checks the settings against each other; main() and ECommerceEventProducer() call this before
     a run. SettingsError (one line, exit code 2) when a part refuses."""
     s = size_population(s)
+    s = read_scenarios(s)
     check_schema(s)
     CLIENTS[s.client].check_options(s)
     return s
@@ -2914,6 +2949,8 @@ class Source(Protocol):
     def take(self, n: int, until_ms: float) -> list: ...  # the next events, (epoch ms, key, value) records
 
     def after(self, records: list, asked: int, until_ms: float) -> None: ...  # what goes beside a batch (truth)
+
+    def drain(self, end_ms: int) -> list: ...  # events still owed at the end (late events held back): they go last
 
     def finish(self, end_ms: int) -> str: ...  # what goes beside the events at the end (labels); an error, or ""
 
@@ -3044,7 +3081,7 @@ class SimulatedTime:
         self.rate = None  # the simulation's own: no rate to keep to
 
     def due(self, now: float) -> int:
-        due = self.shop.sim.peek_ms()
+        due = self.shop.peek_ms()
         if due is None or due >= self.end_ms:
             self.done = True  # the window is done (or every customer has gone)
             return 0
@@ -3068,21 +3105,28 @@ class SimulatedTime:
         """Where the stream ends: the wall clock when live, else the window's end or its last event."""
         if self.live:
             return min(self.clock(), int(self.end_ms)) if self.end_ms < math.inf else self.clock()
-        return int(min(self.end_ms, self.shop.sim.peek_ms() or self.end_ms))
+        return int(min(self.end_ms, self.shop.peek_ms() or self.end_ms))
 
 
 class RandomEvents:
-    """Random mode: independent events, each stamped by the clock as it is made."""
+    """Random mode: independent events, each stamped by the clock as it is made; SCENARIOS' data faults on them."""
 
     def __init__(self, make: Callable[[Callable[[], int], int], list], clock: Callable[[], int],
                  gives_events: bool) -> None:
         self.make, self.clock, self.gives_events = make, clock, gives_events
+        self.faults: StreamFaults | None = None
 
     def take(self, n: int, until_ms: float) -> list:
-        return self.make(self.clock, n)
+        if self.faults is None:
+            return self.make(self.clock, n)
+        records = self.make(self.clock, n)
+        return self.faults.apply(records, records[-1][0] if records else self.clock())
 
     def after(self, records: list, asked: int, until_ms: float) -> None:
         pass
+
+    def drain(self, end_ms: int) -> list:
+        return self.faults.finish(self.clock()) if self.faults is not None else []
 
     def finish(self, end_ms: int) -> str:
         return ""  # nothing beside the events
@@ -3094,9 +3138,12 @@ class SimulatedShop:
 
     gives_events = False
 
-    def __init__(self, s: Settings, sim: SessionSimulator, sink: "KafkaSink | StdoutSink") -> None:
-        self.settings, self.sim, self.sink = s, sim, sink
-        self.take = sim.take
+    def __init__(self, s: Settings, sim: SessionSimulator, sink: "KafkaSink | StdoutSink",
+                 faults: StreamFaults | None = None) -> None:
+        self.settings, self.sim, self.sink, self.faults = s, sim, sink, faults
+        # Without data faults, the simulator's own methods: nothing between the loop and the hot path.
+        self.take, self.peek_ms = (self._faulted, self._faulted_peek) if faults else (sim.take, sim.peek_ms)
+        self._reached = 0.0  # with faults: how far the last batch went in simulated time
         fmt = TimestampFormatter()
         log.info("Simulating %s from %s%s: about %.3g events/s%s",
                  sim.describe(", ".join(f"{seg} {share:g}" for seg, share in s.segment_mix)), fmt(sim.start_ms),
@@ -3104,12 +3151,24 @@ class SimulatedShop:
                  sim.expected_events_per_second(),
                  "; mix " + ", ".join(f"{t} {share:.1%}" for t, share in sim.expected_mix.items())
                  if sim.expected_mix else "")
-        self.truth = TruthStream(s, sim, sink) if s.truth_file or s.truth_topic else None
+        self.truth = TruthStream(s, sim, sink, faults) if s.truth_file or s.truth_topic else None
+
+    def _faulted(self, n: int, until_ms: float) -> list:
+        records = self.sim.take(n, until_ms)
+        self._reached = records[-1][0] if len(records) == n else until_ms
+        return self.faults.apply(records, self._reached)
+
+    def _faulted_peek(self) -> int | None:
+        due = [t for t in (self.sim.peek_ms(), self.faults.peek_ms()) if t is not None]
+        return int(min(due)) if due else None
 
     def after(self, records: list, asked: int, until_ms: float) -> None:
         """The truth up to the last of these events, or the whole span taken when it held fewer than asked."""
         if self.truth is not None:
-            self.truth.write(records[-1][0] if len(records) == asked else until_ms)
+            self.truth.write(self._reached if self.faults else records[-1][0] if len(records) == asked else until_ms)
+
+    def drain(self, end_ms: int) -> list:
+        return self.faults.finish(end_ms) if self.faults else []
 
     def finish(self, end_ms: int) -> str:
         """The truth and the labels as of the end of the stream: "" when both were written (or not asked for), else
@@ -3123,8 +3182,9 @@ class TruthStream:
     """The truth events of a sessions run, handed out as simulated time passes them: each batch after the events
     that came before it, so a reader of both sees them interleaved."""
 
-    def __init__(self, s: Settings, sim: SessionSimulator, sink: "KafkaSink | StdoutSink") -> None:
-        self.sim, self.sink = sim, sink
+    def __init__(self, s: Settings, sim: SessionSimulator, sink: "KafkaSink | StdoutSink",
+                 faults: StreamFaults | None = None) -> None:
+        self.sim, self.sink, self.faults = sim, sink, faults  # the data faults' truth merges with the shop's
         self.path, self.error, self.count = s.truth_file, "", 0  # count: truth events handed out
         self.topic = s.truth_topic if sink.side_topics else ""
         self.acked = [0]
@@ -3137,7 +3197,8 @@ class TruthStream:
         self.write(sim.start_ms)  # the customers there are at the start
 
     def write(self, until_ms: float) -> None:
-        records = self.sim.truth(until_ms)
+        records = self.sim.truth(until_ms) if not self.faults else merged(self.sim.truth(until_ms),
+                                                                          self.faults.truth(until_ms))
         if not records:
             return
         self.count += len(records)
@@ -3515,6 +3576,9 @@ class RunEngine:
                 remaining -= len(records)
                 pacing.went(len(records))
                 after(records, n, pacing.until_ms)
+            owed = self.source.drain(pacing.reached_ms())
+            if owed:
+                send(encode(owed))
             unwritten = self.source.finish(pacing.reached_ms())
         finally:
             self.phase = "flushing"
@@ -3583,7 +3647,9 @@ def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | Non
         delivery = DeliveryMonitor(s, asked_rate=1 / spe if spe > 0 else None, printed=kind.printed)
         sink = sink_of(delivery)
         pacing: Pacing = Schedule(spe, delivery.stats, sink.pace_hint) if spe > 0 else Unlimited()
-        return RunEngine(s, pacing, random_events(codec.takes_events), codec, sink, delivery, stop, s.events_logged)
+        source = random_events(codec.takes_events)
+        source.faults = stream_faults(s, codec, clock(), math.inf, sessions=False, as_dicts=source.gives_events)
+        return RunEngine(s, pacing, source, codec, sink, delivery, stop, s.events_logged)
     # sessions mode: a simulated population in simulated time (a window at full speed, then or else live)
     start_ms = s.start_time if s.start_time is not None else clock()
     sim = simulator_for(s, start_ms=start_ms)
@@ -3592,7 +3658,7 @@ def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | Non
     window = (start_ms, (lambda: end_ms) if s.end_time is not None else clock, sim.peek_ms) if backfill else None
     delivery = DeliveryMonitor(s, window=window, printed=kind.printed)  # a backfill's progress says how far it is
     sink = sink_of(delivery)
-    shop = SimulatedShop(s, sim, sink)
+    shop = SimulatedShop(s, sim, sink, stream_faults(s, codec, start_ms, end_ms, sessions=True, as_dicts=False))
 
     def on_live(now_ms: int) -> None:
         log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(now_ms))
@@ -3606,6 +3672,24 @@ def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | Non
                        s.events_logged)
     engine.phase, sink.paced = ("backfill", False) if backfill else ("live", True)
     return engine
+
+
+def stream_faults(s: Settings, codec: JsonCodec, start_ms: int, end_ms: float, sessions: bool,
+                  as_dicts: bool) -> StreamFaults | None:
+    """SCENARIOS' data faults on this run's stream, or None. A duplicate carries its original's event_id header:
+    the codec numbers the stream's records in order, the faults say which position copies which."""
+    faults = StreamFaults(s.scenario_plan, start_ms=start_ms, seed=s.seed, product_id_range=s.product_id_range,
+                          sessions=sessions, as_dicts=as_dicts, shard=s.shard, end_ms=end_ms)
+    if not faults:
+        return None
+    if any(sc.kind == "duplicates" for sc in s.scenario_plan):
+        first, numbered, originals = codec.sequence, codec.headers, faults.originals
+
+        def headers(sequence: int) -> list[tuple[str, bytes]]:
+            position = sequence - first
+            return numbered(first + originals.pop(position, position))
+        codec.headers = headers  # type: ignore[method-assign]
+    return faults
 
 
 # --- the producer: the original class, a facade over the run engine ----------------------------------------

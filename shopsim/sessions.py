@@ -23,9 +23,11 @@ from .figures import (ACTIVITY_SPREAD, BASE_HAZARD_PER_DAY, BREAK_DAYS, DAY_MS, 
                       REACTIVATION_PER_DAY, SEGMENTS, WEEKDAY_TRAFFIC, Funnel)
 
 # A heap entry is one int, time * HEAP_SLOTS + user index: ints compare and allocate faster than tuples.
-# The room is for the population and the customers who arrive later; the last slot is the next arrival.
+# The room is for the population and the customers who arrive later; the last two slots are the next arrival and
+# a scenario's next moment (shopsim.scenarios).
 HEAP_SLOTS = 1 << 22
 ARRIVAL = HEAP_SLOTS - 1
+SCENARIO = HEAP_SLOTS - 2
 ENGAGED, FADING, DORMANT = 0, 1, 2
 START, FADE_END, REACTIVATE = 0, 1, 2  # what a user's heap entry is for, when not in a session
 BROWSED, ABANDONED, PURCHASED = 0, 1, 2  # how a session ended
@@ -157,6 +159,8 @@ class SessionSimulator:
         week = sum(weekday) / 7 * sum(hourly) / 24
         self._cycle_norm = 1 / week
         self._cycle_max = max(weekday) * max(hourly) / week
+        # Sessions start with the shop's traffic (a scenario shop's season raises it: shopsim.scenarios).
+        self._session_cycle, self._session_peak = self._cycle, self._cycle_max
         # Product popularity: Zipf-like; products kept as their JSON text (the simulation only tells them
         # apart and writes them); prices are stable per product id, whatever the seed.
         lo, hi = product_id_range
@@ -346,7 +350,7 @@ class SessionSimulator:
     def _schedule_session(self, user: _User, now: int) -> None:
         """Push the user's next session start: Poisson candidates at the peak rate, each kept with the
         traffic cycle's and the user's decline's share of it (thinning); or the end of their decline."""
-        random, exponential, cycle, peak = self._random, self.rng.expovariate, self._cycle, self._cycle_max
+        random, exponential, cycle, peak = self._random, self.rng.expovariate, self._session_cycle, self._session_peak
         rate = user.rate * peak
         when = now
         while True:
@@ -388,7 +392,7 @@ class SessionSimulator:
     def _schedule_arrival(self, now: int) -> None:
         """The next new customer: Poisson arrivals at the rate customers leave, less the rate churned ones come
         back, following the traffic cycle (thinning, as sessions)."""
-        if not self.leaving_per_ms or len(self.users) >= ARRIVAL:
+        if not self.leaving_per_ms or len(self.users) >= SCENARIO:
             return
         rate, when = self.leaving_per_ms * self._cycle_max, now
         net = max(0.0, 1 - REACTIVATION_PER_DAY / DAY_MS * self.dormant / self.leaving_per_ms)
@@ -402,7 +406,7 @@ class SessionSimulator:
     def _begin(self, user: _User, now: int) -> list | None:
         """The user's heap entry came due outside a session: the steps of the session it starts, or None."""
         if user.action == FADE_END:
-            if self._random() < self.full_churn:
+            if self._random() < self._churn_chance(user):
                 user.state = DORMANT
                 self.dormant += 1
                 if user.episodes is None:
@@ -429,6 +433,15 @@ class SessionSimulator:
             if self._truth is not None:
                 self._note_truth(now, user, "returned", episode=len(user.episodes))
         return self._plan(user, now)
+
+    def _churn_chance(self, user: _User) -> float:
+        """The chance that a decline ending now ends in churn (not settling lower)."""
+        return self.full_churn
+
+    def _control(self, index: int, now: int) -> None:
+        """A heap entry that is not a customer's came due: the next newcomer (ARRIVAL); a scenario's moment is a
+        scenario shop's (shopsim.scenarios)."""
+        self._arrive(now)
 
     def _arrive(self, now: int) -> None:
         user = self._new_user(self._next_user_id, now, self._arrival_cdf)
@@ -557,8 +570,8 @@ class SessionSimulator:
             if not heap or heap[0] >= beyond:
                 break
             now, index = divmod(heappop(heap), HEAP_SLOTS)
-            if index == ARRIVAL:
-                self._arrive(now)
+            if index >= SCENARIO:
+                self._control(index, now)
                 continue
             user = users[index]
             plan = user.plan
@@ -638,8 +651,13 @@ class SessionSimulator:
         pending, out, fmt = self._truth, [], self._truth_time
         while pending and pending[0][0] <= until_ms:
             when, _, user_id, kind, segment, extra = heappop(pending)
-            row = {"user_id": user_id, "kind": kind, "time": fmt(when), "segment": segment} | extra
-            out.append((when, record_key(user_id), json.dumps(row, separators=(",", ":")).encode()))
+            if user_id is None:  # a scenario's own row (shopsim.scenarios), keyed by its name
+                row = {"kind": kind, "time": fmt(when)} | extra
+                key = extra["scenario"].encode()
+            else:
+                row = {"user_id": user_id, "kind": kind, "time": fmt(when), "segment": segment} | extra
+                key = record_key(user_id)
+            out.append((when, key, json.dumps(row, separators=(",", ":")).encode()))
         return out
 
     def labels(self, end_ms: int) -> Iterator[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from .events import TimestampFormatter, parse_time, parse_timezone, record_key
 from .figures import (DAY_MS, DEFAULT_FUNNEL, DEPTH_SPREAD, FADE_BOUNCE, FADE_FUNNEL, MAX_SIMULATED_USERS, SEGMENTS,
                       WEEK_MS, Funnel)
-from .sessions import ARRIVAL, PURCHASED, REACTIVATE, START, SessionSimulator, _User, _with_odds
+from .sessions import ARRIVAL, PURCHASED, REACTIVATE, SCENARIO, START, SessionSimulator, _User, _with_odds
 
 SHOP_PROFILE_VERSION = 1
 TWIN_SEGMENTS = (("loyal", 0.3), ("casual", 0.7), ("at_risk", 0.9), ("churning", 1.0))  # by decline-rate quantile
@@ -252,7 +252,7 @@ class TwinSimulator(SessionSimulator):
     def _schedule_arrival(self, now: int) -> None:
         if self._arrivals:
             self._push(self._arrivals.pop(), ARRIVAL)
-        elif self.leaving_per_ms and len(self.users) < ARRIVAL:
+        elif self.leaving_per_ms and len(self.users) < SCENARIO:
             when = max(now, self._span_end)
             while True:
                 when += 1 + int(self.rng.expovariate(self.leaving_per_ms * self._cycle_max))

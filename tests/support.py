@@ -255,7 +255,11 @@ class ProducerProcess:
         return self.wait_until(lambda p: p["phase"] not in ("starting",), timeout, "connected and producing")
 
     def finish(self, timeout: float = 60.0) -> int:
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the run did not end within {timeout:g} s; last progress {self.progress()}; "
+                                 f"output:\n{self.text[-4000:]}") from None
         self._reader.join(timeout=5)
         return code
 
