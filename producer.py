@@ -90,10 +90,10 @@ from heapq import merge
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from shopsim import (DAY_MS, FUNNEL_TYPES, MAX_SIMULATED_USERS, SEGMENTS, SessionSimulator, ShopProfile,
-                     TimestampFormatter, TwinSimulator, event_text, json_name, load_shop_profile, parse_time,
-                     parse_timezone, record_key, session_fields)
-from shopsim.scenarios import DATA_FAULTS, Scenario, ScenarioError, StreamFaults, load_scenarios, merged, scenario_shop
+from shopsim import (DATA_FAULTS, DAY_MS, FUNNEL_TYPES, MAX_SIMULATED_USERS, SEGMENTS, Scenario, ScenarioError,
+                     SessionSimulator, ShopProfile, StreamFaults, TimestampFormatter, TwinSimulator, event_text,
+                     json_name, load_scenarios, load_shop_profile, merged, parse_time, parse_timezone, record_key,
+                     scenario_shop, session_fields)
 
 # kafka-python and python-dotenv are imported where they are used, so that `--help`, `--dry-run`,
 # settings errors and the unit tests of generation work even before the client is installed.
@@ -510,7 +510,14 @@ OPTIONS: tuple[Option, ...] = (
            group="sessions"),
     Option("scenarios", "SCENARIOS", "--scenarios", "", parse_path,
            "a scenarios file (TOML, docs/scenarios.md): incidents, drift and data faults in the stream, with their "
-           "ground truth (random mode takes the data faults only)", group="sessions"),
+           "ground truth (random mode takes the data faults only)", group="scenarios"),
+    Option("scenario_control_port", "SCENARIO_CONTROL_PORT", "--scenario-control-port", "",
+           lambda t: int_in(1, 65535, "a port")(t) if t.strip() else None,
+           "serve POST /scenarios/NAME/start and /stop to start and stop SCENARIOS on a running stream, and GET "
+           "/scenarios (empty = off)", group="scenarios"),
+    Option("scenario_control_address", "SCENARIO_CONTROL_ADDRESS", "--scenario-control-address", "127.0.0.1",
+           parse_address, "address the scenario control server listens on (127.0.0.1: this machine only)",
+           group="scenarios"),
     Option("zipf_exponent", "PRODUCT_ZIPF_EXPONENT", "--zipf-exponent", "1.0", lambda t: _number(
            t, minimum=0, maximum=5, accepted="a number from 0 to 5"),
            "sessions mode: product popularity, Zipf exponent (0 = all equal, 1 = the top 10%% of 500 products draw "
@@ -647,6 +654,8 @@ class Settings:
     shop_timezone: str
     shop_profile: str
     scenarios: str
+    scenario_control_port: int | None
+    scenario_control_address: str
     zipf_exponent: float
     event_weights: tuple[tuple[str, float], ...]
     user_id_range: tuple[int, int]
@@ -791,6 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version (and the clients') and exit")
     groups = {name: parser.add_argument_group(title) for name, title in (
         ("producer", "producer"), ("events", "event shape"), ("sessions", "sessions mode (simulated users)"),
+        ("scenarios", "what if: scenarios (docs/scenarios.md)"),
         ("kafka", "Kafka client"),
         ("security", "security"), ("format", "value format and schema registry"),
         ("logging", "logging and statistics"),
@@ -1014,6 +1024,12 @@ def validate(s: Settings) -> Settings:
             f"{name('value_format')}={s.value_format} sends to the default topic '{s.topic}', which the JSON demo "
             f"uses too: a reader of it then gets JSON and {s.value_format} records mixed; give this format a topic of "
             f"its own (--topic {s.topic}-{s.value_format})",))
+    if s.scenario_control_port and not s.scenarios:
+        raise SettingsError(f"{name('scenario_control_port')}: starts and stops the scenarios of SCENARIOS; expected "
+                            "SCENARIOS (--scenarios FILE) too")
+    if s.scenario_control_port and s.workers > 1:
+        raise SettingsError(f"{name('scenario_control_port')}: one control server starts a scenario in one process; "
+                            "expected WORKERS=1 (or shards, --shard I/N, each with a port of its own)")
     if s.workers > 1 and s.dry_run:
         raise SettingsError(f"{name('workers')}: a dry run is one stream on stdout; expected WORKERS=1 with --dry-run "
                             "(split a dry run with --shard I/N, one process each)")
@@ -2948,6 +2964,8 @@ class Source(Protocol):
 
     def take(self, n: int, until_ms: float) -> list: ...  # the next events, (epoch ms, key, value) records
 
+    def made(self, records: list) -> int: ...  # how many of them the source made (data faults add and drop records)
+
     def after(self, records: list, asked: int, until_ms: float) -> None: ...  # what goes beside a batch (truth)
 
     def drain(self, end_ms: int) -> list: ...  # events still owed at the end (late events held back): they go last
@@ -3108,6 +3126,51 @@ class SimulatedTime:
         return int(min(self.end_ms, self.shop.peek_ms() or self.end_ms))
 
 
+class ScenarioControl:
+    """SCENARIOS started and stopped on demand (POST /scenarios/NAME/start or /stop): asked from the control server's
+    thread, done by the run's source in the run's thread before its next batch (the simulation is not thread-safe),
+    the answer handed back to the asker."""
+
+    def __init__(self, plan: tuple[Scenario, ...]) -> None:
+        import queue
+
+        self.plan = {sc.name: sc for sc in plan}
+        self._asked: "queue.SimpleQueue[tuple[str, str, threading.Event, list[str]]]" = queue.SimpleQueue()
+        self.done: dict[str, str] = {}  # name -> what was last done to it on demand, for GET /scenarios
+
+    def ask(self, name: str, action: str, timeout: float = 5.0) -> tuple[int, str]:
+        """(HTTP status, text): 200 done, 409 refused (why), 404 no such scenario, 202 asked (the run has not
+        taken it up within the timeout: it will at its next batch)."""
+        if name not in self.plan:
+            return 404, f"no scenario '{name}' in SCENARIOS; declared: {', '.join(self.plan) or '(none)'}"
+        answered, answer = threading.Event(), []
+        self._asked.put((name, action, answered, answer))
+        if not answered.wait(timeout):
+            return 202, f"scenario '{name}': {action} asked; the run takes it up at its next batch"
+        return (409, f"scenario '{name}' cannot {action}: {answer[0]}") if answer[0] else             (200, f"scenario '{name}' ({self.plan[name].kind}): {action}ed")
+
+    def apply(self, now_ms: int, parts: list[Any]) -> None:
+        """What was asked, done at now_ms (simulated time) by whichever part runs the scenario (the shop, the data
+        faults)."""
+        while not self._asked.empty():
+            name, action, answered, answer = self._asked.get()
+            sc = self.plan[name]
+            part = next((p for p in parts if p is not None and hasattr(p, "begin_now")
+                         and (sc.behaviour == (not isinstance(p, StreamFaults)))), None)
+            why = "not part of this run" if part is None else \
+                (part.begin_now if action == "start" else part.end_now)(name, now_ms)
+            if not why:
+                self.done[name] = f"{action}ed at {TimestampFormatter()(now_ms)}"
+                log.info("Scenario '%s' (%s) %sed on demand at %s", name, sc.kind, action,
+                         TimestampFormatter()(now_ms))
+            answer.append(why)
+            answered.set()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"name": sc.name, "kind": sc.kind, "start": sc.start[0] if sc.start[0] == "on_demand" else "scheduled",
+                 "on_demand": self.done.get(sc.name, "")} for sc in self.plan.values()]
+
+
 class RandomEvents:
     """Random mode: independent events, each stamped by the clock as it is made; SCENARIOS' data faults on them."""
 
@@ -3115,12 +3178,19 @@ class RandomEvents:
                  gives_events: bool) -> None:
         self.make, self.clock, self.gives_events = make, clock, gives_events
         self.faults: StreamFaults | None = None
+        self.control: ScenarioControl | None = None
 
     def take(self, n: int, until_ms: float) -> list:
         if self.faults is None:
             return self.make(self.clock, n)
+        if self.control is not None:
+            self.control.apply(self.clock(), [self.faults])
         records = self.make(self.clock, n)
+        self._made = len(records)
         return self.faults.apply(records, records[-1][0] if records else self.clock())
+
+    def made(self, records: list) -> int:
+        return len(records) if self.faults is None else self._made
 
     def after(self, records: list, asked: int, until_ms: float) -> None:
         pass
@@ -3139,11 +3209,15 @@ class SimulatedShop:
     gives_events = False
 
     def __init__(self, s: Settings, sim: SessionSimulator, sink: "KafkaSink | StdoutSink",
-                 faults: StreamFaults | None = None) -> None:
-        self.settings, self.sim, self.sink, self.faults = s, sim, sink, faults
-        # Without data faults, the simulator's own methods: nothing between the loop and the hot path.
-        self.take, self.peek_ms = (self._faulted, self._faulted_peek) if faults else (sim.take, sim.peek_ms)
-        self._reached = 0.0  # with faults: how far the last batch went in simulated time
+                 faults: StreamFaults | None = None, control: ScenarioControl | None = None,
+                 clock: Callable[[], int] = lambda: 0, live: bool = False) -> None:
+        self.settings, self.sim, self.sink, self.faults, self.control = s, sim, sink, faults, control
+        self.clock, self.live = clock, live  # for what is asked on demand: done at the wall clock's time, live
+        # Without data faults or scenario control, the simulator's own methods: nothing between the loop and the
+        # hot path.
+        self.take, self.peek_ms = (self._faulted, self._faulted_peek) if faults or control else (sim.take,
+                                                                                                  sim.peek_ms)
+        self._reached, self._made = 0.0, 0  # with faults: how far the last batch went in simulated time, its size
         fmt = TimestampFormatter()
         log.info("Simulating %s from %s%s: about %.3g events/s%s",
                  sim.describe(", ".join(f"{seg} {share:g}" for seg, share in s.segment_mix)), fmt(sim.start_ms),
@@ -3153,19 +3227,30 @@ class SimulatedShop:
                  if sim.expected_mix else "")
         self.truth = TruthStream(s, sim, sink, faults) if s.truth_file or s.truth_topic else None
 
+    def made(self, records: list) -> int:
+        return self._made if self.faults else len(records)
+
     def _faulted(self, n: int, until_ms: float) -> list:
         records = self.sim.take(n, until_ms)
+        self._made = len(records)
         self._reached = records[-1][0] if len(records) == n else until_ms
-        return self.faults.apply(records, self._reached)
+        return self.faults.apply(records, self._reached) if self.faults else records
 
     def _faulted_peek(self) -> int | None:
-        due = [t for t in (self.sim.peek_ms(), self.faults.peek_ms()) if t is not None]
+        """What is due next; first, what was asked on demand, done at the moment the stream has reached (the wall
+        clock, live): the pacing asks this on every turn, events due or not."""
+        if self.control is not None:
+            due = self.sim.peek_ms()
+            now = due if due is not None else self._reached
+            self.control.apply(int(min(now, self.clock()) if self.live else now), [self.sim, self.faults])
+        due = [t for t in (self.sim.peek_ms(), self.faults.peek_ms() if self.faults else None) if t is not None]
         return int(min(due)) if due else None
 
     def after(self, records: list, asked: int, until_ms: float) -> None:
         """The truth up to the last of these events, or the whole span taken when it held fewer than asked."""
         if self.truth is not None:
-            self.truth.write(self._reached if self.faults else records[-1][0] if len(records) == asked else until_ms)
+            self.truth.write(self._reached if self.faults or self.control else records[-1][0] if len(records) == asked
+                             else until_ms)
 
     def drain(self, end_ms: int) -> list:
         return self.faults.finish(end_ms) if self.faults else []
@@ -3545,6 +3630,7 @@ class RunEngine:
         # The loop at full speed: what it calls, bound once (each attribute look-up costs on every turn).
         take, after, send, wait, stopped = self.source.take, self.source.after, sink.send, self._stop.wait, \
             self._stop.is_set
+        made = self.source.made
         publish = self.on_progress
         encode = self.codec.encode_events if self.source.gives_events else self.codec.encode_json
         unwritten = ""
@@ -3573,8 +3659,10 @@ class RunEngine:
                                                        for _, _, value in records])
                 else:
                     send(encode(records))
-                remaining -= len(records)
-                pacing.went(len(records))
+                # --count and the rate count what the source made: a data fault's copies and bots come on top
+                went = made(records)
+                remaining -= went
+                pacing.went(went)
                 after(records, n, pacing.until_ms)
             owed = self.source.drain(pacing.reached_ms())
             if owed:
@@ -3630,7 +3718,7 @@ class RunEngine:
 
 def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | None,
                 random_events: Callable[[bool], RandomEvents], clock: Callable[[], int],
-                stop: threading.Event) -> RunEngine:
+                stop: threading.Event, control: ScenarioControl | None = None) -> RunEngine:
     """One run, composed from the settings: the sink (sink_for: Kafka, or stdout for --dry-run), the delivery monitor,
     the source and its pacing. random_events(as_dicts) is random mode's source (the
     facade's, which honours an overridden _generate_metadata); a dry run prints JSON whatever VALUE_FORMAT says."""
@@ -3649,6 +3737,7 @@ def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | Non
         pacing: Pacing = Schedule(spe, delivery.stats, sink.pace_hint) if spe > 0 else Unlimited()
         source = random_events(codec.takes_events)
         source.faults = stream_faults(s, codec, clock(), math.inf, sessions=False, as_dicts=source.gives_events)
+        source.control = control
         return RunEngine(s, pacing, source, codec, sink, delivery, stop, s.events_logged)
     # sessions mode: a simulated population in simulated time (a window at full speed, then or else live)
     start_ms = s.start_time if s.start_time is not None else clock()
@@ -3658,13 +3747,14 @@ def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | Non
     window = (start_ms, (lambda: end_ms) if s.end_time is not None else clock, sim.peek_ms) if backfill else None
     delivery = DeliveryMonitor(s, window=window, printed=kind.printed)  # a backfill's progress says how far it is
     sink = sink_of(delivery)
-    shop = SimulatedShop(s, sim, sink, stream_faults(s, codec, start_ms, end_ms, sessions=True, as_dicts=False))
+    live = s.start_time is None or s.follow
+    shop = SimulatedShop(s, sim, sink, stream_faults(s, codec, start_ms, end_ms, sessions=True, as_dicts=False),
+                         control, clock, live)
 
     def on_live(now_ms: int) -> None:
         log.info("Backfill caught up with the wall clock at %s; following live", TimestampFormatter()(now_ms))
         engine.phase, engine.log_events, sink.paced = "live", s.events_logged, True
         delivery.window_ended()
-    live = s.start_time is None or s.follow
     pacing = SimulatedTime(shop, clock, live, end_ms, on_live if s.follow else None)
     # LOG_EVENTS=auto judges by the configured rate, but a backfill goes as fast as the client allows: one line per
     # event there only when asked for explicitly; live, the setting applies.
@@ -3734,6 +3824,8 @@ class ECommerceEventProducer:
         self.running = False
         self.ended_by = "not started"  # why the last run ended, for the summary
         self.engine: RunEngine | None = None  # the current (or last) run
+        # SCENARIOS started and stopped on demand (the control server asks it; each run's source does it)
+        self.scenario_control = ScenarioControl(s.scenario_plan) if s.scenario_plan else None
         self.on_progress: Callable[[Statistics, int], None] | None = None  # see RunEngine
         self.on_report: Callable[[], None] | None = None
         self._stop = threading.Event()
@@ -3905,7 +3997,8 @@ class ECommerceEventProducer:
         self._generator = None  # pick up attribute edits made since construction
         s = replace(s, user_id_range=tuple(self.user_id_range), product_id_range=tuple(self.product_id_range),
                     session_length_range=tuple(self.session_length_range))
-        self.engine = engine = compose_run(s, self.codec, self.connection, self._random_events, self.clock, self._stop)
+        self.engine = engine = compose_run(s, self.codec, self.connection, self._random_events, self.clock, self._stop,
+                                           self.scenario_control)
         self.delivery = engine.delivery
         engine.on_progress, engine.on_report = self.on_progress, self.on_report
         self.running = True
@@ -3991,6 +4084,55 @@ class MetricsServer:
                                    "METRICS_PORT") from None
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ControlServer:
+    """SCENARIOS on demand: POST /scenarios/NAME/start and /scenarios/NAME/stop; GET /scenarios lists them. Bound to
+    127.0.0.1 unless SCENARIO_CONTROL_ADDRESS says otherwise: whoever reaches it changes the stream."""
+
+    def __init__(self, control: ScenarioControl, address: str, port: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path.split("?")[0].rstrip("/") == "/scenarios":
+                    self._reply(200, json.dumps(control.describe(), indent=1) + "\n", "application/json")
+                else:
+                    self._reply(404, "not found: try GET /scenarios, POST /scenarios/NAME/start or /stop\n")
+
+            def do_POST(self) -> None:  # noqa: N802
+                m = re.fullmatch(r"/scenarios/([^/]+)/(start|stop)/?", self.path.split("?")[0])
+                if not m:
+                    self._reply(404, "not found: try POST /scenarios/NAME/start or /scenarios/NAME/stop\n")
+                    return
+                code, text = control.ask(m.group(1), m.group(2))
+                self._reply(code, text + "\n")
+
+            def _reply(self, code: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
+                body = text.encode()
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # what was done is logged by ScenarioControl
+                pass
+
+        try:
+            self.server = ThreadingHTTPServer((address, port), Handler)
+        except OSError as exc:
+            raise ConnectionFailed(f"Cannot serve scenario control on {address}:{port} ({exc.strerror}); choose "
+                                   "another SCENARIO_CONTROL_PORT") from None
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="scenario-control", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -4197,13 +4339,19 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
         signal.signal(signum, on_signal)
     if settings.summary_json:  # replaced at once: a run that is killed leaves this, not the previous run's figures
         write_summary(settings.summary_json, producer.summary(None, RUNNING))
-    metrics = None
+    metrics = control = None
     try:
         if settings.metrics_port:
             metrics = MetricsServer(producer, settings.metrics_address, settings.metrics_port)
             metrics.start()
             log.info("Metrics on http://%s:%d/metrics, health on /healthz and /readyz",
                      settings.metrics_address, settings.metrics_port)
+        if settings.scenario_control_port and producer.scenario_control is not None:
+            control = ControlServer(producer.scenario_control, settings.scenario_control_address,
+                                    settings.scenario_control_port)
+            control.start()
+            log.info("Scenario control on http://%s:%d/scenarios (POST /scenarios/NAME/start or /stop)",
+                     settings.scenario_control_address, settings.scenario_control_port)
         code, reason = producer.start_producing(), producer.ended_by
     except ConnectionFailed as exc:
         log.error("%s", exc)
@@ -4217,6 +4365,8 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
     finally:
         if metrics is not None:
             metrics.stop()
+        if control is not None:
+            control.stop()
     tell(producer.summary(code, reason))
     return code
 

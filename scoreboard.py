@@ -89,10 +89,16 @@ class Scoreboard:
         self.idle_alerts: list[tuple[int, int]] = []  # the floor's, found as the events go by
         self.start = math.inf
         self.end = -math.inf
+        self.bots: set[int] = set()  # SCENARIOS' bots: visitors, not customers
 
     # inputs -------------------------------------------------------------------------------------
     def add_truth(self, record: dict, where: str = "truth") -> None:
-        user, kind = _user(record, where), record.get("kind")
+        kind = record.get("kind")
+        if isinstance(kind, str) and kind.startswith("scenario_"):  # what a scenario did (docs/scenarios.md)
+            if record.get("bot"):  # a bot is not a customer: no alert on it is scored, and the floor skips it
+                self.bots.add(_user(record, where))
+            return
+        user = _user(record, where)
         when = parse_time(record.get("time"), where)
         self._seen(when)
         if kind == "present":
@@ -108,7 +114,7 @@ class Scoreboard:
             self.churns.setdefault(user, []).append(when)
         elif kind not in ("returned", "settled"):
             raise InputError(f"{where}: kind {kind!r} is not a truth event; expected present, joined, "
-                             "decline_started, churned, returned or settled")
+                             "decline_started, churned, returned, settled or a scenario's (scenario_...)")
         self.since.setdefault(user, when)
 
     def add_alert(self, record: dict, where: str = "alerts") -> None:
@@ -142,7 +148,7 @@ class Scoreboard:
         """The floor: the silences of N days found so far, and those still going on at the end."""
         ongoing = [(user, last + int(self.idle)) for user, last in self.last_event.items()
                    if self.end - last > self.idle]
-        return self.idle_alerts + ongoing
+        return [(user, when) for user, when in self.idle_alerts + ongoing if user not in self.bots]
 
     def random_alerts(self, count: int, seed: int = 0) -> list[tuple[int, int]]:
         """Chance: `count` alerts of customers drawn at random, each at a random moment of their scored span."""

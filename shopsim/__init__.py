@@ -15,11 +15,13 @@ Modules, each using only those above it:
 - `events`: the events as they are written (the contract's JSON text, timestamps, record keys);
 - `figures`: the generic shop's published figures (traffic cycles, funnel, segments, churn);
 - `sessions`: `SessionSimulator`, the customers' lives and sessions, labels and truth events;
-- `twin`: `ShopProfile` (a real shop's fitted figures, written by calibrate.py) and `TwinSimulator`.
+- `twin`: `ShopProfile` (a real shop's fitted figures, written by calibrate.py) and `TwinSimulator`;
+- `scenarios`: what if… (docs/scenarios.md): a scenarios file read and checked (`load_scenarios`), the behaviour
+  scenarios acting through a simulator's hooks (`scenario_shop`), the data faults on a stream (`StreamFaults`).
 
 Stability: the names in `__all__` are the package's API; producer.py and calibrate.py use nothing else. The
 simulators' constructor keywords, `take`, `peek_ms`, `record_truth`, `truth`, `labels`, `users`, `describe`
-and `expected_events_per_second` are stable; a seeded simulator's output may change between minor versions
+and `expected_events_per_second` are stable, and so are the scenarios file's format and its truth rows; a seeded simulator's output may change between minor versions
 (said in the changelog and the notes), never within one. Names starting with `_` are internal.
 """
 
@@ -30,8 +32,11 @@ from .figures import (DAY_MS, DEFAULT_FUNNEL, FADE_DAYS_MEDIAN, FULL_CHURN, HOUR
                       Funnel, SegmentProfile)
 from .sessions import SessionSimulator, solve_funnel
 from .twin import SHOP_PROFILE_VERSION, ShopProfile, TwinSimulator, load_shop_profile
+from .scenarios import (BEHAVIOUR, DATA_FAULTS, KINDS, Scenario, ScenarioError, StreamFaults, load_scenarios,
+                        merged, parse_scenarios, scenario_shop)
 
-__all__ = ["DAY_MS", "DEFAULT_FUNNEL", "FADE_DAYS_MEDIAN", "FULL_CHURN", "FUNNEL_TYPES", "HOUR_MS", "HOURLY_TRAFFIC",
+__all__ = ["BEHAVIOUR", "DATA_FAULTS", "KINDS", "Scenario", "ScenarioError", "StreamFaults", "load_scenarios",
+           "merged", "parse_scenarios", "scenario_shop", "DAY_MS", "DEFAULT_FUNNEL", "FADE_DAYS_MEDIAN", "FULL_CHURN", "FUNNEL_TYPES", "HOUR_MS", "HOURLY_TRAFFIC",
            "MAX_SIMULATED_USERS", "PROFILES", "REACTIVATION_PER_DAY", "SEGMENTS", "SHOP_PROFILE_VERSION",
            "SessionSimulator", "SegmentProfile", "ShopProfile", "TimestampFormatter", "TwinSimulator", "WEEK_MS",
            "WEEKDAY_TRAFFIC", "event_text", "Funnel", "json_name", "load_shop_profile", "parse_time",

@@ -19,11 +19,13 @@ customer, `cause` on every `decline_started` and `churned`, and per customer wha
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import heapq
 import json
 import math
 import random
 import re
+import statistics
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -39,6 +41,7 @@ BEHAVIOUR = ("payment_outage", "price_rise", "competitor_launch", "acquisition_c
              "retention_offer")
 DATA_FAULTS = ("tracking_outage", "late_events", "duplicates", "bots")
 FOREVER = math.inf
+_NORMAL = statistics.NormalDist()
 _DECLINE_KINDS = ("payment_outage", "price_rise", "competitor_launch", "acquisition_campaign")
 
 
@@ -53,6 +56,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 DURATION_ACCEPTED = "a duration such as 90m, 36h, 3d or 2w (s, m, h, d, w)"
 TIME_ACCEPTED = ("an ISO 8601 date-time (2026-03-20T00:00:00Z; no zone means UTC) or a time after the run's start "
                  "such as +3d or +90m")
+ON_DEMAND = "on_demand"  # a start: when told (the producer's scenario control endpoint), until told to stop
 
 
 def parse_duration(text: str) -> int:
@@ -168,9 +172,12 @@ class Scenario:
         return parse_duration(self.get(name))
 
     def window(self, run_start_ms: int) -> tuple[int, float]:
-        """(start, end) in epoch ms; end FOREVER when it lasts to the end of the run, start for a moment."""
+        """(start, end) in epoch ms; end FOREVER when it lasts to the end of the run, start for a moment; both
+        FOREVER for an on_demand scenario, until it is told to start."""
         def at(t: tuple[str, int]) -> int:
             return t[1] if t[0] == "at" else run_start_ms + t[1]
+        if self.start[0] == ON_DEMAND:
+            return FOREVER, FOREVER  # type: ignore[return-value]
         start = at(self.start)
         return start, (at(self.end) if self.end is not None else start if KINDS[self.kind].end == "none" else FOREVER)
 
@@ -229,16 +236,25 @@ def _scenario(name: str, table: Any) -> Scenario:
         if key not in accepted:
             raise fail(key, f"not a field of {kind_name}; accepted: {', '.join(accepted)}")
     times = {}
+    if table.get("start") == ON_DEMAND:
+        if "end" in table:
+            raise fail("end", "an on_demand scenario runs until it is stopped (POST /scenarios/NAME/stop) or the run "
+                              "ends; accepted: no end")
+        if kind_name == "acquisition_campaign":
+            raise fail("start", "an acquisition_campaign spreads its sign-ups over its window; accepted: a time "
+                                f"({TIME_ACCEPTED}), with an end")
+        times["start"] = (ON_DEMAND, 0)
     for key in ("start", "end"):
-        if key in table:
+        if key in table and key not in times:
             try:
                 times[key] = _time(table[key])
             except ValueError as exc:
-                raise fail(key, f"{table[key]!r} is not a time; accepted: {exc}") from None
+                raise fail(key, f"{table[key]!r} is not a time; accepted: {exc}"
+                                f"{', or ' + ON_DEMAND if key == 'start' else ''}") from None
     if "start" not in times:
-        raise fail("start", f"missing; accepted: {TIME_ACCEPTED}")
+        raise fail("start", f"missing; accepted: {TIME_ACCEPTED}, or {ON_DEMAND}")
     end = times.get("end")
-    if end is None and kind.end == "required":
+    if end is None and kind.end == "required" and times["start"][0] != ON_DEMAND:
         raise fail("end", f"missing: a {kind_name} has a window; accepted: {TIME_ACCEPTED}")
     if end is not None:
         if end[0] != times["start"][0]:
@@ -296,6 +312,7 @@ class _Live:
     end: float
     rng: random.Random
     started: bool = False
+    ended: bool = False
     touched: dict[int, str] = field(default_factory=dict)  # user index -> how (e.g. "failed_payment", "treated")
     since: dict[int, int] = field(default_factory=dict)  # payment_outage: user index -> first failure
 
@@ -320,6 +337,7 @@ class ScenarioEffects:
         self._lives = [_Live(s, *s.window(start_ms), _rng(seed, s.name)) for s in scenarios if s.behaviour]
         self._seed = seed
         self._causes: dict[int, str] = {}  # user index -> the scenario behind their planned decline
+        self._natural: dict[int, int] = {}  # user index -> their natural decline, when a scenario's came first
         self._episode_causes: dict[tuple[int, int], str] = {}  # (user index, episode) -> cause of that churn
         self._treated: dict[int, float] = {}  # user index -> churn chance factor for the decline under way
         self._campaign: dict[int, _Live] = {}  # user index -> the campaign that brought them
@@ -334,8 +352,9 @@ class ScenarioEffects:
             self._session_cycle = self._seasonal_cycle
             self._session_peak = self._cycle_max * max(max(1.0, s.spec.get("traffic_factor")) for s in self._seasons)
         for live in self._lives:
-            self._at(live.start, lambda now, live=live: self._start(live, now))
-            if live.end != FOREVER and live.end != live.start:
+            if live.start != FOREVER:
+                self._at(live.start, lambda now, live=live: self._start(live, now))
+            if live.end not in (FOREVER, live.start):
                 self._at(int(live.end), lambda now, live=live: self._stop(live, now))
 
     # moments -----------------------------------------------------------------------------------------
@@ -372,7 +391,27 @@ class ScenarioEffects:
             return False
         return share_of(self._seed, s.name, user.key, s.share)
 
+    def begin_now(self, name: str, now: int) -> str:
+        """Start a behaviour scenario now (on demand); why not, or ""."""
+        live = next((x for x in self._lives if x.name == name), None)
+        if live is None or live.started:
+            return "not a behaviour scenario of this run" if live is None else "already started"
+        live.start = now
+        self._start(live, now)
+        return ""
+
+    def end_now(self, name: str, now: int) -> str:
+        """Stop a behaviour scenario now (on demand); why not, or ""."""
+        live = next((x for x in self._lives if x.name == name), None)
+        if live is None or not live.started or live.ended:
+            return "not a behaviour scenario of this run" if live is None else "not under way"
+        live.end = now
+        self._stop(live, now)
+        return ""
+
     def _start(self, live: _Live, now: int) -> None:
+        if live.started:  # started on demand before its time
+            return
         live.started = True
         lasts = live.end not in (FOREVER, live.start) and self._truth is not None
         self._note_scenario(now, "scenario_started", live, params=live.spec.described(),
@@ -389,7 +428,17 @@ class ScenarioEffects:
             self._stop(live, now)  # a moment: it ends as it starts
 
     def _stop(self, live: _Live, now: int) -> None:
+        if live.ended or not live.started:
+            return
+        live.ended = True
         self._note_scenario(now, "scenario_ended", live, touched=len(live.touched))
+        if live.spec.kind in ("price_rise", "competitor_launch"):  # stopped early: its pending declines undone
+            for index, cause in list(self._causes.items()):
+                user = self.users[index]
+                if cause == live.name and user.state == ENGAGED and user.fade_start > now:
+                    user.fade_start = self._natural.pop(index)
+                    del self._causes[index]
+                    self._add_excess(user, now)
 
     def _fail_pending(self, live: _Live, now: int) -> None:
         """The sessions under way whose checkout is still to come: it will fail (the cart is abandoned)."""
@@ -432,6 +481,7 @@ class ScenarioEffects:
     def _plan_decline(self, user: _User, now: int) -> None:
         super()._plan_decline(user, now)
         self._causes.pop(user.index, None)
+        self._natural.pop(user.index, None)
         self._add_excess(user, now)
 
     def _add_excess(self, user: _User, now: int) -> None:
@@ -439,6 +489,7 @@ class ScenarioEffects:
             if live.started and live.spec.kind in _DECLINE_KINDS:
                 when = self._excess(live, user, now, user.fade_start)
                 if when is not None:
+                    self._natural.setdefault(user.index, user.fade_start)
                     user.fade_start = when
                     self._causes[user.index] = live.name
 
@@ -523,7 +574,7 @@ class ScenarioEffects:
             self._at(when, lambda t, live=live: self._sign_up(live, t))
 
     def _sign_up(self, live: _Live, now: int) -> None:
-        if len(self.users) >= SCENARIO:
+        if len(self.users) >= SCENARIO or live.ended:  # stopped on demand: no more sign-ups
             return
         user = self._new_user(self._next_user_id, now, self._arrival_cdf)
         self._next_user_id += 1
@@ -649,6 +700,15 @@ class StreamFaults:
             cached = self._share_cache[i, key] = share_of(self._seed, fault.spec.name, key, fault.spec.share)
         return cached
 
+    def _draws(self, fault: _Fault, record: tuple) -> tuple[float, float]:
+        """Two numbers in (0, 1) of this record's own: from the seed, the fault's name and the record alone, so that
+        the same records are delayed or repeated in every run and every shard, whatever else the stream holds."""
+        value = record[2] if isinstance(record[2], bytes) else repr(record[2]).encode()
+        digest = hashlib.blake2b(b"%d|%s|%s|%d|%s" % (self._seed or 0, fault.spec.name.encode(), record[1], record[0],
+                                                      value), digest_size=8).digest()
+        high, low = int.from_bytes(digest[:4], "big"), int.from_bytes(digest[4:], "big")
+        return (high + 0.5) / 2 ** 32, (low + 0.5) / 2 ** 32
+
     def _count(self, fault: _Fault, key: bytes, when: int, how: str) -> None:
         c = fault.counts.get(key)
         if c is None:
@@ -684,9 +744,12 @@ class StreamFaults:
                     self._count(fault, key, when, "not_tracked")
                     kept = False
                     break
-                if kind == "late_events" and fault.rng.random() < fault.spec.get("events"):
-                    delay = fault.rng.lognormvariate(math.log(fault.spec.ms("delay_median")),
-                                                     fault.spec.get("delay_spread"))
+                if kind == "late_events":
+                    chance, draw = self._draws(fault, record)
+                    if chance >= fault.spec.get("events"):
+                        continue
+                    delay = fault.spec.ms("delay_median") * math.exp(fault.spec.get("delay_spread")
+                                                                     * _NORMAL.inv_cdf(draw))
                     self._order += 1
                     heapq.heappush(self._held, (when + int(delay), self._order, record))
                     self._count(fault, key, when, "delayed")
@@ -697,7 +760,7 @@ class StreamFaults:
             out.append(record)
             for i, fault in faults:
                 if (fault.spec.kind == "duplicates" and fault.start <= when < fault.end
-                        and self._in_share(i, fault, key) and fault.rng.random() < fault.spec.get("events")):
+                        and self._in_share(i, fault, key) and self._draws(fault, record)[0] < fault.spec.get("events")):
                     dups.append((len(out), len(out) + 1))  # positions in out, from 1: the original's, the copy's
                     out.append(record)
                     self._count(fault, key, when, "duplicated")
@@ -712,6 +775,25 @@ class StreamFaults:
             if fault.started and not fault.ended and fault.end <= reached_ms:
                 self._end(fault, int(fault.end))
         return out
+
+    def begin_now(self, name: str, now: int) -> str:
+        """Start a data fault now (on demand); why not, or ""."""
+        fault = next((f for f in self._faults if f.spec.name == name), None)
+        if fault is None or fault.started:
+            return "not a data fault of this run" if fault is None else "already started"
+        fault.start = now
+        if fault.spec.kind == "bots":
+            fault.next_bot = now + self._bot_gap(fault)
+        self._first = min(self._first, now)
+        return ""
+
+    def end_now(self, name: str, now: int) -> str:
+        """Stop a data fault now (on demand); why not, or ""."""
+        fault = next((f for f in self._faults if f.spec.name == name), None)
+        if fault is None or not fault.started or fault.ended:
+            return "not a data fault of this run" if fault is None else "not under way"
+        fault.end = now
+        return ""
 
     def peek_ms(self) -> float | None:
         """When the next record of the faults' own is due (a held one, a bot's visit), or None."""
@@ -747,9 +829,10 @@ class StreamFaults:
                 self._note(when, key, _row("scenario_counts", when, self._fmt, user_id=int(key),
                                            scenario=fault.spec.name, scenario_kind=fault.spec.kind, **{how: n},
                                            first=self._fmt(first), last=self._fmt(last)))
+        # how many customers it touched: their scenario_counts rows say (a shard sees its own customers only)
         self._note(when, None, _row("scenario_ended", when, self._fmt, scenario=fault.spec.name,
                                     scenario_kind=fault.spec.kind,
-                                    touched=fault.bots if fault.spec.kind == "bots" else len(fault.counts)))
+                                    **({"bots": fault.bots} if fault.spec.kind == "bots" else {})))
 
     # bots ------------------------------------------------------------------------------------------
     def _bot_gap(self, fault: _Fault) -> int:

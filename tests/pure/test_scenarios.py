@@ -290,3 +290,96 @@ def test_a_run_with_scenarios_is_the_clean_run_until_the_first_one_starts():
     strip = lambda rows: [{k: v for k, v in r.items() if k != "cause"} for r in rows  # noqa: E731
                           if ms(r["time"]) < first and "scenario" not in r]
     assert strip(run.truth) == strip(clean.truth)
+
+
+# --- bad input: one line, exit 2, nothing sent ----------------------------------------------------------------
+
+BAD = {
+    "unknown kind": ('[scenarios.x]\nkind = "meteor"\nstart = "+1d"\nend = "+2d"\n',
+                     "scenario 'x': field 'kind': 'meteor' is not a kind; accepted: payment_outage"),
+    "unknown field": ('[scenarios.x]\nkind = "payment_outage"\nstart = "+1d"\nend = "+2d"\nstrength = 3\n',
+                      "scenario 'x': field 'strength': not a field of payment_outage; accepted: kind, start, end"),
+    "end before start": ('[scenarios.x]\nkind = "tracking_outage"\nstart = "+2d"\nend = "+1d"\n',
+                         "scenario 'x': field 'end': '+1d' is not after start ('+2d')"),
+    "no such segment": ('[scenarios.x]\nkind = "price_rise"\nstart = "+1d"\nsegment = "vip"\n',
+                        "scenario 'x': field 'segment': 'vip' is not a segment; accepted: loyal, casual"),
+    "share outside 0..1": ('[scenarios.x]\nkind = "tracking_outage"\nstart = "+1d"\nend = "+2d"\nshare = 1.5\n',
+                           "scenario 'x': field 'share': 1.5: accepted: a share from 0 to 1"),
+    "not a time": ('[scenarios.x]\nkind = "bots"\nstart = "tomorrow"\nend = "+2d"\n',
+                   "scenario 'x': field 'start': 'tomorrow' is not a time; accepted: an ISO 8601 date-time"),
+    "a window without an end": ('[scenarios.x]\nkind = "payment_outage"\nstart = "+1d"\n',
+                                "scenario 'x': field 'end': missing: a payment_outage has a window"),
+    "mixed times": ('[scenarios.x]\nkind = "late_events"\nstart = "2026-03-05T00:00:00Z"\nend = "+2d"\n',
+                    "scenario 'x': field 'end': start and end must both be date-times or both be times after"),
+    "a factor below 1": ('[scenarios.x]\nkind = "price_rise"\nstart = "+1d"\ndecline_factor = 0.5\n',
+                         "scenario 'x': field 'decline_factor': 0.5: accepted: a factor from 1 to 100"),
+    "not TOML": ('[scenarios.x\nkind = 1\n', "not valid TOML"),
+    "a top-level key": ('kind = "bots"\n', "unknown top-level key 'kind'; accepted: [scenarios.NAME] tables only"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_a_bad_scenarios_file_is_one_line_and_exit_2_with_nothing_sent(case, tmp_path):
+    text, expected = BAD[case]
+    (tmp_path / "s.toml").write_text(text)
+    out = run_producer(*WINDOW, "--dry-run", "--scenarios", str(tmp_path / "s.toml"))
+    assert out.returncode == 2 and out.stdout == "", (out.returncode, out.stdout[:300])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("producer.py: error: --scenarios: ") and expected in lines[0], lines[0]
+
+
+def test_an_unreadable_file_and_a_behaviour_scenario_in_random_mode_are_refused(tmp_path):
+    out = run_producer("--dry-run", "--scenarios", str(tmp_path / "missing.toml"))
+    assert out.returncode == 2 and out.stdout == "" and "cannot read" in out.stderr and \
+        len(out.stderr.strip().splitlines()) == 1, out.stderr
+    out = run_producer("--dry-run", "--count", "5", "--scenarios", str(EXAMPLES / "payment_outage.toml"))
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert "scenario 'payments-down': field 'kind': payment_outage changes how the shop's customers behave and " \
+           "needs SIMULATION_MODE=sessions" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_random_mode_takes_the_data_faults(tmp_path):
+    (tmp_path / "s.toml").write_text('[scenarios.dup]\nkind = "duplicates"\nstart = "+0s"\nend = "+1h"\n'
+                                     'events = 0.5\n')
+    clean = run_producer("--dry-run", "--seed", "3", "--count", "4000", "--interval", "0")
+    run = run_producer("--dry-run", "--seed", "3", "--count", "4000", "--interval", "0", "--scenarios",
+                       str(tmp_path / "s.toml"))
+    assert clean.returncode == run.returncode == 0, run.stderr[-500:]
+    events, copies = clean.stdout.splitlines(), run.stdout.splitlines()
+    assert len(events) == 4000 and len(copies) > 5000  # --count counts the events made: the copies come on top
+    repeated = lambda lines: sum(a == b for a, b in zip(lines, lines[1:]))  # noqa: E731 (a copy follows its original)
+    assert repeated(events) < 40 and 0.45 <= repeated(copies) / (len(copies) - repeated(copies)) <= 0.55
+    made = [line for i, line in enumerate(copies) if i == 0 or line != copies[i - 1]]
+    assert 4000 - repeated(events) - 40 <= len(made) <= 4000  # without the copies: the 4,000 events made
+
+
+def test_a_scenarios_file_is_part_of_a_seeded_windows_identity(tmp_path):
+    import producer
+
+    def run_id(text: str | None, name: str = "s.toml") -> str:
+        args = [*WINDOW]
+        if text is not None:
+            (tmp_path / name).write_text(text)
+            args += ["--scenarios", str(tmp_path / name)]
+        return producer.run_id_for(producer.prepare(producer.load_settings(args, environ={})))
+    payment = (EXAMPLES / "payment_outage.toml").read_text()
+    assert run_id(payment) == run_id(payment, "copy.toml")  # the content, not the path
+    assert len({run_id(None), run_id(payment), run_id(payment.replace('"+23d"', '"+24d"'))}) == 3
+
+
+def test_shards_of_a_scenarios_run_are_the_whole_run(tmp_path):
+    """Each shard applies the scenarios to its own customers; their union is the unsharded stream and truth."""
+    text = OVERLAP + (EXAMPLES / "duplicates.toml").read_text() + (EXAMPLES / "late_events.toml").read_text()
+    (tmp_path / "s.toml").write_text(text)
+    window = [*WINDOW[:5], "1-3000", *WINDOW[6:]]
+
+    def part(*shard: str) -> tuple[list[str], list[str]]:
+        truth = tmp_path / f"truth{'-'.join(shard).replace('/', '')}"
+        out = run_producer(*window, "--dry-run", "--scenarios", str(tmp_path / "s.toml"), "--truth-file",
+                           str(truth), *shard)
+        assert out.returncode == 0, out.stderr[-1000:]
+        return out.stdout.splitlines(), truth.read_text().splitlines()
+    whole, shards = part(), [part("--shard", f"{i}/2") for i in range(2)]
+    assert sorted(whole[0]) == sorted(shards[0][0] + shards[1][0])
+    assert sorted(whole[1]) == sorted(shards[0][1] + shards[1][1])
