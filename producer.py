@@ -3126,6 +3126,9 @@ class SimulatedTime:
         return int(min(self.end_ms, self.shop.peek_ms() or self.end_ms))
 
 
+_DONE = {"start": "started", "stop": "stopped"}
+
+
 class ScenarioControl:
     """SCENARIOS started and stopped on demand (POST /scenarios/NAME/start or /stop): asked from the control server's
     thread, done by the run's source in the run's thread before its next batch (the simulation is not thread-safe),
@@ -3147,7 +3150,7 @@ class ScenarioControl:
         self._asked.put((name, action, answered, answer))
         if not answered.wait(timeout):
             return 202, f"scenario '{name}': {action} asked; the run takes it up at its next batch"
-        return (409, f"scenario '{name}' cannot {action}: {answer[0]}") if answer[0] else             (200, f"scenario '{name}' ({self.plan[name].kind}): {action}ed")
+        return (409, f"scenario '{name}' cannot {action}: {answer[0]}") if answer[0] else             (200, f"scenario '{name}' ({self.plan[name].kind}): {_DONE[action]}")
 
     def apply(self, now_ms: int, parts: list[Any]) -> None:
         """What was asked, done at now_ms (simulated time) by whichever part runs the scenario (the shop, the data
@@ -3160,8 +3163,8 @@ class ScenarioControl:
             why = "not part of this run" if part is None else \
                 (part.begin_now if action == "start" else part.end_now)(name, now_ms)
             if not why:
-                self.done[name] = f"{action}ed at {TimestampFormatter()(now_ms)}"
-                log.info("Scenario '%s' (%s) %sed on demand at %s", name, sc.kind, action,
+                self.done[name] = f"{_DONE[action]} at {TimestampFormatter()(now_ms)}"
+                log.info("Scenario '%s' (%s) %s on demand at %s", name, sc.kind, _DONE[action],
                          TimestampFormatter()(now_ms))
             answer.append(why)
             answered.set()

@@ -470,7 +470,7 @@ def early_warning(bootstrap: str) -> dict:
     return result
 
 
-PARTS = ("throughput", "backfill", "rates", "memory", "population", "twin", "warning", "engine", "acks")
+PARTS = ("throughput", "backfill", "rates", "memory", "population", "twin", "warning", "engine", "acks", "scenarios")
 MIX = {"loyal": 0.3, "casual": 0.4, "at_risk": 0.2, "churning": 0.1}
 START_MS = 1_761_955_200_000  # 2026-11-01T00:00:00Z
 
@@ -522,6 +522,13 @@ def engine(bootstrap: str, against: str, count: int, generation_count: int, roun
     before = Path(tempfile.mkdtemp(prefix="bench-before-"))
     (before / "producer.py").write_text(source)
     shutil.copytree(ROOT / "schemas", before / "schemas")
+    # the revision's own shop model, when it has one (shopsim/, from issue 28 on): not this checkout's
+    listed = subprocess.run(["git", "ls-tree", "--name-only", f"{against}:shopsim"], cwd=ROOT, capture_output=True,
+                            text=True)
+    for name in listed.stdout.split() if listed.returncode == 0 else ():
+        (before / "shopsim").mkdir(exist_ok=True)
+        (before / "shopsim" / name).write_text(subprocess.run(["git", "show", f"{against}:shopsim/{name}"], cwd=ROOT,
+                                                              capture_output=True, text=True, check=True).stdout)
     rows = {
         "full speed, kafka-python": lambda script: bench_producer(bootstrap, count, script=script),
         "full speed, confluent-kafka": lambda script: bench_producer(bootstrap, count, "confluent-kafka",
@@ -566,6 +573,32 @@ def engine(bootstrap: str, against: str, count: int, generation_count: int, roun
         print(f"| {name:<38} | {', '.join(f'{r:.2f}' for r in row['ratios']):<26} | {row['median']:>6.2f} | "
               f"{row['noise']:>5.2f} |{' SLOWER' if row['slower_beyond_noise'] else ''}")
     return out
+
+
+# --- what scenarios cost -----------------------------------------------------------------------------------
+
+def scenarios(rounds: int) -> dict:
+    """Sessions mode's generation rate with every example scenario in one file (examples/scenarios: each kind, one
+    after another over the window) against the same window without, alternating; target: 0.8 or more."""
+    text = "".join(path.read_text() for path in sorted((ROOT / "examples" / "scenarios").glob("*.toml")))
+    window = ("--mode", "sessions", "--seed", "1", "--user-id-range", "1-20000", "--start-time",
+              "2026-03-02T00:00:00Z", "--end-time", "2026-05-01T00:00:00Z")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "all.toml")
+        path.write_text(text)
+        runs: dict[str, list[dict]] = {"with": [], "without": []}
+        for round_no in range(rounds):
+            for which in (("with", "without") if round_no % 2 == 0 else ("without", "with")):
+                extra = ("--scenarios", str(path)) if which == "with" else ()
+                runs[which].append(bench_dry_run(10 ** 9, "producer.py", *window, *extra))
+            print(f"  round {round_no + 1}: with {runs['with'][-1]['rate']:>9,.0f}/s  without "
+                  f"{runs['without'][-1]['rate']:>9,.0f}/s", flush=True)
+    ratios = [a["rate"] / b["rate"] for a, b in zip(runs["with"], runs["without"])]
+    median = statistics.median(ratios)
+    print(f"  every example scenario at once: {median:.2f} x the rate without (per round: "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.8)")
+    return {"ratios": [round(r, 3) for r in ratios], "median": round(median, 3),
+            "with": runs["with"], "without": runs["without"], "target >= 0.8": median >= 0.8}
 
 
 # --- what acks=1 loses --------------------------------------------------------------------------------------
@@ -773,6 +806,9 @@ def main(argv: list[str] | None = None) -> int:
     if "acks" in parts:
         print("\nWhat acks=1 loses when a leader is cut off from its followers (three nodes, a namespace each):", flush=True)
         results["acks"] = acks_loss(30, 2000)
+    if "scenarios" in parts:
+        print("\nWhat scenarios cost, sessions mode (dry run), side by side:", flush=True)
+        results["scenarios"] = scenarios(args.rounds)
     if "engine" in parts:
         print(f"\nThe run engine against {args.against}, side by side:", flush=True)
         results["engine"] = engine(args.bootstrap_servers, args.against, args.count, args.generation_count,
