@@ -152,8 +152,8 @@ def test_a_competitor_launch_ramps_up_with_its_midpoint_where_asked():
 def test_a_retention_offer_lowers_the_offered_groups_churn_by_the_asked_factor():
     run = dry_run("retention_offer.toml")
     groups = defaultdict(dict)
-    for r in of_kind(run, "scenario_touched", scenario="win-back"):
-        if "decline_ends" in r:
+    for r in of_kind(run, "scenario_touched", scenario="win-back"):  # the declines whose end the window holds
+        if "decline_ends" in r and ms(r["decline_ends"]) < run.at("60d"):
             groups[r["group"]][r["user_id"]] = r["decline_ends"]
     assert len(groups["treated"]) >= 500 and len(groups["control"]) >= 500
     churned = {(r["user_id"], r["time"]) for r in of_kind(run, "churned")}

@@ -407,3 +407,25 @@ def test_the_twins_banner_counts_every_customer_once():
     twin = shopsim.TwinSimulator(profile=profile, segment_mix={"casual": 1.0}, user_id_range=(1, 100),
                                  product_id_range=(1, 50), session_length_range=(0.5, 30.0), start_ms=start, seed=1)
     assert "0 customers at the start and 100 arriving" in twin.describe(""), twin.describe("")
+
+
+def test_every_example_scenario_runs_on_a_twin(cdnow_twin, tmp_path):
+    """examples/scenarios/ as they are, on the CDNOW twin (its customers, its order process): each starts and says
+    so in the truth; the behaviour scenarios act through the twin (a payment outage: no order in its window)."""
+    folder, _, _ = cdnow_twin
+    window = ("--mode", "sessions", "--shop-profile", str(folder / "cdnow.json"), "--seed", "1", "--user-id-range",
+              "1-5000", "--start-time", "2026-03-02T00:00:00Z", "--end-time", "2026-05-01T00:00:00Z")
+    for path in sorted((ROOT / "examples" / "scenarios").glob("*.toml")):
+        out = subprocess.run([PYTHON, str(ROOT / "producer.py"), *window, "--dry-run", "--log-level", "WARNING",
+                              "--scenarios", str(path), "--truth-file", str(tmp_path / "truth")], capture_output=True,
+                             text=True, cwd=ROOT, timeout=600)
+        assert out.returncode == 0 and not out.stderr.strip(), (path.name, out.stderr[-2000:])
+        truth = [json.loads(line) for line in (tmp_path / "truth").read_text().splitlines()]
+        started = [t for t in truth if t["kind"] == "scenario_started"]
+        assert len(started) == 1 and started[0]["scenario_kind"] == path.stem, path.name
+        if path.stem == "payment_outage":
+            begin, end = ms(started[0]["time"]), ms(started[0]["ends"])
+            failed = {t["user_id"] for t in truth if t["kind"] == "scenario_touched"}
+            assert failed and not [line for line in out.stdout.splitlines() if '"checkout"' in line
+                                   and begin <= ms(json.loads(line)["timestamp"]) < end]
+            assert {t["cause"] for t in truth if t["kind"] == "decline_started"} == {"natural", "payments-down"}
