@@ -3158,10 +3158,9 @@ class ScenarioControl:
         while not self._asked.empty():
             name, action, answered, answer = self._asked.get()
             sc = self.plan[name]
-            part = next((p for p in parts if p is not None and hasattr(p, "begin_now")
+            part = next((p for p in parts if p is not None and hasattr(p, "on_demand")
                          and (sc.behaviour == (not isinstance(p, StreamFaults)))), None)
-            why = "not part of this run" if part is None else \
-                (part.begin_now if action == "start" else part.end_now)(name, now_ms)
+            why = "not part of this run" if part is None else part.on_demand(name, action, now_ms)
             if not why:
                 self.done[name] = f"{_DONE[action]} at {TimestampFormatter()(now_ms)}"
                 log.info("Scenario '%s' (%s) %s on demand at %s", name, sc.kind, _DONE[action],
@@ -4044,7 +4043,56 @@ class ECommerceEventProducer:
 
 # --- metrics ------------------------------------------------------------------------------------------------
 
-class MetricsServer:
+def http_server(address: str, port: int, what: str, setting: str, get: Callable[[str], tuple[int, bytes, str]],
+                post: Callable[[str], tuple[int, bytes, str]] | None = None) -> tuple[Any, threading.Thread]:
+    """A small HTTP server in a daemon thread (not started): get(path) and post(path) answer (status, body, content
+    type); its requests are not logged (scrapes every few seconds would flood the log). ConnectionFailed naming the
+    setting when the port cannot be had."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._answer(get(self.path.split("?")[0]))
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._answer(post(self.path.split("?")[0]) if post is not None else
+                         (405, b"only GET here\n", "text/plain"))
+
+        def _answer(self, reply: tuple[int, bytes, str]) -> None:
+            code, body, content_type = reply
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    try:
+        server = ThreadingHTTPServer((address, port), Handler)
+    except OSError as exc:
+        raise ConnectionFailed(f"Cannot serve {what} on {address}:{port} ({exc.strerror}); choose another "
+                               f"{setting}") from None
+    server.daemon_threads = True
+    return server, threading.Thread(target=server.serve_forever, name=what, daemon=True)
+
+
+class HttpService:
+    """A server made by http_server: started and stopped with the run."""
+
+    server: Any
+    thread: threading.Thread
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class MetricsServer(HttpService):
     """Prometheus metrics on /metrics, liveness on /healthz, readiness on /readyz.
 
     Metrics are read from the producer's counters when scraped (a custom collector), so the hot
@@ -4052,97 +4100,40 @@ class MetricsServer:
     """
 
     def __init__(self, producer: "ECommerceEventProducer", address: str, port: int) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         from prometheus_client import CollectorRegistry, generate_latest
 
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_StatsCollector(producer))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                path = self.path.split("?")[0]
-                if path == "/metrics":
-                    self._reply(200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8")
-                elif path in ("/healthz", "/readyz"):
-                    ok, text = producer.health() if path == "/healthz" else producer.ready()
-                    self._reply(200 if ok else 503, (text + "\n").encode(), "text/plain; charset=utf-8")
-                else:
-                    self._reply(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
-
-            def _reply(self, code: int, body: bytes, content_type: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:  # scrapes every few seconds would flood the log
-                pass
-
-        try:
-            self.server = ThreadingHTTPServer((address, port), Handler)
-        except OSError as exc:
-            raise ConnectionFailed(f"Cannot serve metrics on {address}:{port} ({exc.strerror}); choose another "
-                                   "METRICS_PORT") from None
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        def get(path: str) -> tuple[int, bytes, str]:
+            if path == "/metrics":
+                return 200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8"
+            if path in ("/healthz", "/readyz"):
+                ok, text = producer.health() if path == "/healthz" else producer.ready()
+                return 200 if ok else 503, (text + "\n").encode(), "text/plain; charset=utf-8"
+            return 404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain"
+        self.server, self.thread = http_server(address, port, "metrics", "METRICS_PORT", get)
 
 
-class ControlServer:
+class ControlServer(HttpService):
     """SCENARIOS on demand: POST /scenarios/NAME/start and /scenarios/NAME/stop; GET /scenarios lists them. Bound to
     127.0.0.1 unless SCENARIO_CONTROL_ADDRESS says otherwise: whoever reaches it changes the stream."""
 
     def __init__(self, control: ScenarioControl, address: str, port: int) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        text = "text/plain; charset=utf-8"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                if self.path.split("?")[0].rstrip("/") == "/scenarios":
-                    self._reply(200, json.dumps(control.describe(), indent=1) + "\n", "application/json")
-                else:
-                    self._reply(404, "not found: try GET /scenarios, POST /scenarios/NAME/start or /stop\n")
+        def get(path: str) -> tuple[int, bytes, str]:
+            if path.rstrip("/") == "/scenarios":
+                return 200, (json.dumps(control.describe(), indent=1) + "\n").encode(), "application/json"
+            return 404, b"not found: try GET /scenarios, POST /scenarios/NAME/start or /stop\n", text
 
-            def do_POST(self) -> None:  # noqa: N802
-                m = re.fullmatch(r"/scenarios/([^/]+)/(start|stop)/?", self.path.split("?")[0])
-                if not m:
-                    self._reply(404, "not found: try POST /scenarios/NAME/start or /scenarios/NAME/stop\n")
-                    return
-                code, text = control.ask(m.group(1), m.group(2))
-                self._reply(code, text + "\n")
-
-            def _reply(self, code: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
-                body = text.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:  # what was done is logged by ScenarioControl
-                pass
-
-        try:
-            self.server = ThreadingHTTPServer((address, port), Handler)
-        except OSError as exc:
-            raise ConnectionFailed(f"Cannot serve scenario control on {address}:{port} ({exc.strerror}); choose "
-                                   "another SCENARIO_CONTROL_PORT") from None
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="scenario-control", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        def post(path: str) -> tuple[int, bytes, str]:
+            m = re.fullmatch(r"/scenarios/([^/]+)/(start|stop)/?", path)
+            if not m:
+                return 404, b"not found: try POST /scenarios/NAME/start or /scenarios/NAME/stop\n", text
+            code, answer = control.ask(m.group(1), m.group(2))
+            return code, (answer + "\n").encode(), text
+        self.server, self.thread = http_server(address, port, "scenario control", "SCENARIO_CONTROL_PORT", get, post)
 
 
 class _StatsCollector:

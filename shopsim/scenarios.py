@@ -305,6 +305,15 @@ def _rng(seed: int | None, name: str) -> random.Random:
     return random.Random(f"{seed}:{name}" if seed is not None else None)
 
 
+def refusal(scenario: Any, action: str) -> str:
+    """Why a scenario of a run (a behaviour one or a data fault) cannot start or stop on demand now, or ""."""
+    if scenario is None:
+        return "not part of this run"
+    if action == "start":
+        return "already started" if scenario.started else ""
+    return "not under way" if not scenario.started or scenario.ended else ""
+
+
 def _row(kind: str, when: int, fmt: TimestampFormatter, **fields: Any) -> dict[str, Any]:
     return {"kind": kind, "time": fmt(when)} | fields
 
@@ -312,28 +321,34 @@ def _row(kind: str, when: int, fmt: TimestampFormatter, **fields: Any) -> dict[s
 # --- behaviour: the shop's customers live through them ----------------------------------------------------
 
 @dataclass(eq=False)
-class _Live:
-    """A behaviour scenario in a run: its window resolved, whom it touched, its own random numbers."""
+class _Running:
+    """A scenario in a run: its window resolved (on demand: when told), its own random numbers, where it is."""
 
     spec: Scenario
-    start: int
+    start: float
     end: float
     rng: random.Random
     started: bool = False
     ended: bool = False
-    touched: dict[int, str] = field(default_factory=dict)  # user index -> how (e.g. "failed_payment", "treated")
-    since: dict[int, int] = field(default_factory=dict)  # payment_outage: user index -> first failure
 
     @property
     def name(self) -> str:
         return self.spec.name
 
+    def on(self, when: float) -> bool:
+        return self.start <= when < self.end
+
+
+@dataclass(eq=False)
+class _Live(_Running):
+    """A behaviour scenario in a run, and whom it touched."""
+
+    touched: dict[int, str] = field(default_factory=dict)  # user index -> how (e.g. "failed_payment", "treated")
+    since: dict[int, int] = field(default_factory=dict)  # payment_outage: user index -> first failure
+
     @property
     def adds_decline(self) -> bool:
         return self.spec.kind in _DECLINE_KINDS
-
-    def on(self, when: float) -> bool:
-        return self.start <= when < self.end
 
 
 class ScenarioEffects:
@@ -409,24 +424,18 @@ class ScenarioEffects:
             return False
         return share_of(self._seed, s.name, user.key, s.share)
 
-    def begin_now(self, name: str, now: int) -> str:
-        """Start a behaviour scenario now (on demand); why not, or ""."""
+    def on_demand(self, name: str, action: str, now: int) -> str:
+        """Start or stop a behaviour scenario now (action "start" or "stop"); why not, or ""."""
         live = next((x for x in self._lives if x.name == name), None)
-        if live is None or live.started:
-            return "not a behaviour scenario of this run" if live is None else "already started"
-        live.start = now
-        self._start(live, now)
-        if live in self._seasons:
-            self._span_seasons()
-        return ""
-
-    def end_now(self, name: str, now: int) -> str:
-        """Stop a behaviour scenario now (on demand); why not, or ""."""
-        live = next((x for x in self._lives if x.name == name), None)
-        if live is None or not live.started or live.ended:
-            return "not a behaviour scenario of this run" if live is None else "not under way"
-        live.end = now
-        self._stop(live, now)
+        why = refusal(live, action)
+        if why:
+            return why
+        if action == "start":
+            live.start = now
+            self._start(live, now)
+        else:
+            live.end = now
+            self._stop(live, now)
         if live in self._seasons:
             self._span_seasons()
         return ""
@@ -677,13 +686,9 @@ def scenario_shop(base: type[SessionSimulator]) -> type[SessionSimulator]:
 # --- data faults: the stream, not the customers -------------------------------------------------------------
 
 @dataclass(eq=False)
-class _Fault:
-    spec: Scenario
-    start: int
-    end: float
-    rng: random.Random
-    started: bool = False
-    ended: bool = False
+class _Fault(_Running):
+    """A data fault in a run, and what it did to whose events."""
+
     counts: dict[bytes, list[int]] = field(default_factory=dict)  # key -> [events, first ms, last ms]
     next_bot: float = FOREVER
     bots: int = 0
@@ -829,23 +834,19 @@ class StreamFaults:
             if fault.started and not fault.ended and fault.end <= reached_ms:
                 self._end(fault, int(fault.end))
 
-    def begin_now(self, name: str, now: int) -> str:
-        """Start a data fault now (on demand); why not, or ""."""
+    def on_demand(self, name: str, action: str, now: int) -> str:
+        """Start or stop a data fault now (action "start" or "stop"); why not, or ""."""
         fault = next((f for f in self._faults if f.spec.name == name), None)
-        if fault is None or fault.started:
-            return "not a data fault of this run" if fault is None else "already started"
+        why = refusal(fault, action)
+        if why:
+            return why
+        if action == "stop":
+            fault.end = now
+            return ""
         fault.start = now
         if fault.spec.kind == "bots":
             fault.next_bot = now + self._bot_gap(fault)
         self._first = min(self._first, now)
-        return ""
-
-    def end_now(self, name: str, now: int) -> str:
-        """Stop a data fault now (on demand); why not, or ""."""
-        fault = next((f for f in self._faults if f.spec.name == name), None)
-        if fault is None or not fault.started or fault.ended:
-            return "not a data fault of this run" if fault is None else "not under way"
-        fault.end = now
         return ""
 
     def peek_ms(self) -> float | None:
