@@ -76,6 +76,7 @@ def declines_within(run: Run, users: dict[int, int], days: float) -> int:
 
 # --- behaviour ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_payment_outage_blocks_checkouts_and_causes_a_churn_wave():
     clean, run = dry_run(), dry_run("payment_outage.toml")
     begin, end = run.at("20d"), run.at("23d")
@@ -117,6 +118,7 @@ def decline_rate_ratio(run: Run, change: int, days: int = 14) -> float:
     return decline_rate(run, change, change + days * DAY) / decline_rate(run, change - days * DAY, change)
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_price_rise_multiplies_the_chance_of_starting_to_decline():
     clean, run = dry_run(), dry_run("price_rise.toml")
     change = run.at("30d")
@@ -129,6 +131,7 @@ def test_a_price_rise_multiplies_the_chance_of_starting_to_decline():
     assert {r["cause"] for r in of_kind(run, "decline_started") if ms(r["time"]) < change} == {"natural"}
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_competitor_launch_ramps_up_with_its_midpoint_where_asked():
     from scipy.optimize import curve_fit
 
@@ -149,6 +152,7 @@ def test_a_competitor_launch_ramps_up_with_its_midpoint_where_asked():
     assert abs(after - 1.5) <= 0.2 * 1.5 or abs(factor - 1.5) <= 0.3, (after, factor)
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_retention_offer_lowers_the_offered_groups_churn_by_the_asked_factor():
     run = dry_run("retention_offer.toml")
     groups = defaultdict(dict)
@@ -161,6 +165,7 @@ def test_a_retention_offer_lowers_the_offered_groups_churn_by_the_asked_factor()
     assert abs(rate["treated"] / rate["control"] - 0.5) <= 0.2 * 0.5, rate
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_an_acquisition_campaign_brings_its_customers_who_churn_sooner():
     clean, run = dry_run(), dry_run("acquisition_campaign.toml")
     signed = {r["user_id"]: ms(r["time"]) for r in of_kind(run, "scenario_touched", scenario="spring-ads")}
@@ -175,6 +180,7 @@ def test_an_acquisition_campaign_brings_its_customers_who_churn_sooner():
     assert campaign_rate >= 1.5 * natural_rate, (campaign_rate, natural_rate)
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_seasonal_peak_raises_traffic_and_conversion():
     clean, run = dry_run(), dry_run("seasonal_peak.toml")
     begin, end = run.at("45d"), run.at("49d")
@@ -191,6 +197,7 @@ def outside(run: Run, begin: int, end: int) -> list[dict]:
     return [e for e in run.events if not begin <= ms(e["timestamp"]) < end]
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_tracking_outage_drops_the_touched_customers_events_and_nothing_else():
     clean, run = dry_run(), dry_run("tracking_outage.toml")
     begin, end = run.at("21d"), run.at("22d")
@@ -204,6 +211,7 @@ def test_a_tracking_outage_drops_the_touched_customers_events_and_nothing_else()
     assert [r for r in run.truth if "scenario" not in r] == [r for r in clean.truth if "scenario" not in r]
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_late_events_are_the_asked_share_with_the_asked_delays():
     from scipy import stats
 
@@ -226,6 +234,7 @@ def test_late_events_are_the_asked_share_with_the_asked_delays():
         sorted(clean.events, key=lambda e: (e["timestamp"], json.dumps(e)))  # the same events, none lost
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_duplicates_are_the_asked_share_and_copies_of_real_events():
     clean, run = dry_run(), dry_run("duplicates.toml")
     begin, end = run.at("21d"), run.at("28d")
@@ -237,6 +246,7 @@ def test_duplicates_are_the_asked_share_and_copies_of_real_events():
     assert sum(r["duplicated"] for r in of_kind(run, "scenario_counts", scenario="redelivered")) == extra
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_bots_view_many_products_add_nothing_to_carts_and_are_marked():
     clean, run = dry_run(), dry_run("bots.toml")
     bots = {r["user_id"] for r in of_kind(run, "scenario_touched", scenario="scrapers") if r.get("bot")}
@@ -269,6 +279,7 @@ share = 0.3
 """
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_overlapping_scenarios_combine():
     run = dry_run(OVERLAP)
     begin, end = run.at("20d"), run.at("23d")
@@ -282,6 +293,7 @@ def test_overlapping_scenarios_combine():
                             and run.at("22d") <= ms(e["timestamp"]) < end]
 
 
+@pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_run_with_scenarios_is_the_clean_run_until_the_first_one_starts():
     clean, run = dry_run(), dry_run(OVERLAP)
     first = run.at("20d")

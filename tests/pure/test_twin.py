@@ -409,6 +409,7 @@ def test_the_twins_banner_counts_every_customer_once():
     assert "0 customers at the start and 100 arriving" in twin.describe(""), twin.describe("")
 
 
+@pytest.mark.slow
 def test_every_example_scenario_runs_on_a_twin(cdnow_twin, tmp_path):
     """examples/scenarios/ as they are, on the CDNOW twin (its customers, its order process): each starts and says
     so in the truth; the behaviour scenarios act through the twin (a payment outage: no order in its window)."""
