@@ -111,3 +111,18 @@ def test_a_scenario_started_and_stopped_on_demand_in_a_live_run(kafka, topic, tm
     assert [r for r in records if r.timestamp >= stopped]
     dropped = sum(t["dropped"] for t in truth if t["kind"] == "scenario_counts")
     assert dropped >= 1
+
+
+def test_workers_apply_the_scenarios_to_their_own_customers(kafka, topic, tmp_path):
+    """--workers 2: each worker applies the scenarios to its shard's customers; the topic holds the one-process
+    stream, and the merged truth file is the one-process truth."""
+    (tmp_path / "s.toml").write_text(SCENARIOS)
+    args = (*WINDOW, "--scenarios", str(tmp_path / "s.toml"))
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--workers", "2", "--truth-file",
+                       str(tmp_path / "truth"), *args)
+    assert out.returncode == 0, out.stderr[-2000:]
+    dry = run_producer("--dry-run", *args, "--truth-file", str(tmp_path / "dry-truth"))
+    records = consume_all(kafka.bootstrap, topic, expected=out.summary["sent"])
+    assert sorted(r.value.decode() for r in records) == sorted(dry.stdout.splitlines())
+    assert sorted((tmp_path / "truth").read_text().splitlines()) == \
+        sorted((tmp_path / "dry-truth").read_text().splitlines())
