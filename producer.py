@@ -2910,9 +2910,10 @@ class DeliveryMonitor:
                 lines.append(f"Events Already in the Topic: {stats.already_in_topic} (sent by an earlier run of "
                              "this window: not sent again)")
             lines.append(rate)
-            if not unacknowledged:  # with acks=0 there is no rate of acknowledgements to give
-                lines.append(f"Success Rate: {100.0 * stats.acked / stats.generated if stats.generated else 0.0:.2f}% "
-                             "(acknowledged of generated)")
+            if not unacknowledged and stats.generated:  # with acks=0 there is no rate of acknowledgements to give
+                lines.append(f"Success Rate: {100.0 * stats.acked / stats.generated:.2f}% (acknowledged of generated)")
+            elif not unacknowledged:  # a rerun that rightly sent nothing is no failure
+                lines.append("Success Rate: - (nothing generated to send)")
             if stats.failed_by_error:
                 lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in
                                                                 sorted(stats.failed_by_error.items())))
@@ -4265,6 +4266,10 @@ def setup_logging(settings: Settings, prefix: str = "") -> None:
     # The registry serializers' HTTP client logs every request at INFO ("HTTP Request: POST ..."): not ours.
     for chatty in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+    # kafka-python's own INFO lines (its IO loop, bootstrap, transport: about 20 a consumer) come from the readers of
+    # a topic's offsets too, whatever the client: shown only at DEBUG.
+    if root.level > logging.DEBUG:
+        logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def print_config(settings: Settings) -> None:

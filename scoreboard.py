@@ -9,12 +9,16 @@ decline began, who churned, came back or settled, and when). A detector writes a
     recall        the share of churns with an alert for that user in the H days before
     lead time     from the first alert in those H days to the churn: median, p25, p75 (days)
     false alarms  alerts not followed by a churn within H, per 1,000 customer-days
+    late          alerts that came after a churn (within H), as if it were news: false alarms of their own kind
 
 An alert is scored once its H days have passed (those in the last H days of the stream are pending); a churn
-once H days of the stream precede it. Beside the detector, two baselines: the ceiling, an oracle that sees
+once H days of the stream precede it. An alert takes the time of the event it judged: one outside the stream's
+time (stamped with the wall clock, say) is not scored, and the report says how many. A truth event read twice
+(a rerun of a window sends its truth again) counts once. Beside the detector, two baselines: the ceiling, an oracle that sees
 the hidden state (it alerts when a decline that will end within H days enters that span; whether the decline
 ends in churn or settles it does not know), and the floor, the plain rule "N days without an event" (it needs
-the events: --events or --events-topic).
+the events: --events or --events-topic). "chance" is as many alerts as the detector's, of customers and moments
+drawn at random.
 
     python scoreboard.py --truth truth.jsonl --alerts alerts.jsonl --events events.jsonl
     python scoreboard.py --bootstrap-servers localhost:9092 --truth-topic truth --alerts-topic alerts \\
@@ -87,12 +91,25 @@ class Scoreboard:
         self.alerts: list[tuple[int, int]] = []  # the detector's (user, time)
         self.last_event: dict[int, int] = {}
         self.idle_alerts: list[tuple[int, int]] = []  # the floor's, found as the events go by
+        self.events = 0
         self.start = math.inf
         self.end = -math.inf
         self.bots: set[int] = set()  # SCENARIOS' bots: visitors, not customers
+        self._truth_seen: set[str] = set()
+        self.truth_repeats = 0  # truth events read again (a rerun of a window sends its truth again): counted once
+        self.truth_events = 0
 
     # inputs -------------------------------------------------------------------------------------
     def add_truth(self, record: dict, where: str = "truth") -> None:
+        if "event_type" in record and "kind" not in record:
+            raise InputError(f"{where}: an event (it has event_type), not a truth event; expected the producer's "
+                             "--truth-file or --truth-topic")
+        text = json.dumps(record, sort_keys=True)
+        if text in self._truth_seen:  # the same change of the same customer at the same moment: counted once
+            self.truth_repeats += 1
+            return
+        self._truth_seen.add(text)
+        self.truth_events += 1
         kind = record.get("kind")
         if isinstance(kind, str) and kind.startswith("scenario_"):  # what a scenario did (docs/scenarios.md)
             if record.get("bot"):  # a bot is not a customer: no alert on it is scored, and the floor skips it
@@ -118,15 +135,18 @@ class Scoreboard:
         self.since.setdefault(user, when)
 
     def add_alert(self, record: dict, where: str = "alerts") -> None:
+        if "event_type" in record or "kind" in record:
+            raise InputError(f"{where}: {'an event' if 'event_type' in record else 'a truth event'}, not an alert; "
+                             "expected the detector's alerts, {\"user_id\", \"timestamp\", \"score\"} a line")
         user, when = _user(record, where), parse_time(record.get("timestamp"), where)
         score = record.get("score", 0.0)
         if isinstance(score, bool) or not isinstance(score, (int, float)):
             raise InputError(f"{where}: score {score!r} is not a number")
-        self.alerts.append((user, when))
-        self._seen(when)
+        self.alerts.append((user, when))  # its time does not stretch the stream: see outside()
 
     def add_event(self, user: int, when: int) -> None:
         """An event of the stream, for the floor: a silence of N days is an alert at its N-th day."""
+        self.events += 1
         last = self.last_event.get(user)
         if last is not None and when - last > self.idle:
             self.idle_alerts.append((user, last + int(self.idle)))
@@ -167,7 +187,7 @@ class Scoreboard:
         start, horizon = self.start if self.start != math.inf else min(self.since.values(), default=end), self.horizon
         alerts_by_user: dict[int, list[int]] = {}
         for user, when in alerts:
-            if when <= end:
+            if start <= when <= end:  # outside the stream's time: not scored (outside() counts them)
                 alerts_by_user.setdefault(user, []).append(when)
         scored = true = late = 0
         for user, times in alerts_by_user.items():
@@ -210,6 +230,22 @@ class Scoreboard:
             "late_alerts": late,
         }
 
+    def outside(self) -> int:
+        """The detector's alerts outside the stream's time (stamped with the wall clock, say): not scored."""
+        return sum(1 for _, when in self.alerts if not self.start <= when <= self.end) if self.start != math.inf \
+            else 0
+
+    def check(self) -> None:
+        """InputError when there is nothing to score: no truth, or a stream shorter than the horizon."""
+        if not self.truth_events:
+            raise InputError("--truth: no truth events; expected the producer's --truth-file or --truth-topic of a "
+                             "sessions run")
+        start = self.start if self.start != math.inf else min(self.since.values(), default=self.end)
+        if self.end - start < self.horizon:
+            raise InputError(f"--horizon-days: the stream spans {(self.end - start) / DAY_MS:.1f} days, shorter than "
+                             f"the horizon ({self.horizon / DAY_MS:g} days): nothing can be scored; expected a longer "
+                             "window or a shorter --horizon-days")
+
     def report(self, detector: bool = True, end: float | None = None) -> dict[str, Any]:
         end = self.end if end is None else end
         out: dict[str, Any] = {
@@ -218,6 +254,8 @@ class Scoreboard:
                        "alerts_scored_to": iso(end - self.horizon), "churns_scored_from": iso(self.start + self.horizon)
                        if self.start != math.inf else None},
             "customers": len(self.since),
+            "alerts_outside_the_stream": self.outside(),
+            "truth_events_repeated": self.truth_repeats,
         }
         baselines = {"oracle": self.score(self.oracle_alerts(), end)}
         if detector:
@@ -331,11 +369,20 @@ def render(report: dict[str, Any], detector_name: str = "your detector") -> str:
     lines.append(f"churns scored: {baselines['oracle']['churns']:,}"
                  + ("" if any(name.startswith("idle_") for name in baselines)
                     else "; the floor needs the events (--events or --events-topic)"))
+    if report.get("alerts_outside_the_stream"):
+        lines.append(f"not scored: {report['alerts_outside_the_stream']:,} alerts stamped outside the stream "
+                     f"({w['start']} to {w['end']}); an alert takes the time of the event it judged, not the clock's")
+    if report.get("truth_events_repeated"):
+        lines.append(f"counted once: {report['truth_events_repeated']:,} truth events read twice (a rerun of the "
+                     "window sends its truth again)")
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="exit codes: 0 scored, 2 bad input")
+    parser = argparse.ArgumentParser(description=__doc__.split("\nExit codes")[0].rstrip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="exit codes: 0 scored, 2 bad input. The columns, the baselines and the truth "
+                                            "events: docs/early-warning.md; a scenarios run's truth: docs/scenarios.md")
     files = parser.add_argument_group("from JSON-lines files")
     files.add_argument("--truth", help="the producer's --truth-file")
     files.add_argument("--alerts", help="the detector's alerts, one JSON object a line")
@@ -385,17 +432,25 @@ def main(argv: list[str] | None = None) -> int:
             for record, where in read_lines(args.alerts, "alerts") if args.alerts else ():
                 board.add_alert(record, where)
             for record, where in read_lines(args.events, "events") if args.events else ():
-                board.add_event(_user(record, where), parse_time(record.get("timestamp"), where))
+                add_event(board, record, where)
         else:
             _score_topics(board, args)
             if args.follow:
                 return EXIT_OK
+        board.check()
     except InputError as exc:
         print(f"scoreboard: {exc}", file=sys.stderr)
         return EXIT_USAGE
     report = board.report(detector=bool(args.alerts or args.alerts_topic))
     print(json.dumps(report, indent=2) if args.json else render(report))
     return EXIT_OK
+
+
+def add_event(board: Scoreboard, record: dict, where: str) -> None:
+    if "kind" in record and "event_type" not in record:
+        raise InputError(f"{where}: a truth event (it has kind), not an event; expected the events (--events, "
+                         "--events-topic)")
+    board.add_event(_user(record, where), parse_time(record.get("timestamp"), where))
 
 
 def _score_topics(board: Scoreboard, args: argparse.Namespace) -> None:
@@ -406,8 +461,7 @@ def _score_topics(board: Scoreboard, args: argparse.Namespace) -> None:
     for which, value in read_topics(args.bootstrap_servers, topics, args.follow, args.until_idle):
         where = f"topic '{topics[which]}'"
         if which == "events":
-            record = _record(value, where)
-            board.add_event(_user(record, where), parse_time(record.get("timestamp"), where))
+            add_event(board, _record(value, where), where)
         elif which == "truth":
             board.add_truth(_record(value, where), where)
         else:

@@ -87,3 +87,20 @@ def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, top
     fine = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, *window)
     assert fine.returncode == 0 and "WARNING" not in fine.stderr, fine.stderr  # the topic it made keeps the window
     assert "retention.ms=-1 (a backfill's history is kept)" in fine.stderr
+
+
+def test_a_rerun_with_confluent_kafka_says_nothing_of_kafka_pythons_and_no_false_rate(kafka, topic):
+    """A seeded window run twice with --client confluent-kafka: the rerun reads the topic's last events with
+    kafka-python's consumer, whose own INFO lines (IO loop, bootstrap, transport) stay out; it rightly sends nothing,
+    and no 0.00% success rate says otherwise (issue 31)."""
+    args = ("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--client", "confluent-kafka", "--mode",
+            "sessions", "--seed", "2", "--user-id-range", "1-300", "--start-time", START, "--end-time",
+            "2026-11-03T00:00:00Z")
+    first = run_producer(*args)
+    assert first.returncode == 0 and first.summary["sent"] > 100, first.stderr[-2000:]
+    rerun = run_producer(*args)
+    assert rerun.returncode == 0 and rerun.summary["sent"] == 0, rerun.stderr[-2000:]
+    assert f"already in topic '{topic}'" in rerun.stderr
+    for noise in ("IO loop", "Bootstrap complete", "KafkaConnection", "KafkaTCPTransport", "metadata refresh"):
+        assert noise not in first.stderr + rerun.stderr, noise
+    assert "Success Rate: 0.00%" not in rerun.stderr and "Success Rate: - (nothing generated to send)" in rerun.stderr
