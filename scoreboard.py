@@ -24,7 +24,7 @@ drawn at random.
     python scoreboard.py --bootstrap-servers localhost:9092 --truth-topic truth --alerts-topic alerts \\
         --events-topic user-events [--follow --report-every 1440]
 
-Exit codes: 0 scored, 2 bad input (one line naming it).
+Exit codes: 0 scored, 1 Kafka could not be read, 2 bad input (one line naming it).
 """
 
 from __future__ import annotations
@@ -40,11 +40,15 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
 DAY_MS = 86_400_000
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 class InputError(Exception):
     """Bad input: one line naming it."""
+
+
+class KafkaFailed(Exception):
+    """Kafka could not be read: one line, exit 1."""
 
 
 def parse_time(text: Any, where: str) -> int:
@@ -285,20 +289,26 @@ def read_lines(path: str, what: str) -> Iterator[tuple[dict, str]]:
 def read_topics(bootstrap: str, topics: dict[str, str], follow: bool, idle_s: float) -> Iterator[tuple[str, bytes]]:
     """(which, value) of every record of the topics, from the beginning; without follow, up to the ends they had
     when reading began; with it, until nothing has come for idle_s seconds (never, when 0)."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
+    try:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+    except ImportError:
+        raise KafkaFailed("reading topics needs confluent-kafka: `make setup-confluent` (or pip install -r "
+                          "requirements-confluent.txt); --truth, --alerts and --events files need nothing") from None
+    # its own log lines stay quiet: what goes wrong is said here, once
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"scoreboard-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "log_level": 0,
+                         "error_cb": lambda error: None})
     try:
         which, ends, assignment = {}, {}, []
         for name, topic in topics.items():
             try:
                 metadata = consumer.list_topics(topic, timeout=10)
-            except KafkaException as exc:
-                raise InputError(f"--bootstrap-servers: {bootstrap} did not answer ({exc})") from None
+            except KafkaException:
+                raise KafkaFailed(f"--bootstrap-servers: {bootstrap} did not answer within 10 s; start the broker "
+                                  "(make kafka-up) or name one that runs") from None
             partitions = metadata.topics[topic].partitions if metadata.topics[topic].error is None else {}
             if not partitions:
-                raise InputError(f"--{name}-topic: topic '{topic}' does not exist on {bootstrap}")
+                raise KafkaFailed(f"--{name}-topic: topic '{topic}' does not exist on {bootstrap}")
             which[topic] = name
             for p in partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
@@ -381,7 +391,7 @@ def render(report: dict[str, Any], detector_name: str = "your detector") -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\nExit codes")[0].rstrip(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="exit codes: 0 scored, 2 bad input. The columns, the baselines and the truth "
+                                     epilog="exit codes: 0 scored, 1 Kafka could not be read, 2 bad input. The columns, the baselines and the truth "
                                             "events: docs/early-warning.md; a scenarios run's truth: docs/scenarios.md")
     files = parser.add_argument_group("from JSON-lines files")
     files.add_argument("--truth", help="the producer's --truth-file")
@@ -441,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"scoreboard: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KafkaFailed as exc:
+        print(f"scoreboard: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     report = board.report(detector=bool(args.alerts or args.alerts_topic))
     print(json.dumps(report, indent=2) if args.json else render(report))
     return EXIT_OK

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import json
 import math
 import signal
@@ -180,12 +181,38 @@ def decode(value: bytes) -> tuple[int, int, str, str | None]:
     return event["user_id"], when, event["event_type"], metadata.get("session_id")
 
 
-def consume(bootstrap: str, topic: str, group: str, until_idle: float, stop: list) -> Iterator[bytes]:
-    """Event values from the topic in a consumer group, from the group's offsets (the beginning, first time)."""
-    from confluent_kafka import Consumer
+class KafkaFailed(Exception):
+    """Kafka could not be read or written: one line, exit 1."""
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": True})
+
+def kafka_client(kind: str, config: dict):
+    """A confluent-kafka Consumer or Producer whose own log lines stay quiet (what goes wrong is said here, once);
+    KafkaFailed naming the package when it is not installed."""
+    try:
+        import confluent_kafka
+    except ImportError:
+        raise KafkaFailed("reading and writing Kafka needs confluent-kafka: `make setup-confluent` (or pip install "
+                          "-r requirements-confluent.txt); --events-file and --alerts-file need nothing") from None
+    return getattr(confluent_kafka, kind)({**config, "log_level": 0, "error_cb": lambda error: None})
+
+
+def consume(bootstrap: str, topic: str, group: str, until_idle: float, stop: list) -> Iterator[bytes]:
+    """Event values from the topic in a consumer group, from the group's offsets (the beginning, first time).
+    KafkaFailed when the broker does not answer or the topic does not exist."""
+    consumer = kafka_client("Consumer", {"bootstrap.servers": bootstrap, "group.id": group,
+                                         "auto.offset.reset": "earliest", "enable.auto.commit": True})
+    from confluent_kafka import KafkaException
+
+    try:
+        topics = consumer.list_topics(topic, timeout=10).topics
+    except KafkaException:
+        consumer.close()
+        raise KafkaFailed(f"--bootstrap-servers: {bootstrap} did not answer within 10 s; start the broker (make "
+                          "kafka-up) or name one that runs") from None
+    if topic not in topics or topics[topic].error is not None:
+        consumer.close()
+        raise KafkaFailed(f"--topic: topic '{topic}' does not exist on {bootstrap}; expected the topic the producer "
+                          "sends to (--topic)")
     consumer.subscribe([topic])
     last = time.monotonic()
     try:
@@ -201,6 +228,13 @@ def consume(bootstrap: str, topic: str, group: str, until_idle: float, stop: lis
                     yield message.value()
     finally:
         consumer.close()
+
+
+def _first_or_fail(values: Iterator[bytes]) -> Iterator[bytes]:
+    """The consumer's checks (broker, topic) run at its first step: taken here, so that a failure is said before the
+    run starts."""
+    first = list(itertools.islice(values, 1))
+    return itertools.chain(first, values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,11 +273,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"early_warning: cannot open {exc.filename} ({exc.strerror})", file=sys.stderr)
         return EXIT_USAGE
     producer = None
-    if args.alerts_topic:
-        from confluent_kafka import Producer
-
-        producer = Producer({"bootstrap.servers": args.bootstrap_servers, "enable.idempotence": True,
-                             "linger.ms": 50})
+    stop: list[int] = []
+    try:
+        if args.alerts_topic:
+            producer = kafka_client("Producer", {"bootstrap.servers": args.bootstrap_servers,
+                                                 "enable.idempotence": True, "linger.ms": 50})
+        if not args.events_file:
+            values = consume(args.bootstrap_servers, args.topic, args.group, args.until_idle, stop)
+            values = _first_or_fail(values)
+    except KafkaFailed as exc:
+        print(f"early_warning: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     failed: list[str] = []
 
     def emit(user_id: int, when: int, score: float, reason: str) -> None:
@@ -255,11 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                              on_delivery=lambda error, _message: error is not None and failed.append(str(error)))
             producer.poll(0)
 
-    stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
     detector = Detector(emit, args.threshold, args.cooldown_days)
-    if not args.events_file:
-        values = consume(args.bootstrap_servers, args.topic, args.group, args.until_idle, stop)
     observe = detector.observe
     if sys.stderr.isatty():  # on a terminal, the events read so far, on a counter that redraws in place
         from tqdm import tqdm

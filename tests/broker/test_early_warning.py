@@ -228,3 +228,20 @@ def test_the_pipeline_end_to_end_on_the_broker(kafka, client, topic, tmp_path):
     assert all(r.timestamp == producer.iso_to_epoch_ms(json.loads(r.value)["timestamp"]) for r in alerts)
     assert report["baselines"]["oracle"]["recall"] == 1.0
     assert report["churns"] == report["baselines"]["idle_7_days"]["churns"] > 50
+
+
+@pytest.mark.parametrize("tool", ["detector", "scoreboard"])
+def test_kafka_failures_in_the_early_warning_tools_are_one_line_and_exit_1(kafka, tmp_path, tool):
+    """A topic that does not exist, a broker that does not answer: one line naming it, exit 1 (not 0 events and
+    exit 0, not librdkafka's log nor exit 2, "bad input") (issue 31)."""
+    def run(bootstrap: str, topic: str) -> subprocess.CompletedProcess:
+        args = ([str(ROOT / "examples" / "early_warning.py"), "--bootstrap-servers", bootstrap, "--topic", topic,
+                 "--alerts-file", str(tmp_path / "alerts"), "--until-idle", "5"] if tool == "detector" else
+                [str(ROOT / "scoreboard.py"), "--bootstrap-servers", bootstrap, "--truth-topic", topic])
+        return subprocess.run([PYTHON, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    missing = run(kafka.bootstrap, "no-such-topic-here")
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr[-2000:]
+    assert "topic 'no-such-topic-here' does not exist" in missing.stderr
+    dead = run("127.0.0.1:1", "user-events")
+    assert dead.returncode == 1 and len(dead.stderr.strip().splitlines()) == 1, dead.stderr[-2000:]
+    assert "127.0.0.1:1 did not answer within 10 s" in dead.stderr
