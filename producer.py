@@ -788,8 +788,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI: every setting as a flag whose help names its environment variable and default."""
     parser = _Parser(
         prog="producer.py", allow_abbrev=False,  # --rat must not silently mean --rate
-        description="Stream simulated eCommerce user events (product_view, add_to_cart, checkout, bounce) "
-                    "to a Kafka topic. Precedence: flag > environment variable > .env file > default.",
+        description="Stream simulated eCommerce user events (product_view, add_to_cart, checkout, bounce)\n"
+                    "to a Kafka topic. Precedence: flag > environment variable > .env file > default.\n\n"
+                    "Start here: `make run` starts a local Kafka broker and sends an event every 3 seconds;\n"
+                    "`python producer.py --dry-run --count 5` prints five with no Kafka. More: README.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Exit codes: 0 every event acknowledged, 1 runtime/connection failure, 2 bad settings.\n"
                "Every setting is documented with comments in producer_config.env.")

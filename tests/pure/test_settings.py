@@ -417,3 +417,13 @@ def paced_run(schedule: "producer.Schedule", stats, seconds: float, now: float, 
         stats.generated += n
         schedule.went(n)
     return now
+
+
+def test_help_says_where_to_start():
+    """`producer.py --help` opens with the two first commands and where to read on (issue 31)."""
+    out = subprocess.run([sys.executable, str(ROOT / "producer.py"), "--help"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0
+    start = out.stdout.index("Start here:")
+    assert start < out.stdout.index("options:") and "make run" in out.stdout[start:start + 300] and \
+        "--dry-run --count 5" in out.stdout[start:start + 300]

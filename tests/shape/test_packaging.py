@@ -235,3 +235,20 @@ def test_the_code_map_names_only_what_exists():
                  if (n[0].isupper() or "_" in n or n in ("main", "validate")) and n not in wire_names]
         for name in names:
             assert name in defined, f"the code map names {name}, which no module defines"
+
+
+def test_the_documented_commands_that_send_a_twin_a_backfill_or_a_schema_format_name_a_topic_of_their_own():
+    """The demo's `user-events` topic keeps 7 days and holds JSON: a documented command that sends a twin, a
+    window of history or another format there would be refused by the project's own advice (issue 31)."""
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    offenders = []
+    for path in texts:
+        joined = re.sub(r"\\\n\s*", " ", path.read_text())  # a command continued over lines is one command
+        for line in joined.splitlines():
+            command = line.split("#")[0]
+            if not re.search(r"(producer\.py|make run ARGS=)", command) or "--dry-run" in command:
+                continue
+            if re.search(r"--shop-profile|--start-time|--format (avro|protobuf|json-schema)", command) and \
+                    "--topic" not in command and "--help" not in command:
+                offenders.append(f"{path.name}: {command.strip()[:120]}")
+    assert not offenders, offenders
