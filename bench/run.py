@@ -780,45 +780,46 @@ def main(argv: list[str] | None = None) -> int:
                      "settings": {"bootstrap_servers": args.bootstrap_servers, "acks": "all", "idempotence": True,
                                   "linger_ms": LINGER_MS, "batch_size": BATCH_SIZE, "compression": "none",
                                   "partitions": 3}}
-    if "throughput" in parts:
-        print("Throughput (each contender in its own process, rounds interleaved):", flush=True)
-        results["throughput"] = throughput(args.bootstrap_servers, args.count, args.naive_count,
-                                           args.generation_count, args.rounds)
-    if "backfill" in parts:
-        print("\nSessions backfill against the default mode (pairs, back to back):", flush=True)
-        results["backfill"] = backfill_ratio(args.bootstrap_servers, args.backfill_pairs)
-    if "rates" in parts:
-        print(f"\nRate precision ({args.rate_seconds:g} s each) and schedule drift:", flush=True)
-        results["rates"] = rate_precision(args.bootstrap_servers, args.rate_seconds)
-        results["drift"] = schedule_drift(args.bootstrap_servers)
-    if "memory" in parts:
-        print("\nMemory at full speed:", flush=True)
-        results["memory"] = memory(args.bootstrap_servers, args.memory_count)
-    if "population" in parts:
-        print("\nSessions mode at scale:", flush=True)
-        results["population"] = population(args.population_rounds)
-    if "twin" in parts:
-        print("\nYour shop's twin:", flush=True)
-        results["twin"] = twin()
-    if "warning" in parts:
-        print("\nScoring an early-warning pipeline:", flush=True)
-        results["warning"] = early_warning(args.bootstrap_servers)
-    if "acks" in parts:
-        print("\nWhat acks=1 loses when a leader is cut off from its followers (three nodes, a namespace each):", flush=True)
-        results["acks"] = acks_loss(30, 2000)
-    if "scenarios" in parts:
-        print("\nWhat scenarios cost, sessions mode (dry run), side by side:", flush=True)
-        results["scenarios"] = scenarios(args.rounds)
-    if "engine" in parts:
-        print(f"\nThe run engine against {args.against}, side by side:", flush=True)
-        results["engine"] = engine(args.bootstrap_servers, args.against, args.count, args.generation_count,
-                                   args.rounds)
-    results["harness_seconds"] = time.monotonic() - started
+    def save() -> None:
+        """The figures so far: written after each part, so that a stop (Ctrl-C) keeps what was measured; with
+        --only, the file's other parts stay."""
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        kept = json.loads(args.output.read_text()) if args.only and args.output.exists() else {}
+        results["harness_seconds"] = time.monotonic() - started
+        args.output.write_text(json.dumps(kept | results, indent=2) + "\n")
+    measures = {
+        "throughput": ("Throughput (each contender in its own process, rounds interleaved):", lambda: {
+            "throughput": throughput(args.bootstrap_servers, args.count, args.naive_count, args.generation_count,
+                                     args.rounds)}),
+        "backfill": ("\nSessions backfill against the default mode (pairs, back to back):", lambda: {
+            "backfill": backfill_ratio(args.bootstrap_servers, args.backfill_pairs)}),
+        "rates": (f"\nRate precision ({args.rate_seconds:g} s each) and schedule drift:", lambda: {
+            "rates": rate_precision(args.bootstrap_servers, args.rate_seconds),
+            "drift": schedule_drift(args.bootstrap_servers)}),
+        "memory": ("\nMemory at full speed:", lambda: {"memory": memory(args.bootstrap_servers, args.memory_count)}),
+        "population": ("\nSessions mode at scale:", lambda: {"population": population(args.population_rounds)}),
+        "twin": ("\nYour shop's twin:", lambda: {"twin": twin()}),
+        "warning": ("\nScoring an early-warning pipeline:", lambda: {"warning": early_warning(args.bootstrap_servers)}),
+        "acks": ("\nWhat acks=1 loses when a leader is cut off from its followers (three nodes, a namespace each):",
+                 lambda: {"acks": acks_loss(30, 2000)}),
+        "scenarios": ("\nWhat scenarios cost, sessions mode (dry run), side by side:", lambda: {
+            "scenarios": scenarios(args.rounds)}),
+        "engine": (f"\nThe run engine against {args.against}, side by side:", lambda: {
+            "engine": engine(args.bootstrap_servers, args.against, args.count, args.generation_count, args.rounds)}),
+    }
+    try:
+        for part, (title, measure) in measures.items():
+            if part in parts:
+                print(title, flush=True)
+                results.update(measure())
+                save()
+    except KeyboardInterrupt:
+        save()
+        print(f"\nbench: stopped; what was measured before the stop is in {args.output}", file=sys.stderr)
+        return 130
+    save()
     if "throughput" in results:
         print_table(results["throughput"])
-    if args.only and args.output.exists():  # the other parts' figures stay
-        results = json.loads(args.output.read_text()) | results
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nbench: done in {results['harness_seconds']:.0f}s; figures in {args.output}")
     return 0
 
