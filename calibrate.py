@@ -434,7 +434,10 @@ def make_window(start_ms: int, end_ms: int, tz, cutoff: str | None, horizon_days
 
     days = int(math.ceil((end_ms - start_ms) / DAY_MS))
     if cutoff:
-        cutoff_ms = shopsim.parse_time(cutoff)
+        try:
+            cutoff_ms = shopsim.parse_time(cutoff)
+        except ValueError as exc:
+            raise BadInput(f"--cutoff {cutoff}: {exc}") from None
         if cutoff_ms is None or not start_ms < cutoff_ms < end_ms:
             raise BadInput(f"--cutoff {cutoff}: expected a date-time inside the export's span")
     else:  # the middle of the span, in whole weeks (CDNOW: week 39 of 78)
@@ -1024,6 +1027,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     if args.plot and (os.path.isdir(args.plot) or not os.access(os.path.dirname(os.path.abspath(args.plot)), os.W_OK)):
         say(f"--plot {args.plot}: cannot be written; expected a PNG path in a writable folder")
+        return EXIT_BAD_INPUT
+    # checked before the fit, not after it: a fit takes minutes
+    if args.plot and not args.plot.lower().endswith(".png"):
+        say(f"--plot {args.plot}: the report is drawn as a PNG; expected a path ending in .png")
+        return EXIT_BAD_INPUT
+    if args.evaluations < 1:
+        say(f"--evaluations {args.evaluations}: expected 1 or more simulations for the fit (default {FIT_EVALUATIONS})")
+        return EXIT_BAD_INPUT
+    if args.horizon_days is not None and not 0 < args.horizon_days <= 3650:
+        say(f"--horizon-days {args.horizon_days:g}: expected days above 0 and at most 3650")
         return EXIT_BAD_INPUT
     timings: dict[str, float] = {}
     try:

@@ -430,3 +430,20 @@ def test_every_example_scenario_runs_on_a_twin(cdnow_twin, tmp_path):
             assert failed and not [line for line in out.stdout.splitlines() if '"checkout"' in line
                                    and begin <= ms(json.loads(line)["timestamp"]) < end]
             assert {t["cause"] for t in truth if t["kind"] == "decline_started"} == {"natural", "payments-down"}
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--cutoff", "soon"), "--cutoff soon: expected an ISO 8601 date-time"),
+    (("--plot", "report.txt"), "--plot report.txt: the report is drawn as a PNG"),
+    (("--evaluations", "0"), "--evaluations 0: expected 1 or more simulations"),
+    (("--horizon-days", "-5"), "--horizon-days -5: expected days above 0"),
+], ids=["cutoff", "plot", "evaluations", "horizon"])
+def test_calibrate_refuses_nonsense_settings_in_one_line_before_the_fit(tmp_path, args, expected):
+    """Each was a traceback, or a fit of minutes and then a traceback, or accepted (issue 31)."""
+    export = tmp_path / "orders.csv"
+    export.write_text("customer_id,order_time,order_value\n" + "".join(
+        f"{c},2025-{m:02d}-{d:02d}T10:00:00Z,{10 + c}\n" for c in range(1, 30) for m in (1, 3, 6) for d in (2, 17)))
+    out = run_calibrate(str(export), "--profile", str(tmp_path / "shop.json"), *args)
+    lines = stderr_lines(out)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and expected in lines[-1], out.stderr[-1500:]
+    assert not (tmp_path / "shop.json").exists()
