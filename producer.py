@@ -4300,9 +4300,10 @@ def missing_dependency(needs: list[tuple[str, str, str]]) -> str | None:
 
 def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
                 on_progress: Callable[[Statistics, int], None] | None = None,
-                on_summary: Callable[[dict[str, Any]], None] | None = None) -> int:
+                on_summary: Callable[[dict[str, Any]], None] | None = None, asked_by: str = "") -> int:
     """One producer in this process, from start to exit code: signals, metrics, the run, its summary (to
-    settings.summary_json and, at the end, to on_summary)."""
+    settings.summary_json and, at the end, to on_summary). asked_by: what a stop signal means here, said instead of
+    the signal's name (a worker's: its parent asked)."""
     producer = ECommerceEventProducer(settings)
     producer.on_progress = on_progress
 
@@ -4333,7 +4334,7 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
             producer.delivery.log_statistics()
             tell(producer.summary(code, "second signal"))
             os._exit(code)
-        log.info("Received %s, shutting down gracefully...", signal.Signals(signum).name)
+        log.info("%s, shutting down gracefully...", asked_by or f"Received {signal.Signals(signum).name}")
         producer.stop()
 
     for signum in signals:
@@ -4523,7 +4524,9 @@ def _worker_main(s: Settings, worker: int, n: int, counts, summary_pipe, parent:
         counts[worker * 4:worker * 4 + 4] = [stats.generated + ahead, stats.acked, stats.failed,
                                              stats.dropped_at_shutdown]
 
-    sys.exit(run_process(s, signals=(signal.SIGTERM,), on_progress=publish, on_summary=summary_pipe.send))
+    # the parent tells its workers to stop with SIGTERM, whatever it received itself (it says which)
+    sys.exit(run_process(s, signals=(signal.SIGTERM,), on_progress=publish, on_summary=summary_pipe.send,
+                         asked_by=f"Worker {worker}: asked to stop by the parent"))
 
 
 def _combine_workers(s: Settings, summaries: list[dict[str, Any] | None], counts, codes: list[int | None],

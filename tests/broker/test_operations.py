@@ -364,16 +364,22 @@ def test_workers_need_no_temporary_folder(kafka, topic):
     assert len({dict(r.headers)[producer.EVENT_ID_HEADER] for r in records}) == len(records) == 600
 
 
-def test_sigterm_to_the_parent_stops_and_flushes_every_worker(kafka, topic):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_to_the_parent_stops_and_flushes_every_worker(kafka, topic, signum):
+    """The workers stop at the parent's word; after a Ctrl-C nothing says SIGTERM (issue 31)."""
     run = ProducerProcess("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--workers", "2", "--rate",
                           "2000", "--stats-interval", "0.5")
     try:
         wait_for_progress(run, sent_over=2000)
-        run.proc.send_signal(signal.SIGTERM)
+        run.proc.send_signal(signum)
         code = run.finish(timeout=60)
     finally:
         run.kill()
     assert code == 0, run.text[-3000:]
+    name = signal.Signals(signum).name
+    assert f"Received {name}, stopping the 2 workers gracefully" in run.text
+    assert run.text.count("asked to stop by the parent, shutting down gracefully") == 2
+    assert ("SIGTERM" in run.text) == (signum == signal.SIGTERM), run.text[-3000:]
     summary = run.summary
     assert summary["exit_reason"] == "stopped" and summary["worker_exit_codes"] == [0, 0]
     assert summary["sent"] == summary["generated"] > 2000
