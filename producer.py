@@ -3450,6 +3450,7 @@ class KafkaSink:
         self._resumed_to = 0
         self._partition_of: dict[bytes, int] = {}
         self._paused_reported = False
+        self._pace_said = False  # at an unlimited rate, the pause is said once a run
         self._next_partition_check = 0.0
         self._finding: threading.Thread | None = None
         if seeded_window(s) and "start_time" in s.explicit and not connection.created_topic:  # the user's window
@@ -3468,11 +3469,14 @@ class KafkaSink:
         if not self._paused_reported and self.connection.connected:
             self._paused_reported = True
             # At an unlimited rate (a backfill's too) the broker's acknowledgements set the pace: the pause is the
-            # expected back-pressure, not a fault. With a rate to keep, falling behind it is worth a warning.
-            log.log(logging.WARNING if self.paced else logging.INFO,
-                    "%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
-                    "acknowledges%s", stats.in_flight, s.max_in_flight,
-                    "" if self.paced else " (at an unlimited rate the broker sets the pace)")
+            # expected back-pressure, not a fault, said once a run (it comes back every few seconds). With a rate to
+            # keep, each fall behind it is worth a warning.
+            if self.paced or not self._pace_said:
+                log.log(logging.WARNING if self.paced else logging.INFO,
+                        "%d events in flight (MAX_IN_FLIGHT_EVENTS=%d): generation paused until the broker "
+                        "acknowledges%s", stats.in_flight, s.max_in_flight,
+                        "" if self.paced else " (at an unlimited rate the broker sets the pace; said once)")
+                self._pace_said = self._pace_said or not self.paced
         return 0
 
     def resume(self) -> None:

@@ -166,8 +166,10 @@ def test_back_pressure_at_an_unlimited_rate_is_no_warning(kafka, topic):
                        "20000", "--max-in-flight", "50", "--client", "confluent-kafka")
     assert out.returncode == 0 and out.summary["sent"] == 20000, out.stderr[-2000:]
     paused = [line for line in out.stderr.splitlines() if "generation paused" in line]
-    assert len(paused) >= 1 and all(" - INFO - " in line and "sets the pace" in line for line in paused), paused
-    assert " - WARNING - " not in out.stderr, out.stderr[-2000:]
+    assert len(paused) == 1 and " - INFO - " in paused[0] and "sets the pace; said once" in paused[0], paused
+    # (a fresh broker's first idempotent producer may hear "Coordinator load in progress": librdkafka's, not ours)
+    assert not [line for line in out.stderr.splitlines() if " - WARNING - " in line and "librdkafka" not in line], \
+        out.stderr[-2000:]
 
 
 def test_topic_creation_refused_is_said_clearly(kafka, topic):
