@@ -819,25 +819,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_env_file(path: str, required: bool) -> dict[str, str]:
-    """Key/values of a .env file, without touching os.environ; syntax errors are settings errors."""
+def read_env_file(path: str, named_by: str = "") -> dict[str, str]:
+    """Key/values of a .env file, without touching os.environ; syntax errors are settings errors. named_by: the
+    flag or variable that named it (it must then exist), or "" for the .env of the current folder, read if there."""
     from dotenv.parser import parse_stream
 
+    # a .env found in the current folder was not asked for by name: say so, and how to leave it out
+    source = named_by or \
+        "the .env of this folder, read by default (--env-file names another; ENV_FILE=/dev/null reads none)"
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        if required:
-            raise SettingsError(f"--env-file: '{path}' does not exist; expected a readable .env file") from None
+        if named_by:
+            raise SettingsError(f"{named_by}: '{path}' does not exist; expected a readable .env file") from None
         return {}
     except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"--env-file: '{path}' cannot be read ({os_reason(exc)}); expected a readable UTF-8 .env "
+        raise SettingsError(f"{source}: '{path}' cannot be read ({os_reason(exc)}); expected a readable UTF-8 .env "
                             "file") from None
     values = {}
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             line = binding.original.line
-            raise SettingsError(f"--env-file: '{path}' line {line} is not KEY=VALUE "
+            raise SettingsError(f"{source}: '{path}' line {line} is not KEY=VALUE "
                                 f"({binding.original.string.strip()[:40]!r}); expected KEY=VALUE lines and # comments")
         if binding.key is not None:
             values[binding.key] = binding.value or ""
@@ -850,7 +854,8 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
     env_file = args.env_file if args.env_file is not None else environ.get("ENV_FILE", ".env")
-    dotenv = read_env_file(env_file, required=args.env_file is not None or "ENV_FILE" in environ)
+    dotenv = read_env_file(env_file, "--env-file" if args.env_file is not None else
+                           "ENV_FILE" if "ENV_FILE" in environ else "")
 
     values: dict[str, Any] = {}
     given: dict[str, str] = {}  # where each explicitly given setting came from, for error messages

@@ -427,3 +427,18 @@ def test_help_says_where_to_start():
     start = out.stdout.index("Start here:")
     assert start < out.stdout.index("options:") and "make run" in out.stdout[start:start + 300] and \
         "--dry-run --count 5" in out.stdout[start:start + 300]
+
+
+def test_a_junk_env_file_found_by_default_is_named_as_such(tmp_path):
+    """A .env in the current folder that is not one: the error says it was read by default and how to leave it out,
+    not that --env-file (never given) is wrong (issue 31)."""
+    (tmp_path / ".env").write_text("this is not a dotenv line at all\n")
+    out = subprocess.run([sys.executable, str(ROOT / "producer.py"), "--dry-run", "--count", "1"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k not in ("ENV_FILE", "LOG_FILE")} | {
+                             "LOG_FILE": ""})
+    assert out.returncode == 2 and out.stdout == "" and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "the .env of this folder, read by default" in out.stderr and "ENV_FILE=/dev/null" in out.stderr
+    assert "--env-file:" not in out.stderr
+    given = run_producer("--dry-run", "--count", "1", "--env-file", str(tmp_path / ".env"), cwd=tmp_path)
+    assert given.returncode == 2 and f"--env-file: '{tmp_path / '.env'}' line 1 is not KEY=VALUE" in given.stderr
