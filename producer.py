@@ -2925,7 +2925,8 @@ class DeliveryMonitor:
                 lines.append("Failures by error: " + ", ".join(f"{k}={v}" for k, v in
                                                                 sorted(stats.failed_by_error.items())))
         lines.append("=" * 50)
-        log.info("%s", lines[0], extra={"progress": None})  # the progress is over: a terminal's bar closes
+        # the progress is over: a terminal's bar is drawn where the run ended (a window's 100%), and closes
+        log.info("%s", lines[0], extra={"progress": None, "final": self._window_progress(stats.runtime())})
         for line in lines[1:]:
             log.info("%s", line)
 
@@ -4233,8 +4234,12 @@ class _TerminalConsole(logging.StreamHandler):
                 self.bar.write(self.format(record), file=self.stream)
             return
         figures = record.progress
-        if figures is None:  # the run's statistics follow: the bar stays as it was last drawn
+        if figures is None:  # the run's statistics follow: the bar shows where the run ended, and stays
             if self.bar is not None:
+                final = getattr(record, "final", None) or {}
+                if "done" in final and self.bar.total == 100:  # a window's bar: its last share done
+                    self.bar.n = round(final["done"] * 100)
+                    self.bar.refresh()
                 self.bar.close()
                 self.bar = None
             super().emit(record)
