@@ -847,6 +847,7 @@ class StreamFaults:
         if fault.spec.kind == "bots":
             fault.next_bot = now + self._bot_gap(fault)
         self._first = min(self._first, now)
+        self._begin(fault)  # started now, not at the next batch: a second start before it is refused
         return ""
 
     def peek_ms(self) -> float | None:
@@ -869,12 +870,14 @@ class StreamFaults:
     def _starts(self, reached_ms: float) -> None:
         for fault in self._faults:
             if not fault.started and fault.start <= reached_ms:
-                fault.started = True
-                self._note(fault.start, None, _row("scenario_started", fault.start, self._fmt,
-                                                   scenario=fault.spec.name, scenario_kind=fault.spec.kind,
-                                                   params=fault.spec.described(),
-                                                   **({"ends": self._fmt(int(fault.end))} if fault.end != FOREVER
-                                                      else {})))
+                self._begin(fault)
+
+    def _begin(self, fault: _Fault) -> None:
+        fault.started = True
+        start = int(fault.start)
+        self._note(start, None, _row("scenario_started", start, self._fmt, scenario=fault.spec.name,
+                                     scenario_kind=fault.spec.kind, params=fault.spec.described(),
+                                     **({"ends": self._fmt(int(fault.end))} if fault.end != FOREVER else {})))
 
     def _end(self, fault: _Fault, when: int) -> None:
         fault.ended = True

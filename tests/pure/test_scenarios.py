@@ -395,3 +395,16 @@ def test_shards_of_a_scenarios_run_are_the_whole_run(tmp_path):
     whole, shards = part(), [part("--shard", f"{i}/2") for i in range(2)]
     assert sorted(whole[0]) == sorted(shards[0][0] + shards[1][0])
     assert sorted(whole[1]) == sorted(shards[0][1] + shards[1][1])
+
+
+def test_a_data_fault_started_on_demand_is_started_at_once():
+    """A second start before the next batch is refused (the live test hit that race once in CI)."""
+    from shopsim import StreamFaults, parse_scenarios
+
+    faults = StreamFaults(parse_scenarios('[scenarios.tag]\nkind = "tracking_outage"\nstart = "on_demand"\n'),
+                          start_ms=START, seed=1, product_id_range=(1, 500), sessions=True)
+    assert faults.on_demand("tag", "stop", START + 1) == "not under way"
+    assert faults.on_demand("tag", "start", START + 5) == ""
+    assert faults.on_demand("tag", "start", START + 6) == "already started"
+    assert [json.loads(v)["kind"] for _, _, v in faults.truth(START + 10)] == ["scenario_started"]
+    assert faults.on_demand("tag", "stop", START + 20) == ""
