@@ -89,6 +89,8 @@ fault-tools:
 test-pure: $(VENV)/.dev
 	$(PY) -m pytest -m "not broker and not slow" $(PYTEST_ARGS)
 
+# KAFKA_VERSION=3.9 (here, for `make run` too) runs another Kafka release: for clients pinned to old protocol
+# versions (docs/churn-system.md). The default is broker/pom.xml's.
 kafka-up: setup
 	$(PY) devkafka.py up $(ARGS)
 
@@ -125,4 +127,4 @@ bench-quick: setup-dev
 clean:
 	-$(PYTHON) devkafka.py down
 	-$(PYTHON) devkafka.py registry down
-	rm -rf $(VENV) .cache broker/lib registry/lib .devkafka .devkafka-registry .pytest_cache __pycache__
+	rm -rf $(VENV) .cache broker/lib broker/lib-* registry/lib .devkafka .devkafka-registry .pytest_cache __pycache__

@@ -7,6 +7,7 @@ JVM as a KRaft broker+controller listening on 127.0.0.1.
 
     python devkafka.py up [--port 9092] [--security]   # start (keeping its data), return once it serves clients
     python devkafka.py status | logs [-n 50] | down
+    python devkafka.py up --kafka-version 3.9          # another Kafka release (env KAFKA_VERSION): 3.x for old clients
     python devkafka.py up --brokers 3                  # a 3-node KRaft cluster on 9192, 9202, 9212 (.devkafka-cluster)
     python devkafka.py up --host 10.0.0.2 --advertise 10.0.0.1:29092   # another address; clients through a proxy
     python devkafka.py down --brokers 3
@@ -32,6 +33,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,12 +41,17 @@ import struct
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 POM = ROOT / "broker" / "pom.xml"
-LIB = ROOT / "broker" / "lib"
+LIB = ROOT / "broker" / "lib"  # the default release's jars; another release's go beside it, in lib-VERSION
+DEFAULT_KAFKA_VERSION = "4.1.1"  # broker/pom.xml's kafka.version (a test holds them together)
+# Short names for the releases documented (docs/churn-system.md); any full version Maven Central has works too.
+# 3.9 is the last release line with the old protocol versions (Kafka 4.0 removed them: KIP-896) and ZooKeeper-free
+# KRaft mode as ours; clients pinned to api_version=(0, 10, 1) fetch from it.
+KAFKA_RELEASES = {"4.1": DEFAULT_KAFKA_VERSION, "3.9": "3.9.1"}
 RESOLVED_MARKER = LIB / ".resolved"
 DEFAULT_STATE_DIR = ROOT / ".devkafka"
 DEFAULT_PORT = 9092
@@ -76,15 +83,28 @@ TOOLS = {
     "console-producer": "org.apache.kafka.tools.ConsoleProducer",
     "topics": "org.apache.kafka.tools.TopicCommand",
     "configs": "kafka.admin.ConfigCommand",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
 }
 FORMAT_NOTE = "devkafka-format.json"  # in the data folder: what its storage was formatted for
 
 
 def make_instance(state_dir: Path, port: int, security: bool, data_dir: Path | None = None, host: str = LOCALHOST,
-                  advertise: str = "") -> "Instance":
+                  advertise: str = "", kafka_version: str = DEFAULT_KAFKA_VERSION) -> "Instance":
+    # Another release keeps its data apart: a newer release's storage cannot be read by an older one.
+    data = data_dir or state_dir / ("data" if kafka_version == DEFAULT_KAFKA_VERSION else f"data-{kafka_version}")
     return Instance(state_dir=state_dir, port=port, controller_port=port + 3, sasl_port=port + 1,
-                    ssl_port=port + 2, security=security, data_dir=(data_dir or state_dir / "data").resolve(),
-                    host=host, advertise=advertise)
+                    ssl_port=port + 2, security=security, data_dir=data.resolve(), host=host, advertise=advertise,
+                    kafka_version=kafka_version)
+
+
+def kafka_version(asked: str) -> str:
+    """The full version of a release asked for (--kafka-version, KAFKA_VERSION): a short name or a version."""
+    version = KAFKA_RELEASES.get(asked.strip(), asked.strip())
+    numbers = tuple(int(n) for n in version.split(".")) if re.fullmatch(r"\d+\.\d+\.\d+", version) else ()
+    if not numbers or numbers < (3, 9, 0):  # a standalone KRaft quorum (format --standalone): 3.9 on
+        raise DevKafkaError(f"--kafka-version/KAFKA_VERSION={asked!r}: expected {' or '.join(KAFKA_RELEASES)}, or "
+                            "the full version of a Kafka release from 3.9 on, such as 3.9.1")
+    return version
 
 
 def make_cluster(state_dir: Path, port: int, brokers: int, hosts: list[str] | None = None) -> list["Instance"]:
@@ -120,6 +140,11 @@ class Instance:
     # the host:port it tells clients to use instead of its own (a proxy in front of it); empty: its own.
     host: str = LOCALHOST
     advertise: str = ""
+    kafka_version: str = DEFAULT_KAFKA_VERSION
+
+    @property
+    def lib(self) -> Path:
+        return LIB if self.kafka_version == DEFAULT_KAFKA_VERSION else LIB.with_name(f"lib-{self.kafka_version}")
 
     @property
     def pid_file(self) -> Path:
@@ -145,6 +170,7 @@ class Instance:
             "data_dir": str(self.data_dir),
             "log_file": str(self.log_file),
             "security": self.security,
+            "kafka_version": self.kafka_version,
         }
         if self.security:
             info.update(
@@ -166,31 +192,36 @@ def require(program: str, what: str) -> str:
     return path
 
 
-def resolve_jars(quiet: bool = False) -> None:
-    """Copy Kafka's jars from Maven into broker/lib; a no-op (no network) once done for this pom."""
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-    if RESOLVED_MARKER.exists() and RESOLVED_MARKER.read_text().strip() == digest:
-        return
+def resolve_jars(quiet: bool = False, version: str = DEFAULT_KAFKA_VERSION) -> Path:
+    """Copy a Kafka release's jars from Maven into broker/lib (broker/lib-VERSION for another release than the
+    pom's); a no-op (no network) once done for this pom and release. Returns the folder."""
+    lib = make_instance(DEFAULT_STATE_DIR, DEFAULT_PORT, False, kafka_version=version).lib
+    marker = lib / RESOLVED_MARKER.name
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest() + ("" if version == DEFAULT_KAFKA_VERSION else f" {version}")
+    if marker.exists() and marker.read_text().strip() == digest:
+        return lib
     mvn = require("mvn", "Maven 3.8+ (Debian/Ubuntu: apt-get install maven)")
     require("java", "Java 17+ (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
     if not quiet:
-        print("devkafka: resolving Apache Kafka jars with Maven (first time only)...", file=sys.stderr)
-    if LIB.exists():
-        shutil.rmtree(LIB)
+        print(f"devkafka: resolving Apache Kafka {version} jars with Maven (first time only)...", file=sys.stderr)
+    if lib.exists():
+        shutil.rmtree(lib)
     cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-           f"-DoutputDirectory={LIB}", "-DincludeScope=runtime"]
+           f"-DoutputDirectory={lib}", "-DincludeScope=runtime", f"-Dkafka.version={version}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise DevKafkaError(f"Maven could not resolve the Kafka jars (exit {proc.returncode}):\n{tail}")
-    RESOLVED_MARKER.write_text(digest + "\n")
+        raise DevKafkaError(f"Maven could not resolve the jars of Kafka {version} (exit {proc.returncode}):\n{tail}")
+    marker.write_text(digest + "\n")
+    return lib
 
 
-def java_cmd(main_class: str, log4j_config: Path, *args: str, heap: list[str] | None = None) -> list[str]:
+def java_cmd(main_class: str, log4j_config: Path, *args: str, heap: list[str] | None = None,
+             lib: Path = LIB) -> list[str]:
     java = require("java", "Java 17+ (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
     # The quoted wildcard is expanded by the JVM, not the shell.
     return [java, *(heap or []), f"-Dlog4j2.configurationFile={log4j_config}",
-            "-cp", str(LIB / "*"), main_class, *args]
+            "-cp", str(lib / "*"), main_class, *args]
 
 
 # --- probing ---------------------------------------------------------------------------------
@@ -380,7 +411,12 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
     if inst.security and inst.host != LOCALHOST:
         raise DevKafkaError("--security listens on 127.0.0.1 (its certificate names it); expected no --host with it")
     if broker_answers(inst.host, inst.port):
-        print(f"devkafka: a Kafka broker already answers on {inst.bootstrap}; nothing to do")
+        running = running_version(inst)
+        if running and running != inst.kafka_version:
+            raise DevKafkaError(f"the local broker on {inst.bootstrap} is Kafka {running}, not {inst.kafka_version}: "
+                                f"stop it first (make kafka-down) to start Kafka {inst.kafka_version}; its data is kept")
+        print(f"devkafka: a Kafka broker{f' ({running})' if running else ''} already answers on {inst.bootstrap}; "
+              "nothing to do")
         return 0
     stale = read_pid(inst)
     if stale:
@@ -403,10 +439,18 @@ def _up(inst: Instance, fresh: bool, timeout: float) -> int:
     return 0
 
 
+def running_version(inst: Instance) -> str | None:
+    """The Kafka release of this state folder's broker, when it is running (None: not ours, or not running)."""
+    described = inst.state_dir / "instance.json"
+    if read_pid(inst) is None or not described.exists():
+        return None
+    return json.loads(described.read_text()).get("kafka_version", DEFAULT_KAFKA_VERSION)
+
+
 def _spawn(inst: Instance, fresh: bool, new_cluster_id: str, heap: list[str] | None = None):
     """Write the node's configuration, format its storage when new (with new_cluster_id), start its JVM:
     (the process, where this run's part of the log starts)."""
-    resolve_jars()
+    resolve_jars(version=inst.kafka_version)
     (inst.state_dir / "logs").mkdir(parents=True, exist_ok=True)
     if inst.security:
         make_certificate(inst)
@@ -426,12 +470,15 @@ def _spawn(inst: Instance, fresh: bool, new_cluster_id: str, heap: list[str] | N
         made_for["voters"] = inst.voters
     if inst.host != LOCALHOST:  # the controller's address is in the formatted storage
         made_for["host"] = inst.host
+    if inst.kafka_version != DEFAULT_KAFKA_VERSION:  # an older release cannot read a newer one's storage
+        made_for["kafka_version"] = inst.kafka_version
     note = inst.data_dir / FORMAT_NOTE
     was = json.loads(note.read_text()) if formatted and note.exists() else made_for
     if was != made_for:
         raise DevKafkaError(f"the data in {inst.data_dir} was formatted for port {was['controller_port'] - 3}"
-                            f"{' with --security' if was['security'] else ' without --security'}; start it that "
-                            "way to keep its topics, or wipe them with 'python devkafka.py reset'")
+                            f"{' with --security' if was['security'] else ' without --security'} by Kafka "
+                            f"{was.get('kafka_version', DEFAULT_KAFKA_VERSION)}; start it that way to keep its "
+                            "topics, or wipe them with 'python devkafka.py reset'")
     if formatted:
         print(f"devkafka: keeping the broker's data in {inst.data_dir} (wipe it: python devkafka.py reset)")
     else:
@@ -440,7 +487,7 @@ def _spawn(inst: Instance, fresh: bool, new_cluster_id: str, heap: list[str] | N
                str(props)]  # --cluster-id=...: ids may start with "-"
         if inst.security:
             fmt += ["--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER[0]},password={SCRAM_USER[1]}]"]
-        proc = subprocess.run(java_cmd("kafka.tools.StorageTool", tools_log4j, *fmt),
+        proc = subprocess.run(java_cmd("kafka.tools.StorageTool", tools_log4j, *fmt, lib=inst.lib),
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise DevKafkaError(f"formatting the storage failed:\n{(proc.stdout + proc.stderr).strip()}")
@@ -457,7 +504,7 @@ def _spawn(inst: Instance, fresh: bool, new_cluster_id: str, heap: list[str] | N
                 f"-Ddevkafka.state={inst.state_dir}",
                 # snappy-java and zstd-jni unpack their native libraries into the temp folder when
                 # first used; a folder of this broker's own keeps /tmp clean-ups from breaking them.
-                f"-Djava.io.tmpdir={tmp}"]),
+                f"-Djava.io.tmpdir={tmp}"], lib=inst.lib),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in `make run` must not kill the broker
             cwd=inst.state_dir)
@@ -473,7 +520,7 @@ def _await_started(inst: Instance, proc, log_offset: int, started: float, deadli
                                 + _tail(inst, 30))
         if _log_says_started(inst, log_offset) and broker_answers(inst.host, inst.port):
             elapsed = time.monotonic() - started
-            print(f"devkafka: Kafka broker up on {inst.bootstrap} in {elapsed:.1f}s "
+            print(f"devkafka: Kafka {inst.kafka_version} broker up on {inst.bootstrap} in {elapsed:.1f}s "
                   f"(pid {proc.pid}, state {inst.state_dir})")
             if inst.security:
                 d = inst.describe()
@@ -621,7 +668,7 @@ def status(inst: Instance) -> int:
     pid = read_pid(inst)
     answers = broker_answers(inst.host, inst.port)
     print(f"devkafka: {inst.bootstrap} {'answers' if answers else 'does not answer'}; "
-          f"broker of {inst.state_dir}: {'running, pid %d' % pid if pid else 'not running'}")
+          f"broker of {inst.state_dir}: {f'running, Kafka {inst.kafka_version}, pid {pid}' if pid else 'not running'}")
     return 0 if answers else 1
 
 
@@ -631,26 +678,31 @@ def logs(inst: Instance, lines: int) -> int:
 
 
 def tool(inst: Instance, name: str, args: list[str]) -> int:
-    resolve_jars()
+    resolve_jars(version=inst.kafka_version)
     log4j = inst.state_dir / "tools-log4j2.xml"
     if not log4j.exists():
         inst.state_dir.mkdir(parents=True, exist_ok=True)
         log4j.write_text(TOOLS_LOG4J)
-    if name in ("console-consumer", "topics", "configs") and "--bootstrap-server" not in args:
+    if name in ("console-consumer", "topics", "configs", "consumer-groups") and "--bootstrap-server" not in args:
         args = ["--bootstrap-server", inst.bootstrap, *args]
-    return subprocess.call(java_cmd(TOOLS[name], log4j, *args, heap=["-Xmx256m"]))
+    return subprocess.call(java_cmd(TOOLS[name], log4j, *args, heap=["-Xmx256m"], lib=inst.lib))
 
 
-def ensure(inst: Instance, bootstrap: str) -> int:
-    """For `make run`: start the local broker only when the target is local and nothing answers."""
+def ensure(inst: Instance, bootstrap: str, asked_version: bool = False) -> int:
+    """For `make run`: start the local broker only when the target is local and nothing answers; a release asked
+    for (KAFKA_VERSION) that is not the one running is refused, not silently swapped."""
     first = bootstrap.split(",")[0].strip()
     host, _, port = first.rpartition(":")
     if host.strip("[]") not in ("localhost", "127.0.0.1", "::1", ""):
         print(f"devkafka: {first} is not a local address; not starting a broker")
         return 0
     if broker_answers("127.0.0.1", int(port)):
+        running = running_version(replace(inst, port=int(port)))
+        if asked_version and running and running != inst.kafka_version:
+            raise DevKafkaError(f"KAFKA_VERSION={inst.kafka_version}, but the local broker on {first} is Kafka "
+                                f"{running}: stop it first (make kafka-down) to start Kafka {inst.kafka_version}")
         return 0
-    return up(make_instance(inst.state_dir, int(port), inst.security, inst.data_dir))
+    return up(make_instance(inst.state_dir, int(port), inst.security, inst.data_dir, kafka_version=inst.kafka_version))
 
 
 def _instance_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -665,7 +717,11 @@ def _instance_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                         help="PLAINTEXT listener on 127.0.0.1 (default 9092, env DEVKAFKA_PORT); the controller "
                              "uses port+3, SASL_PLAINTEXT port+1 and SSL port+2")
     parser.add_argument("--data-dir", type=Path, default=default(None),
-                        help="log.dirs of the broker (default <state-dir>/data)")
+                        help="log.dirs of the broker (default <state-dir>/data; data-VERSION for another release)")
+    parser.add_argument("--kafka-version", metavar="VERSION", default=default(os.environ.get("KAFKA_VERSION") or None),
+                        help=f"the Kafka release to run: {', '.join(f'{k} ({v})' for k, v in KAFKA_RELEASES.items())} "
+                             f"or a full version, 3.9 or later (default {DEFAULT_KAFKA_VERSION}, env KAFKA_VERSION); "
+                             "3.9 serves clients pinned to old protocol versions, which 4.x refuses")
     parser.add_argument("--host", default=default(LOCALHOST),
                         help="the address to listen on (default 127.0.0.1); with --brokers, one per node, "
                              "comma-separated (e.g. 127.0.0.2,127.0.0.3,127.0.0.4)")
@@ -727,10 +783,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     state = args.state_dir.resolve()
     security = getattr(args, "security", False)
-    if not security and (state / "instance.json").exists() and args.command != "up":
-        security = json.loads((state / "instance.json").read_text()).get("security", False)
-    inst = make_instance(state, args.port, security, args.data_dir, host=args.host, advertise=args.advertise)
+    described = json.loads((state / "instance.json").read_text()) if (state / "instance.json").exists() else {}
+    if not security and args.command != "up":
+        security = described.get("security", False)
     try:
+        # Asked for, or (down, status, logs...) the release last started here.
+        version = kafka_version(args.kafka_version) if args.kafka_version else \
+            described.get("kafka_version", DEFAULT_KAFKA_VERSION) if args.command not in ("up", "ensure", "setup") \
+            else DEFAULT_KAFKA_VERSION
+        inst = make_instance(state, args.port, security, args.data_dir, host=args.host, advertise=args.advertise,
+                             kafka_version=version)
         if args.command == "up":
             return up(inst, fresh=args.fresh, timeout=args.timeout)
         if args.command == "down":
@@ -742,10 +804,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "logs":
             return logs(inst, args.n)
         if args.command == "ensure":
-            return ensure(inst, args.bootstrap)
+            return ensure(inst, args.bootstrap, asked_version=bool(args.kafka_version))
         if args.command == "setup":
-            resolve_jars()
-            print(f"devkafka: Kafka jars ready in {LIB}")
+            print(f"devkafka: Kafka {version} jars ready in {resolve_jars(version=version)}")
             return 0
         return tool(inst, args.name, args.args)
     except DevKafkaError as exc:
@@ -854,6 +915,8 @@ def cluster_main(args: argparse.Namespace, argv: list[str]) -> int:
         return 1
     nodes = make_cluster(state, port, args.brokers, hosts * args.brokers if len(hosts) == 1 else hosts)
     try:
+        if args.kafka_version and kafka_version(args.kafka_version) != DEFAULT_KAFKA_VERSION:
+            raise DevKafkaError(f"--kafka-version is for the single broker; a cluster runs Kafka {DEFAULT_KAFKA_VERSION}")
         if args.command == "up":
             if getattr(args, "security", False):
                 raise DevKafkaError("--security is for the single broker; a cluster has PLAINTEXT listeners only")

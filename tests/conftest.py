@@ -22,7 +22,7 @@ import pytest
 from tests.support import CLIENTS, Broker, running_test, start_broker, stop_broker
 
 
-BROKER_FIXTURES = {"kafka", "secure_kafka", "restartable", "cluster", "fault_net"}
+BROKER_FIXTURES = {"kafka", "secure_kafka", "restartable", "cluster", "fault_net", "kafka_3_9"}
 
 
 REGISTRY_FIXTURES = {"registry", "guarded_registry"}

@@ -74,7 +74,7 @@ def _free(port: int) -> bool:
 
 
 def start_broker(state_name: str, security: bool = False, port: int | None = None,
-                 keep_data: bool = False, data_dir: Path | None = None) -> Broker:
+                 keep_data: bool = False, data_dir: Path | None = None, kafka_version: str | None = None) -> Broker:
     if running_test and running_test[0].get_closest_marker("broker") is None:
         pytest.fail(f"{running_test[0].nodeid} starts a broker: mark it broker (pytest -m 'not broker' must start no JVM)")
     state = ROOT / state_name
@@ -84,6 +84,8 @@ def start_broker(state_name: str, security: bool = False, port: int | None = Non
     args = ["--state-dir", str(state), "--port", str(port)]
     if data_dir:
         args += ["--data-dir", str(data_dir)]
+    if kafka_version:
+        args += ["--kafka-version", kafka_version]
     args += ["up", "--timeout", "120"]
     if security:
         args.append("--security")
