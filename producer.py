@@ -280,6 +280,16 @@ def parse_acks(text: str) -> int | str:
     raise ValueError("expected all (or -1), 1 or 0")
 
 
+def parse_warm_start(text: str) -> str:
+    value = text.strip().lower()
+    if value == "auto":
+        return "auto"
+    try:
+        return "on" if parse_bool(value) else "off"
+    except ValueError:
+        raise ValueError("expected auto (the default: live runs start warm, windows as before), on or off") from None
+
+
 def parse_log_events(text: str) -> str:
     value = text.strip().lower()
     if value in ("auto",):
@@ -479,6 +489,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("follow", "FOLLOW", "--follow", "false", parse_bool,
            "sessions mode: after the window (which then ends now), carry on live in real time", group="sessions",
            shapes_stream=True),
+    Option("warm_start", "WARM_START", "--warm-start", "auto", parse_warm_start,
+           "sessions mode: start with the customers who would be mid-session part-way through it, so the pace is "
+           "the steady one from the first minute: auto (live runs), on (a window too; its events then differ from "
+           "a cold start's), off", group="sessions"),
     Option("labels_file", "LABELS_FILE", "--labels-file", "", parse_path,
            "sessions mode: write the ground truth (segment, churn episodes, the benchmark label) as JSON lines "
            "here, when the stream ends",
@@ -644,6 +658,7 @@ class Settings:
     start_time: int | None
     end_time: int | None
     follow: bool
+    warm_start: str
     labels_file: str
     labels_topic: str
     truth_file: str
@@ -1087,6 +1102,8 @@ def run_id_for(s: Settings) -> str:
         import hashlib
 
         stream = [(o.name, getattr(s, o.name)) for o in OPTIONS if o.shapes_stream]
+        if s.warm_start == "on":  # a warm window is another stream (a cold one's id is as it was before the option)
+            stream.append(("warm_start", True))
         profile = s.profile if s.profile is not None or not s.shop_profile else load_shop_profile(s.shop_profile)
         shop = json.dumps(profile.to_json(), sort_keys=True) if profile is not None else None
         if s.scenarios:  # what the file says, not where it is: another file is another stream
@@ -1485,9 +1502,10 @@ def _days(ms: float) -> str:
 # The simulated shop the settings describe.
 
 def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, start_ms: int = 0,
-                  orders_only: bool = False) -> "SessionSimulator":
+                  orders_only: bool = False, warm_start: bool = False) -> "SessionSimulator":
     """The sessions-mode simulation the settings describe (EVENT_WEIGHTS only when given: otherwise the mix
-    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (orders_only: its orders alone)."""
+    is the realistic funnel's outcome); with SHOP_PROFILE, that shop's twin (orders_only: its orders alone);
+    warm_start: customers mid-session at the start (WARM_START, as the run applies it)."""
     weights = dict(s.event_weights) if "event_weights" in s.explicit else None
     cutoff = s.churn_cutoff
     if cutoff is None and s.end_time is not None and s.end_time - s.churn_horizon * DAY_MS > (s.start_time or 0):
@@ -1496,7 +1514,7 @@ def simulator_for(s: Settings, user_id_range: tuple[int, int] | None = None, sta
                 product_id_range=s.product_id_range, session_length_range=s.session_length_range, start_ms=start_ms,
                 seed=s.seed, timezone_name=s.shop_timezone, zipf_exponent=s.zipf_exponent,
                 churn_signal=s.churn_signal, cutoff_ms=cutoff, horizon_days=s.churn_horizon,
-                shard=s.shard if s.workers == 1 else None)
+                shard=s.shard if s.workers == 1 else None, warm_start=warm_start)
     behaviour = tuple(sc for sc in s.scenario_plan if sc.behaviour)
     if behaviour:  # the shop lives through them: its hooks, the scenarios' (shopsim.scenarios)
         shop["scenarios"] = behaviour
@@ -3230,10 +3248,15 @@ class SimulatedShop:
                                                                                                   sim.peek_ms)
         self._reached, self._made = 0.0, 0  # with faults: how far the last batch went in simulated time, its size
         fmt = TimestampFormatter()
-        log.info("Simulating %s from %s%s: about %.3g events/s%s",
+        # Live from the start, the pace to expect is this hour's (the shop's daily and weekly cycle); a window's is
+        # its average.
+        pace = (f"about {sim.expected_events_per_second_at(sim.start_ms):.3g} events/s at this hour of the shop's "
+                f"week ({sim.expected_events_per_second():.3g} on average)" if s.start_time is None else
+                f"about {sim.expected_events_per_second():.3g} events/s")
+        log.info("Simulating %s from %s%s: %s%s",
                  sim.describe(", ".join(f"{seg} {share:g}" for seg, share in s.segment_mix)), fmt(sim.start_ms),
                  " to now, then live" if s.follow else f" to {fmt(s.end_time)}" if s.end_time else ", live",
-                 sim.expected_events_per_second(),
+                 pace,
                  "; mix " + ", ".join(f"{t} {share:.1%}" for t, share in sim.expected_mix.items())
                  if sim.expected_mix else "")
         self.truth = TruthStream(s, sim, sink, faults) if s.truth_file or s.truth_topic else None
@@ -3756,9 +3779,9 @@ def compose_run(s: Settings, codec: JsonCodec, connection: KafkaConnection | Non
         return RunEngine(s, pacing, source, codec, sink, delivery, stop, s.events_logged)
     # sessions mode: a simulated population in simulated time (a window at full speed, then or else live)
     start_ms = s.start_time if s.start_time is not None else clock()
-    sim = simulator_for(s, start_ms=start_ms)
-    end_ms = s.end_time if s.end_time is not None else math.inf
     backfill = s.start_time is not None
+    sim = simulator_for(s, start_ms=start_ms, warm_start=s.warm_start == "on" or s.warm_start == "auto" and not backfill)
+    end_ms = s.end_time if s.end_time is not None else math.inf
     window = (start_ms, (lambda: end_ms) if s.end_time is not None else clock, sim.peek_ms) if backfill else None
     delivery = DeliveryMonitor(s, window=window, printed=kind.printed)  # a backfill's progress says how far it is
     sink = sink_of(delivery)

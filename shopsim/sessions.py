@@ -136,7 +136,8 @@ class SessionSimulator:
                  seed: int | None, weights: dict[str, float] | None = None, timezone_name: str = "UTC",
                  zipf_exponent: float = 1.0, churn_signal: float = 0.7, cutoff_ms: int | None = None,
                  horizon_days: float = 14.0, shard: tuple[int, int] | None = None,
-                 hourly: tuple[float, ...] = HOURLY_TRAFFIC, weekday: tuple[float, ...] = WEEKDAY_TRAFFIC) -> None:
+                 hourly: tuple[float, ...] = HOURLY_TRAFFIC, weekday: tuple[float, ...] = WEEKDAY_TRAFFIC,
+                 warm_start: bool = False) -> None:
         from zoneinfo import ZoneInfo
 
         # A shard simulates the whole shop (the same draws in the same order as every other shard) and hands out
@@ -189,7 +190,21 @@ class SessionSimulator:
         self._funnels = {s: self._segment_funnel(s, 0.0) for s in SEGMENTS}
         self._heap: list[int] = []
         self.users: list[_User] = []
+        # A warm start: the customers' sessions are drawn from a maximum session's length before the start (a
+        # session begun earlier has ended by then) and played up to it, their events dropped; what happened in them
+        # (friction, a decline planned again) stays. Those under way at the start go on from where they are, so the
+        # pace from the first minute is the steady one. A cold start draws them from the start: sessions start at
+        # their steady rate, but their later events lag, and the pace builds up over a maximum session's length.
+        self._lead_ms = int(self._max_session_ms) + 1 if warm_start else 0
         self._populate(user_id_range, start_ms)
+        if warm_start:
+            self._take(math.inf, start_ms - 1)  # played, not handed out
+            for user in self.users:
+                # The stream starts here: a session under way is the customer's first in it; one that ended before
+                # the start is not counted.
+                user.first_ms = start_ms if user.plan is not None else -1
+                if user.plan is None:
+                    user.sessions = 0
 
     # the population ------------------------------------------------------------------------------
     def _populate(self, user_id_range: tuple[int, int], start_ms: int) -> None:
@@ -244,11 +259,11 @@ class SessionSimulator:
                 lo, hi = BREAK_DAYS
                 user.break_days = math.sqrt(lo * lo + rng.random() * (hi * hi - lo * lo))
                 user.break_at = now - rng.random() * user.break_days * DAY_MS
-                self._schedule_session(user, now)
+                self._schedule_session(user, now - self._lead_ms)
                 return
         self._plan_break(user, now)
         if stationary:
-            self._schedule_session(user, now)
+            self._schedule_session(user, now - self._lead_ms)
         else:  # a new customer's arrival is their first visit
             self._plan_decline(user, now)
             user.action = START
@@ -327,6 +342,10 @@ class SessionSimulator:
                        for segment in SEGMENTS}  # events per session, times the share not away
         return 1000 * sum(user.rate * per_session[user.segment] for user in self.users if user.state != DORMANT)
 
+    def expected_events_per_second_at(self, when: int) -> float:
+        """The pace at this moment's hour and weekday: the average pace times the shop's traffic cycle then."""
+        return self.expected_events_per_second() * self._session_cycle(when)
+
     # scheduling ------------------------------------------------------------------------------------
     def _push(self, when: int, index: int) -> None:
         """Schedule a user's next action (or, with ARRIVAL, the next new customer) at `when` (ms). The per-event
@@ -371,7 +390,8 @@ class SessionSimulator:
                     user.action = FADE_END
                     self._push(max(user.fade_end, now), user.index)  # a session may have run past the end
                     return
-                keep *= 1 - self._fade_depth * (when - user.fade_start) / (user.fade_end - user.fade_start)
+                # (a warm start's sessions before the start may come before a decline under way began)
+                keep *= 1 - self._fade_depth * max(0, when - user.fade_start) / (user.fade_end - user.fade_start)
             if random() < keep:
                 user.action = START
                 self._push(when, user.index)
