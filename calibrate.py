@@ -37,6 +37,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,7 @@ QUANTILES = 201  # order value quantiles per item count: KS error of the interpo
 MIN_ORDERS_PER_BUCKET = 200  # item counts with fewer orders share the value distribution of "this many or more"
 FIT_CUSTOMERS = 6000  # customers simulated per evaluation of the fit (the fit's figures are shares)
 FIT_EVALUATIONS = 200
+MIN_SPAN_DAYS = 28  # the shortest export fitted: four weeks, a cut-off in the middle with two on each side
 FUNNEL_SLOTS = {"product_view": 1, "add_to_cart": 2, "checkout": 3, "bounce": 4}  # a session's counters
 
 # Column names recognised when the options do not name them (compared in lower case, without _ - and spaces).
@@ -99,6 +101,7 @@ class Export:
     funnel: dict[str, float] | None = None  # event exports: sessions per order, bounce, views, abandoned carts
     start_ms: int = 0
     end_ms: int = 0
+    notes: list[str] = field(default_factory=list)  # what was read with care: compression, repeats, a cut-off end
 
     def __post_init__(self) -> None:
         if self.orders:
@@ -186,27 +189,121 @@ def _number(text: str, column: str, row: int) -> float:
     return value
 
 
+# Compressed exports are read as they are: the format from the file's first bytes, not its name.
+COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+ACCEPTED = ("expected orders or invoice lines (CSV or whitespace-separated text), or JSON lines (orders or "
+            "producer.py's events); gzip, bzip2 and xz compressed files are read too")
+
+
+def _compression(path: str) -> str | None:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"PK\x03\x04"):
+        raise BadInput(f"{path}: is a zip archive; unzip it first ({ACCEPTED})")
+    return next((name for prefix, name in COMPRESSIONS if magic.startswith(prefix)), None)
+
+
+def _open_binary(path: str):
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}.get(_compression(path), open)
+    return opener(path, "rb")
+
+
 def read_export(path: str, args: argparse.Namespace, tz) -> Export:
-    """The export at `path` (orders, invoice lines or events), or BadInput naming what is wrong."""
+    """The export at `path` (orders, invoice lines or events, maybe compressed), or BadInput naming what is wrong."""
+    import lzma
+    import zlib
+
+    compression = None
     try:
-        with open(path, "rb") as f:
+        compression = _compression(path)
+        with _open_binary(path) as f:
             head = f.read(65536)
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot be read ({producer.os_reason(exc)}); expected an export file")\
-            from None
+    except BadInput:
+        raise
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        if compression is not None:  # the file opened: its compressed data is what is wrong
+            raise BadInput(f"{path}: the {compression} data is damaged or cut short ({exc}); expected the whole "
+                           "file") from None
+        raise BadInput(f"{path}: cannot be read ({producer.os_reason(exc) if isinstance(exc, OSError) else exc}); "
+                       f"{ACCEPTED}") from None
     if not head.strip():
-        raise BadInput(f"{path}: is empty; expected orders, invoice lines or events")
-    if head.lstrip()[:1] == b"{":
-        return read_events(path, tz)
-    return read_orders(path, head, args, tz)
+        raise BadInput(f"{path}: is empty; {ACCEPTED}")
+    text = head.decode("utf-8", errors="replace")
+    if b"\x00" in head or text.count("\ufffd") > len(text) / 100:
+        raise BadInput(f"{path}: is not UTF-8 text (binary data{', once uncompressed' if compression else ''}); "
+                       f"{ACCEPTED}")
+    try:
+        if head.lstrip()[:1] == b"{" and _is_event(head, path):
+            export = read_events(path, tz)
+        else:
+            export = read_orders(path, head, args, tz)
+    except (EOFError, lzma.LZMAError, zlib.error, OSError) as exc:  # a compressed file damaged or cut short
+        raise BadInput(f"{path}: the {compression or 'file'} data is damaged or cut short ({exc}); expected the "
+                       "whole file") from None
+    if compression:
+        export.notes.insert(0, f"read as {compression}")
+    if not compression and _ends_mid_line(path):
+        export.notes.append("the file does not end with a line break: its last line may be cut off (a partial "
+                            "copy?); it was read as it is")
+    return export
+
+
+def _is_event(head: bytes, path: str) -> bool:
+    """A JSON-lines export: producer.py's events (an event_type on the first line), or orders (anything else)."""
+    first = head.lstrip().split(b"\n", 1)[0]
+    try:
+        record = json.loads(first)
+    except ValueError:
+        raise BadInput(f"{path}: line 1 starts like JSON and is not a JSON object; {ACCEPTED}") from None
+    return isinstance(record, dict) and "event_type" in record
+
+
+def _ends_mid_line(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) not in (b"\n", b"\r")
 
 
 def _open_text(path: str) -> io.TextIOWrapper:
-    return open(path, encoding="utf-8-sig", errors="replace", newline="")
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors="replace", newline="")
+
+
+def _json_rows(path: str) -> tuple[list[str], Iterator[list[str]]]:
+    """A JSON-lines orders export as columns and rows: the columns are the keys of its first lines' objects."""
+    def records() -> Iterator[tuple[int, dict]]:
+        with _open_text(path) as stream:
+            for number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    raise BadInput(f"{path}: line {number} is not JSON; expected one JSON object per line") from None
+                if not isinstance(record, dict):
+                    raise BadInput(f"{path}: line {number} is not a JSON object; expected one per line")
+                yield number, record
+
+    first = list(itertools.islice(records(), 50))
+    names = list(dict.fromkeys(key for _, record in first for key in record))
+
+    def cell(value: Any) -> str:
+        return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+    return names, ([cell(record.get(name)) for name in names] for _, record in records())
 
 
 def _rows(path: str, head: bytes, args: argparse.Namespace) -> tuple[list[str], Iterator[list[str]]]:
-    """The column names and the rows: sniffed delimiter, or runs of white space."""
+    """The column names and the rows: JSON lines, a sniffed delimiter, or runs of white space."""
+    if head.lstrip()[:1] == b"{":
+        names, rows = _json_rows(path)
+        return ([c.strip() for c in args.columns.split(",")] if args.columns else names), rows
     text = head.decode("utf-8-sig", errors="replace")
     lines = [line for line in text.splitlines() if line.strip()][:50]
     delimiter = None
@@ -286,6 +383,14 @@ def read_orders(path: str, head: bytes, args: argparse.Namespace, tz) -> Export:
         buffered.append(row)
         if len(buffered) >= 500:
             break
+    if not buffered:
+        raise BadInput(f"{path}: has a header and no rows; expected orders or invoice lines")
+    # A row that repeats another exactly: with an order id, a line of an order repeated (an export's fault: added
+    # in, it would double the order's value), dropped; without one, two orders alike (CDNOW has 255 such rows:
+    # one customer, one day, one amount), kept. --duplicates says otherwise.
+    drop_repeats = args.duplicates == "drop" or args.duplicates == "auto" and order is not None
+    seen_rows: set[int] = set()
+    repeats = 0
     parse_time = TimeParser([r[when].strip() for r in buffered if len(r) > when], args.time_format, tz,
                             names[when])
     skipped: Counter = Counter()
@@ -296,6 +401,14 @@ def read_orders(path: str, head: bytes, args: argparse.Namespace, tz) -> Export:
         if len(row) < width:
             skipped["short rows"] += 1
             continue
+        fingerprint = hash(tuple(row))
+        if fingerprint in seen_rows:
+            repeats += 1
+            if drop_repeats:
+                skipped["exact repeats of a row"] += 1
+                continue
+        else:
+            seen_rows.add(fingerprint)
         who = row[customer].strip()
         if not who or who.lower() in ("nan", "null", "none"):
             skipped["rows without a customer"] += 1
@@ -330,6 +443,13 @@ def read_orders(path: str, head: bytes, args: argparse.Namespace, tz) -> Export:
             first[who] = ms
     export = Export(path, "orders", tz, orders, first, parse_time.time_of_day, rows=count, skipped=skipped,
                     columns=columns, products=products)
+    if repeats:
+        export.notes.append(
+            f"{repeats:,} rows ({repeats / count:.1%}) repeat another exactly: " +
+            ("dropped (the same line of the same order twice)" if drop_repeats and order is not None else
+             "dropped (--duplicates drop)" if drop_repeats else
+             "kept as orders of their own: no order id tells a repeat from a second order alike"
+             + ("; that many suggests a faulty export: --duplicates drop" if repeats > count / 50 else "")))
     return export
 
 
@@ -433,6 +553,9 @@ def make_window(start_ms: int, end_ms: int, tz, cutoff: str | None, horizon_days
     import numpy as np
 
     days = int(math.ceil((end_ms - start_ms) / DAY_MS))
+    if days < MIN_SPAN_DAYS:
+        raise BadInput(f"the export spans {days} day{'s' if days != 1 else ''}; the twin is fitted to how customers "
+                       f"come back, before and after a cut-off: expected an export of {MIN_SPAN_DAYS} days or more")
     if cutoff:
         try:
             cutoff_ms = shopsim.parse_time(cutoff)
@@ -883,6 +1006,7 @@ def report_text(rows: list[dict], export: Export, profile: ShopProfile, fitted: 
     lines = [f"{export.source}: {export.rows:,} rows, {len(export.orders):,} orders of {len(export.first_seen):,} "
              f"customers, {fmt(window.start_ms)[:10]} to {fmt(window.end_ms)[:10]} ({profile.timezone}); "
              f"skipped: {skipped}",
+             *[f"note: {note}" for note in export.notes],
              "columns: " + ", ".join(f"{role}={name}" for role, name in export.columns.items()),
              "fitted: " + "; ".join(f"{k} ({v})" for k, v in fitted.items()),
              "defaults (sessions mode's published figures): " + ", ".join(defaults_of(fitted)),
@@ -917,7 +1041,7 @@ def plot(path: str, real: dict, twin: dict, window: Window, rows: list[dict], ex
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 11))
     colours = {"export": "#4c72b0", "twin": "#dd8452"}
     a = axes[0][0]
     bins = np.arange(1, 11)
@@ -953,15 +1077,22 @@ def plot(path: str, real: dict, twin: dict, window: Window, rows: list[dict], ex
     a.bar(days + 0.2, twin["weekday"], 0.4, label="twin", color=colours["twin"])
     a.set_xticks(days, "Mon Tue Wed Thu Fri Sat Sun".split())
     a.set_title(f"orders by weekday ({window.tz})")
-    a.legend()
+    # Room above the bars for the legend: it covered Saturday and Sunday.
+    a.set_ylim(0, 1.25 * max(max(real["weekday"]), max(twin["weekday"])))
+    a.legend(loc="upper center", ncol=2)
     a = axes[1][2]
     a.axis("off")
-    text = [f"{r['figure'][:44]}: {r['value']:.3f} ({r['target']}) {'ok' if r['ok'] else 'MISSED'}" for r in rows]
-    a.text(0, 1, "\n".join(text), va="top", family="monospace", fontsize=7.5)
+    # Each figure whole (wrapped, not cut), its distance, target and verdict on a line of their own.
+    text = []
+    for r in rows:
+        text += textwrap.wrap(r["figure"], 52) or [""]
+        text.append(f"    {r['value']:.3f}  {r['target']}  {'ok' if r['ok'] else 'MISSED'}")
+    a.text(-0.05, 1.05, "\n".join(text), va="top", family="monospace", fontsize=9.5, transform=a.transAxes)
     met = sum(r["ok"] for r in rows)
-    fig.suptitle(f"{os.path.basename(export.source)} and its twin: {met} of {len(rows)} figures within target")
+    fig.suptitle(f"{os.path.basename(export.source)} and its twin: {met} of {len(rows)} figures within target",
+                 fontsize=14)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -984,6 +1115,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "the common layouts are recognised)")
     columns.add_argument("--no-header", action="store_true", help="the file has no header line (give --columns)")
     columns.add_argument("--columns", metavar="A,B,C", help="the column names, in order")
+    columns.add_argument("--duplicates", choices=("auto", "drop", "keep"), default="auto",
+                         help="rows that repeat another exactly: auto (the default) drops them when an order id "
+                              "makes them the same line of one order twice, and keeps them as orders otherwise; "
+                              "drop or keep all; the report says how many")
     parser.add_argument("--timezone", default="UTC", help="the shop's time zone: naive times are in it, and the "
                                                           "daily and weekly cycle is read in it (default UTC)")
     parser.add_argument("--cutoff", metavar="DATE", help="the churn question's cut-off (default: the middle of "
@@ -1042,13 +1177,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export = read_export(args.export, args, tz)
         timings["read"] = time.monotonic() - started
-        say(f"read {export.rows:,} rows: {len(export.orders):,} orders of {len(export.first_seen):,} customers "
-            f"({timings['read']:.1f} s)")
         window = make_window(export.start_ms, export.end_ms, tz, args.cutoff, args.horizon_days,
                              not export.time_of_day)
     except BadInput as exc:
         say(str(exc))
         return EXIT_BAD_INPUT
+    say(f"read {export.rows:,} rows: {len(export.orders):,} orders of {len(export.first_seen):,} customers "
+        f"({timings['read']:.1f} s)")
+    for note in export.notes:
+        say(f"note: {note}")
     import numpy as np
 
     codes = {c: i for i, c in enumerate(export.first_seen)}
@@ -1066,6 +1203,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = profile.to_json(kind="ecommerce-shop-profile", source={
         "file": os.path.basename(args.export), "kind": export.kind, "rows": export.rows,
         "orders": len(export.orders), "customers": len(export.first_seen), "skipped": dict(export.skipped),
+        "notes": export.notes,
         "columns": export.columns}, fitted=fitted, defaults=defaults_of(fitted), fit=fit)
     temporary = f"{args.profile}.tmp"
     with open(temporary, "w", encoding="utf-8") as f:
@@ -1115,4 +1253,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C during a fit: a profile is written whole or not at all (os.replace)
+        print("calibrate: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1324,6 +1324,7 @@ class RegistryCodec(JsonCodec):
             serializer = JSONSerializer(self.schema_text, client, conf=conf)
         context = SerializationContext(topic, MessageField.VALUE)
         deadline = time.monotonic() + s.connect_timeout
+        waiting = False
         while True:
             try:
                 framed = serializer(to_object(SAMPLE_EVENT) if to_object else SAMPLE_EVENT, context)
@@ -1355,6 +1356,11 @@ class RegistryCodec(JsonCodec):
                         f"Cannot reach the schema registry at {s.registry_url} within {s.connect_timeout:g}s "
                         f"({type(exc).__name__}: {str(exc)[:200]}); check SCHEMA_REGISTRY_URL (local registry: "
                         "python devkafka.py registry up)") from None
+                if not waiting:  # said once, at once: the wait may be CONNECT_TIMEOUT long
+                    waiting = True
+                    log.warning("The schema registry at %s does not answer yet (%s); retrying for up to %.0fs "
+                                "(local registry: python devkafka.py registry up)", s.registry_url,
+                                type(exc).__name__, s.connect_timeout)
             if stop.wait(0.5):
                 raise ConnectionFailed("Stopped before the schema registry could be reached")
         self.schema_id = int.from_bytes(framed[1:5], "big")  # the wire format: a zero byte, the id, the event
@@ -1742,7 +1748,8 @@ class KafkaConnection:
                         raise ConnectionFailed(f"Cannot connect to Kafka at {s.bootstrap_servers}: {stranger}; check "
                                                "KAFKA_BOOTSTRAP_SERVERS and KAFKA_SECURITY_PROTOCOL") from None
                     log.warning("Kafka at %s is not reachable yet (%s); retrying for up to %.0fs",
-                                s.bootstrap_servers, self.watch.reason() or type(exc).__name__, s.connect_timeout)
+                                s.bootstrap_servers, self._unresolved() or self.watch.reason() or type(exc).__name__,
+                                s.connect_timeout)
                 if self._stop.wait(backoff):
                     raise ConnectionFailed("Stopped before Kafka could be reached") from None
                 backoff = min(backoff * 2, 5.0)
@@ -1756,20 +1763,33 @@ class KafkaConnection:
                 (server.rpartition(":") for server in self.settings.bootstrap_servers.split(","))]
 
     def _unknown_hosts(self) -> str:
-        """What is wrong when no bootstrap host name resolves at all (the name does not exist; a resolver that is
-        only unavailable for now is retried), else ""."""
+        """What is wrong when no bootstrap host name resolves because none exists, else "" (a resolver that is only
+        unavailable for now is retried: _unresolved says so)."""
+        for_good, reasons = self._name_trouble()
+        return reasons if for_good else ""
+
+    def _unresolved(self) -> str:
+        """What is wrong when no bootstrap host name resolves now (no DNS server answers, say), else ""."""
+        return self._name_trouble()[1]
+
+    def _name_trouble(self) -> tuple[bool, str]:
+        """(for good, why) when no bootstrap host name resolves: for good when the names do not exist; else the
+        resolver cannot be asked now, which may pass. (False, "") when one resolves."""
         import socket
 
-        reasons = []
+        reasons, for_good = [], True
         for host, port in self._servers():
             try:
                 socket.getaddrinfo(host, port)
-                return ""
+                return False, ""
             except socket.gaierror as exc:
-                if exc.errno != socket.EAI_NONAME:
-                    return ""
-                reasons.append(f"the host name '{host}' does not resolve ({exc.strerror})")
-        return "; ".join(reasons)
+                if exc.errno == socket.EAI_NONAME:
+                    reasons.append(f"the host name '{host}' does not resolve ({exc.strerror})")
+                else:
+                    for_good = False
+                    reasons.append(f"the host name '{host}' cannot be resolved now ({exc.strerror}: is a DNS server "
+                                   "reachable from here?)")
+        return for_good, "; ".join(reasons)
 
     def _not_kafka(self, silent_too: bool = False) -> str:
         """What is wrong when every bootstrap server answers, but not as a Kafka broker's plaintext listener does
@@ -1829,7 +1849,8 @@ class KafkaConnection:
 
     def _connection_error(self, kind: str, exc: Exception | None = None) -> str:
         s = self.settings
-        reason = self.watch.reason() or (f"{type(exc).__name__}: {exc}" if exc else "")
+        # a name that cannot be resolved first: the client's own words for it are a generic timeout
+        reason = self._unresolved() or self.watch.reason() or (f"{type(exc).__name__}: {exc}" if exc else "")
         if kind == "auth":
             return (f"Authentication to Kafka at {s.bootstrap_servers} failed ({reason}); check "
                     f"KAFKA_SASL_MECHANISM={s.sasl_mechanism}, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")

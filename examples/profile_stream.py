@@ -57,14 +57,22 @@ def read_events(paths: list[str]) -> Iterable[dict]:
             reason = "is a folder" if isinstance(exc, IsADirectoryError) else exc.strerror or type(exc).__name__
             raise SystemExit(f"profile_stream: {path}: cannot be read ({reason}); expected a JSON-lines file of "
                              "events") from None
+        number = 0
         try:
             for number, line in enumerate(stream, start=1):
                 if line.strip():
                     try:
-                        yield json.loads(line)
+                        event = json.loads(line)
                     except json.JSONDecodeError:
                         raise SystemExit(f"profile_stream: {path}: line {number} is not JSON; expected one event "
                                          "per line") from None
+                    if not isinstance(event, dict) or not isinstance(event.get("metadata", {}), dict):
+                        raise SystemExit(f"profile_stream: {path}: line {number} is not an event (a JSON object "
+                                         "with user_id, event_type, timestamp, metadata); expected one per line")
+                    yield event
+        except UnicodeDecodeError:
+            raise SystemExit(f"profile_stream: {path}: line {number + 1} is not UTF-8 text (binary data?); expected "
+                             "a JSON-lines file of events") from None
         finally:
             if stream is not sys.stdin:
                 stream.close()
@@ -316,4 +324,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:  # `| head` closed the pipe: what it wanted was printed
+        sys.stderr.close()
+        sys.exit(0)

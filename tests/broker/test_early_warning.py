@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import subprocess
 from datetime import datetime, timezone
 
@@ -75,6 +76,24 @@ def test_random_alerts_score_the_share_of_them_followed_by_a_churn():
     assert figures["alerts"] == 2000
     assert figures["precision"] == round(followed / 2000, 4)
     assert 0 < figures["precision"] < 0.2
+
+
+def test_chance_is_the_mean_of_many_draws_with_their_spread():
+    """One draw of random alerts moves with a few alerts more or less; chance is the mean of 20 seeded draws, and
+    the report gives their standard deviation."""
+    board = shop(some_churns(seed=4))
+    rng = random.Random(5)
+    for _ in range(40):
+        board.add_alert({"user_id": rng.randint(1, 100), "timestamp": iso(T0 + int(rng.random() * 46 * DAY))})
+    report = board.report()
+    chance = report["baselines"]["random"]
+    draws = [board.score(board.random_alerts(report["alerts"], seed)) for seed in range(scoreboard.CHANCE_DRAWS)]
+    precisions = [d["precision"] for d in draws]
+    assert chance["draws"] == 20 and len(set(precisions)) > 1  # the draws differ: one of them is not chance
+    assert chance["precision"] == round(sum(precisions) / 20, 4)
+    assert chance["spread"]["precision"] == round(statistics.stdev(precisions), 4) > 0
+    assert chance["recall"] == round(sum(d["recall"] for d in draws) / 20, 4)
+    assert "chance: the mean of 20 draws; their spread (sd): precision" in scoreboard.render(report)
 
 
 def test_an_alert_after_the_churn_is_a_late_false_alarm():

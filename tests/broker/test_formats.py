@@ -216,6 +216,10 @@ def test_an_unreachable_registry_is_one_line_exit_1_within_the_connect_timeout(k
     errors = [line for line in out.stderr.splitlines() if " - ERROR - " in line]
     assert len(errors) == 1 and "Cannot reach the schema registry" in errors[0] and "SCHEMA_REGISTRY_URL" in errors[0]
     assert "Traceback" not in out.stderr and out.summary["generated"] == 0
+    # the wait is said when it begins, once (it was 30 s of silence by default)
+    waiting = [line for line in out.stderr.splitlines() if "does not answer yet" in line]
+    assert len(waiting) == 1 and " - WARNING - " in waiting[0] and "retrying for up to 3s" in waiting[0], waiting
+    assert out.stderr.index(waiting[0]) < out.stderr.index(errors[0])
 
 
 def test_an_incompatible_subject_is_refused_before_anything_is_sent(kafka, registry, topic):

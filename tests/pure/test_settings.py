@@ -241,6 +241,24 @@ def test_a_host_name_that_does_not_resolve_is_said_at_once():
     assert len(errors) == 1 and "the host name 'kafka-that-is-not.invalid' does not resolve" in errors[0], errors
 
 
+def test_a_host_name_that_cannot_be_resolved_now_is_named_not_a_generic_timeout(monkeypatch):
+    """No DNS server answers (EAI_AGAIN): retried, as it may pass, but the lines say why, not the client's generic
+    "Unable to bootstrap" timeout."""
+    import socket
+    import threading
+
+    settings = producer.load_settings(["--bootstrap-servers", "kafka.example.com:9092"], environ={})
+    connection = producer.connection_for(settings, threading.Event(), lambda: 0)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    assert connection._unknown_hosts() == ""  # not refused at once: a resolver away for now may come back
+    error = connection._connection_error("connection", TimeoutError("Unable to bootstrap"))
+    assert "the host name 'kafka.example.com' cannot be resolved now (Temporary failure in name resolution: is a " \
+           "DNS server reachable from here?)" in error and "Unable to bootstrap" not in error
+
+
 @pytest.mark.slow  # the first connection attempt's 3 s come first
 @pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
 def test_a_port_where_another_service_answers_is_said_at_once(client):

@@ -8,6 +8,7 @@ this file's own code; calibrate.py's report is checked against them, not trusted
 from __future__ import annotations
 
 import json
+import random
 import os
 import subprocess
 import sys
@@ -250,11 +251,17 @@ def test_event_export_twin_reproduces_the_profile_figures(tmp_path):
      ["no orders are left", "1 returns and cancellations", "1 rows without a customer"]),
     ("customer,date,note\n1,2024-01-02,x\n", [], ["--value-column", "--quantity-column and --price-column"]),
     ("1,2024-01-02,10\n", ["--no-header"], ["--no-header", "--columns"]),
-    ('{"user_id": 1}\n', [], ["line 1 is not an event"]),
+    ('{"user_id": 1, "event_type": "checkout"}\n', [], ["line 1 is not an event"]),
+    ('{"customer": 1, "amount": 5}\n', [], ["--time-column", "no column is named like a time"]),  # JSON-lines orders
+    ("customer,date,amount\n", [], ["has a header and no rows"]),
+    ("customer,date,amount\n1,2024-01-02,10\n2,2024-01-02,12\n", [], ["spans 1 day", "28 days or more"]),
+    (b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50, [], ["is not UTF-8 text (binary data)"]),
+    (b"PK\x03\x04" + b"\x00" * 40, [], ["is a zip archive; unzip it first"]),
+    (__import__("gzip").compress(b"customer,date,amount\n1,2024-01-02,10\n")[:30], [], ["gzip data is damaged or cut short"]),
 ])
 def test_bad_export_is_one_line_exit_2_and_no_profile(tmp_path, content, args, words):
     export = tmp_path / "export.csv"
-    export.write_text(content)
+    export.write_bytes(content if isinstance(content, bytes) else content.encode())
     profile = tmp_path / "profile.json"
     out = run_calibrate(str(export), "--profile", str(profile), *args)
     assert out.returncode == 2, out.stderr
@@ -264,9 +271,67 @@ def test_bad_export_is_one_line_exit_2_and_no_profile(tmp_path, content, args, w
     assert not profile.exists() and list(tmp_path.iterdir()) == [export]
 
 
+def _invoice_lines(seed: int = 1) -> list[list[str]]:
+    """Invoice lines of 2,000 orders of 300 customers over 80 days: InvoiceNo, StockCode, Quantity, date, price."""
+    rng = random.Random(seed)
+    rows = []
+    for invoice in range(2000):
+        day, customer = rng.randint(0, 79), rng.randint(1, 300)
+        rows += [[str(10_000 + invoice), f"P{rng.randint(1, 50)}", str(rng.randint(1, 5)),
+                  f"2021-{1 + day // 28:02d}-{1 + day % 28:02d} {rng.randint(8, 21)}:00", f"{rng.uniform(1, 20):.2f}",
+                  str(customer)] for _ in range(rng.randint(1, 4))]
+    return rows
+
+
+def test_exports_are_read_compressed_as_json_lines_and_with_their_repeats_and_cut_off_end_said(tmp_path):
+    """The same invoice lines as CSV, gzip, bzip2, and JSON lines give the same orders; 5% of lines repeated
+    within their order are dropped and said (added in, they doubled those orders' value); a file that ends
+    mid-line is said."""
+    import bz2
+    import gzip
+
+    header = ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"]
+    rows = _invoice_lines()
+    csv_text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+    rng = random.Random(2)
+    repeated = [r for row in rows for r in ([row, row] if rng.random() < 0.05 else [row])]
+    exports = {"plain.csv": csv_text.encode(), "gzipped.csv.gz": gzip.compress(csv_text.encode()),
+               "bzipped.bz2": bz2.compress(csv_text.encode()),
+               "orders.jsonl": "".join(json.dumps(dict(zip(header, r))) + "\n" for r in rows).encode(),
+               "repeated.csv": "\n".join(",".join(r) for r in [header, *repeated]).encode(),  # no final line break
+               }
+    sources = {}
+    for name, content in exports.items():
+        (tmp_path / name).write_bytes(content)
+        out = run_calibrate(str(tmp_path / name), "--profile", str(tmp_path / f"{name}.json"), "--no-report",
+                            "--evaluations", "2", "--order-column", "InvoiceNo")
+        assert out.returncode == 0, out.stderr
+        sources[name] = json.loads((tmp_path / f"{name}.json").read_text())["source"]
+        sources[name]["stderr"] = out.stderr
+    plain = sources["plain.csv"]
+    for name in exports:
+        assert (sources[name]["orders"], sources[name]["customers"]) == (plain["orders"], plain["customers"]), name
+    assert sources["gzipped.csv.gz"]["notes"][0] == "read as gzip"
+    assert sources["bzipped.bz2"]["notes"][0] == "read as bzip2"
+    repeats = len(repeated) - len(rows)
+    assert sources["repeated.csv"]["skipped"] == {"exact repeats of a row": repeats}
+    notes = sources["repeated.csv"]["notes"]
+    assert f"{repeats:,} rows" in notes[0] and "dropped (the same line of the same order twice)" in notes[0]
+    assert "does not end with a line break" in notes[1] and "note: the file does not end" in sources["repeated.csv"]["stderr"]
+    # without an order id, rows alike are orders alike (CDNOW's same-day repeats): kept, and said
+    (tmp_path / "no_id.csv").write_text("customer,date,amount\n" + "".join(
+        f"{c},2021-0{1 + c % 3}-{1 + c % 27:02d},{c % 7 + 1}.5\n" * (2 if c % 10 == 0 else 1) for c in range(1, 400)))
+    out = run_calibrate(str(tmp_path / "no_id.csv"), "--profile", str(tmp_path / "no_id.json"), "--no-report",
+                        "--evaluations", "2")
+    assert out.returncode == 0, out.stderr
+    source = json.loads((tmp_path / "no_id.json").read_text())["source"]
+    assert source["orders"] == 399 + 39 and "kept as orders of their own" in source["notes"][0]
+
+
 def test_headerless_file_with_named_columns_and_a_time_format(tmp_path):
     export = tmp_path / "orders.txt"
-    rows = [f"{c} {d:02d}/03/2021 {10 + c % 5}.5\n" for c in range(1, 200) for d in range(1, 1 + c % 4)]
+    rows = [f"{c} {d:02d}/{m:02d}/2021 {10 + c % 5}.5\n" for c in range(1, 200) for m in (3, 4)
+            for d in range(1, 1 + c % 4)]  # March and April: 34 days (28 at least are fitted)
     export.write_text("".join(rows))
     out = run_calibrate(str(export), "--no-header", "--columns", "client,day,total", "--customer-column", "client",
                         "--time-column", "day", "--time-format", "%d/%m/%Y", "--value-column", "total", "--profile",
