@@ -82,8 +82,9 @@ class Detector:
     """Event-time churn risk per customer; alerts go to emit(user_id, epoch ms, score, reason)."""
 
     def __init__(self, emit: Callable[[int, int, float, str], None], threshold: float = DEFAULT_THRESHOLD,
-                 cooldown_days: float = 14.0) -> None:
+                 cooldown_days: float = 14.0, judged: Callable[[int, int, float], None] | None = None) -> None:
         self.emit, self.threshold, self.cooldown = emit, threshold, int(cooldown_days * DAY_MS)
+        self.judged = judged  # every judgement's risk, alerted or not (--scores-file): the threshold-free figures
         self.customers: dict[int, Customer] = {}
         self.clock = 0  # event time: the latest event timestamp seen
         self._silences: list[tuple[int, int, int]] = []  # (when to look, user, the visit start it was set for)
@@ -152,9 +153,13 @@ class Detector:
         return 1 / (1 + math.exp(-z)), max(contributions, key=contributions.get)
 
     def _judge(self, user_id: int, c: Customer, now: int) -> None:
+        if self.judged is not None:
+            score, reason = self.risk(c, now)
+            self.judged(user_id, now, round(score, 4))
         if now < c.quiet_until:
             return
-        score, reason = self.risk(c, now)
+        if self.judged is None:
+            score, reason = self.risk(c, now)
         if score >= self.threshold:
             c.quiet_until = now + self.cooldown
             self.alerts += 1
@@ -246,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events-file", help="read events from this JSON-lines file (- for stdin) instead of Kafka")
     parser.add_argument("--alerts-topic", help="send alerts to this topic (keyed by user id, event-time stamped)")
     parser.add_argument("--alerts-file", help="write alerts to this JSON-lines file")
+    parser.add_argument("--scores-file", help="also write every judgement's risk, alerted or not, to this JSON-lines "
+                                              "file: {\"user_id\", \"timestamp\", \"score\"} (scoreboard.py --scores)")
+    parser.add_argument("--scores-topic", help="also send every judgement's risk to this topic")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"alert at this risk (the chance of churning within 14 days) or above (default {DEFAULT_THRESHOLD})")
     parser.add_argument("--cooldown-days", type=float, default=14.0,
@@ -266,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         out = open(args.alerts_file, "w", encoding="utf-8") if args.alerts_file else None
+        scores_out = open(args.scores_file, "w", encoding="utf-8") if args.scores_file else None
         if args.events_file and args.events_file != "-":
             open(args.events_file, "rb").close()  # a missing file is said now, not as a traceback later
         values: Iterable[bytes] = events_from_file(args.events_file) if args.events_file else ()
@@ -275,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     producer = None
     stop: list[int] = []
     try:
-        if args.alerts_topic:
+        if args.alerts_topic or args.scores_topic:
             producer = kafka_client("Producer", {"bootstrap.servers": args.bootstrap_servers,
                                                  "enable.idempotence": True, "linger.ms": 50})
         if not args.events_file:
@@ -290,13 +299,23 @@ def main(argv: list[str] | None = None) -> int:
         text = json.dumps({"user_id": user_id, "timestamp": iso(when), "score": score, "reason": reason})
         if out is not None:
             out.write(text + "\n")
-        if producer is not None:
+        if producer is not None and args.alerts_topic:
             producer.produce(args.alerts_topic, text.encode(), str(user_id).encode(), timestamp=when,
                              on_delivery=lambda error, _message: error is not None and failed.append(str(error)))
             producer.poll(0)
 
+    def judged(user_id: int, when: int, score: float) -> None:
+        text = f'{{"user_id":{user_id},"timestamp":"{iso(when)}","score":{score}}}'
+        if scores_out is not None:
+            scores_out.write(text + "\n")
+        if producer is not None and args.scores_topic:
+            producer.produce(args.scores_topic, text.encode(), str(user_id).encode(), timestamp=when,
+                             on_delivery=lambda error, _message: error is not None and failed.append(str(error)))
+            producer.poll(0)
+
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
-    detector = Detector(emit, args.threshold, args.cooldown_days)
+    detector = Detector(emit, args.threshold, args.cooldown_days,
+                        judged if args.scores_file or args.scores_topic else None)
     observe = detector.observe
     if sys.stderr.isatty():  # on a terminal, the events read so far, on a counter that redraws in place
         from tqdm import tqdm
@@ -323,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILURE
     if out is not None:
         out.close()
+    if scores_out is not None:
+        scores_out.close()
     busy = last - first
     print(f"early_warning: {detector.events:,} events of {len(detector.customers):,} customers, "
           f"{detector.alerts:,} alerts, {detector.events / busy if busy > 0 else 0:,.0f} events/s", file=sys.stderr)
