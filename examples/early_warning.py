@@ -90,6 +90,10 @@ class Detector:
         self._silences: list[tuple[int, int, int]] = []  # (when to look, user, the visit start it was set for)
         self.events = self.alerts = 0
 
+    def feed(self, value: bytes) -> None:
+        """A record of the input: an event of the producer's JSON."""
+        self.observe(*decode(value))
+
     def observe(self, user_id: int, when: int, event_type: str, session_id: str | None) -> None:
         self.events += 1
         if when > self.clock:
@@ -138,8 +142,16 @@ class Detector:
     def risk(self, c: Customer, now: int) -> tuple[float, str]:
         """(score, the main reason) of a customer at event time `now`: a logistic model of the chance they churn
         in the next 14 days, from the signals against their own history (WEIGHTS)."""
+        silent, signals = self.signals(c, now)
+        contributions = {name: WEIGHTS[name] * (value - TYPICAL[name]) for name, value in signals.items()}
+        z = BIAS + WEIGHTS["in_silence"] * silent + sum(WEIGHTS[name] * value for name, value in signals.items())
+        return 1 / (1 + math.exp(-z)), max(contributions, key=contributions.get)
+
+    @staticmethod
+    def signals(c: Customer, now: int) -> tuple[bool, dict[str, float]]:
+        """(judged in a silence, the signals of a customer at event time `now`, against their own history)."""
         silent = now > c.start  # judged in a silence, not as a visit begins
-        signals = {
+        return silent, {
             "silent": math.log(max(now - c.start, HOUR_MS) / c.gap) if silent else 0.0,
             "slowing": math.log(c.gap_recent / c.gap),
             "bouncing": c.bounce_recent,
@@ -148,9 +160,6 @@ class Detector:
             "abandoning": c.abandoned,
             "seldom": math.log(c.gap / DAY_MS),
         }
-        contributions = {name: WEIGHTS[name] * (value - TYPICAL[name]) for name, value in signals.items()}
-        z = BIAS + WEIGHTS["in_silence"] * silent + sum(WEIGHTS[name] * value for name, value in signals.items())
-        return 1 / (1 + math.exp(-z)), max(contributions, key=contributions.get)
 
     def _judge(self, user_id: int, c: Customer, now: int) -> None:
         if self.judged is not None:
@@ -201,24 +210,27 @@ def kafka_client(kind: str, config: dict):
     return getattr(confluent_kafka, kind)({**config, "log_level": 0, "error_cb": lambda error: None})
 
 
-def consume(bootstrap: str, topic: str, group: str, until_idle: float, stop: list) -> Iterator[bytes]:
-    """Event values from the topic in a consumer group, from the group's offsets (the beginning, first time).
-    KafkaFailed when the broker does not answer or the topic does not exist."""
+def consume(bootstrap: str, topic: str, group: str, until_idle: float, stop: list,
+            more: tuple[str, ...] = ()) -> Iterator[bytes]:
+    """Event values from the topic (and the `more` topics: another detector's inputs) in a consumer group, from the
+    group's offsets (the beginning, first time). KafkaFailed when the broker does not answer or a topic does not
+    exist."""
     consumer = kafka_client("Consumer", {"bootstrap.servers": bootstrap, "group.id": group,
                                          "auto.offset.reset": "earliest", "enable.auto.commit": True})
     from confluent_kafka import KafkaException
 
     try:
-        topics = consumer.list_topics(topic, timeout=10).topics
+        topics = consumer.list_topics(timeout=10).topics
     except KafkaException:
         consumer.close()
         raise KafkaFailed(f"--bootstrap-servers: {bootstrap} did not answer within 10 s; start the broker (make "
                           "kafka-up) or name one that runs") from None
-    if topic not in topics or topics[topic].error is not None:
-        consumer.close()
-        raise KafkaFailed(f"--topic: topic '{topic}' does not exist on {bootstrap}; expected the topic the producer "
-                          "sends to (--topic)")
-    consumer.subscribe([topic])
+    for name in (topic, *more):
+        if name not in topics or topics[name].error is not None:
+            consumer.close()
+            raise KafkaFailed(f"topic '{name}' does not exist on {bootstrap}; expected the topic the producer sends "
+                              f"{'to (--topic)' if name == topic else 'its truth to (--truth-topic)'}")
+    consumer.subscribe([topic, *more])
     last = time.monotonic()
     try:
         while not stop:
@@ -242,20 +254,20 @@ def _first_or_fail(values: Iterator[bytes]) -> Iterator[bytes]:
     return itertools.chain(first, values)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="exit codes: 0 done, 1 Kafka failed, 2 bad input")
+def build_parser(description: str = __doc__.split("\n\n")[0], group: str = "early-warning",
+                 threshold: float = DEFAULT_THRESHOLD) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, epilog="exit codes: 0 done, 1 Kafka failed, 2 bad input")
     parser.add_argument("--bootstrap-servers", default="localhost:9092")
     parser.add_argument("--topic", default="user-events", help="the events topic (default user-events)")
-    parser.add_argument("--group", default="early-warning", help="consumer group (default early-warning)")
+    parser.add_argument("--group", default=group, help=f"consumer group (default {group})")
     parser.add_argument("--events-file", help="read events from this JSON-lines file (- for stdin) instead of Kafka")
     parser.add_argument("--alerts-topic", help="send alerts to this topic (keyed by user id, event-time stamped)")
     parser.add_argument("--alerts-file", help="write alerts to this JSON-lines file")
     parser.add_argument("--scores-file", help="also write every judgement's risk, alerted or not, to this JSON-lines "
                                               "file: {\"user_id\", \"timestamp\", \"score\"} (scoreboard.py --scores)")
     parser.add_argument("--scores-topic", help="also send every judgement's risk to this topic")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help=f"alert at this risk (the chance of churning within 14 days) or above (default {DEFAULT_THRESHOLD})")
+    parser.add_argument("--threshold", type=float, default=threshold,
+                        help=f"alert at this risk (the chance of churning within 14 days) or above (default {threshold})")
     parser.add_argument("--cooldown-days", type=float, default=14.0,
                         help="at most one alert per customer in this many days (default 14)")
     parser.add_argument("--until-idle", type=float, default=0.0, metavar="SECONDS",
@@ -263,14 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None,
+         make_detector: Callable[..., Detector] | None = None, name: str = "early_warning",
+         more_topics: Callable[[argparse.Namespace], tuple[str, ...]] = lambda args: ()) -> int:
+    """The pipeline around a detector: events in (a consumer group or a file), alerts and scores out. A detector of
+    another kind (examples/early_warning_online.py) comes with its parser, make_detector(emit, args, judged), and
+    the topics it reads beside the events (its feed() takes their records)."""
+    args = (parser or build_parser()).parse_args(argv)
     if not (args.alerts_topic or args.alerts_file):
-        print("early_warning: --alerts-topic or --alerts-file: expected at least one place for the alerts",
+        print(f"{name}: --alerts-topic or --alerts-file: expected at least one place for the alerts",
               file=sys.stderr)
         return EXIT_USAGE
     if not 0 < args.threshold < 1:
-        print(f"early_warning: --threshold: {args.threshold:g}; expected a risk between 0 and 1", file=sys.stderr)
+        print(f"{name}: --threshold: {args.threshold:g}; expected a risk between 0 and 1", file=sys.stderr)
         return EXIT_USAGE
     try:
         out = open(args.alerts_file, "w", encoding="utf-8") if args.alerts_file else None
@@ -279,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             open(args.events_file, "rb").close()  # a missing file is said now, not as a traceback later
         values: Iterable[bytes] = events_from_file(args.events_file) if args.events_file else ()
     except OSError as exc:
-        print(f"early_warning: cannot open {exc.filename} ({exc.strerror})", file=sys.stderr)
+        print(f"{name}: cannot open {exc.filename} ({exc.strerror})", file=sys.stderr)
         return EXIT_USAGE
     producer = None
     stop: list[int] = []
@@ -288,10 +305,10 @@ def main(argv: list[str] | None = None) -> int:
             producer = kafka_client("Producer", {"bootstrap.servers": args.bootstrap_servers,
                                                  "enable.idempotence": True, "linger.ms": 50})
         if not args.events_file:
-            values = consume(args.bootstrap_servers, args.topic, args.group, args.until_idle, stop)
+            values = consume(args.bootstrap_servers, args.topic, args.group, args.until_idle, stop, more_topics(args))
             values = _first_or_fail(values)
     except KafkaFailed as exc:
-        print(f"early_warning: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     failed: list[str] = []
 
@@ -314,13 +331,14 @@ def main(argv: list[str] | None = None) -> int:
             producer.poll(0)
 
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
-    detector = Detector(emit, args.threshold, args.cooldown_days,
-                        judged if args.scores_file or args.scores_topic else None)
-    observe = detector.observe
+    scoring = judged if args.scores_file or args.scores_topic else None
+    detector = make_detector(emit, args, scoring) if make_detector else Detector(emit, args.threshold,
+                                                                                args.cooldown_days, scoring)
+    feed = detector.feed
     if sys.stderr.isatty():  # on a terminal, the events read so far, on a counter that redraws in place
         from tqdm import tqdm
 
-        values = tqdm(values, desc="early_warning: events", unit=" events", file=sys.stderr, mininterval=0.5)
+        values = tqdm(values, desc=f"{name}: events", unit=" events", file=sys.stderr, mininterval=0.5)
     first = last = 0.0  # the busy span, for the rate (not the wait of --until-idle)
     try:
         for value in values:
@@ -328,16 +346,16 @@ def main(argv: list[str] | None = None) -> int:
                 first = time.monotonic()
             last = time.monotonic()
             try:
-                observe(*decode(value))
+                feed(value)
             except (ValueError, KeyError, TypeError):
-                print(f"early_warning: skipped a record that is not an event of the producer's JSON: {value[:80]!r}",
+                print(f"{name}: skipped a record that is not an event of the producer's JSON: {value[:80]!r}",
                       file=sys.stderr)
     except KeyboardInterrupt:
         pass
     if producer is not None:
         left = producer.flush(30)
         if left or failed:
-            print(f"early_warning: {left + len(failed)} alerts were not acknowledged by Kafka"
+            print(f"{name}: {left + len(failed)} alerts were not acknowledged by Kafka"
                   + (f" ({failed[0]})" if failed else ""), file=sys.stderr)
             return EXIT_FAILURE
     if out is not None:
@@ -345,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     if scores_out is not None:
         scores_out.close()
     busy = last - first
-    print(f"early_warning: {detector.events:,} events of {len(detector.customers):,} customers, "
+    print(f"{name}: {detector.events:,} events of {len(detector.customers):,} customers, "
           f"{detector.alerts:,} alerts, {detector.events / busy if busy > 0 else 0:,.0f} events/s", file=sys.stderr)
     return EXIT_OK
 
