@@ -190,6 +190,7 @@ def paired(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # three runs of a shop and its detector
 def test_a_scenario_is_split_and_set_beside_the_same_seeds_clean_run(paired):
     outage = paired / "outage"
     out = run(str(ROOT / "scoreboard.py"), "--truth", str(outage / "truth.jsonl"), "--alerts",
@@ -218,6 +219,7 @@ def test_a_scenario_is_split_and_set_beside_the_same_seeds_clean_run(paired):
     assert "scenario payments-down (payment_outage" in text and "(clean run " in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, says", [
     ("another seed", "--baseline: its truth is not the same shop at the start as this run's"),
     ("another window", "--baseline: its truth is not the same shop at the start as this run's"),
@@ -264,6 +266,7 @@ def test_bad_input_is_one_line_and_exit_2(paired, tmp_path, case, says):
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_the_online_detector_learns_only_outcomes_already_known(paired, tmp_path):
     """The second reference detector: alerts and scores as the first's; it never learns an outcome before its
     horizon has passed in event time (a truth cut at the half does not change what it said before the half's

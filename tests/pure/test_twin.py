@@ -283,6 +283,7 @@ def _invoice_lines(seed: int = 1) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow  # six small fits
 def test_exports_are_read_compressed_as_json_lines_and_with_their_repeats_and_cut_off_end_said(tmp_path):
     """The same invoice lines as CSV, gzip, bzip2, and JSON lines give the same orders; 5% of lines repeated
     within their order are dropped and said (added in, they doubled those orders' value); a file that ends
