@@ -318,9 +318,11 @@ class Scoreboard:
         }
 
     def outside(self) -> int:
-        """The detector's alerts outside the stream's time (stamped with the wall clock, say): not scored."""
-        return sum(1 for _, when in self.alerts if not self.start <= when <= self.end) if self.start != math.inf \
-            else 0
+        """The detector's alerts outside the stream's time (stamped with the wall clock, say): not scored. The
+        stream's end is its last truth event (or event) seen: an alert up to a day after it is the stream's own
+        last hours (pending), not a stranger."""
+        return sum(1 for _, when in self.alerts if not self.start <= when <= self.end + DAY_MS) \
+            if self.start != math.inf else 0
 
     def check(self) -> None:
         """InputError when there is nothing to score: no truth, or a stream shorter than the horizon."""
@@ -748,8 +750,8 @@ def _versus(board: "Scoreboard", baseline: "Scoreboard", end: float, asked: Aske
         begun = sc["start"] if sc["start"] is not None else board.start
         ended = sc["end"] if sc["end"] is not None else end
         ours = _scenario_figures(board, end, name, sc)
-        twin = dict(sc, touched=sc["touched"])  # the same customers and days, in the clean run
-        theirs = _scenario_figures(baseline, min(end, baseline.end), name, {**twin, "start": begun, "end": ended})
+        # the same customers (those it touched here) and days, in the clean run
+        theirs = _scenario_figures(baseline, min(end, baseline.end), name, {**sc, "start": begun, "end": ended})
         out["by_scenario"][name] = {
             "false_alarms_per_1000_customer_days_in_window": pair(
                 ours["false_alarms_per_1000_customer_days_in_window"],
@@ -1108,6 +1110,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "DIR/alerts.jsonl (and scores.jsonl, events.jsonl if there)")
     more.add_argument("--baseline-truth", metavar="FILE", help="the clean run's truth (instead of --baseline)")
     more.add_argument("--baseline-alerts", metavar="FILE", help="the clean run's alerts (instead of --baseline)")
+    more.add_argument("--runs", nargs="+", metavar="DIR", help="several runs (seeds) at once, each a folder with "
+                                                               "truth.jsonl and alerts.jsonl (scores.jsonl, "
+                                                               "events.jsonl if there): each figure's mean and spread")
     more.add_argument("--plot", metavar="PNG", help="draw the report: the PR curve, the lead times and times to "
                                                     "detect, a timeline of churns, alerts and scenarios, the "
                                                     "per-scenario figures against the clean run")
@@ -1116,6 +1121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if args.runs:
+        if args.truth or args.truth_topic or args.baseline or args.baseline_truth or args.follow:
+            raise InputError("--runs: expected the runs' folders alone, not with --truth, --truth-topic, --baseline "
+                             "or --follow")
+        return
     from_files, from_topics = args.truth or args.alerts or args.events, args.truth_topic or args.alerts_topic
     if from_files and (from_topics or args.bootstrap_servers):
         raise InputError("--truth/--alerts and --truth-topic/--alerts-topic: expected files or topics, not both")
@@ -1161,6 +1171,8 @@ def main(argv: list[str] | None = None) -> int:
         _check(args)
         asked = Asked(budget=args.budget, max_delay_days=args.max_delay_days, calibration=args.calibration,
                       target_precision=args.target_precision, ci_resamples=args.ci_resamples)
+        if args.runs:
+            return _score_runs(args, asked)
         board = Scoreboard(args.horizon_days, args.idle_days)
         if args.truth:
             read_files(board, args.truth, args.alerts, args.events, args.scores)
@@ -1203,22 +1215,59 @@ def read_files(board: Scoreboard, truth: str, alerts: str | None, events: str | 
         add_event(board, record, where)
 
 
+def _run_files(folder: str, option: str) -> tuple[str, str, str | None, str | None]:
+    """A run's folder: truth.jsonl and alerts.jsonl, and scores.jsonl and events.jsonl when there."""
+    import os
+
+    if not os.path.isdir(folder):
+        raise InputError(f"{option} {folder}: not a folder; expected one with truth.jsonl and alerts.jsonl")
+    paths = {name: os.path.join(folder, f"{name}.jsonl") for name in ("truth", "alerts", "scores", "events")}
+    for name in ("truth", "alerts"):
+        if not os.path.exists(paths[name]):
+            raise InputError(f"{option} {folder}: no {name}.jsonl in it; expected a run's truth and alerts there")
+    return (paths["truth"], paths["alerts"], *(paths[n] if os.path.exists(paths[n]) else None
+                                               for n in ("events", "scores")))
+
+
+HEADLINE = ("precision", "recall", "false_alarms_per_1000_customer_days", "pr_auc")
+
+
+def _score_runs(args: argparse.Namespace, asked: Asked) -> int:
+    """--runs: each run scored as one, then each headline figure's mean and spread (standard deviation) over them."""
+    reports = []
+    for folder in args.runs:
+        board = Scoreboard(args.horizon_days, args.idle_days)
+        truth, alerts, events, scores = _run_files(folder, "--runs")
+        try:
+            read_files(board, truth, alerts, events, scores)
+            board.check()
+            board.known(board.alerts + board.scores)
+        except InputError as exc:
+            raise InputError(f"--runs {folder}: {exc}") from None
+        report = board.report(asked=asked)
+        report.pop("_curve", None)
+        reports.append(report)
+    figures = {**{name: [r.get(name) for r in reports] for name in HEADLINE},
+               "normalized_score_standard": [r["normalized_score"]["standard"] for r in reports],
+               "chance_precision": [r["baselines"]["random"]["precision"] for r in reports],
+               "oracle_precision": [r["baselines"]["oracle"]["precision"] for r in reports]}
+    summary = {name: {"mean": round(statistics.fmean(v), 4), "spread": round(statistics.stdev(v), 4)
+                      if len(v) > 1 else None, "runs": len(v)}
+               for name, values in figures.items() if (v := [x for x in values if x is not None])}
+    if args.json:
+        print(json.dumps({"runs": args.runs, "figures": summary, "reports": reports}, indent=2))
+    else:
+        print(f"{len(reports)} runs: each figure's mean ± spread (the standard deviation over the runs)")
+        for name, f in summary.items():
+            print(f"  {name:<38}{f['mean']:>9.4f}" + (f" ± {f['spread']:.4f}" if f["spread"] is not None else ""))
+    return EXIT_OK
+
+
 def read_baseline(args: argparse.Namespace) -> Scoreboard:
     """The clean run's scoreboard: --baseline DIR (truth.jsonl, alerts.jsonl; scores.jsonl, events.jsonl if there),
     or --baseline-truth and --baseline-alerts."""
-    import os
-
     if args.baseline:
-        if not os.path.isdir(args.baseline):
-            raise InputError(f"--baseline {args.baseline}: not a folder; expected one with truth.jsonl and alerts.jsonl")
-        paths = {name: os.path.join(args.baseline, f"{name}.jsonl") for name in ("truth", "alerts", "scores", "events")}
-        for name in ("truth", "alerts"):
-            if not os.path.exists(paths[name]):
-                raise InputError(f"--baseline {args.baseline}: no {name}.jsonl in it; expected the clean run's truth "
-                                 "and alerts there")
-        truth, alerts = paths["truth"], paths["alerts"]
-        events = paths["events"] if os.path.exists(paths["events"]) else None
-        scores = paths["scores"] if os.path.exists(paths["scores"]) else None
+        truth, alerts, events, scores = _run_files(args.baseline, "--baseline")
     else:
         truth, alerts, events, scores = args.baseline_truth, args.baseline_alerts, None, None
     baseline = Scoreboard(args.horizon_days, args.idle_days)
@@ -1268,8 +1317,10 @@ def _score_topics(board: Scoreboard, args: argparse.Namespace, asked: Asked) -> 
 def _report_line(board: Scoreboard, args: argparse.Namespace, detector: bool, asked: Asked) -> None:
     """--follow: a line of the running figures, with each scenario's split (its touched customers' recall and
     precision) once scenarios have begun."""
-    report = board.report(detector=detector, asked=Asked(budget=asked.budget) if detector else None)
-    report.pop("_curve", None)
+    report = board.report(detector=detector)
+    if detector and board.scenarios:  # only the split: the rest of the figures past one threshold is for the end
+        report["by_scenario"] = {name: _scenario_figures(board, board.end, name, sc)
+                                 for name, sc in board.scenarios.items()}
     if args.json:
         print(json.dumps(report), flush=True)
         return

@@ -264,3 +264,39 @@ def test_kafka_failures_in_the_early_warning_tools_are_one_line_and_exit_1(kafka
     dead = run("127.0.0.1:1", "user-events")
     assert dead.returncode == 1 and len(dead.stderr.strip().splitlines()) == 1, dead.stderr[-2000:]
     assert "127.0.0.1:1 did not answer within 10 s" in dead.stderr
+
+
+def test_both_reference_detectors_in_consumer_groups_and_the_scoreboard_over_their_topics(kafka, topic):
+    """The first detector and the online one (it learns from the truth topic, late), each in a consumer group with
+    its alerts and scores on topics; the scoreboard reads each from the topics: every alert is one of its
+    detector's scored judgements at or above its threshold, and the threshold-free figures are there."""
+    events, truth = topic, f"{topic}-truth"
+    outputs = {name: (f"{topic}-{name}-alerts", f"{topic}-{name}-scores") for name in ("first", "online")}
+    create_topics(kafka.bootstrap, events, truth, *(t for pair in outputs.values() for t in pair))
+    out = run_producer("--mode", "sessions", "--start-time", "2026-01-01T00:00:00Z", "--end-time",
+                       "2026-03-01T00:00:00Z", "--user-id-range", "1-3000", "--seed", "7", "--topic", events,
+                       "--truth-topic", truth, "--client", "confluent-kafka",
+                       env={"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name, (alerts, scores) in outputs.items():
+        script, extra, threshold = (("early_warning.py", [], 0.05) if name == "first" else
+                                    ("early_warning_online.py", ["--truth-topic", truth, "--warm-up", "500"], 0.05))
+        detector = subprocess.run([PYTHON, str(ROOT / "examples" / script), "--bootstrap-servers", kafka.bootstrap,
+                                   "--topic", events, "--group", f"{topic}-{name}", "--alerts-topic", alerts,
+                                   "--scores-topic", scores, "--until-idle", "5", *extra],
+                                  capture_output=True, text=True, timeout=300)
+        assert detector.returncode == 0, detector.stderr
+        assert f"{out.summary['sent']:,} events" in detector.stderr
+        board = subprocess.run([PYTHON, str(ROOT / "scoreboard.py"), "--bootstrap-servers", kafka.bootstrap,
+                                "--truth-topic", truth, "--alerts-topic", alerts, "--scores-topic", scores,
+                                "--events-topic", events, "--budget", "20", "--json"],
+                               capture_output=True, text=True, timeout=300)
+        assert board.returncode == 0, board.stderr
+        report = json.loads(board.stdout)
+        judged = {(json.loads(r.value)["user_id"], json.loads(r.value)["timestamp"]): json.loads(r.value)["score"]
+                  for r in consume_all(kafka.bootstrap, scores, timeout=60)}
+        raised = [json.loads(r.value) for r in consume_all(kafka.bootstrap, alerts, timeout=60)]
+        assert raised and report["alerts"] + report["alerts_pending"] == len(raised), name
+        assert all(judged[(a["user_id"], a["timestamp"])] >= threshold for a in raised), name
+        assert report["pr_auc"] is not None and report["judgements_scored"] > len(raised), name
+        assert report["budget"]["alerts_per_day"] == 20 and report["normalized_score"]["standard"] is not None

@@ -295,3 +295,33 @@ def test_the_online_detector_learns_only_outcomes_already_known(paired, tmp_path
     missing = run(str(ROOT / "examples" / "early_warning_online.py"), "--events-file", str(clean / "events.jsonl"),
                   "--alerts-file", str(tmp_path / "a.jsonl"))
     assert missing.returncode == 2 and "--truth-topic or --truth-file" in missing.stderr
+
+
+@pytest.mark.slow
+def test_several_runs_give_each_figures_mean_and_spread(paired):
+    out = run(str(ROOT / "scoreboard.py"), "--runs", str(paired / "clean"), str(paired / "other"), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    precisions = [r["precision"] for r in result["reports"]]
+    assert len(precisions) == 2 and result["figures"]["precision"]["runs"] == 2
+    assert result["figures"]["precision"]["mean"] == round(statistics.fmean(precisions), 4)
+    assert result["figures"]["precision"]["spread"] == round(statistics.stdev(precisions), 4)
+    assert result["figures"]["pr_auc"]["mean"] > 0
+    text = run(str(ROOT / "scoreboard.py"), "--runs", str(paired / "clean"), str(paired / "other")).stdout
+    assert text.startswith("2 runs: each figure's mean ± spread") and "precision" in text
+
+
+def test_live_report_lines_carry_each_scenarios_split(capsys):
+    """--follow: a line of the running figures, with the touched customers' recall and precision per scenario."""
+    import argparse
+
+    board, churns, _ = shop(customers=100, seed=9)
+    board.add_truth({"kind": "scenario_started", "scenario": "payments-down", "scenario_kind": "payment_outage",
+                     "time": iso(T0 + 10 * DAY)})
+    for user in list(churns)[:5]:
+        board.add_truth({"kind": "scenario_touched", "scenario": "payments-down", "scenario_kind": "payment_outage",
+                         "user_id": user, "time": iso(T0 + 11 * DAY), "how": "failed_payment"})
+        board.add_alert({"user_id": user, "timestamp": iso(churns[user] - 3 * DAY), "score": 1})
+    scoreboard._report_line(board, argparse.Namespace(json=False), True, scoreboard.Asked())
+    line = capsys.readouterr().out.strip()
+    assert "payments-down:touched_recall=" in line and "touched_precision=" in line, line
