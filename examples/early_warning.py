@@ -312,23 +312,22 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         return EXIT_FAILURE
     failed: list[str] = []
 
-    def emit(user_id: int, when: int, score: float, reason: str) -> None:
-        text = json.dumps({"user_id": user_id, "timestamp": iso(when), "score": score, "reason": reason})
-        if out is not None:
-            out.write(text + "\n")
-        if producer is not None and args.alerts_topic:
-            producer.produce(args.alerts_topic, text.encode(), str(user_id).encode(), timestamp=when,
+    def send(text: str, user_id: int, when: int, file, topic: str | None) -> None:
+        """One output record: a line of its file, a record of its topic (keyed by the user, event-time stamped)."""
+        if file is not None:
+            file.write(text + "\n")
+        if producer is not None and topic:
+            producer.produce(topic, text.encode(), str(user_id).encode(), timestamp=when,
                              on_delivery=lambda error, _message: error is not None and failed.append(str(error)))
             producer.poll(0)
 
+    def emit(user_id: int, when: int, score: float, reason: str) -> None:
+        send(json.dumps({"user_id": user_id, "timestamp": iso(when), "score": score, "reason": reason}), user_id,
+             when, out, args.alerts_topic)
+
     def judged(user_id: int, when: int, score: float) -> None:
-        text = f'{{"user_id":{user_id},"timestamp":"{iso(when)}","score":{score}}}'
-        if scores_out is not None:
-            scores_out.write(text + "\n")
-        if producer is not None and args.scores_topic:
-            producer.produce(args.scores_topic, text.encode(), str(user_id).encode(), timestamp=when,
-                             on_delivery=lambda error, _message: error is not None and failed.append(str(error)))
-            producer.poll(0)
+        send(f'{{"user_id":{user_id},"timestamp":"{iso(when)}","score":{score}}}', user_id, when, scores_out,
+             args.scores_topic)
 
     signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
     scoring = judged if args.scores_file or args.scores_topic else None
