@@ -451,7 +451,8 @@ class Analysis:
                                    "max": max(per_episode, default=None),
                                    "repeats": sum(n - 1 for n in per_episode)},
             "time_to_detect_days": _quartiles(delays),
-            "detected_within_max_delay": (round((len(per_episode) - late) / churns, 4) if churns else None)
+            # the churns whose first alert after their decline began came within the maximum delay
+            "detected_within_max_delay": (round((detections - late) / churns, 4) if churns else None)
             if max_delay_ms is not None else None,
             "confirmatory_share": round(confirmatory / detections, 4) if detections and self.board.events else None,
         }
@@ -594,6 +595,7 @@ class Asked:
     max_delay_days: float | None = None  # a detection later than this after the decline began counts as a miss
     calibration: bool = False  # scores are probabilities: the Brier score and a reliability table
     target_precision: float | None = None  # the threshold that gives it
+    target_alerts_per_day: float | None = None  # the threshold that keeps to it
     ci_resamples: int = 0
     seed: int = 0
 
@@ -646,6 +648,14 @@ def _from_scores(whole: Analysis, asked: Asked) -> dict[str, Any]:
             out["judgements_scored"] = int(len(score))
             out["base_rate"] = round(float(positive.mean()), 4) if len(score) else None
             out["_curve"] = (thresholds, precision, recall)  # for the plot; dropped from the JSON
+            if asked.target_alerts_per_day is not None:
+                days = max(1e-9, (whole.end - whole.horizon - whole.start) / DAY_MS)
+                judged = np.searchsorted(-score, -thresholds, side="right")  # judgements at or above each threshold
+                within = np.nonzero(judged / days <= asked.target_alerts_per_day)[0]
+                k = within[-1] if len(within) else None  # the lowest threshold that keeps to that many a day
+                out["at_target_alerts_per_day"] = None if k is None else {
+                    "threshold": float(thresholds[k]), "precision": round(float(precision[k]), 4),
+                    "recall": round(float(recall[k]), 4), "alerts_per_day": round(float(judged[k] / days), 2)}
             if asked.target_precision is not None:
                 reach = np.nonzero(precision >= asked.target_precision)[0]
                 k = reach[-1] if len(reach) else None  # the lowest threshold that keeps that precision
@@ -699,10 +709,16 @@ def _scenario_figures(board: "Scoreboard", end: float, name: str, sc: dict[str, 
         part = Analysis(board, end, users)
         per = part.per_customer(board.alerts)
         scored, true = sum(per["scored"]), sum(per["true"])
-        churns, caught = sum(per["churns"]), sum(per["caught"])
+        churns, caught, days = sum(per["churns"]), sum(per["caught"]), sum(per["days"])
         split[label] = {"customers": len(users), "alerts": scored, "churns": churns,
                         "precision": round(true / scored, 4) if scored else None,
-                        "recall": round(caught / churns, 4) if churns else None}
+                        "recall": round(caught / churns, 4) if churns else None,
+                        "false_alarms_per_1000_customer_days": round(1000 * (scored - true) / days, 3) if days
+                        else None,
+                        "time_to_detect_days": part.episodes(board.alerts, None)["time_to_detect_days"]}
+        if board.scores:
+            area = average_precision(*pr_curve(*part.judgements(0.0))[1:])
+            split[label]["pr_auc"] = round(area, 4) if area is not None else None
     caused = [(u, c) for (u, c), cause in board.causes.items() if cause == name]
     firsts = []
     for u, c in caused:
@@ -940,10 +956,11 @@ def _render_beyond(report: dict[str, Any]) -> list[str]:
                      f"{ci('pr_auc')} (base rate {f(report['base_rate'])}); with at least 7 days' lead "
                      f"{f(by_lead['7'])}, 14 days {f(by_lead['14'])}"
                      + (f"; Brier {report['brier']:.4f}" if "brier" in report else ""))
-        if report.get("at_target_precision"):
-            t = report["at_target_precision"]
-            lines.append(f"  precision {t['precision']:.3f} at threshold {t['threshold']:.4g}: recall "
-                         f"{t['recall']:.3f}, {t['alerts_per_day']:g} alerts a day")
+        for key in ("at_target_precision", "at_target_alerts_per_day"):
+            if report.get(key):
+                t = report[key]
+                lines.append(f"  threshold {t['threshold']:.4g} ({key.replace('_', ' ')}): precision "
+                             f"{t['precision']:.3f}, recall {t['recall']:.3f}, {t['alerts_per_day']:g} alerts a day")
     if "budget" in report:
         b = report["budget"]
         lines.append(f"on a budget of {b['alerts_per_day']} alerts a day: precision {f(b['precision'])}, recall "
@@ -1104,6 +1121,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "refused)")
     more.add_argument("--target-precision", type=float, metavar="P",
                       help="the threshold on the scores that keeps precision P, and its recall")
+    more.add_argument("--target-alerts-per-day", type=float, metavar="A",
+                      help="the threshold on the scores that keeps to A alerts a day (every judgement at or above "
+                           "it an alert), and its precision and recall")
     more.add_argument("--ci-resamples", type=int, default=0, metavar="N",
                       help="bootstrap intervals (95%%) over customers for each headline figure, from N resamples")
     more.add_argument("--baseline", metavar="DIR", help="the same seed's clean run: DIR/truth.jsonl, "
@@ -1147,6 +1167,8 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError(f"--max-delay-days: {args.max_delay_days:g}; expected days > 0 and <= 365")
     if args.target_precision is not None and not 0 < args.target_precision <= 1:
         raise InputError(f"--target-precision: {args.target_precision:g}; expected a precision above 0, at most 1")
+    if args.target_alerts_per_day is not None and not args.target_alerts_per_day > 0:
+        raise InputError(f"--target-alerts-per-day: {args.target_alerts_per_day:g}; expected alerts a day above 0")
     if not 0 <= args.ci_resamples <= 100_000:
         raise InputError(f"--ci-resamples: {args.ci_resamples}; expected 0 (none) to 100,000 resamples")
     if args.baseline and (args.baseline_truth or args.baseline_alerts):
@@ -1170,7 +1192,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check(args)
         asked = Asked(budget=args.budget, max_delay_days=args.max_delay_days, calibration=args.calibration,
-                      target_precision=args.target_precision, ci_resamples=args.ci_resamples)
+                      target_precision=args.target_precision, target_alerts_per_day=args.target_alerts_per_day,
+                      ci_resamples=args.ci_resamples)
         if args.runs:
             return _score_runs(args, asked)
         board = Scoreboard(args.horizon_days, args.idle_days)

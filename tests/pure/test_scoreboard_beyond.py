@@ -74,6 +74,9 @@ def test_scores_of_the_hidden_state_reach_the_oracles_precision_and_random_score
     daily(noise, 2000, 90, lambda u, t: rng.random())
     report = noise.report(asked=scoreboard.Asked())
     assert abs(report["pr_auc"] / report["base_rate"] - 1) < 0.10, (report["pr_auc"], report["base_rate"])
+    # the threshold that keeps to 100 alerts a day (of 2,000 judged a day): about the top 5% of the scores
+    kept = noise.report(asked=scoreboard.Asked(target_alerts_per_day=100))["at_target_alerts_per_day"]
+    assert 95 <= kept["alerts_per_day"] <= 100 and 0.93 <= kept["threshold"] <= 0.97, kept
     # a lead of at least 7 days asks more of the same scores: never a larger area
     assert report["pr_auc_by_min_lead"]["7"] <= report["pr_auc"] * 1.1
     assert report["pr_auc_by_min_lead"]["14"] is None  # a lead of the whole horizon leaves no window
