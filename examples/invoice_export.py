@@ -92,22 +92,22 @@ def _invoice(line: str, number: int, carts: dict, out, args: argparse.Namespace,
     if kind == "add_to_cart":
         carts[session].append(str(product_id))
         return invoices
-        if kind != "checkout":
-            return invoices
-        products = carts.pop(session, None) or [str(product_id)]
-        products += [str(1 + zlib.crc32(f"{session}-{i}".encode()) % 500) for i in range(args.lines - len(products))]
-        invoices += 1
-        stamp = f"{when.month}/{when.day}/{when.year} {when.hour}:{when.minute:02d}"
-        price = round(value / len(products), 2)
-        customer = "" if invoices % args.anonymous_every == 0 else str(12000 + user)
-        invoice = 500000 + invoices
+    if kind != "checkout":
+        return invoices
+    products = carts.pop(session, None) or [str(product_id)]
+    products += [str(1 + zlib.crc32(f"{session}-{i}".encode()) % 500) for i in range(args.lines - len(products))]
+    invoices += 1
+    stamp = f"{when.month}/{when.day}/{when.year} {when.hour}:{when.minute:02d}"
+    price = round(value / len(products), 2)
+    customer = "" if invoices % args.anonymous_every == 0 else str(12000 + user)
+    invoice = 500000 + invoices
+    for product in products:
+        out.writerow([invoice, product, f"ITEM {product}", units(invoice, product), stamp, price, customer,
+                      "United Kingdom"])
+    if invoices % args.cancel_every == 0:
         for product in products:
-            out.writerow([invoice, product, f"ITEM {product}", units(invoice, product), stamp, price, customer,
-                          "United Kingdom"])
-        if invoices % args.cancel_every == 0:
-            for product in products:
-                out.writerow([f"C{invoice}", product, f"ITEM {product}", -units(invoice, product), stamp, price,
-                              customer, "United Kingdom"])
+            out.writerow([f"C{invoice}", product, f"ITEM {product}", -units(invoice, product), stamp, price,
+                          customer, "United Kingdom"])
     return invoices
 
 

@@ -466,6 +466,24 @@ def test_the_profile_plot_draws_the_funnel_the_day_and_the_week_with_their_bands
     assert (tmp_path / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_invoice_export_writes_invoices_and_says_what_is_wrong_in_one_line():
+    events = run_producer("--mode", "sessions", "--dry-run", "--user-id-range", "1-2000", "--seed", "3",
+                          "--start-time", "2025-01-01T00:00:00Z", "--end-time", "2025-01-20T00:00:00Z").stdout
+    script = str(ROOT / "examples" / "invoice_export.py")
+
+    def export(stdin: bytes, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, *args], input=stdin, capture_output=True, timeout=120)
+
+    out = export(events.encode())
+    rows = out.stdout.decode().splitlines()
+    assert out.returncode == 0 and rows[0].startswith("InvoiceNo,") and len(rows) > 1 + events.count('"checkout"')
+    for stdin, args, says in ((b"\x7fELF\x00\x01" * 20, (), "is not"), (b"[1, 2]\n", (), "line 1 is not a sessions-mode"),
+                              (events.encode(), ("--cancel-every", "0"), "--cancel-every 0: expected 1 or more"),
+                              (events.encode(), ("--timezone", "Mars/Base"), "unknown time zone")):
+        bad = export(stdin, *args)
+        assert bad.returncode == 2 and says in bad.stderr.decode() and b"Traceback" not in bad.stderr, bad.stderr
+
+
 @pytest.mark.parametrize("script, args, words", [
     ("churn_model.py", ["--events", "/nonexistent.jsonl", "--labels", "/nonexistent.jsonl"],
      ["--events /nonexistent.jsonl", "No such file"]),
