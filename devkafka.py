@@ -388,7 +388,7 @@ def cluster_id() -> str:
 
 # --- commands --------------------------------------------------------------------------------
 
-def up(inst: Instance, fresh: bool = False, timeout: float = START_TIMEOUT_S) -> int:
+def up(inst: Instance, fresh: bool = False, timeout: float = START_TIMEOUT_S, asked_version: bool = True) -> int:
     """Start the broker on its kept storage (formatted the first time; wiped first with fresh=True). Two starts
     at once (two `make run` in two shells) take turns on a lock: the second finds the first's broker and uses it."""
     inst.state_dir.mkdir(parents=True, exist_ok=True)
@@ -396,7 +396,7 @@ def up(inst: Instance, fresh: bool = False, timeout: float = START_TIMEOUT_S) ->
         if not _try_lock(lock):
             print(f"devkafka: another start of the broker of {inst.state_dir} is under way; waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        return _up(inst, fresh, timeout)
+        return _up(inst, fresh, timeout, asked_version)
 
 
 def _try_lock(lock) -> bool:
@@ -407,12 +407,12 @@ def _try_lock(lock) -> bool:
         return False
 
 
-def _up(inst: Instance, fresh: bool, timeout: float) -> int:
+def _up(inst: Instance, fresh: bool, timeout: float, asked_version: bool = True) -> int:
     if inst.security and inst.host != LOCALHOST:
         raise DevKafkaError("--security listens on 127.0.0.1 (its certificate names it); expected no --host with it")
     if broker_answers(inst.host, inst.port):
         running = running_version(inst)
-        if running and running != inst.kafka_version:
+        if asked_version and running and running != inst.kafka_version:  # asked for another: refused, not swapped
             raise DevKafkaError(f"the local broker on {inst.bootstrap} is Kafka {running}, not {inst.kafka_version}: "
                                 f"stop it first (make kafka-down) to start Kafka {inst.kafka_version}; its data is kept")
         print(f"devkafka: a Kafka broker{f' ({running})' if running else ''} already answers on {inst.bootstrap}; "
@@ -794,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
         inst = make_instance(state, args.port, security, args.data_dir, host=args.host, advertise=args.advertise,
                              kafka_version=version)
         if args.command == "up":
-            return up(inst, fresh=args.fresh, timeout=args.timeout)
+            return up(inst, fresh=args.fresh, timeout=args.timeout, asked_version=bool(args.kafka_version))
         if args.command == "down":
             return down(inst)
         if args.command == "reset":

@@ -205,6 +205,8 @@ class SessionSimulator:
                 user.first_ms = start_ms if user.plan is not None else -1
                 if user.plan is None:
                     user.sessions = 0
+                if user.state == ENGAGED and user.fade_start < start_ms:  # a decline drawn in the played half hour
+                    user.fade_start = start_ms  # begins with the stream: its truth is not dated before the start
 
     # the population ------------------------------------------------------------------------------
     def _populate(self, user_id_range: tuple[int, int], start_ms: int) -> None:

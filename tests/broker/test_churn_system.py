@@ -56,6 +56,7 @@ def test_a_release_asked_for_that_is_not_the_running_one_is_refused_not_swapped(
     assert "is Kafka 3.9.1, not 4.1.1: stop it first" in capsys.readouterr().err
     assert devkafka.main([*args, "--kafka-version", "4.1", "ensure", f"localhost:{kafka_3_9.port}"]) == 1
     assert devkafka.main([*args, "ensure", f"localhost:{kafka_3_9.port}"]) == 0  # none asked: the running one
+    assert devkafka.main([*args, "up"]) == 0 and "a Kafka broker (3.9.1) already answers" in capsys.readouterr().out
 
 
 def test_the_default_release_is_the_poms_and_releases_are_named_or_refused_in_one_line():
