@@ -621,7 +621,7 @@ def beyond(board: "Scoreboard", end: float, asked: Asked, baseline: "Scoreboard 
     if board.scenarios:
         out["by_scenario"] = {name: _scenario_figures(board, end, name, sc) for name, sc in board.scenarios.items()}
     if baseline is not None:
-        out["vs_baseline"] = _versus(board, baseline, end, asked)
+        out["vs_baseline"] = _versus(board, baseline, end, out.get("by_scenario", {}))
     if asked.ci_resamples:
         out["ci"] = _intervals(whole, per, nab, null, oracle, asked)
     return out
@@ -751,8 +751,10 @@ def fingerprint(board: "Scoreboard") -> tuple[Any, int, int]:
     return board.start, len(board.present), int.from_bytes(present[:8], "big")
 
 
-def _versus(board: "Scoreboard", baseline: "Scoreboard", end: float, asked: Asked) -> dict[str, Any]:
-    """Each figure of the scenario run beside the clean run's, for the same customers and days."""
+def _versus(board: "Scoreboard", baseline: "Scoreboard", end: float,
+            by_scenario: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each figure of the scenario run beside the clean run's, for the same customers and days; by_scenario: the
+    scenario run's own split (beyond() has made it)."""
     def pair(ours: Any, theirs: Any) -> dict[str, Any]:
         delta = round(ours - theirs, 4) if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) \
             else None
@@ -765,7 +767,7 @@ def _versus(board: "Scoreboard", baseline: "Scoreboard", end: float, asked: Aske
     for name, sc in board.scenarios.items():
         begun = sc["start"] if sc["start"] is not None else board.start
         ended = sc["end"] if sc["end"] is not None else end
-        ours = _scenario_figures(board, end, name, sc)
+        ours = by_scenario[name]
         # the same customers (those it touched here) and days, in the clean run
         theirs = _scenario_figures(baseline, min(end, baseline.end), name, {**sc, "start": begun, "end": ended})
         out["by_scenario"][name] = {
