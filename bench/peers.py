@@ -2,6 +2,7 @@
 
     python bench/peers.py confluent BOOTSTRAP TOPIC COUNT SIZE LINGER_MS BATCH_SIZE
     python bench/peers.py naive     BOOTSTRAP TOPIC COUNT SIZE LINGER_MS BATCH_SIZE   (LINGER_MS 0: its best case)
+    python bench/peers.py floor     BOOTSTRAP TOPIC RECORDS_FILE LINGER_MS BATCH_SIZE
     python bench/peers.py obvious-generator COUNT        (JSON lines on stdout)
 
 Each prints one line `RESULT <events acknowledged or written> <seconds>` on stdout (stderr for the
@@ -49,6 +50,49 @@ def confluent(bootstrap: str, topic: str, count: int, size: int, linger_ms: int,
     print(f"RESULT {acked} {time.monotonic() - started:.4f}")
 
 
+def floor(bootstrap: str, topic: str, records_file: str, linger_ms: int, batch_size: int) -> None:
+    """The Python client's floor: producer.py's own records (a --dry-run's lines, read before the clock starts),
+    each handed to librdkafka by one bare produce() call with its key, timestamp and an event_id header like
+    producer.py's, and no Python per record beyond that call: delivery reports only for errors, acknowledgements
+    counted as the records the client no longer holds. Prints `LOADED <seconds>` (reading the file: the harness
+    takes it off the whole process's time) and `RESULT <acknowledged> <seconds>`."""
+    from confluent_kafka import Producer
+
+    loading = time.monotonic()
+    with open(records_file, "rb") as lines:
+        values = lines.read().splitlines()
+    keys = [value[12:value.index(b",")] for value in values]  # {"user_id":N,... : the key is the user id
+    print(f"LOADED {time.monotonic() - loading:.4f}", flush=True)
+    failed = 0
+
+    def on_error(err, msg) -> None:
+        nonlocal failed
+        failed += 1
+
+    started = time.monotonic()
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": linger_ms, "batch.size": batch_size, "compression.type": "none",
+                         "partitioner": "murmur2_random", "delivery.report.only.error": True,
+                         "queue.buffering.max.messages": 100_000})
+    produce, poll = producer.produce, producer.poll
+    prefix = b"0123456789abcdef-"
+    now_ms = time.time_ns() // 1_000_000
+    for i, (key, value) in enumerate(zip(keys, values)):
+        try:
+            produce(topic, value, key, on_delivery=on_error, timestamp=now_ms, headers=[("event_id", b"%b%d" % (prefix, i))])
+        except BufferError:  # librdkafka's local queue is full: serve it, then retry
+            while True:
+                poll(0.005)
+                try:
+                    produce(topic, value, key, on_delivery=on_error, timestamp=now_ms,
+                            headers=[("event_id", b"%b%d" % (prefix, i))])
+                    break
+                except BufferError:
+                    pass
+    producer.flush(60)
+    print(f"RESULT {len(values) - failed - len(producer)} {time.monotonic() - started:.4f}")
+
+
 def naive(bootstrap: str, topic: str, count: int, size: int, linger_ms: int, batch_size: int) -> None:
     """How simple producers are written: send, then block on the result, one event at a time."""
     from kafka import KafkaProducer
@@ -90,6 +134,9 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "obvious-generator":
         obvious_generator(int(args[0]))
+    elif mode == "floor":
+        bootstrap, topic, records_file, *numbers = args
+        floor(bootstrap, topic, records_file, *map(int, numbers))
     else:
         bootstrap, topic, *numbers = args
         {"confluent": confluent, "naive": naive}[mode](bootstrap, topic, *map(int, numbers))

@@ -139,7 +139,8 @@ def bench_producer(bootstrap: str, count: int, client: str = "kafka-python", wor
                            value_format]), f"producer.py full speed ({client}, {workers} worker(s), {value_format})")
     sent, runtime = m.summary["sent"], m.summary["runtime_seconds"]
     return {"events": sent, "seconds": runtime, "rate": sent / runtime, "peak_rss_mb": m.peak_rss_mb,
-            "cpu_us_per_event": m.cpu_seconds / sent * 1e6}
+            "cpu_us_per_event": m.cpu_seconds / sent * 1e6, "whole_seconds": m.seconds,
+            "whole_rate": sent / m.seconds}
 
 
 def bench_sessions_backfill(bootstrap: str, days: int = 14, client: str = "kafka-python",
@@ -180,7 +181,22 @@ def bench_java(bootstrap: str, count: int, size: int) -> dict:
     final = m.out.strip().splitlines()[-1]
     sent = int(re.match(r"(\d+) records sent", final).group(1))
     rate = float(re.search(r"([\d.]+) records/sec", final).group(1))
-    return {"events": sent, "seconds": sent / rate, "rate": rate, "peak_rss_mb": m.peak_rss_mb}
+    return {"events": sent, "seconds": sent / rate, "rate": rate, "peak_rss_mb": m.peak_rss_mb,
+            "whole_seconds": m.seconds, "whole_rate": sent / m.seconds, "cpu_us_per_event": m.cpu_seconds / sent * 1e6}
+
+
+def bench_floor(bootstrap: str, records: Path) -> dict:
+    """The Python client's floor: producer.py's records (a --dry-run's, read from a file first), a bare produce()
+    each (bench/peers.py floor). Its whole process less the reading of the file."""
+    name = create_topic(bootstrap, topic("floor"))
+    m = must(run_measured([PY, "bench/peers.py", "floor", bootstrap, name, str(records), str(LINGER_MS),
+                           str(BATCH_SIZE)]), "the floor (bare produce() loop)")
+    loaded = float(re.search(r"LOADED ([\d.]+)", m.out).group(1))
+    events, seconds = re.search(r"RESULT (\d+) ([\d.]+)", m.out).groups()
+    whole = m.seconds - loaded
+    return {"events": int(events), "seconds": float(seconds), "rate": int(events) / float(seconds),
+            "whole_seconds": whole, "whole_rate": int(events) / whole, "peak_rss_mb": m.peak_rss_mb,
+            "cpu_us_per_event": m.cpu_seconds / int(events) * 1e6, "reading_seconds": loaded}
 
 
 def bench_peer(kind: str, bootstrap: str, count: int, size: int, linger_ms: int = LINGER_MS) -> dict:
@@ -482,7 +498,101 @@ def early_warning(bootstrap: str) -> dict:
     return result
 
 
-PARTS = ("throughput", "backfill", "rates", "memory", "population", "twin", "warning", "engine", "acks", "scenarios")
+def native(bootstrap: str, count: int, rounds: int) -> dict:
+    """One Python process against the Java client, fairly: whole processes both (start-up, connect, flush), `count`
+    records of our size, the same broker and settings, in rounds whose order alternates; the median of the rounds'
+    ratios, beside Java's own figure (its send loop alone). Beside them the Python client's floor (producer.py's own
+    records, a bare produce() call each) and --workers auto (a process per core)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        records = Path(tmp) / "records.jsonl"
+        with records.open("wb") as out:
+            subprocess.run([PY, "producer.py", "--dry-run", "--interval", "0", "--count", str(count), "--seed", "1",
+                            "--stats-interval", "0", "--log-file", ""], stdout=out, stderr=subprocess.DEVNULL,
+                           check=True, cwd=ROOT)
+        size = round(records.stat().st_size / count)
+        contenders = {
+            "producer.py --client confluent-kafka": lambda: bench_producer(bootstrap, count, "confluent-kafka"),
+            "Java ProducerPerformance": lambda: bench_java(bootstrap, count, size),
+            "floor: a bare produce() per record": lambda: bench_floor(bootstrap, records),
+            f"producer.py --workers auto ({WORKERS_AUTO})": lambda: bench_producer(bootstrap, count, "confluent-kafka",
+                                                                                 workers=WORKERS_AUTO),
+        }
+        names = list(contenders)
+        runs: dict[str, list[dict]] = {name: [] for name in names}
+        for round_no in range(rounds):
+            for name in names if round_no % 2 == 0 else names[::-1]:
+                result = contenders[name]()
+                runs[name].append(result)
+                print(f"  round {round_no + 1}: {name:<40} whole process {result['whole_rate']:>9,.0f} records/s "
+                      f"({result['whole_seconds']:.2f} s), its own figure {result['rate']:>9,.0f}/s, "
+                      f"{result['cpu_us_per_event']:.2f} us CPU/record, peak RSS {result['peak_rss_mb']:.0f} MB",
+                      flush=True)
+    ours, java, floor, workers = names
+
+    def ratios(a: str, b: str, key: str = "whole_rate") -> list[float]:
+        return [x[key] / y[key] for x, y in zip(runs[a], runs[b])]
+    verdicts = {
+        "producer.py >= 1.0 x Java ProducerPerformance (whole processes)": (ratios(ours, java), 1.0),
+        "producer.py >= 0.95 x the floor (whole processes)": (ratios(ours, floor), 0.95),
+        "(for reference: the floor / Java, whole processes)": (ratios(floor, java), None),
+        "(for reference: producer.py / Java's own figure)": (
+            [x["whole_rate"] / y["rate"] for x, y in zip(runs[ours], runs[java])], None),
+        f"(for reference: --workers auto ({WORKERS_AUTO}) / one process)": (ratios(workers, ours), None),
+    }
+    targets = {}
+    for target, (values, goal) in verdicts.items():
+        median = statistics.median(values)
+        targets[target] = {"value": median, "met": True if goal is None else median >= goal, "rounds": values}
+        mark = "    " if goal is None else "MET " if median >= goal else "MISS"
+        print(f"  {mark} {target}: {median:.2f} (rounds: {', '.join(f'{v:.2f}' for v in values)})", flush=True)
+    return {"count": count, "record_size_bytes": size, "rounds": rounds, "all_rounds": runs, "targets": targets}
+
+
+# Where a py-spy sample's time goes: the first rule matching its stack, read from the innermost frame out. Frames
+# read "function (file:line)"; produce() is C, so its time shows as the Python line calling it.
+STAGES = (
+    ("delivery reports and polling (the I/O thread)", re.compile(r"^thread \(\d+\): kafka-delivery")),
+    ("generation (random events)", re.compile(r"^(records|draw|encode|timestamp) \(producer\.py|shopsim/")),
+    ("event ids (the header)", re.compile(r"^(headers|number) \(producer\.py")),
+    ("the produce() call", re.compile(r"^(send_many|_produce_counted|send_acked|send) \(producer\.py")),
+    ("start-up (imports)", re.compile(r"<frozen importlib|^<module> \(")),
+    ("connecting, the topic's checks", re.compile(r"^(open|connect|_connect_with_retries|_admin_client) \(")),
+    ("flush and close", re.compile(r"^(flush|close) \(producer\.py")),
+)
+
+
+def profile(bootstrap: str, count: int) -> dict:
+    """Where a full-speed run's time goes (py-spy, 250 samples a second, every thread): a flame graph in
+    bench/profile.svg, and each stage's CPU microseconds per record."""
+    rate = 250
+    cmd = [PY, "producer.py", "--bootstrap-servers", bootstrap, "--interval", "0", "--count", str(count),
+           "--linger-ms", str(LINGER_MS), "--batch-size", str(BATCH_SIZE), "--stats-interval", "0", "--client",
+           "confluent-kafka"]
+    spy = [str(Path(PY).parent / "py-spy"), "record", "--rate", str(rate), "--threads", "--nonblocking"]
+    env = {**os.environ, "ENV_FILE": os.devnull, "LOG_FILE": ""}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "stacks.txt"
+        for fmt, out in (("raw", raw), ("flamegraph", ROOT / "bench" / "profile.svg")):
+            subprocess.run([*spy, "--format", fmt, "--output", str(out), "--", *cmd, "--topic", topic("profile")],
+                           check=True, capture_output=True, env=env, cwd=ROOT)
+        samples: dict[str, int] = {}
+        for line in raw.read_text().splitlines():
+            stack, n = line.rsplit(" ", 1)
+            frames = stack.split(";")
+            stage = next((name for frame in [frames[0], *reversed(frames[1:])] for name, rule in STAGES
+                          if rule.search(frame)), "the loop and the rest")
+            samples[stage] = samples.get(stage, 0) + int(n)
+    us = {stage: n / rate / count * 1e6 for stage, n in sorted(samples.items(), key=lambda kv: -kv[1])}
+    for stage, cost in us.items():
+        print(f"  {stage:<48} {cost:5.2f} us per record ({samples[stage]:,} samples)", flush=True)
+    print(f"  {'all of it (CPU while sampled)':<48} {sum(us.values()):5.2f} us per record; flame graph: "
+          f"bench/profile.svg", flush=True)
+    return {"count": count, "sample_rate": rate, "us_per_record": us, "samples": samples}
+
+
+WORKERS_AUTO = len(os.sched_getaffinity(0))
+PARTS = ("throughput", "backfill", "rates", "memory", "population", "twin", "warning", "engine", "acks", "scenarios",
+         "native", "profile")
 MIX = {"loyal": 0.3, "casual": 0.4, "at_risk": 0.2, "churning": 0.1}
 START_MS = 1_761_955_200_000  # 2026-11-01T00:00:00Z
 
@@ -776,6 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backfill-pairs", type=int, default=7)
     parser.add_argument("--rate-seconds", type=float, default=20)
     parser.add_argument("--memory-count", type=int, default=3_000_000)
+    parser.add_argument("--native-count", type=int, default=1_000_000, help="records per --only native contender")
     parser.add_argument("--population-rounds", type=int, default=4)
     parser.add_argument("--against", default=ENGINE_BEFORE, help="--only engine: the revision to compare with")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
@@ -816,6 +927,10 @@ def main(argv: list[str] | None = None) -> int:
                  lambda: {"acks": acks_loss(30, 2000)}),
         "scenarios": ("\nWhat scenarios cost, sessions mode (dry run), side by side:", lambda: {
             "scenarios": scenarios(args.rounds)}),
+        "native": ("\nOne Python process against the Java client, whole processes (rounds alternate):", lambda: {
+            "native": native(args.bootstrap_servers, args.native_count, args.rounds)}),
+        "profile": ("\nWhere the time goes, producer.py --client confluent-kafka at full speed (py-spy):", lambda: {
+            "profile": profile(args.bootstrap_servers, args.native_count)}),
         "engine": (f"\nThe run engine against {args.against}, side by side:", lambda: {
             "engine": engine(args.bootstrap_servers, args.against, args.count, args.generation_count, args.rounds)}),
     }

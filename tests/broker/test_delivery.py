@@ -191,6 +191,25 @@ def test_acks_0_says_sent_not_acknowledged_and_gives_no_success_rate(kafka, topi
     assert len(consume_all(kafka.bootstrap, topic, expected=300, timeout=30)) == 300
 
 
+def test_records_the_broker_refuses_are_failed_and_only_the_rest_counted_sent(kafka, topic, client):
+    """A topic whose max.message.bytes lets only the shorter events through (one record per batch): the broker
+    refuses the others. Sent is what is in the topic, to the record, with either client, and with confluent-kafka
+    at full speed too, whose acknowledgements are counted, not reported one by one (only failures are)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin.create_topics([NewTopic(topic, 3, 1, topic_configs={"max.message.bytes": "237"})])
+    admin.close()
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--client", client, "--interval", "0",
+                       "--count", "500", "--seed", "1", "--batch-size", "1", "--linger-ms", "0", "--stats-interval",
+                       "0")
+    sent, failed = out.summary["sent"], out.summary["failed"]
+    assert out.returncode == 1 and 0 < sent < 500 and sent + failed == 500, out.stderr[-2000:]
+    assert re.search(r"Failures by error: (MSG_SIZE_TOO_LARGE|MessageSizeTooLargeError)=\d+$", out.stderr, re.M), \
+        out.stderr[-2000:]
+    assert len(consume_all(kafka.bootstrap, topic, expected=sent, timeout=30)) == sent
+
+
 def test_an_existing_topic_with_other_partitions_gets_a_warning(kafka, topic):
     from kafka.admin import KafkaAdminClient, NewTopic
 

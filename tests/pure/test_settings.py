@@ -460,3 +460,30 @@ def test_a_junk_env_file_found_by_default_is_named_as_such(tmp_path):
     assert "--env-file:" not in out.stderr
     given = run_producer("--dry-run", "--count", "1", "--env-file", str(tmp_path / ".env"), cwd=tmp_path)
     assert given.returncode == 2 and f"--env-file: '{tmp_path / '.env'}' line 1 is not KEY=VALUE" in given.stderr
+
+
+@pytest.mark.parametrize("args, counted", [
+    (["--client", "confluent-kafka", "--interval", "0"], True),
+    (["--client", "confluent-kafka", "--rate", "1000"], True),
+    (["--interval", "0"], False),  # kafka-python reports every record
+    (["--client", "confluent-kafka", "--interval", "0", "--metrics-port", "9200"], False),  # the latency histogram
+    (["--client", "confluent-kafka", "--rate", "2"], False),  # a log line per acknowledged event
+    (["--client", "confluent-kafka", "--rate", "1000", "--log-events", "true"], False),
+    (["--client", "confluent-kafka", "--mode", "sessions", "--labels-topic", "labels"], False),
+    (["--client", "confluent-kafka", "--mode", "sessions", "--truth-topic", "truth"], False),
+])
+def test_acknowledgements_are_counted_only_where_nothing_needs_each_one(args, counted):
+    assert load_settings(args, environ={}).acks_counted is counted
+
+
+@pytest.mark.parametrize("args, workers", [
+    (["--interval", "0"], len(os.sched_getaffinity(0))),
+    (["--mode", "sessions", "--seed", "1", "--start-time", "2026-11-01T00:00:00Z", "--end-time", "2026-11-02T00:00:00Z"],
+     len(os.sched_getaffinity(0))),  # a backfill
+    ([], 1),  # paced: one process keeps one event every 3 seconds
+    (["--mode", "sessions"], 1),  # live
+    (["--interval", "0", "--dry-run"], 1),  # one stream on stdout
+])
+def test_workers_auto_is_a_process_per_core_at_full_speed_and_one_otherwise(args, workers):
+    assert load_settings(["--workers", "auto", *args], environ={}).workers == workers
+    assert load_settings(["--workers", "auto", *args], environ={"WORKERS": "3"}).workers == workers  # the flag wins
