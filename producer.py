@@ -2586,7 +2586,11 @@ class ConfluentConnection(KafkaConnection):
         seq = first_seq
         for epoch_ms, key, value in records:
             try:
-                produce(topic, value, key, on_delivery=failed, timestamp=epoch_ms, headers=headers(seq))
+                # produce(topic, value, key, partition, callback, on_delivery, timestamp, headers), by position:
+                # librdkafka's partitioner (-1), the failure report as `callback` (on_delivery's other name).
+                # Against keywords: 3.4-3.75 against 3.8-3.96 s of user CPU for 1,000,000 records (4 alternating
+                # runs), about a tenth of the process's CPU.
+                produce(topic, value, key, -1, failed, None, epoch_ms, headers(seq))
             except BufferError:  # librdkafka's queue is full: wait for room as send() does
                 try:
                     self._produce_counted(key, value, epoch_ms, headers(seq), failed)
