@@ -2391,9 +2391,10 @@ class ConfluentConnection(KafkaConnection):
     serves them; flush() here waits for that thread's work instead of serving callbacks itself (two threads
     running callbacks would race on the counters).
 
-    With settings.acks_counted, librdkafka reports only failures (delivery.report.only.error) and the
-    acknowledgements are counted (`_Tally`): at full speed a Python callback per record was the I/O thread's
-    whole work, and it took the interpreter lock from the loop for each record.
+    With settings.acks_counted, only failures are reported (delivery.report.only.error) and the acknowledgements
+    are counted (`_Tally`): at full speed a Message and a Python call per record were the I/O thread's whole work.
+    (confluent-kafka still takes the interpreter lock for each record's report, to skip a success: its
+    dr_msg_cb, in C. That is what remains of that thread's cost: bench/README.md.)
     """
 
     name = "confluent-kafka"
@@ -2741,8 +2742,9 @@ def connection_for(settings: Settings, stop: threading.Event, clock: Callable[[]
 # --- delivery accounting ------------------------------------------------------------------------------------
 
 class Statistics(Mapping):
-    """Counts of the run. Each counter has one writer (the loop or the client's I/O thread), so plain
-    integer updates are safe under the GIL; in_flight is derived, never stored. As a read-only mapping it is
+    """Counts of the run. Each counter has one writer (the loop or the client's I/O thread; acknowledgements a
+    client counts, `_Tally`, come from its I/O thread or its flush under one lock), so plain integer updates are
+    safe under the GIL; in_flight is derived, never stored. As a read-only mapping it is
     the original script's stats dict: its three keys, `in`, `dict(stats)`, `.items()` and `.get()` work."""
 
     # The original script's stats dict: stats["events_sent"], ["events_failed"], ["start_time"] still work.
@@ -4155,6 +4157,7 @@ class ECommerceEventProducer:
         delivery.stats.generated += 1
         connection = self.connection
         connection.on_acks = delivery.on_acks
+        acked_before = delivery.stats.acked  # before the send: its acknowledgement may be counted at once
         try:
             connection.send(codec.key(event["user_id"]), codec.value(event), codec.timestamp_ms(event),
                             codec.headers(codec.number(1)), acked, failed)
@@ -4163,7 +4166,6 @@ class ECommerceEventProducer:
             log.error("Event of user %s not sent: %s", event["user_id"], self.stats.last_error)
             return False
         if connection.acks_counted:  # no report of its own: acknowledged once the client holds it no more, unfailed
-            acked_before = delivery.stats.acked
             connection.flush(self.settings.delivery_timeout_ms / 1000 + 5)
             if delivery.stats.acked > acked_before or outcome:
                 done.set()

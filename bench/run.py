@@ -15,6 +15,8 @@ with the same records (~the size of our events) and the same producer settings.
     python bench/run.py --only engine [--against REV]   # every producer.py row, this file beside REV's (the code
                                                # before the run engine by default), alternating, ratio per round
     python bench/run.py --only acks            # acks=1 against acks=all, a leader cut off from its followers (root)
+    python bench/run.py --only native          # one process against Java's client, whole processes, and the floor
+    python bench/run.py --only profile         # where a full-speed run's time goes (py-spy): bench/profile.svg
 
 Results: a table on stdout and bench/results.json (figures, ratios, targets, settings); a run of some parts
 (--only) replaces those parts' figures in the file and keeps the others'.

@@ -125,6 +125,24 @@ def test_send_event_api_returns_true_and_the_event_arrives(kafka, topic):
     assert json.loads(record.value) == event and record.timestamp == NOW_MS
 
 
+def test_send_event_waits_for_the_broker_at_full_speed_settings_with_either_client(kafka, topic, client):
+    """send_event() on settings where confluent-kafka counts acknowledgements (no report per success): True once
+    the broker has the event, False when it refused it (a topic whose max.message.bytes no event fits)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin.create_topics([NewTopic(f"{topic}-small", 1, 1, topic_configs={"max.message.bytes": "100"})])
+    admin.close()
+    for name, expected in ((topic, True), (f"{topic}-small", False)):
+        p = make_producer(bootstrap_servers=kafka.bootstrap, topic=name, log_file="", client=client, interval=0.0)
+        assert p.connect() is True
+        assert p.settings.acks_counted is (client == "confluent-kafka")
+        assert p.send_event(p.generate_event(NOW_MS)) is expected
+        assert (p.stats.acked, p.stats.failed) == ((1, 0) if expected else (0, 1))
+        p.stop()
+    assert len(consume_all(kafka.bootstrap, topic, expected=1)) == 1
+
+
 def test_low_rate_logs_each_acknowledged_event_with_partition_and_offset(kafka, topic):
     out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--count", "3",
                        "--interval", "0.2")
