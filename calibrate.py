@@ -57,6 +57,8 @@ MIN_ORDERS_PER_BUCKET = 200  # item counts with fewer orders share the value dis
 FIT_CUSTOMERS = 6000  # customers simulated per evaluation of the fit (the fit's figures are shares)
 FIT_EVALUATIONS = 200
 MIN_SPAN_DAYS = 28  # the shortest export fitted: four weeks, a cut-off in the middle with two on each side
+MIN_HOLDOUT_DAYS = 7  # --holdout: a week at least to forecast
+HOLDOUT_SEEDS = 3  # --holdout: the twin's figures are the median of this many seeds, none of them the fit's
 FUNNEL_SLOTS = {"product_view": 1, "add_to_cart": 2, "checkout": 3, "bounce": 4}  # a session's counters
 
 # Column names recognised when the options do not name them (compared in lower case, without _ - and spaces).
@@ -660,16 +662,20 @@ def twin_settings(profile: ShopProfile, seed: int, customers: int) -> producer.S
                                      end_time=profile.span_end_ms, log_file="")
 
 
-def simulate(profile: ShopProfile, customers: int, seed: int, orders_only: bool, progress=None):
-    """The twin's orders over the profile's span, from the shop model as producer.py runs it (simulator_for):
-    (customer, ms, value) arrays; and the number of events it generated. orders_only: the orders alone, valueless (for the fit)."""
+def simulate(profile: ShopProfile, customers: int, seed: int, orders_only: bool, progress=None,
+             until_ms: int | None = None):
+    """The twin's orders over the profile's span (or on until until_ms: a forecast), from the shop model as
+    producer.py runs it (simulator_for): (customer, ms, value) arrays; and the number of events it generated.
+    orders_only: the orders alone, valueless (for the fit)."""
     import numpy as np
 
     s = twin_settings(profile, seed, customers)
+    if until_ms is not None:
+        s = replace(s, end_time=until_ms)
     sim = producer.simulator_for(s, start_ms=profile.span_start_ms, orders_only=orders_only)
     users, times, values = [], [], []
     events = 0
-    end = profile.span_end_ms - 1
+    end = (until_ms or profile.span_end_ms) - 1
     take, loads = sim.take, json.loads
     while True:
         batch = take(100_000, end)
@@ -999,6 +1005,208 @@ def fidelity(real: dict, twin: dict, window: Window, export: Export, twin_ms, mo
     return rows
 
 
+# --- validation in time: fitted on the past, the forecast against what came (--holdout) -------------------------
+
+def holdout_start(args: argparse.Namespace, export: Export) -> int | None:
+    """--holdout DATE (local midnight in the shop's time zone) or --holdout-weeks N (the last N weeks of the
+    export): where the holdout begins; BadInput when it leaves no holdout or too little history to fit."""
+    fmt = TimestampFormatter()
+    first, last = fmt(export.start_ms)[:10], fmt(export.end_ms - DAY_MS)[:10]
+    if args.holdout_weeks is not None:
+        if args.holdout_weeks < 1:
+            raise BadInput(f"--holdout-weeks {args.holdout_weeks}: expected 1 or more weeks")
+        start, what = export.end_ms - args.holdout_weeks * shopsim.WEEK_MS, f"--holdout-weeks {args.holdout_weeks}"
+    elif args.holdout:
+        try:
+            at = shopsim.parse_time(args.holdout)
+        except ValueError as exc:
+            raise BadInput(f"--holdout {args.holdout}: {exc}") from None
+        if at is None:
+            raise BadInput(f"--holdout {args.holdout}: expected a date such as {last}")
+        start, what = local_midnight(at, export.tz), f"--holdout {args.holdout}"
+        if not export.start_ms < start < export.end_ms:
+            raise BadInput(f"{what}: outside the export ({first} to {last}); expected a date inside it")
+    else:
+        return None
+    history, ahead = (start - export.start_ms) / DAY_MS, (export.end_ms - start) / DAY_MS
+    if history < MIN_SPAN_DAYS:
+        raise BadInput(f"{what}: leaves {max(0, history):.0f} days of history before it, too little to fit the twin "
+                       f"(it learns how customers come back); expected {MIN_SPAN_DAYS} days or more before the holdout "
+                       f"(the export starts {first})")
+    if ahead < MIN_HOLDOUT_DAYS:
+        raise BadInput(f"{what}: leaves {max(0, ahead):.0f} days to forecast; expected {MIN_HOLDOUT_DAYS} days or more "
+                       f"after it (the export ends {last})")
+    return start
+
+
+def before(export: Export, start_ms: int) -> Export:
+    """The export as it stood at start_ms: its orders and customers before it (the calibration period). An event
+    export's funnel and session hours stay those of the whole export (the order process is what is forecast)."""
+    orders = [o for o in export.orders if o[1] < start_ms]
+    first_seen = {c: ms for c, ms in export.first_seen.items() if ms < start_ms}
+    past = replace(export, orders=orders, first_seen=first_seen, skipped=Counter(export.skipped),
+                   notes=export.notes + [f"fitted on the orders before {TimestampFormatter()(start_ms)[:10]} (--holdout)"])
+    past.end_ms = start_ms
+    return past
+
+
+def holdout_figures(customer, ms, start_ms: int, end_ms: int) -> dict[str, Any]:
+    """What a forecast of [start_ms, end_ms) is judged on, from orders (customer codes, epoch ms): the repeat
+    purchases of the customers known before it (customer-days, as Fader, Hardie and Lee 2005 count them) by week,
+    their purchases per customer (0, 1, ... 10 or more), the share with none, and the new customers."""
+    import numpy as np
+
+    first = {}
+    for c, t in zip(customer.tolist(), ms.tolist()):
+        if t < first.get(c, t + 1):
+            first[c] = t
+    known = np.array([first[c] < start_ms for c in customer.tolist()], bool) if len(customer) else np.zeros(0, bool)
+    inside = (ms >= start_ms) & (ms < end_ms)
+    pairs = np.unique(np.stack([customer[inside & known], (ms[inside & known] - start_ms) // DAY_MS]), axis=1)
+    weeks = int(math.ceil((end_ms - start_ms) / shopsim.WEEK_MS))
+    base = sum(1 for t in first.values() if t < start_ms)
+    bought = np.unique(pairs[0], return_counts=True)[1]  # customer-days of each customer who bought
+    per_customer = np.bincount(np.minimum(bought, 10), minlength=11).astype(float)
+    per_customer[0] = base - len(bought)
+    return {"weekly": np.bincount(pairs[1] // 7, minlength=weeks)[:weeks].astype(float),
+            "per_customer": per_customer / max(1, base), "none": per_customer[0] / max(1, base),
+            "new_customers": sum(1 for t in first.values() if start_ms <= t < end_ms), "base": base}
+
+
+def repeat_summary(orders, start_ms: int, end_ms: int) -> tuple[list[int], list[float], list[float]]:
+    """BTYD's summary of the orders in [start_ms, end_ms) (local midnights), per customer: x, their repeat purchase
+    days; t_x, the weeks from their first purchase day to their last; T, the weeks from their first to the last day
+    of the period (FHL 2005's CDNOW figures: days, counted in weeks)."""
+    days_of: dict[str, set[int]] = defaultdict(set)
+    for customer, ms, *_ in orders:
+        if start_ms <= ms < end_ms:
+            days_of[customer].add((ms - start_ms) // DAY_MS)
+    last_day = (end_ms - start_ms) // DAY_MS - 1
+    x, t_x, big_t = [], [], []
+    for days in days_of.values():
+        first = min(days)
+        x.append(len(days) - 1)
+        t_x.append((max(days) - first) / 7)
+        big_t.append((last_day - first) / 7)
+    return x, t_x, big_t
+
+
+def bgnbd_fit(x, t_x, big_t) -> dict[str, float]:
+    """BG/NBD (Fader, Hardie and Lee 2005) by maximum likelihood: x repeat purchases, the last at t_x, of T weeks
+    since the first. On FHL's CDNOW sample it gives their r, alpha, a, b (tests/pure/test_twin.py)."""
+    import numpy as np
+    from scipy import optimize, special
+
+    x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
+
+    def minus_ll(log_params) -> float:
+        r, alpha, a, b = np.exp(log_params)
+        ll = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + special.gammaln(a + b)
+              + special.gammaln(b + x) - special.gammaln(b) - special.gammaln(a + b + x))
+        ended = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-12)) - (r + x) * np.log(alpha + t_x),
+                         -np.inf)
+        return -float(np.sum(ll + np.logaddexp(-(r + x) * np.log(alpha + big_t), ended)))
+    # Each parameter between 1e-4 and 1e4: a history with no sign of dropout or of differences between customers
+    # drives them to infinity (the Poisson limit), where the forecast is no longer computable (holdout_report).
+    found = optimize.minimize(minus_ll, np.log([0.5, max(1.0, float(big_t.mean()) / 4), 1.0, 2.0]),
+                              method="L-BFGS-B", bounds=[(-9.2, 9.2)] * 4)
+    r, alpha, a, b = np.exp(found.x)
+    return {"r": float(r), "alpha": float(alpha), "a": float(a), "b": float(b), "log_likelihood": -float(found.fun)}
+
+
+def bgnbd_expected(p: dict[str, float], t, x, t_x, big_t):
+    """BG/NBD's expected repeat purchases in the t weeks after the calibration period, summed over the customers
+    (FHL 2005, equation 10)."""
+    import numpy as np
+    from scipy import special
+
+    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+    x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
+    if t <= 0:
+        return 0.0
+    z = t / (alpha + big_t + t)
+    head = (a + b + x - 1) / (a - 1)
+    body = 1 - ((alpha + big_t) / (alpha + big_t + t)) ** (r + x) * special.hyp2f1(r + x, b + x, a + b + x - 1, z)
+    alive = 1 + (x > 0) * a / np.maximum(b + x - 1, 1e-12) * ((alpha + big_t) / (alpha + t_x)) ** (r + x)
+    return float(np.sum(head * body / alive))
+
+
+def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopProfile, seeds: list[int],
+                   say) -> dict[str, Any]:
+    """The twin (fitted on `past`) and BG/NBD forecast [start_ms, export end), each against what came: the twin's
+    figures are the median over `seeds`, with their lowest and highest."""
+    import numpy as np
+
+    end_ms = export.end_ms
+    codes = {c: i for i, c in enumerate(export.first_seen)}
+    real = holdout_figures(np.array([codes[o[0]] for o in export.orders], dtype=np.int64),
+                           np.array([o[1] for o in export.orders], dtype=np.int64), start_ms, end_ms)
+    weeks = len(real["weekly"])
+
+    def judged(weekly, total=None) -> dict[str, float]:
+        real_total = real["weekly"].sum()
+        seen = real["weekly"] > 0
+        return {"weekly_mape": float(np.mean(np.abs(weekly[seen] - real["weekly"][seen]) / real["weekly"][seen])),
+                "total_error": float(((weekly.sum() if total is None else total) - real_total) / max(1.0, real_total))}
+
+    runs = []
+    for seed in seeds:
+        mark = time.monotonic()
+        customer, ms, _, _ = simulate(profile, profile.customers, seed, orders_only=True, until_ms=end_ms)
+        twin = holdout_figures(customer, ms, start_ms, end_ms)
+        runs.append(twin | judged(twin["weekly"]) | {"per_customer_tv": tv(real["per_customer"], twin["per_customer"])})
+        say(f"the forecast, seed {seed}: {time.monotonic() - mark:.1f} s")
+
+    def spread(key: str) -> dict[str, float]:
+        values = [float(r[key]) for r in runs]
+        return {"median": float(np.median(values)), "lowest": min(values), "highest": max(values)}
+    x, t_x, big_t = repeat_summary(past.orders, past.start_ms, start_ms)  # BG/NBD on the same split
+    params = bgnbd_fit(x, t_x, big_t)
+    span_weeks = (end_ms - start_ms) / shopsim.WEEK_MS
+    cumulative = [bgnbd_expected(params, min(k + 1, span_weeks), x, t_x, big_t) for k in range(weeks)]
+    bg_weekly = np.diff(np.r_[0.0, cumulative])
+    # Customer-days: a week holds at most 7 per customer. Past that (or not finite), the fit is at the edge of its
+    # parameters and hyp2f1 no longer holds: no figure rather than a wrong one.
+    bg = judged(bg_weekly) if np.all(np.isfinite(bg_weekly)) and np.all(bg_weekly >= -1e-9) and \
+        np.all(bg_weekly <= 7 * len(x)) else {"weekly_mape": None, "total_error": None,
+                                              "note": "no forecast: the fit reached the edge of its parameters"}
+    twin_weekly = np.median(np.array([r["weekly"] for r in runs]), axis=0)
+    return {"start": TimestampFormatter()(start_ms)[:10], "end": TimestampFormatter()(end_ms)[:10], "weeks": weeks,
+            "seeds": seeds, "customers_before": real["base"],
+            "real": {"repeat_purchases": float(real["weekly"].sum()), "new_customers": real["new_customers"],
+                     "none": real["none"]},
+            "twin": {"weekly_mape": spread("weekly_mape"), "total_error": spread("total_error"),
+                     "new_customers": spread("new_customers"), "per_customer_tv": spread("per_customer_tv"),
+                     "none": spread("none")},
+            "bgnbd": {"params": params, **bg},
+            "weekly": {"real": real["weekly"].tolist(), "twin": twin_weekly.tolist(),
+                       "bgnbd": bg_weekly.tolist() if bg["total_error"] is not None else None}}
+
+
+def holdout_text(h: dict[str, Any]) -> str:
+    def twin(key: str, pct: bool = True) -> str:
+        v = h["twin"][key]
+        f = (lambda n: f"{100 * n:+.1f}%" if key == "total_error" else f"{100 * n:.1f}%") if pct else \
+            (lambda n: f"{n:,.0f}" if key == "new_customers" else f"{n:.3f}")
+        return f"{f(v['median'])} ({f(v['lowest'])} to {f(v['highest'])})"
+    p, bg = h["bgnbd"]["params"], h["bgnbd"]
+
+    def btyd(key: str, sign: str = "") -> str:
+        return "-" if bg[key] is None else f"{100 * bg[key]:{sign}.1f}%"
+    return "\n".join([
+        "", f"holdout {h['start']} to {h['end']} ({h['weeks']} weeks), forecast from the {h['customers_before']:,} "
+        f"customers before it; the twin: median of seeds {', '.join(map(str, h['seeds']))} (lowest to highest)",
+        f"{'':<46}{'real':>12}  {'twin':<30}{'BG/NBD':>10}",
+        f"{'repeat purchases (customer-days), total error':<46}{h['real']['repeat_purchases']:>12,.0f}  "
+        f"{twin('total_error'):<30}{btyd('total_error', '+'):>10}",
+        f"{'weekly repeat purchases, MAPE':<46}{'':>12}  {twin('weekly_mape'):<30}{btyd('weekly_mape'):>10}",
+        f"{'new customers':<46}{h['real']['new_customers']:>12,}  {twin('new_customers', False):<30}{'-':>10}",
+        f"{'share with no purchase in the holdout':<46}{h['real']['none']:>12.3f}  {twin('none', False):<30}{'':>10}",
+        f"{'holdout purchases per customer, TV':<46}{'':>12}  {twin('per_customer_tv', False):<30}{'':>10}",
+        f"BG/NBD fitted on the same history: r {p['r']:.3f}, alpha {p['alpha']:.3f}, a {p['a']:.3f}, b {p['b']:.3f}"
+        + (f"; {bg['note']}" if bg.get("note") else "")])
+
+
 def report_text(rows: list[dict], export: Export, profile: ShopProfile, fitted: dict[str, str], fit: dict,
                 window: Window, timings: dict[str, float]) -> str:
     fmt = TimestampFormatter()
@@ -1127,6 +1335,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                            f"churn (default {HORIZON_DAYS:g}, or what the span "
                                                            "leaves)")
     parser.add_argument("--seed", type=int, default=1, help="the twin's seed, for the fit and the report")
+    held = parser.add_mutually_exclusive_group()
+    held.add_argument("--holdout", metavar="DATE", help="validation in time: fit on the export before DATE, forecast "
+                      "the rest, and report the forecast against what came, beside BG/NBD's")
+    held.add_argument("--holdout-weeks", metavar="N", type=int, help="the same, with the export's last N weeks held out")
+    parser.add_argument("--holdout-seeds", metavar="N", type=int, default=HOLDOUT_SEEDS,
+                        help=f"--holdout: the twin's figures are the median of N seeds after --seed (default "
+                             f"{HOLDOUT_SEEDS})")
     parser.add_argument("--evaluations", type=int, default=FIT_EVALUATIONS, help="simulations the fit may run")
     parser.add_argument("--no-report", action="store_true", help="write the profile only")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -1170,13 +1385,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluations < 1:
         say(f"--evaluations {args.evaluations}: expected 1 or more simulations for the fit (default {FIT_EVALUATIONS})")
         return EXIT_BAD_INPUT
+    if args.holdout_seeds < 1:
+        say(f"--holdout-seeds {args.holdout_seeds}: expected 1 or more seeds (default {HOLDOUT_SEEDS})")
+        return EXIT_BAD_INPUT
     if args.horizon_days is not None and not 0 < args.horizon_days <= 3650:
         say(f"--horizon-days {args.horizon_days:g}: expected days above 0 and at most 3650")
         return EXIT_BAD_INPUT
     timings: dict[str, float] = {}
     try:
-        export = read_export(args.export, args, tz)
+        export = whole = read_export(args.export, args, tz)
         timings["read"] = time.monotonic() - started
+        held_from = holdout_start(args, export)
+        if held_from is not None:
+            export = before(whole, held_from)
         window = make_window(export.start_ms, export.end_ms, tz, args.cutoff, args.horizon_days,
                              not export.time_of_day)
     except BadInput as exc:
@@ -1238,14 +1459,21 @@ def main(argv: list[str] | None = None) -> int:
     twin = order_figures(customer, ms, window, values)
     models = churn_models(real, twin, args.seed)
     rows = fidelity(real, twin, window, export, ms, models)
+    held = None
+    if held_from is not None:
+        mark = time.monotonic()
+        held = holdout_report(whole, export, held_from, profile,
+                              [args.seed + i for i in range(1, args.holdout_seeds + 1)], say)
+        timings["holdout"] = time.monotonic() - mark
     timings["total"] = time.monotonic() - started
     fit["twin_events"] = events
     if args.json:
         print(json.dumps({"profile": args.profile, "export": doc["source"], "span": doc["span"], "fitted": fitted,
                           "defaults": doc["defaults"], "fit": fit, "figures": rows, "models": models,
+                          **({"holdout": held} if held else {}),
                           "timings_s": {k: round(v, 2) for k, v in timings.items()}}, indent=1))
     else:
-        print(report_text(rows, export, profile, fitted, fit, window, timings))
+        print(report_text(rows, export, profile, fitted, fit, window, timings) + (holdout_text(held) if held else ""))
     if args.plot:
         plot(args.plot, real, twin, window, rows, export)
         say(f"drew {args.plot}")

@@ -503,7 +503,15 @@ def test_every_example_scenario_runs_on_a_twin(cdnow_twin, tmp_path):
     (("--plot", "report.txt"), "--plot report.txt: the report is drawn as a PNG"),
     (("--evaluations", "0"), "--evaluations 0: expected 1 or more simulations"),
     (("--horizon-days", "-5"), "--horizon-days -5: expected days above 0"),
-], ids=["cutoff", "plot", "evaluations", "horizon"])
+    (("--holdout", "2030-01-01"), "--holdout 2030-01-01: outside the export (2025-01-02 to 2025-06-17); expected a "
+                                  "date inside it"),
+    (("--holdout", "2025-01-20"), "--holdout 2025-01-20: leaves 18 days of history before it, too little to fit"),
+    (("--holdout", "2025-06-14"), "--holdout 2025-06-14: leaves 4 days to forecast; expected 7 days or more"),
+    (("--holdout-weeks", "0"), "--holdout-weeks 0: expected 1 or more weeks"),
+    (("--holdout-weeks", "30"), "--holdout-weeks 30: leaves 0 days of history before it"),
+    (("--holdout-weeks", "4", "--holdout-seeds", "0"), "--holdout-seeds 0: expected 1 or more seeds"),
+], ids=["cutoff", "plot", "evaluations", "horizon", "holdout-outside", "holdout-no-history", "holdout-no-future",
+        "holdout-weeks-0", "holdout-weeks-all", "holdout-seeds"])
 def test_calibrate_refuses_nonsense_settings_in_one_line_before_the_fit(tmp_path, args, expected):
     """Each was a traceback, or a fit of minutes and then a traceback, or accepted (issue 31)."""
     export = tmp_path / "orders.csv"
@@ -513,3 +521,58 @@ def test_calibrate_refuses_nonsense_settings_in_one_line_before_the_fit(tmp_path
     lines = stderr_lines(out)
     assert out.returncode == 2 and "Traceback" not in out.stderr and expected in lines[-1], out.stderr[-1500:]
     assert not (tmp_path / "shop.json").exists()
+
+
+# --- validation in time (--holdout) -------------------------------------------------------------------------
+
+def test_bgnbd_reproduces_fader_hardie_lee_on_their_cdnow_sample():
+    """BG/NBD fitted to FHL's CDNOW sample (2,357 customers, 39 weeks of calibration, purchase days counted in
+    weeks) gives their published r = 0.243, alpha = 4.414, a = 0.793, b = 2.426 (FHL 2005, table 1) within 5%."""
+    import calibrate
+
+    sample = ROOT / ".cache" / "CDNOW_sample.txt"
+    assert sample.is_file(), "run `make cdnow` (make test does) to fetch CDNOW_sample.txt from the lifetimes wheel"
+    orders = []
+    for line in sample.read_text().splitlines():
+        _, customer, day, _, value = line.split()
+        when = datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=timezone.utc)
+        orders.append((customer, int(when.timestamp() * 1000), float(value)))
+    x, t_x, big_t = calibrate.repeat_summary(orders, ms("1997-01-01T00:00:00Z"), ms("1997-10-01T00:00:00Z"))
+    assert len(x) == 2357
+    fitted = calibrate.bgnbd_fit(x, t_x, big_t)
+    for name, published in (("r", 0.243), ("alpha", 4.414), ("a", 0.793), ("b", 2.426)):
+        assert abs(fitted[name] / published - 1) < 0.05, (name, fitted)
+    assert abs(fitted["log_likelihood"] - -9582.4) < 1, fitted
+
+
+def test_holdout_report_judges_the_forecast_against_what_came(tmp_path):
+    """--holdout-weeks: the twin is fitted on the export before the holdout (its profile's span ends there), the
+    report's real figures are the export's own (counted here from the file), and the twin's and BG/NBD's are there
+    beside them, the twin's as the median of three seeds."""
+    export = tmp_path / "orders.csv"
+    # customers who buy every few weeks until a month of their own, some of them past the holdout's start
+    rows = [(c, f"2025-{m:02d}-{d:02d}") for c in range(1, 120) for m in range(1 + c % 3, 4 + c * 37 % 8)
+            for d in (3, 17) if (c * 7 + m * 3 + d) % 5 < 2 or m == 1 + c % 3 and d == 3]
+    rows += [(c, "2025-09-20") for c in range(200, 215)]  # newcomers in the holdout
+    export.write_text("customer_id,order_time,order_value\n" + "".join(f"{c},{day}T10:00:00Z,{10 + c % 7}\n"
+                                                                        for c, day in rows))
+    out = run_calibrate(str(export), "--profile", str(tmp_path / "shop.json"), "--holdout", "2025-08-01", "--json",
+                        "--evaluations", "3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    h = report["holdout"]
+    first = {}
+    for c, day in sorted(rows, key=lambda r: r[1]):
+        first.setdefault(c, day)
+    known = {c for c, day in first.items() if day < "2025-08-01"}
+    repeat_days = {(c, day) for c, day in rows if day >= "2025-08-01" and c in known}
+    assert (h["start"], h["customers_before"]) == ("2025-08-01", len(known))
+    assert h["real"]["repeat_purchases"] == len(repeat_days) and sum(h["weekly"]["real"]) == len(repeat_days)
+    assert h["real"]["new_customers"] == sum(1 for day in first.values() if day >= "2025-08-01") == 15
+    assert h["real"]["none"] == pytest.approx(1 - len({c for c, _ in repeat_days}) / len(known))
+    assert h["seeds"] == [2, 3, 4] and len(h["weekly"]["twin"]) == len(h["weekly"]["bgnbd"]) == h["weeks"]
+    for figure in ("weekly_mape", "total_error", "new_customers", "per_customer_tv", "none"):
+        spread = h["twin"][figure]
+        assert spread["lowest"] <= spread["median"] <= spread["highest"], (figure, spread)
+    assert h["bgnbd"]["total_error"] is not None and 0 < sum(h["weekly"]["bgnbd"]) < 7 * len(known) * h["weeks"]
+    assert json.loads((tmp_path / "shop.json").read_text())["span"]["end"].startswith("2025-08-01")
