@@ -1106,12 +1106,76 @@ def bgnbd_fit(x, t_x, big_t) -> dict[str, float]:
         ended = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-12)) - (r + x) * np.log(alpha + t_x),
                          -np.inf)
         return -float(np.sum(ll + np.logaddexp(-(r + x) * np.log(alpha + big_t), ended)))
-    # Each parameter between 1e-4 and 1e4: a history with no sign of dropout or of differences between customers
-    # drives them to infinity (the Poisson limit), where the forecast is no longer computable (holdout_report).
-    found = optimize.minimize(minus_ll, np.log([0.5, max(1.0, float(big_t.mean()) / 4), 1.0, 2.0]),
-                              method="L-BFGS-B", bounds=[(-9.2, 9.2)] * 4)
-    r, alpha, a, b = np.exp(found.x)
-    return {"r": float(r), "alpha": float(alpha), "a": float(a), "b": float(b), "log_likelihood": -float(found.fun)}
+    return _most_likely(minus_ll, [0.5, max(1.0, float(big_t.mean()) / 4), 1.0, 2.0], ("r", "alpha", "a", "b"))
+
+
+def _most_likely(minus_ll, start: list[float], names: tuple[str, ...]) -> dict[str, float]:
+    """The parameters (all positive: searched as logarithms) that minimise minus_ll, by Nelder-Mead; each between
+    1e-4 and 1e4: a history with no sign of dropout or of differences between customers drives them to infinity
+    (the Poisson limit), where a forecast is no longer computable (holdout_report says so)."""
+    import warnings
+
+    import numpy as np
+    from scipy import optimize
+
+    def finite(log_params) -> float:
+        value = minus_ll(log_params)
+        return value if np.isfinite(value) else 1e300
+    with warnings.catch_warnings():  # hyp2f1 and log at the edges of the search: answered by `finite`
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = optimize.minimize(finite, np.log(start), method="Nelder-Mead", bounds=[(-9.2, 9.2)] * len(start),
+                                  options={"xatol": 1e-8, "fatol": 1e-8, "maxiter": 10_000})
+    return {**{name: float(v) for name, v in zip(names, np.exp(found.x))}, "log_likelihood": -float(found.fun)}
+
+
+def _pareto_a0(r, alpha, s, beta, x, t_x, big_t):
+    """log of the Pareto/NBD likelihood's A0 term (Fader and Hardie 2005, "A note on deriving the Pareto/NBD
+    model and related expressions", equations 19-20): hyp2f1 in whichever of alpha, beta is larger."""
+    import numpy as np
+    from scipy import special
+
+    c = r + s + x
+    if alpha >= beta:
+        b, at_x, at_t, gap = s + 1, alpha + t_x, alpha + big_t, alpha - beta
+    else:
+        b, at_x, at_t, gap = r + x, beta + t_x, beta + big_t, beta - alpha
+    first = np.log(special.hyp2f1(c, b, c + 1, gap / at_x)) - c * np.log(at_x)
+    last = np.log(special.hyp2f1(c, b, c + 1, gap / at_t)) - c * np.log(at_t)
+    with np.errstate(divide="ignore"):  # t_x = T: A0 is 0
+        return first + np.log1p(-np.exp(np.minimum(last - first, 0.0)))
+
+
+def pareto_nbd_fit(x, t_x, big_t) -> dict[str, float]:
+    """Pareto/NBD (Schmittlein, Morrison and Colombo 1987) by maximum likelihood, on the same summary as BG/NBD.
+    On FHL's CDNOW sample it gives Fader, Hardie and Lee's r, alpha, s, beta (tests/pure/test_twin.py)."""
+    import numpy as np
+    from scipy import special
+
+    x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
+
+    def minus_ll(log_params) -> float:
+        r, alpha, s, beta = np.exp(log_params)
+        stayed = -(r + x) * np.log(alpha + big_t) - s * np.log(beta + big_t)
+        left = np.log(s / (r + s + x)) + _pareto_a0(r, alpha, s, beta, x, t_x, big_t)
+        return -float(np.sum(special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+                             + np.logaddexp(stayed, left)))
+    return _most_likely(minus_ll, [0.5, max(1.0, float(big_t.mean()) / 4), 0.5, max(1.2, float(big_t.mean()) / 3)],
+                        ("r", "alpha", "s", "beta"))
+
+
+def pareto_nbd_expected(p: dict[str, float], t, x, t_x, big_t):
+    """Pareto/NBD's expected repeat purchases in the t weeks after the calibration period, summed over the
+    customers (Fader and Hardie's note, equation 27: those of a live customer, times the chance of being alive)."""
+    import numpy as np
+
+    r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+    x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
+    if t <= 0:
+        return 0.0
+    dead_odds = np.exp(np.log(s / (r + s + x)) + (r + x) * np.log(alpha + big_t) + s * np.log(beta + big_t)
+                       + _pareto_a0(r, alpha, s, beta, x, t_x, big_t))
+    live = (r + x) * (beta + big_t) / ((alpha + big_t) * (s - 1)) * (1 - ((beta + big_t) / (beta + big_t + t)) ** (s - 1))
+    return float(np.sum(live / (1 + dead_odds)))
 
 
 def bgnbd_expected(p: dict[str, float], t, x, t_x, big_t):
@@ -1160,16 +1224,24 @@ def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopPro
     def spread(key: str) -> dict[str, float]:
         values = [float(r[key]) for r in runs]
         return {"median": float(np.median(values)), "lowest": min(values), "highest": max(values)}
-    x, t_x, big_t = repeat_summary(past.orders, past.start_ms, start_ms)  # BG/NBD on the same split
-    params = bgnbd_fit(x, t_x, big_t)
+    x, t_x, big_t = repeat_summary(past.orders, past.start_ms, start_ms)  # BTYD on the same split
     span_weeks = (end_ms - start_ms) / shopsim.WEEK_MS
-    cumulative = [bgnbd_expected(params, min(k + 1, span_weeks), x, t_x, big_t) for k in range(weeks)]
-    bg_weekly = np.diff(np.r_[0.0, cumulative])
-    # Customer-days: a week holds at most 7 per customer. Past that (or not finite), the fit is at the edge of its
-    # parameters and hyp2f1 no longer holds: no figure rather than a wrong one.
-    bg = judged(bg_weekly) if np.all(np.isfinite(bg_weekly)) and np.all(bg_weekly >= -1e-9) and \
-        np.all(bg_weekly <= 7 * len(x)) else {"weekly_mape": None, "total_error": None,
-                                              "note": "no forecast: the fit reached the edge of its parameters"}
+    btyd = {}
+    for name, fit_model, expected in (("bgnbd", bgnbd_fit, bgnbd_expected),
+                                      ("pareto_nbd", pareto_nbd_fit, pareto_nbd_expected)):
+        mark = time.monotonic()
+        params = fit_model(x, t_x, big_t)
+        with np.errstate(all="ignore"):
+            weekly = np.diff(np.r_[0.0, [expected(params, min(k + 1, span_weeks), x, t_x, big_t)
+                                         for k in range(weeks)]])
+        # Customer-days: a week holds at most 7 per customer. Past that (or not finite), the fit is at the edge of
+        # its parameters and hyp2f1 no longer holds there: no figure rather than a wrong one.
+        sane = np.all(np.isfinite(weekly)) and np.all(weekly >= -1e-9) and np.all(weekly <= 7 * len(x))
+        btyd[name] = {"params": params, "weekly": weekly.tolist() if sane else None,
+                      **(judged(weekly) if sane else {"weekly_mape": None, "total_error": None,
+                                                      "note": "no forecast: the fit reached the edge of its "
+                                                              "parameters"})}
+        say(f"{name}: fitted and forecast in {time.monotonic() - mark:.1f} s")
     twin_weekly = np.median(np.array([r["weekly"] for r in runs]), axis=0)
     return {"start": TimestampFormatter()(start_ms)[:10], "end": TimestampFormatter()(end_ms)[:10], "weeks": weeks,
             "seeds": seeds, "customers_before": real["base"],
@@ -1178,9 +1250,9 @@ def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopPro
             "twin": {"weekly_mape": spread("weekly_mape"), "total_error": spread("total_error"),
                      "new_customers": spread("new_customers"), "per_customer_tv": spread("per_customer_tv"),
                      "none": spread("none")},
-            "bgnbd": {"params": params, **bg},
+            **{name: {k: v for k, v in model.items() if k != "weekly"} for name, model in btyd.items()},
             "weekly": {"real": real["weekly"].tolist(), "twin": twin_weekly.tolist(),
-                       "bgnbd": bg_weekly.tolist() if bg["total_error"] is not None else None}}
+                       **{name: model["weekly"] for name, model in btyd.items()}}}
 
 
 def holdout_text(h: dict[str, Any]) -> str:
@@ -1189,22 +1261,27 @@ def holdout_text(h: dict[str, Any]) -> str:
         f = (lambda n: f"{100 * n:+.1f}%" if key == "total_error" else f"{100 * n:.1f}%") if pct else \
             (lambda n: f"{n:,.0f}" if key == "new_customers" else f"{n:.3f}")
         return f"{f(v['median'])} ({f(v['lowest'])} to {f(v['highest'])})"
-    p, bg = h["bgnbd"]["params"], h["bgnbd"]
+    def btyd(name: str, key: str, sign: str = "") -> str:
+        value = h[name][key]
+        return "-" if value is None else f"{100 * value:{sign}.1f}%"
 
-    def btyd(key: str, sign: str = "") -> str:
-        return "-" if bg[key] is None else f"{100 * bg[key]:{sign}.1f}%"
+    def fitted(name: str, title: str) -> str:
+        model = h[name]
+        return (f"{title} fitted on the same history: " + ", ".join(f"{k} {v:.3f}" for k, v in model["params"].items()
+                                                                     if k != "log_likelihood")
+                + (f"; {model['note']}" if model.get("note") else ""))
     return "\n".join([
         "", f"holdout {h['start']} to {h['end']} ({h['weeks']} weeks), forecast from the {h['customers_before']:,} "
         f"customers before it; the twin: median of seeds {', '.join(map(str, h['seeds']))} (lowest to highest)",
-        f"{'':<46}{'real':>12}  {'twin':<30}{'BG/NBD':>10}",
+        f"{'':<46}{'real':>12}  {'twin':<30}{'BG/NBD':>10}{'Pareto/NBD':>12}",
         f"{'repeat purchases (customer-days), total error':<46}{h['real']['repeat_purchases']:>12,.0f}  "
-        f"{twin('total_error'):<30}{btyd('total_error', '+'):>10}",
-        f"{'weekly repeat purchases, MAPE':<46}{'':>12}  {twin('weekly_mape'):<30}{btyd('weekly_mape'):>10}",
-        f"{'new customers':<46}{h['real']['new_customers']:>12,}  {twin('new_customers', False):<30}{'-':>10}",
-        f"{'share with no purchase in the holdout':<46}{h['real']['none']:>12.3f}  {twin('none', False):<30}{'':>10}",
-        f"{'holdout purchases per customer, TV':<46}{'':>12}  {twin('per_customer_tv', False):<30}{'':>10}",
-        f"BG/NBD fitted on the same history: r {p['r']:.3f}, alpha {p['alpha']:.3f}, a {p['a']:.3f}, b {p['b']:.3f}"
-        + (f"; {bg['note']}" if bg.get("note") else "")])
+        f"{twin('total_error'):<30}{btyd('bgnbd', 'total_error', '+'):>10}{btyd('pareto_nbd', 'total_error', '+'):>12}",
+        f"{'weekly repeat purchases, MAPE':<46}{'':>12}  {twin('weekly_mape'):<30}{btyd('bgnbd', 'weekly_mape'):>10}"
+        f"{btyd('pareto_nbd', 'weekly_mape'):>12}",
+        f"{'new customers':<46}{h['real']['new_customers']:>12,}  {twin('new_customers', False):<30}{'-':>10}{'-':>12}",
+        f"{'share with no purchase in the holdout':<46}{h['real']['none']:>12.3f}  {twin('none', False):<30}",
+        f"{'holdout purchases per customer, TV':<46}{'':>12}  {twin('per_customer_tv', False):<30}",
+        fitted("bgnbd", "BG/NBD"), fitted("pareto_nbd", "Pareto/NBD")])
 
 
 def report_text(rows: list[dict], export: Export, profile: ShopProfile, fitted: dict[str, str], fit: dict,
