@@ -960,7 +960,22 @@ def hours(ms, tz) -> Any:
     return np.bincount([datetime.fromtimestamp(m / 1000, tz).hour for m in ms], minlength=24) / max(1, len(ms))
 
 
-def fidelity(real: dict, twin: dict, window: Window, export: Export, twin_ms, models: dict) -> list[dict]:
+def other_cutoffs(real_orders, twin_orders, window: Window) -> list[tuple[Window, dict, dict]]:
+    """The churn question asked at a third and at two thirds of the span too (whole days; the same horizon, or what
+    is left of the span): (window, the export's figures, the twin's) for each. The fit looks at the middle only."""
+    out = []
+    for share in (1 / 3, 2 / 3):
+        cut = window.start_ms + int(share * window.days) * DAY_MS
+        if cut in (window.cutoff_ms, window.start_ms) or cut >= window.end_ms:
+            continue
+        horizon = min(window.horizon_ms, window.end_ms - cut) / DAY_MS
+        w = replace(window, cutoff_ms=cut, horizon_ms=int(horizon * DAY_MS))
+        out.append((w, order_figures(*real_orders, w), order_figures(*twin_orders, w)))
+    return out
+
+
+def fidelity(real: dict, twin: dict, window: Window, export: Export, twin_ms, models: dict,
+             cutoffs: list[tuple[Window, dict, dict]] = ()) -> list[dict]:
     """The report's rows: the export's figure, the twin's, the distance and its target."""
     def row(figure, real_value, twin_value, measure, value, target, ok, note=""):
         return {"figure": figure, "export": real_value, "twin": twin_value, "measure": measure,
@@ -988,13 +1003,14 @@ def fidelity(real: dict, twin: dict, window: Window, export: Export, twin_ms, mo
         real_ms = [o[1] for o in export.orders if window.start_ms <= o[1] < window.end_ms]
         value = tv(hours(real_ms, window.tz), hours(twin_ms, window.tz))
         rows.append(row("orders by hour", None, None, "TV", value, "<= 0.05", value <= 0.05))
-    cutoff = TimestampFormatter()(window.cutoff_ms)[:10]
-    horizon = window.horizon_ms / DAY_MS
-    for name, key in ((f"churn at {cutoff} (no order in the next {horizon:g} days)", "churn"),
-                      (f"repeat buyers by {cutoff}", "repeat")):
-        off = abs(real[key] - twin[key])
-        rows.append(row(name, round(real[key], 4), round(twin[key], 4), "difference (points)", 100 * off,
-                        "<= 3", off <= 0.03))
+    for w, real_at, twin_at in ((window, real, twin), *cutoffs):  # the fit's cut-off first
+        cutoff = TimestampFormatter()(w.cutoff_ms)[:10]
+        horizon = w.horizon_ms / DAY_MS
+        for name, key in ((f"churn at {cutoff} (no order in the next {horizon:g} days)", "churn"),
+                          (f"repeat buyers by {cutoff}", "repeat")):
+            off = abs(real_at[key] - twin_at[key])
+            rows.append(row(name, round(real_at[key], 4), round(twin_at[key], 4), "difference (points)", 100 * off,
+                            "<= 3", off <= 0.03))
     for name, m in models.items():
         if m["ratio"] is None:
             continue
@@ -1050,10 +1066,11 @@ def before(export: Export, start_ms: int) -> Export:
     return past
 
 
-def holdout_figures(customer, ms, start_ms: int, end_ms: int) -> dict[str, Any]:
+def holdout_figures(customer, ms, start_ms: int, end_ms: int, tz) -> dict[str, Any]:
     """What a forecast of [start_ms, end_ms) is judged on, from orders (customer codes, epoch ms): the repeat
     purchases of the customers known before it (customer-days, as Fader, Hardie and Lee 2005 count them) by week,
-    their purchases per customer (0, 1, ... 10 or more), the share with none, and the new customers."""
+    their purchases per customer (0, 1, ... 10 or more), the share with none, the new customers, and every
+    customer's purchases (customer-days) by month of the shop's calendar."""
     import numpy as np
 
     first = {}
@@ -1068,9 +1085,13 @@ def holdout_figures(customer, ms, start_ms: int, end_ms: int) -> dict[str, Any]:
     bought = np.unique(pairs[0], return_counts=True)[1]  # customer-days of each customer who bought
     per_customer = np.bincount(np.minimum(bought, 10), minlength=11).astype(float)
     per_customer[0] = base - len(bought)
+    every = np.unique(np.stack([customer[inside], (ms[inside] - start_ms) // DAY_MS]), axis=1)[1]
+    months = Counter(datetime.fromtimestamp((start_ms + int(d) * DAY_MS + 43_200_000) / 1000, tz).strftime("%Y-%m")
+                     for d in every)  # noon of the day: clear of daylight saving
     return {"weekly": np.bincount(pairs[1] // 7, minlength=weeks)[:weeks].astype(float),
             "per_customer": per_customer / max(1, base), "none": per_customer[0] / max(1, base),
-            "new_customers": sum(1 for t in first.values() if start_ms <= t < end_ms), "base": base}
+            "new_customers": sum(1 for t in first.values() if start_ms <= t < end_ms), "base": base,
+            "months": dict(months)}
 
 
 def repeat_summary(orders, start_ms: int, end_ms: int) -> tuple[list[int], list[float], list[float]]:
@@ -1204,8 +1225,9 @@ def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopPro
     end_ms = export.end_ms
     codes = {c: i for i, c in enumerate(export.first_seen)}
     real = holdout_figures(np.array([codes[o[0]] for o in export.orders], dtype=np.int64),
-                           np.array([o[1] for o in export.orders], dtype=np.int64), start_ms, end_ms)
+                           np.array([o[1] for o in export.orders], dtype=np.int64), start_ms, end_ms, export.tz)
     weeks = len(real["weekly"])
+    busiest = max(real["months"], key=real["months"].get) if real["months"] else None
 
     def judged(weekly, total=None) -> dict[str, float]:
         real_total = real["weekly"].sum()
@@ -1217,8 +1239,10 @@ def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopPro
     for seed in seeds:
         mark = time.monotonic()
         customer, ms, _, _ = simulate(profile, profile.customers, seed, orders_only=True, until_ms=end_ms)
-        twin = holdout_figures(customer, ms, start_ms, end_ms)
-        runs.append(twin | judged(twin["weekly"]) | {"per_customer_tv": tv(real["per_customer"], twin["per_customer"])})
+        twin = holdout_figures(customer, ms, start_ms, end_ms, export.tz)
+        runs.append(twin | judged(twin["weekly"]) | {"per_customer_tv": tv(real["per_customer"], twin["per_customer"]),
+                                                     "busiest_month_error": twin["months"].get(busiest, 0)
+                                                     / real["months"][busiest] - 1 if busiest else 0.0})
         say(f"the forecast, seed {seed}: {time.monotonic() - mark:.1f} s")
 
     def spread(key: str) -> dict[str, float]:
@@ -1246,10 +1270,11 @@ def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopPro
     return {"start": TimestampFormatter()(start_ms)[:10], "end": TimestampFormatter()(end_ms)[:10], "weeks": weeks,
             "seeds": seeds, "customers_before": real["base"],
             "real": {"repeat_purchases": float(real["weekly"].sum()), "new_customers": real["new_customers"],
-                     "none": real["none"]},
+                     "none": real["none"], "busiest_month": busiest,
+                     "busiest_month_purchases": real["months"].get(busiest, 0)},
             "twin": {"weekly_mape": spread("weekly_mape"), "total_error": spread("total_error"),
                      "new_customers": spread("new_customers"), "per_customer_tv": spread("per_customer_tv"),
-                     "none": spread("none")},
+                     "none": spread("none"), "busiest_month_error": spread("busiest_month_error")},
             **{name: {k: v for k, v in model.items() if k != "weekly"} for name, model in btyd.items()},
             "weekly": {"real": real["weekly"].tolist(), "twin": twin_weekly.tolist(),
                        **{name: model["weekly"] for name, model in btyd.items()}}}
@@ -1258,7 +1283,7 @@ def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopPro
 def holdout_text(h: dict[str, Any]) -> str:
     def twin(key: str, pct: bool = True) -> str:
         v = h["twin"][key]
-        f = (lambda n: f"{100 * n:+.1f}%" if key == "total_error" else f"{100 * n:.1f}%") if pct else \
+        f = (lambda n: f"{100 * n:+.1f}%" if key.endswith("_error") else f"{100 * n:.1f}%") if pct else \
             (lambda n: f"{n:,.0f}" if key == "new_customers" else f"{n:.3f}")
         return f"{f(v['median'])} ({f(v['lowest'])} to {f(v['highest'])})"
     def btyd(name: str, key: str, sign: str = "") -> str:
@@ -1279,6 +1304,8 @@ def holdout_text(h: dict[str, Any]) -> str:
         f"{'weekly repeat purchases, MAPE':<46}{'':>12}  {twin('weekly_mape'):<30}{btyd('bgnbd', 'weekly_mape'):>10}"
         f"{btyd('pareto_nbd', 'weekly_mape'):>12}",
         f"{'new customers':<46}{h['real']['new_customers']:>12,}  {twin('new_customers', False):<30}{'-':>10}{'-':>12}",
+        f"{'busiest month ' + str(h['real']['busiest_month']) + ': purchases (customer-days), error':<46}"
+        f"{h['real']['busiest_month_purchases']:>12,}  {twin('busiest_month_error'):<30}",
         f"{'share with no purchase in the holdout':<46}{h['real']['none']:>12.3f}  {twin('none', False):<30}",
         f"{'holdout purchases per customer, TV':<46}{'':>12}  {twin('per_customer_tv', False):<30}",
         fitted("bgnbd", "BG/NBD"), fitted("pareto_nbd", "Pareto/NBD")])
@@ -1319,14 +1346,17 @@ def defaults_of(fitted: dict[str, str]) -> list[str]:
         "decline length (a median of 40 days) and its visibility (CHURN_SIGNAL)"]
 
 
-def plot(path: str, real: dict, twin: dict, window: Window, rows: list[dict], export: Export) -> None:
+def plot(path: str, real: dict, twin: dict, window: Window, rows: list[dict], export: Export,
+         held: dict | None = None) -> None:
+    """The report drawn; with a holdout, below it the weekly tracking curve: what came, the twin's forecast and
+    the two BTYD models'."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(2, 3, figsize=(17, 11))
+    fig, axes = plt.subplots(3 if held else 2, 3, figsize=(17, 16 if held else 11))
     colours = {"export": "#4c72b0", "twin": "#dd8452"}
     a = axes[0][0]
     bins = np.arange(1, 11)
@@ -1372,7 +1402,22 @@ def plot(path: str, real: dict, twin: dict, window: Window, rows: list[dict], ex
     for r in rows:
         text += textwrap.wrap(r["figure"], 52) or [""]
         text.append(f"    {r['value']:.3f}  {r['target']}  {'ok' if r['ok'] else 'MISSED'}")
-    a.text(-0.05, 1.05, "\n".join(text), va="top", family="monospace", fontsize=9.5, transform=a.transAxes)
+    a.text(-0.05, 1.05, "\n".join(text), va="top", family="monospace", fontsize=9.5 if len(rows) <= 13 else 8,
+           transform=a.transAxes)
+    if held:
+        for a in axes[2]:
+            a.remove()
+        a = fig.add_subplot(3, 1, 3)
+        weeks = np.arange(1, held["weeks"] + 1)
+        for name, label, colour in (("real", "what came", colours["export"]), ("twin", "the twin (median of seeds)",
+                                                                                 colours["twin"]),
+                                    ("bgnbd", "BG/NBD", "#55a868"), ("pareto_nbd", "Pareto/NBD", "#8172b2")):
+            if held["weekly"].get(name) is not None:
+                a.plot(weeks, held["weekly"][name], label=label, color=colour, marker="o" if name == "real" else None)
+        a.set_title(f"holdout {held['start']} to {held['end']}: weekly repeat purchases (customer-days) of the "
+                    f"{held['customers_before']:,} customers before it")
+        a.set_xlabel("week of the holdout")
+        a.legend()
     met = sum(r["ok"] for r in rows)
     fig.suptitle(f"{os.path.basename(export.source)} and its twin: {met} of {len(rows)} figures within target",
                  fontsize=14)
@@ -1487,8 +1532,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     codes = {c: i for i, c in enumerate(export.first_seen)}
-    real = order_figures(np.array([codes[o[0]] for o in export.orders]), np.array([o[1] for o in export.orders]),
-                         window, np.array([o[2] for o in export.orders]))
+    real_codes, real_ms = np.array([codes[o[0]] for o in export.orders]), np.array([o[1] for o in export.orders])
+    real = order_figures(real_codes, real_ms, window, np.array([o[2] for o in export.orders]))
     profile, fitted = base_profile(export, window)
     mark = time.monotonic()
     profile, fit = fit_process(profile, real, window, export, args.seed, args.evaluations, say)
@@ -1535,7 +1580,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["twin"] = time.monotonic() - mark
     twin = order_figures(customer, ms, window, values)
     models = churn_models(real, twin, args.seed)
-    rows = fidelity(real, twin, window, export, ms, models)
+    rows = fidelity(real, twin, window, export, ms, models, other_cutoffs((real_codes, real_ms), (customer, ms), window))
     held = None
     if held_from is not None:
         mark = time.monotonic()
@@ -1552,7 +1597,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(report_text(rows, export, profile, fitted, fit, window, timings) + (holdout_text(held) if held else ""))
     if args.plot:
-        plot(args.plot, real, twin, window, rows, export)
+        plot(args.plot, real, twin, window, rows, export, held)
         say(f"drew {args.plot}")
     return 0
 

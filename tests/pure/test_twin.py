@@ -577,8 +577,11 @@ def test_holdout_report_judges_the_forecast_against_what_came(tmp_path):
     assert h["real"]["repeat_purchases"] == len(repeat_days) and sum(h["weekly"]["real"]) == len(repeat_days)
     assert h["real"]["new_customers"] == sum(1 for day in first.values() if day >= "2025-08-01") == 15
     assert h["real"]["none"] == pytest.approx(1 - len({c for c, _ in repeat_days}) / len(known))
+    by_month = Counter(day[:7] for _, day in {(c, day) for c, day in rows if day >= "2025-08-01"})
+    busiest = max(by_month, key=by_month.get)
+    assert (h["real"]["busiest_month"], h["real"]["busiest_month_purchases"]) == (busiest, by_month[busiest])
     assert h["seeds"] == [2, 3, 4] and len(h["weekly"]["twin"]) == len(h["weekly"]["bgnbd"]) == h["weeks"]
-    for figure in ("weekly_mape", "total_error", "new_customers", "per_customer_tv", "none"):
+    for figure in ("weekly_mape", "total_error", "new_customers", "per_customer_tv", "none", "busiest_month_error"):
         spread = h["twin"][figure]
         assert spread["lowest"] <= spread["median"] <= spread["highest"], (figure, spread)
     for model in ("bgnbd", "pareto_nbd"):
