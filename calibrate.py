@@ -1026,20 +1026,25 @@ def fidelity(real: dict, twin: dict, window: Window, export: Export, twin_ms, mo
 def holdout_start(args: argparse.Namespace, export: Export) -> int | None:
     """--holdout DATE (local midnight in the shop's time zone) or --holdout-weeks N (the last N weeks of the
     export): where the holdout begins; BadInput when it leaves no holdout or too little history to fit."""
-    fmt = TimestampFormatter()
-    first, last = fmt(export.start_ms)[:10], fmt(export.end_ms - DAY_MS)[:10]
+    first, last = local_day(export.start_ms, export.tz), local_day(export.end_ms - DAY_MS, export.tz)
     if args.holdout_weeks is not None:
         if args.holdout_weeks < 1:
             raise BadInput(f"--holdout-weeks {args.holdout_weeks}: expected 1 or more weeks")
         start, what = export.end_ms - args.holdout_weeks * shopsim.WEEK_MS, f"--holdout-weeks {args.holdout_weeks}"
     elif args.holdout:
+        what = f"--holdout {args.holdout}"
         try:
-            at = shopsim.parse_time(args.holdout)
-        except ValueError as exc:
-            raise BadInput(f"--holdout {args.holdout}: {exc}") from None
-        if at is None:
-            raise BadInput(f"--holdout {args.holdout}: expected a date such as {last}")
-        start, what = local_midnight(at, export.tz), f"--holdout {args.holdout}"
+            # A calendar date is the shop's own: its midnight in the shop's time zone (a date-time: its day's).
+            day = datetime.strptime(args.holdout.strip(), "%Y-%m-%d")
+            start = int(day.replace(tzinfo=export.tz).timestamp() * 1000)
+        except ValueError:
+            try:
+                at = shopsim.parse_time(args.holdout)
+            except ValueError as exc:
+                raise BadInput(f"{what}: {exc}") from None
+            if at is None:
+                raise BadInput(f"{what}: expected a date such as {last}")
+            start = local_midnight(at, export.tz)
         if not export.start_ms < start < export.end_ms:
             raise BadInput(f"{what}: outside the export ({first} to {last}); expected a date inside it")
     else:
@@ -1055,13 +1060,18 @@ def holdout_start(args: argparse.Namespace, export: Export) -> int | None:
     return start
 
 
+def local_day(ms: int, tz) -> str:
+    """The shop's calendar day of an instant: 2026-09-01."""
+    return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d")
+
+
 def before(export: Export, start_ms: int) -> Export:
     """The export as it stood at start_ms: its orders and customers before it (the calibration period). An event
     export's funnel and session hours stay those of the whole export (the order process is what is forecast)."""
     orders = [o for o in export.orders if o[1] < start_ms]
     first_seen = {c: ms for c, ms in export.first_seen.items() if ms < start_ms}
     past = replace(export, orders=orders, first_seen=first_seen, skipped=Counter(export.skipped),
-                   notes=export.notes + [f"fitted on the orders before {TimestampFormatter()(start_ms)[:10]} (--holdout)"])
+                   notes=export.notes + [f"fitted on the orders before {local_day(start_ms, export.tz)} (--holdout)"])
     past.end_ms = start_ms
     return past
 
@@ -1267,7 +1277,7 @@ def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopPro
                                                               "parameters"})}
         say(f"{name}: fitted and forecast in {time.monotonic() - mark:.1f} s")
     twin_weekly = np.median(np.array([r["weekly"] for r in runs]), axis=0)
-    return {"start": TimestampFormatter()(start_ms)[:10], "end": TimestampFormatter()(end_ms)[:10], "weeks": weeks,
+    return {"start": local_day(start_ms, export.tz), "end": local_day(end_ms - DAY_MS, export.tz), "weeks": weeks,
             "seeds": seeds, "customers_before": real["base"],
             "real": {"repeat_purchases": float(real["weekly"].sum()), "new_customers": real["new_customers"],
                      "none": real["none"], "busiest_month": busiest,
@@ -1304,7 +1314,7 @@ def holdout_text(h: dict[str, Any]) -> str:
         f"{'weekly repeat purchases, MAPE':<46}{'':>12}  {twin('weekly_mape'):<30}{btyd('bgnbd', 'weekly_mape'):>10}"
         f"{btyd('pareto_nbd', 'weekly_mape'):>12}",
         f"{'new customers':<46}{h['real']['new_customers']:>12,}  {twin('new_customers', False):<30}{'-':>10}{'-':>12}",
-        f"{'busiest month ' + str(h['real']['busiest_month']) + ': purchases (customer-days), error':<46}"
+        f"{'purchases in the busiest month, ' + str(h['real']['busiest_month']):<46}"
         f"{h['real']['busiest_month_purchases']:>12,}  {twin('busiest_month_error'):<30}",
         f"{'share with no purchase in the holdout':<46}{h['real']['none']:>12.3f}  {twin('none', False):<30}",
         f"{'holdout purchases per customer, TV':<46}{'':>12}  {twin('per_customer_tv', False):<30}",

@@ -588,3 +588,18 @@ def test_holdout_report_judges_the_forecast_against_what_came(tmp_path):
         assert h[model]["total_error"] is not None, h[model]
         assert 0 < sum(h["weekly"][model]) < 7 * len(known) * h["weeks"]
     assert json.loads((tmp_path / "shop.json").read_text())["span"]["end"].startswith("2025-08-01")
+
+
+def test_a_holdout_date_is_the_shops_own_calendar_day():
+    """--holdout 2026-09-01 for a shop in New York starts at midnight there (04:00 UTC), not at the UTC day's."""
+    import argparse
+    from zoneinfo import ZoneInfo
+
+    import calibrate
+
+    new_york = ZoneInfo("America/New_York")
+    orders = [("a", ms("2026-01-02T15:00:00Z"), 10.0, 1), ("a", ms("2026-12-02T15:00:00Z"), 10.0, 1)]
+    export = calibrate.Export("orders.csv", "orders", new_york, orders, {"a": orders[0][1]}, True)
+    for given in ("2026-09-01", "2026-09-01T10:00:00Z"):
+        args = argparse.Namespace(holdout=given, holdout_weeks=None)
+        assert calibrate.holdout_start(args, export) == ms("2026-09-01T04:00:00Z"), given
