@@ -1126,7 +1126,7 @@ def bgnbd_fit(x, t_x, big_t) -> dict[str, float]:
     """BG/NBD (Fader, Hardie and Lee 2005) by maximum likelihood: x repeat purchases, the last at t_x, of T weeks
     since the first. On FHL's CDNOW sample it gives their r, alpha, a, b (tests/pure/test_twin.py)."""
     import numpy as np
-    from scipy import optimize, special
+    from scipy import special
 
     x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
 
@@ -1239,11 +1239,11 @@ def holdout_report(export: Export, past: Export, start_ms: int, profile: ShopPro
     weeks = len(real["weekly"])
     busiest = max(real["months"], key=real["months"].get) if real["months"] else None
 
-    def judged(weekly, total=None) -> dict[str, float]:
+    def judged(weekly) -> dict[str, float]:
         real_total = real["weekly"].sum()
         seen = real["weekly"] > 0
         return {"weekly_mape": float(np.mean(np.abs(weekly[seen] - real["weekly"][seen]) / real["weekly"][seen])),
-                "total_error": float(((weekly.sum() if total is None else total) - real_total) / max(1.0, real_total))}
+                "total_error": float((weekly.sum() - real_total) / max(1.0, real_total))}
 
     runs = []
     for seed in seeds:

@@ -2554,7 +2554,7 @@ class ConfluentConnection(KafkaConnection):
              on_ack: Callable[..., None], on_failure: Callable[[BaseException], None], *ack_args: Any) -> None:
         tally = self._tally
         if tally is not None:
-            self._produce_counted(key, value, epoch_ms, headers, self._failure_adapter(on_failure))
+            self._produce(key, value, epoch_ms, headers, self._failure_adapter(on_failure))
             tally.handed += 1
             return
         if ack_args:
@@ -2565,11 +2565,7 @@ class ConfluentConnection(KafkaConnection):
                     on_failure(self._failure(error))
         else:
             delivered = self._plain_adapter(on_ack, on_failure)
-        try:
-            self.client.produce(self.topic, value, key, on_delivery=delivered, timestamp=epoch_ms, headers=headers)
-        except BufferError:
-            self._wait_for_queue_room()
-            self.client.produce(self.topic, value, key, on_delivery=delivered, timestamp=epoch_ms, headers=headers)
+        self._produce(key, value, epoch_ms, headers, delivered)
 
     def send_many(self, records: list[tuple[int, bytes, bytes]], first_seq: int,
                   headers: Callable[[int], list[tuple[str, bytes]]], on_ack: Callable[[Any], None],
@@ -2594,7 +2590,7 @@ class ConfluentConnection(KafkaConnection):
                 produce(topic, value, key, -1, failed, None, epoch_ms, headers(seq))
             except BufferError:  # librdkafka's queue is full: wait for room as send() does
                 try:
-                    self._produce_counted(key, value, epoch_ms, headers(seq), failed)
+                    self._produce(key, value, epoch_ms, headers(seq), failed)
                 except refused as exc:
                     on_failure(exc)
                     handed -= 1
@@ -2604,13 +2600,14 @@ class ConfluentConnection(KafkaConnection):
             seq += 1
         tally.handed += handed
 
-    def _produce_counted(self, key: bytes, value: bytes, epoch_ms: int, headers: list[tuple[str, bytes]],
-                         failed: Callable[[Any, Any], None]) -> None:
+    def _produce(self, key: bytes, value: bytes, epoch_ms: int, headers: list[tuple[str, bytes]],
+                 on_delivery: Callable[[Any, Any], None]) -> None:
+        """One record to the client; when librdkafka's queue is full, wait for room and try once more."""
         try:
-            self.client.produce(self.topic, value, key, on_delivery=failed, timestamp=epoch_ms, headers=headers)
+            self.client.produce(self.topic, value, key, on_delivery=on_delivery, timestamp=epoch_ms, headers=headers)
         except BufferError:
             self._wait_for_queue_room()
-            self.client.produce(self.topic, value, key, on_delivery=failed, timestamp=epoch_ms, headers=headers)
+            self.client.produce(self.topic, value, key, on_delivery=on_delivery, timestamp=epoch_ms, headers=headers)
 
     def _failure_adapter(self, on_failure: Callable[[BaseException], None]) -> Callable[[Any, Any], None]:
         """on_delivery when only failures are reported: one per on_failure, counted in the tally."""

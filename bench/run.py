@@ -531,8 +531,8 @@ def native(bootstrap: str, count: int, rounds: int) -> dict:
                       flush=True)
     ours, java, floor, workers = names
 
-    def ratios(a: str, b: str, key: str = "whole_rate") -> list[float]:
-        return [x[key] / y[key] for x, y in zip(runs[a], runs[b])]
+    def ratios(a: str, b: str) -> list[float]:
+        return [x["whole_rate"] / y["whole_rate"] for x, y in zip(runs[a], runs[b])]
     verdicts = {
         "producer.py >= 1.0 x Java ProducerPerformance (whole processes)": (ratios(ours, java), 1.0),
         "producer.py >= 0.95 x the floor (whole processes)": (ratios(ours, floor), 0.95),
@@ -556,7 +556,7 @@ STAGES = (
     ("delivery reports and polling (the I/O thread)", re.compile(r"^thread \(\d+\): kafka-delivery")),
     ("generation (random events)", re.compile(r"^(records|draw|encode|timestamp) \(producer\.py|shopsim/")),
     ("event ids (the header)", re.compile(r"^(headers|number) \(producer\.py")),
-    ("the produce() call", re.compile(r"^(send_many|_produce_counted|send_acked|send) \(producer\.py")),
+    ("the produce() call", re.compile(r"^(send_many|_produce|send_acked|send) \(producer\.py")),
     ("start-up (imports)", re.compile(r"<frozen importlib|^<module> \(")),
     ("connecting, the topic's checks", re.compile(r"^(open|connect|_connect_with_retries|_admin_client) \(")),
     ("flush and close", re.compile(r"^(flush|close) \(producer\.py")),
