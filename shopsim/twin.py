@@ -6,6 +6,7 @@ The twin is the generic shop's simulator with the shop's fitted figures (docs/tw
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import json
 import random
@@ -13,8 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .events import TimestampFormatter, parse_time, parse_timezone, record_key
-from .figures import (DAY_MS, DEFAULT_FUNNEL, DEPTH_SPREAD, FADE_BOUNCE, FADE_FUNNEL, MAX_SIMULATED_USERS, SEGMENTS,
-                      WEEK_MS, Funnel)
+from .figures import (DAY_MS, DEFAULT_FUNNEL, DEPTH_SPREAD, FADE_BOUNCE, FADE_FUNNEL, HOUR_MS, MAX_SIMULATED_USERS,
+                      SEGMENTS, WEEK_MS, Funnel)
 from .sessions import ARRIVAL, PURCHASED, REACTIVATE, SCENARIO, START, SessionSimulator, _User, _with_odds
 
 SHOP_PROFILE_VERSION = 1
@@ -57,6 +58,10 @@ class ShopProfile:
     weekday: tuple[float, ...]
     products: int | None = None
     zipf_exponent: float | None = None
+    # month-of-year factors (January first) on every customer's order rate, and on the newcomers after the span;
+    # None: no season (fitted only from a year of history or more: calibrate.py fit_season)
+    season: tuple[float, ...] | None = None
+    arrival_season: tuple[float, ...] | None = None
 
     def to_json(self, **extra: Any) -> dict[str, Any]:
         fmt = TimestampFormatter()
@@ -78,7 +83,10 @@ class ShopProfile:
                 "orders": {"items": list(self.items), "value_quantiles": [list(q) for q in self.value_quantiles]},
                 "cycle": {"hourly": list(self.hourly), "weekday": list(self.weekday)},
                 "products": None if self.products is None else {"count": self.products,
-                                                                 "zipf_exponent": self.zipf_exponent}}
+                                                                 "zipf_exponent": self.zipf_exponent},
+                "season": None if self.season is None else {
+                    "order_rate_by_month": list(self.season),
+                    "newcomers_by_month": list(self.arrival_season or (1.0,) * 12)}}
 
     @classmethod
     def from_json(cls, doc: Any) -> "ShopProfile":
@@ -119,6 +127,8 @@ class ShopProfile:
             numbers(None)(q) and len(q) >= 2 and q == sorted(q) for q in v), "lists of increasing quantiles")
         items = get("orders.items", numbers(None, positive=True), "shares of orders by items")
         products = doc.get("products")
+        season = doc.get("season")  # optional: profiles written before seasons have none
+        month_factors = numbers(12, positive=True)
         return cls(
             customers=get("customers", lambda v: isinstance(v, int) and 1 <= v <= MAX_SIMULATED_USERS,
                           f"a whole number from 1 to {MAX_SIMULATED_USERS}"),
@@ -146,7 +156,11 @@ class ShopProfile:
             weekday=tuple(get("cycle.weekday", numbers(7, positive=True), "7 relative values, Monday first")),
             products=None if products is None else get("products.count", lambda v: isinstance(v, int) and v >= 1,
                                                         "a whole number >= 1"),
-            zipf_exponent=None if products is None else get("products.zipf_exponent"))
+            zipf_exponent=None if products is None else get("products.zipf_exponent"),
+            season=None if season is None else tuple(
+                get("season.order_rate_by_month", month_factors, "12 factors, January first")),
+            arrival_season=None if season is None else tuple(
+                get("season.newcomers_by_month", month_factors, "12 factors, January first")))
 
 
 def load_shop_profile(path: str) -> ShopProfile:
@@ -199,6 +213,10 @@ class TwinSimulator(SessionSimulator):
         rng = random.Random(0)  # the decline-rate quantiles that name the segments, the same for every seed
         draws = sorted(rng.gammavariate(profile.decline_shape, profile.decline_scale) for _ in range(4000))
         self._segment_bounds = [draws[int(q * 4000) - 1] for _, q in TWIN_SEGMENTS[:-1]]
+        if profile.season:  # the shop's traffic with the month's factor: sessions (orders) and newcomers follow it
+            self._season_cache: dict[int, float] = {}  # hour -> traffic with the season
+            self._months: dict[int, int] = {}  # hour -> local month 0-11
+            self._cycle = self._seasonal_traffic  # type: ignore[method-assign]
         super().__init__(hourly=profile.hourly, weekday=profile.weekday, **settings)
 
     def _calibrate(self, weights: dict[str, float] | None, segment_mix: dict[str, float]) -> None:
@@ -215,12 +233,39 @@ class TwinSimulator(SessionSimulator):
         return replace(f, bounce=_with_odds(f.bounce, 1 + FADE_BOUNCE * s), views=1 + (f.views - 1) * (1 - FADE_FUNNEL * s),
                        cart=f.cart * (1 - FADE_FUNNEL * s))
 
+    # the season ----------------------------------------------------------------------------------
+    def _seasonal_traffic(self, when: int) -> float:
+        """The shop's traffic at this time (sessions mode's hour and weekday) times the month's factor on order
+        rates: every customer's sessions, so their orders, follow it (cached per hour; one call deep: it is
+        called for every candidate session start)."""
+        factor = self._season_cache.get(when // HOUR_MS)
+        return self._season_of_hour(when)[0] if factor is None else factor
+
+    def _season_of_hour(self, when: int) -> tuple[float, int]:
+        """(the traffic with the season, the local month 0-11) of this time's hour, cached."""
+        from datetime import datetime
+
+        hour = when // HOUR_MS
+        month = datetime.fromtimestamp(min(hour, 2_000_000) * 3600, self._timezone).month - 1
+        self._months[hour] = month
+        factor = self._season_cache[hour] = SessionSimulator._cycle(self, when) * self.profile.season[month]
+        return factor, month
+
+    def _month(self, when: int) -> int:
+        """The shop's local month (0-11) of this time."""
+        month = self._months.get(when // HOUR_MS)
+        return self._season_of_hour(when)[1] if month is None else month
+
     # the population ------------------------------------------------------------------------------
     def _populate(self, user_id_range: tuple[int, int], start_ms: int) -> None:
         """USER_ID_RANGE customers (the profile's count, or a multiple: the shop at another scale): the standing
         base's at the start, the others arriving over the span as the export's did; after it, newcomers at the
         rate of its last weeks."""
         p, r = self.profile, self._random
+        self._traffic_peak = self._cycle_max  # the hour's and weekday's, for the arrivals in the span
+        if p.season:  # thinning draws against the true peak: the season's times the week's
+            self._cycle_max *= max(p.season)
+            self._session_peak = self._cycle_max
         lo, hi = user_id_range
         existing = min(hi - lo + 1, round(p.existing_customers * (hi - lo + 1) / p.customers))
         for user_id in range(lo, lo + existing):
@@ -242,8 +287,10 @@ class TwinSimulator(SessionSimulator):
         self._schedule_arrival(start_ms)
 
     def _cycled(self, begin: int, end: int) -> int:
-        """A time in [begin, end) that follows the shop's daily and weekly cycle (thinning)."""
-        r, cycle, peak = self._random, self._cycle, self._cycle_max
+        """A time in [begin, end) that follows the shop's daily and weekly cycle (thinning; the week's arrivals are
+        the export's, so without the season)."""
+        r, peak = self._random, self._traffic_peak
+        cycle = functools.partial(SessionSimulator._cycle, self)
         while True:
             when = begin + int(r() * (end - begin))
             if r() * peak < cycle(when):
@@ -254,9 +301,15 @@ class TwinSimulator(SessionSimulator):
             self._push(self._arrivals.pop(), ARRIVAL)
         elif self.leaving_per_ms and len(self.users) < SCENARIO:
             when = max(now, self._span_end)
+            newcomers = self.profile.arrival_season
+            if not self.profile.season or not newcomers:
+                traffic, peak = self._cycle, self._cycle_max
+            else:  # their own season, not the order rates'
+                peak = self._traffic_peak * max(newcomers)
+                traffic = lambda t: SessionSimulator._cycle(self, t) * newcomers[self._month(t)]  # noqa: E731
             while True:
-                when += 1 + int(self.rng.expovariate(self.leaving_per_ms * self._cycle_max))
-                if self._random() * self._cycle_max < self._cycle(when):
+                when += 1 + int(self.rng.expovariate(self.leaving_per_ms * peak))
+                if self._random() * peak < traffic(when):
                     self._push(when, ARRIVAL)
                     return
 
