@@ -30,6 +30,7 @@ and in the report. Exit codes: 0 done, 2 bad input (one line naming the problem;
 from __future__ import annotations
 
 import argparse
+import calendar
 import csv
 import io
 import itertools
@@ -56,9 +57,19 @@ QUANTILES = 201  # order value quantiles per item count: KS error of the interpo
 MIN_ORDERS_PER_BUCKET = 200  # item counts with fewer orders share the value distribution of "this many or more"
 FIT_CUSTOMERS = 6000  # customers simulated per evaluation of the fit (the fit's figures are shares)
 FIT_EVALUATIONS = 200
+# With a year of history or more, the fit also matches the orders per customer of the span's last third (what a
+# forecast goes on from), within this share: CDNOW fitted on 1997 forecast 1998's first half 12% short without it,
+# within 1% with it. On shorter spans it is left out: on a six-month event export it pulled orders per user per
+# month 21% off (docs/twin.md)
+LATE_TOLERANCE = 0.1
 MIN_SPAN_DAYS = 28  # the shortest export fitted: four weeks, a cut-off in the middle with two on each side
 MIN_HOLDOUT_DAYS = 7  # --holdout: a week at least to forecast
-HOLDOUT_SEEDS = 3  # --holdout: the twin's figures are the median of this many seeds, none of them the fit's
+SEASON_DAYS = 365  # a season is fitted from a year of history or more: every month seen (with less, a month's
+# factor would be the shop's trend at that time, a young cohort's decline, not its season)
+SEASON_PRIOR = 30  # orders: each month's factor is shrunk towards 1 by this many (a thin month says little)
+SEASON_SETTLED_DAYS = 90  # a season is measured on the orders of customers who came this long before
+SEASON_PASSES = 2  # the factors are refined once on the twin with the first ones (declines interact with rates)
+REPORT_SEEDS = 3  # the report's figures are the median of this many seeds, none of them the fit's
 FUNNEL_SLOTS = {"product_view": 1, "add_to_cart": 2, "checkout": 3, "bounce": 4}  # a session's counters
 
 # Column names recognised when the options do not name them (compared in lower case, without _ - and spaces).
@@ -611,6 +622,8 @@ def order_figures(customer, ms, window: Window, value=None) -> dict[str, Any]:
         "first_week": np.bincount((t[new] // 7).astype(int), minlength=w.weeks)[:w.weeks] / n,
         "month": np.bincount(w.month_of_day[day], minlength=len(w.months)) / max(1, len(ms)),
         "weekday": np.bincount(w.weekday_of_day[day], minlength=7) / max(1, len(ms)),
+        # the orders of the span's last third (what a forecast goes on from), per customer
+        "late": float(np.sum(t >= (w.end_ms - w.start_ms) / DAY_MS * 2 / 3)) / n,
         "eligible": int(eligible.sum()),
         "churn": float(np.mean(n_after[eligible] == 0)) if eligible.any() else 0.0,
         "repeat": float(np.mean(n_before[eligible] >= 2)) if eligible.any() else 0.0,
@@ -643,14 +656,17 @@ def ks(a, b) -> float:
                                - np.searchsorted(b, at, side="right") / len(b))))
 
 
-def distance(real: dict, twin: dict) -> float:
+def distance(real: dict, twin: dict, window: Window) -> float:
     """What the fit minimises: the figures that the arrivals and the order and retention process shape, each in
-    units of its target (1: a figure at the edge of its target), squared so that no one figure is let go."""
+    units of its target (1: a figure at the edge of its target), squared so that no one figure is let go; with a
+    year of history, the last third's orders too (LATE_TOLERANCE)."""
     per_customer = (twin["orders"] / max(1, twin["customers"])) / (real["orders"] / max(1, real["customers"]))
-    terms = (tv(real["orders_per_customer"], twin["orders_per_customer"]) / 0.05, ks(real["gaps"], twin["gaps"]) / 0.1,
+    terms = [tv(real["orders_per_customer"], twin["orders_per_customer"]) / 0.05, ks(real["gaps"], twin["gaps"]) / 0.1,
              tv(real["month"], twin["month"]) / 0.08, tv(real["first_week"], twin["first_week"]) / 0.1,
              abs(real["churn"] - twin["churn"]) / 0.03, abs(real["repeat"] - twin["repeat"]) / 0.03,
-             abs(math.log(max(per_customer, 1e-9))) / 0.1)
+             abs(math.log(max(per_customer, 1e-9))) / 0.1]
+    if window.days >= SEASON_DAYS:
+        terms.append(abs(math.log(max(twin["late"], 1e-9) / max(real["late"], 1e-9))) / LATE_TOLERANCE)
     return sum(t * t for t in terms)
 
 
@@ -820,7 +836,7 @@ def bar(total: float, desc: str, unit: str):
 
 
 def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: dict, window: Window, seed: int,
-                label: str) -> dict[str, Any]:
+                label: str, step: float = 1.0) -> dict[str, Any]:
     """Nelder-Mead from x over the parameters of _with_process, for at most `budget` simulations of the twin's
     orders: the best point and its distance. A function of picklable arguments: the fit runs the ways customers
     may have come in processes of their own."""
@@ -838,7 +854,7 @@ def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: 
         customer, ms, _, _ = simulate(candidate, customers, seed, orders_only=True)
         twin = order_figures(customer, ms, window)
         shown = twin["customers"] * candidate.customers / customers  # the whole shop's, estimated
-        d = distance(real, twin) + (math.log(max(shown, 1) / max(1, real["customers"])) / 0.1) ** 2
+        d = distance(real, twin, window) + (math.log(max(shown, 1) / max(1, real["customers"])) / 0.1) ** 2
         best["simulations"] += 1
         if d < best["distance"]:
             best.update(distance=d, x=x)
@@ -851,7 +867,7 @@ def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: 
         return d
 
     start = np.asarray(x[:size])
-    simplex = np.array([start] + [start + step for step in np.diag(FIT_STEPS[:size])])
+    simplex = np.array([start] + [start + d for d in np.diag(FIT_STEPS[:size]) * step])
     try:
         minimize(objective, start, method="Nelder-Mead",
                  options={"maxfev": budget, "initial_simplex": simplex, "xatol": 0.01, "fatol": 0.001})
@@ -862,11 +878,13 @@ def nelder_mead(variant: ShopProfile, seen_at_start: int, x, budget: int, real: 
 
 
 def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export, seed: int,
-                evaluations: int, say) -> tuple[ShopProfile, dict[str, Any]]:
+                evaluations: int, say, season=None) -> tuple[ShopProfile, dict[str, Any], str | None]:
     """The order and retention process: simulated orders (the twin as producer.py runs it, orders alone, a sample of
     the customers with the same random numbers every time) brought close to the export's figures by Nelder-Mead;
     for each way the customers may have come (arrival_variants, fitted side by side, one process each), the
-    closer one kept and fitted further."""
+    closer one kept and fitted further. season(profile) -> (profile, what): where it fits a season (a year of
+    history), the process is fitted again with it (a season moves orders between months, and so the rates and
+    declines that best explain them) on a quarter of the budget, and the season once more on the result."""
     import numpy as np
     from concurrent.futures import ProcessPoolExecutor
 
@@ -875,6 +893,8 @@ def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export
     x0 = np.r_[np.log([0.6, 2 * repeat_rate, 1.0, 1 / 200, shopsim.REACTIVATION_PER_DAY]),
                math.log(shopsim.FULL_CHURN / (1 - shopsim.FULL_CHURN)), math.log(1.5)]
     variants = arrival_variants(profile, export, window)
+    refit = evaluations // 4 if season is not None and window.days >= SEASON_DAYS else 0
+    evaluations -= refit
     if len(variants) == 1:
         (name, (variant, seen_at_start)), = variants.items()
         results = {name: nelder_mead(variant, seen_at_start, x0, evaluations, real, window, seed, name)}
@@ -896,9 +916,96 @@ def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export
         if more["distance"] < best["distance"]:
             best = more
     fitted = _with_process(variant, best["x"], seen_at_start)
+    what = None
+    if season is not None:
+        fitted, what = season(fitted)
+        if fitted.season and refit:
+            say("a season in the order rates; fitting the process again with it")
+            variant = replace(variant, season=fitted.season, arrival_season=fitted.arrival_season,
+                              arrivals_after_per_day=fitted.arrivals_after_per_day)
+            best = nelder_mead(variant, seen_at_start, np.r_[best["x"], x0[len(best["x"]):]], refit, real, window,
+                               seed, f"{name} with its season",
+                               step=0.3)  # near the fit without it: a smaller first simplex
+            simulations += best["simulations"]
+            fitted, what = season(_with_process(variant, best["x"], seen_at_start))
     return fitted, {"distance": round(best["distance"], 4), "simulations": simulations, "arrivals": name,
                     "distance_by_arrivals": {k: round(v["distance"], 4) for k, v in results.items()},
-                    "customers_simulated": min(fitted.customers, FIT_CUSTOMERS)}
+                    "customers_simulated": min(fitted.customers, FIT_CUSTOMERS)}, what
+
+
+def calendar_months(ms, start_ms: int, end_ms: int, tz):
+    """The shop's calendar month (0 for January) of each instant (epoch ms, numpy) in [start_ms, end_ms]."""
+    import numpy as np
+
+    first = datetime.fromtimestamp(start_ms / 1000, tz).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    starts, months = [], []
+    year, month = first.year, first.month
+    while True:
+        begin = int(datetime(year, month, 1, tzinfo=tz).timestamp() * 1000)
+        if begin > end_ms:
+            break
+        starts.append(begin)
+        months.append(month - 1)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return np.array(months)[np.searchsorted(np.array(starts), ms, side="right") - 1]
+
+
+def settled_orders(customer, ms):
+    """The instants (numpy) of the orders of customers past their first SEASON_SETTLED_DAYS (from their first
+    order): a season is the calendar's, not a newcomer's first weeks (a cohort that came in January buys more in
+    January for being new, which the twin's declines already tell)."""
+    import numpy as np
+
+    order = np.lexsort((ms, customer))
+    customers, ms = customer[order], ms[order]
+    starts = np.unique(customers, return_index=True)[1]
+    first = np.repeat(ms[starts], np.diff(np.r_[starts, len(ms)]))
+    return ms[ms >= first + SEASON_SETTLED_DAYS * DAY_MS]
+
+
+def fit_season(profile: ShopProfile, export: Export, real_codes, real_ms, seed: int) -> tuple[ShopProfile, str]:
+    """A month-of-year factor on every customer's order rate, from a year of history or more: each calendar
+    month's orders of settled customers (settled_orders) in the export over the twin's without the factor, shrunk to
+    1 by SEASON_PRIOR orders and scaled to keep the twin's total, refined once on the twin with them; and the newcomers' own season after the span
+    (first orders by month, per day). With it: the profile and what was fitted; with less history, the profile
+    unchanged and why."""
+    import numpy as np
+
+    days = (export.end_ms - export.start_ms) / DAY_MS
+    if days < SEASON_DAYS:
+        return profile, f"{days:.0f} days of history; a season needs {SEASON_DAYS} (every month seen)"
+    tz, span = export.tz, (export.start_ms, export.end_ms)
+    real = np.bincount(calendar_months(settled_orders(real_codes, real_ms), *span, tz), minlength=12).astype(float)
+    factors = np.array(profile.season or (1.0,) * 12)  # refined from the factors it has, if any
+    customers = min(profile.customers, FIT_CUSTOMERS)
+    for _ in range(SEASON_PASSES):
+        trial = replace(profile, season=tuple(float(f) for f in factors), arrival_season=(1.0,) * 12)
+        customer, ms, _, _ = simulate(trial, customers, seed, orders_only=True)
+        twin = np.bincount(calendar_months(settled_orders(customer, ms), *span, tz), minlength=12)
+        twin = twin * profile.customers / customers
+        ratio = (real + SEASON_PRIOR) / (twin + SEASON_PRIOR)
+        # the season moves orders between months; the process (its refit with the season) sets their level
+        factors = factors * ratio / (np.sum(ratio * twin) / max(np.sum(twin), 1))
+    # newcomers by month, per day of it in the span (a standing base's are taken as steady: its first sights in
+    # the export mix its old customers with new ones)
+    first = np.array(sorted(export.first_seen.values()), dtype=np.int64)
+    newcomers = np.ones(12)
+    if profile.existing_customers == 0 and len(first):
+        every_day = np.arange(export.start_ms, export.end_ms, DAY_MS) + DAY_MS // 2
+        per_month_days = np.bincount(calendar_months(every_day, *span, tz), minlength=12)
+        per_day = np.bincount(calendar_months(first, *span, tz), minlength=12) / np.maximum(per_month_days, 1)
+        if per_day.mean() > 0:
+            newcomers = per_day / per_day.mean()
+    tail = calendar_months(np.arange(export.end_ms - 28 * DAY_MS, export.end_ms, DAY_MS), *span, tz)
+    # the rate after the span was the tail's, season and all: the profile's is without it
+    had, level = float(np.array(profile.arrival_season or (1.0,) * 12)[tail].mean()), float(newcomers[tail].mean())
+    after = profile.arrivals_after_per_day * had / level if level > 0 else profile.arrivals_after_per_day
+    seasonal = replace(profile, season=tuple(round(float(f), 4) for f in factors),
+                       arrival_season=tuple(round(float(f), 4) for f in newcomers), arrivals_after_per_day=after)
+    peak, low = int(np.argmax(factors)), int(np.argmin(factors))
+    return seasonal, (f"order rates by month of the year ({days:.0f} days of history), from settled customers' orders: highest "
+                      f"{calendar.month_abbr[peak + 1]} x{factors[peak]:.2f}, lowest "
+                      f"{calendar.month_abbr[low + 1]} x{factors[low]:.2f}; newcomers after the span by month")
 
 
 # --- the fidelity report ----------------------------------------------------------------------------------
@@ -1019,6 +1126,36 @@ def fidelity(real: dict, twin: dict, window: Window, export: Export, twin_ms, mo
                         "ratio", m["ratio"], ">= 0.95", m["ratio"] >= 0.95,
                         "AUC on the export's customers; trained on the export: 5-fold cross-validated"))
     return rows
+
+
+def over_seeds(rows: list[dict], profile: ShopProfile, real: dict, real_orders, window: Window, export: Export,
+               values, seeds: list[int]) -> list[dict]:
+    """The report's rows as the median over seeds the fit did not use, with their spread (lowest, highest): each
+    seed's twin with its orders alone (the same order process as the whole stream, valueless: the order value's
+    row and the churn models' stay the fit seed's whole twin's, as `seed` says). Each row keeps the fit seed's
+    figures under `fit_seed`."""
+    import numpy as np
+
+    per_seed = []
+    for seed in seeds:
+        customer, ms, _, _ = simulate(profile, profile.customers, seed, orders_only=True)
+        twin = order_figures(customer, ms, window) | {"values": values}
+        per_seed.append({r["figure"]: r for r in fidelity(real, twin, window, export, ms, {},
+                                                          other_cutoffs(real_orders, (customer, ms), window))})
+    out = []
+    for r in rows:
+        seen = [s[r["figure"]] for s in per_seed if r["figure"] in s and r["figure"] != "order value"]
+        if not seen:
+            out.append(r | {"fit_seed": {"twin": r["twin"], "value": r["value"]}, "seeds": None})
+            continue
+        value = float(np.median([s["value"] for s in seen]))
+        twin = None if r["twin"] is None else type(r["twin"])(np.median([s["twin"] for s in seen]))
+        at_edge = r["target"].startswith(">=")
+        out.append(r | {"twin": twin, "value": round(value, 4), "ok": value >= float(r["target"][3:]) if at_edge
+                        else value <= float(r["target"][3:]),
+                        "lowest": min(s["value"] for s in seen), "highest": max(s["value"] for s in seen),
+                        "fit_seed": {"twin": r["twin"], "value": r["value"]}, "seeds": seeds})
+    return out
 
 
 # --- validation in time: fitted on the past, the forecast against what came (--holdout) -------------------------
@@ -1322,7 +1459,7 @@ def holdout_text(h: dict[str, Any]) -> str:
 
 
 def report_text(rows: list[dict], export: Export, profile: ShopProfile, fitted: dict[str, str], fit: dict,
-                window: Window, timings: dict[str, float]) -> str:
+                window: Window, timings: dict[str, float], seeds: list[int]) -> str:
     fmt = TimestampFormatter()
     skipped = ", ".join(f"{n:,} {why}" for why, n in export.skipped.items()) or "none"
     lines = [f"{export.source}: {export.rows:,} rows, {len(export.orders):,} orders of {len(export.first_seen):,} "
@@ -1332,15 +1469,17 @@ def report_text(rows: list[dict], export: Export, profile: ShopProfile, fitted: 
              "columns: " + ", ".join(f"{role}={name}" for role, name in export.columns.items()),
              "fitted: " + "; ".join(f"{k} ({v})" for k, v in fitted.items()),
              "defaults (sessions mode's published figures): " + ", ".join(defaults_of(fitted)),
-             f"the twin: producer.py's simulator with this profile over the same span (seed {fit['seed']}); "
-             f"fit distance {fit['distance']} after {fit['simulations']} simulations",
+             f"the twin: producer.py's simulator with this profile over the same span: the median of seeds "
+             f"{', '.join(map(str, seeds))} (their lowest to highest), not the fit's ({fit['seed']}: the whole twin's "
+             f"order values and churn models); fit distance {fit['distance']} after {fit['simulations']} simulations",
              "",
-             f"{'figure':<58}{'export':>10}{'twin':>10}  {'measure':<20}{'value':>8}  target"]
+             f"{'figure':<58}{'export':>10}{'twin':>10}  {'measure':<20}{'value':>8} {'seeds':<15} target"]
     for r in rows:
         def shown(v):
             return "" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.3f}"
+        spread = f"{r['lowest']:.3f}-{r['highest']:.3f}" if r.get("seeds") else f"(seed {fit['seed']})"
         lines.append(f"{r['figure'][:58]:<58}{shown(r['export']):>10}{shown(r['twin']):>10}  {r['measure']:<20}"
-                     f"{r['value']:>8.3f}  {r['target']} {'ok' if r['ok'] else 'MISSED'}")
+                     f"{r['value']:>8.3f} {spread:<15} {r['target']} {'ok' if r['ok'] else 'MISSED'}")
     met = sum(r["ok"] for r in rows)
     lines += ["", f"{met} of {len(rows)} figures within their targets; "
               + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())]
@@ -1351,7 +1490,8 @@ def defaults_of(fitted: dict[str, str]) -> list[str]:
     every = {"arrivals": "arrivals", "order_value": "order value", "items": "items per order",
              "weekday": "weekly cycle", "hourly": "daily cycle", "funnel": "browse funnel (sessions per order, "
              "bounce, views, abandoned carts)", "products": "products and their popularity",
-             "process": "order and retention process"}
+             "process": "order and retention process",
+             "season": f"no season (fitted from {SEASON_DAYS} days of history or more)"}
     return [text for key, text in every.items() if key not in fitted] + [
         "decline length (a median of 40 days) and its visibility (CHURN_SIGNAL)"]
 
@@ -1471,9 +1611,9 @@ def build_parser() -> argparse.ArgumentParser:
     held.add_argument("--holdout", metavar="DATE", help="validation in time: fit on the export before DATE, forecast "
                       "the rest, and report the forecast against what came, beside BG/NBD's")
     held.add_argument("--holdout-weeks", metavar="N", type=int, help="the same, with the export's last N weeks held out")
-    parser.add_argument("--holdout-seeds", metavar="N", type=int, default=HOLDOUT_SEEDS,
-                        help=f"--holdout: the twin's figures are the median of N seeds after --seed (default "
-                             f"{HOLDOUT_SEEDS})")
+    parser.add_argument("--seeds", "--holdout-seeds", metavar="N", type=int, default=REPORT_SEEDS, dest="seeds",
+                        help=f"the report's figures (and --holdout's) are the median of N seeds after --seed, with "
+                             f"their spread (default {REPORT_SEEDS})")
     parser.add_argument("--evaluations", type=int, default=FIT_EVALUATIONS, help="simulations the fit may run")
     parser.add_argument("--no-report", action="store_true", help="write the profile only")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -1517,8 +1657,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluations < 1:
         say(f"--evaluations {args.evaluations}: expected 1 or more simulations for the fit (default {FIT_EVALUATIONS})")
         return EXIT_BAD_INPUT
-    if args.holdout_seeds < 1:
-        say(f"--holdout-seeds {args.holdout_seeds}: expected 1 or more seeds (default {HOLDOUT_SEEDS})")
+    if args.seeds < 1:
+        say(f"--seeds {args.seeds}: expected 1 or more seeds (default {REPORT_SEEDS})")
         return EXIT_BAD_INPUT
     if args.horizon_days is not None and not 0 < args.horizon_days <= 3650:
         say(f"--horizon-days {args.horizon_days:g}: expected days above 0 and at most 3650")
@@ -1546,12 +1686,16 @@ def main(argv: list[str] | None = None) -> int:
     real = order_figures(real_codes, real_ms, window, np.array([o[2] for o in export.orders]))
     profile, fitted = base_profile(export, window)
     mark = time.monotonic()
-    profile, fit = fit_process(profile, real, window, export, args.seed, args.evaluations, say)
+    profile, fit, season = fit_process(profile, real, window, export, args.seed, args.evaluations, say,
+                                       lambda p: fit_season(p, export, real_codes, real_ms, args.seed))
     fit["seed"] = args.seed
+    if profile.season:
+        fitted["season"] = season
+    late = "the last third's orders, " if window.days >= SEASON_DAYS else ""
     fitted["process"] = ("order rates and decline rates across customers (gamma), the share of declines that end in "
                          f"churn, comebacks, how the customers came ({fit['arrivals']}); fitted by simulation to "
-                         "orders per customer, days between orders, orders by month, first orders by week, churn "
-                         "and repeat buying at the cut-off")
+                         f"orders per customer, days between orders, orders by month, first orders by week, {late}"
+                         "churn and repeat buying at the cut-off")
     timings["fit"] = time.monotonic() - mark
     doc = profile.to_json(kind="ecommerce-shop-profile", source={
         "file": os.path.basename(args.export), "kind": export.kind, "rows": export.rows,
@@ -1591,11 +1735,15 @@ def main(argv: list[str] | None = None) -> int:
     twin = order_figures(customer, ms, window, values)
     models = churn_models(real, twin, args.seed)
     rows = fidelity(real, twin, window, export, ms, models, other_cutoffs((real_codes, real_ms), (customer, ms), window))
+    seeds = [args.seed + i for i in range(1, args.seeds + 1)]
+    mark = time.monotonic()
+    rows = over_seeds(rows, profile, real, (real_codes, real_ms), window, export, twin["values"], seeds)
+    timings["seeds"] = time.monotonic() - mark
     held = None
     if held_from is not None:
         mark = time.monotonic()
         held = holdout_report(whole, export, held_from, profile,
-                              [args.seed + i for i in range(1, args.holdout_seeds + 1)], say)
+                              seeds, say)
         timings["holdout"] = time.monotonic() - mark
     timings["total"] = time.monotonic() - started
     fit["twin_events"] = events
@@ -1605,7 +1753,8 @@ def main(argv: list[str] | None = None) -> int:
                           **({"holdout": held} if held else {}),
                           "timings_s": {k: round(v, 2) for k, v in timings.items()}}, indent=1))
     else:
-        print(report_text(rows, export, profile, fitted, fit, window, timings) + (holdout_text(held) if held else ""))
+        print(report_text(rows, export, profile, fitted, fit, window, timings, seeds)
+              + (holdout_text(held) if held else ""))
     if args.plot:
         plot(args.plot, real, twin, window, rows, export, held)
         say(f"drew {args.plot}")
