@@ -95,7 +95,7 @@ fault-tools:
 	@command -v iptables >/dev/null || { echo "installing iptables for the fault suite (apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; }
 
-# The pure tests that take seconds, no broker and no JVM: under a minute (`pytest -m "not broker"` adds the model
+# The pure tests that take seconds, no broker and no JVM: about two minutes (`pytest -m "not broker"` adds the model
 # fits and the tests that wait on the wall clock).
 test-pure: $(VENV)/.dev $(CDNOW_SAMPLE)
 	$(PY) -m pytest -m "not broker and not slow" $(PYTEST_ARGS)
