@@ -64,10 +64,12 @@ FIT_EVALUATIONS = 200
 LATE_TOLERANCE = 0.1
 MIN_SPAN_DAYS = 28  # the shortest export fitted: four weeks, a cut-off in the middle with two on each side
 MIN_HOLDOUT_DAYS = 7  # --holdout: a week at least to forecast
-SEASON_DAYS = 365  # a season is fitted from a year of history or more: every month seen (with less, a month's
-# factor would be the shop's trend at that time, a young cohort's decline, not its season)
-SEASON_PRIOR = 30  # orders: each month's factor is shrunk towards 1 by this many (a thin month says little)
 SEASON_SETTLED_DAYS = 90  # a season is measured on the orders of customers who came this long before
+# A season is fitted from a year of settled customers' orders or more (every month seen; with less, a month's factor
+# would be the shop's trend at that time, or the export's first weeks, not its season): 455 days of history
+SEASON_DAYS = 365 + SEASON_SETTLED_DAYS
+LATE_DAYS = 365  # the fit weighs the last third's orders from a year of history (LATE_TOLERANCE)
+SEASON_PRIOR = 30  # orders: each month's factor is shrunk towards 1 by this many (a thin month says little)
 SEASON_PASSES = 2  # the factors are refined once on the twin with the first ones (declines interact with rates)
 REPORT_SEEDS = 3  # the report's figures are the median of this many seeds, none of them the fit's
 FUNNEL_SLOTS = {"product_view": 1, "add_to_cart": 2, "checkout": 3, "bounce": 4}  # a session's counters
@@ -659,13 +661,13 @@ def ks(a, b) -> float:
 def distance(real: dict, twin: dict, window: Window) -> float:
     """What the fit minimises: the figures that the arrivals and the order and retention process shape, each in
     units of its target (1: a figure at the edge of its target), squared so that no one figure is let go; with a
-    year of history, the last third's orders too (LATE_TOLERANCE)."""
+    year of history (LATE_DAYS), the last third's orders too (LATE_TOLERANCE)."""
     per_customer = (twin["orders"] / max(1, twin["customers"])) / (real["orders"] / max(1, real["customers"]))
     terms = [tv(real["orders_per_customer"], twin["orders_per_customer"]) / 0.05, ks(real["gaps"], twin["gaps"]) / 0.1,
              tv(real["month"], twin["month"]) / 0.08, tv(real["first_week"], twin["first_week"]) / 0.1,
              abs(real["churn"] - twin["churn"]) / 0.03, abs(real["repeat"] - twin["repeat"]) / 0.03,
              abs(math.log(max(per_customer, 1e-9))) / 0.1]
-    if window.days >= SEASON_DAYS:
+    if window.days >= LATE_DAYS:
         terms.append(abs(math.log(max(twin["late"], 1e-9) / max(real["late"], 1e-9))) / LATE_TOLERANCE)
     return sum(t * t for t in terms)
 
@@ -882,7 +884,7 @@ def fit_process(profile: ShopProfile, real: dict, window: Window, export: Export
     """The order and retention process: simulated orders (the twin as producer.py runs it, orders alone, a sample of
     the customers with the same random numbers every time) brought close to the export's figures by Nelder-Mead;
     for each way the customers may have come (arrival_variants, fitted side by side, one process each), the
-    closer one kept and fitted further. season(profile) -> (profile, what): where it fits a season (a year of
+    closer one kept and fitted further. season(profile) -> (profile, what): where it fits a season (SEASON_DAYS of
     history), the process is fitted again with it (a season moves orders between months, and so the rates and
     declines that best explain them) on a quarter of the budget, and the season once more on the result."""
     import numpy as np
@@ -964,7 +966,7 @@ def settled_orders(customer, ms):
 
 
 def fit_season(profile: ShopProfile, export: Export, real_codes, real_ms, seed: int) -> tuple[ShopProfile, str]:
-    """A month-of-year factor on every customer's order rate, from a year of history or more: each calendar
+    """A month-of-year factor on every customer's order rate, from SEASON_DAYS of history or more: each calendar
     month's orders of settled customers (settled_orders) in the export over the twin's without the factor, shrunk to
     1 by SEASON_PRIOR orders and scaled to keep the twin's total, refined once on the twin with them; and the newcomers' own season after the span
     (first orders by month, per day). With it: the profile and what was fitted; with less history, the profile
@@ -973,7 +975,7 @@ def fit_season(profile: ShopProfile, export: Export, real_codes, real_ms, seed: 
 
     days = (export.end_ms - export.start_ms) / DAY_MS
     if days < SEASON_DAYS:
-        return profile, f"{days:.0f} days of history; a season needs {SEASON_DAYS} (every month seen)"
+        return profile, f"{days:.0f} days of history; a season needs {SEASON_DAYS} (every month seen settled)"
     tz, span = export.tz, (export.start_ms, export.end_ms)
     real = np.bincount(calendar_months(settled_orders(real_codes, real_ms), *span, tz), minlength=12).astype(float)
     factors = np.array(profile.season or (1.0,) * 12)  # refined from the factors it has, if any
@@ -1691,7 +1693,7 @@ def main(argv: list[str] | None = None) -> int:
     fit["seed"] = args.seed
     if profile.season:
         fitted["season"] = season
-    late = "the last third's orders, " if window.days >= SEASON_DAYS else ""
+    late = "the last third's orders, " if window.days >= LATE_DAYS else ""
     fitted["process"] = ("order rates and decline rates across customers (gamma), the share of declines that end in "
                          f"churn, comebacks, how the customers came ({fit['arrivals']}); fitted by simulation to "
                          f"orders per customer, days between orders, orders by month, first orders by week, {late}"

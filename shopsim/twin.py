@@ -59,7 +59,7 @@ class ShopProfile:
     products: int | None = None
     zipf_exponent: float | None = None
     # month-of-year factors (January first) on every customer's order rate, and on the newcomers after the span;
-    # None: no season (fitted only from a year of history or more: calibrate.py fit_season)
+    # None: no season (fitted from 455 days of history or more: calibrate.py fit_season)
     season: tuple[float, ...] | None = None
     arrival_season: tuple[float, ...] | None = None
 
