@@ -4219,7 +4219,7 @@ class ECommerceEventProducer:
         return self.delivery.ready(self.connection)
 
     def stop(self) -> None:
-        """Ask the loop to stop; safe from a signal handler (only sets a flag), and to call again."""
+        """Ask the loop to stop; from any thread, and again. A signal handler calls stop_from_signal_handler()."""
         self._stop.set()
 
     @property
@@ -4497,6 +4497,15 @@ def missing_dependency(needs: list[tuple[str, str, str]]) -> str | None:
     return None
 
 
+def stop_from_signal_handler(producer: ECommerceEventProducer) -> None:
+    """producer.stop() on a thread of its own. A handler runs in the main thread between two of its bytecodes,
+    and stop() sets a threading.Event, whose lock is not reentrant: when the signal comes while the main thread
+    is inside that Event's wait() (the run loop's sleep) and holds the lock, stop() there waits for it forever (a
+    SIGTERM left a run hung after its last progress line in CI). The thread takes the lock once the handler has
+    returned and the main thread let it go."""
+    threading.Thread(target=producer.stop, name="stop-on-signal", daemon=True).start()
+
+
 def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
                 on_progress: Callable[[Statistics, int], None] | None = None,
                 on_summary: Callable[[dict[str, Any]], None] | None = None, asked_by: str = "") -> int:
@@ -4534,7 +4543,7 @@ def run_process(settings: Settings, signals: tuple[int, ...] = (signal.SIGINT, s
             tell(producer.summary(code, "second signal"))
             os._exit(code)
         log.info("%s, shutting down gracefully...", asked_by or f"Received {signal.Signals(signum).name}")
-        producer.stop()
+        stop_from_signal_handler(producer)
 
     for signum in signals:
         signal.signal(signum, on_signal)

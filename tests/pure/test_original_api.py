@@ -13,7 +13,8 @@ import time
 import pytest
 
 from tests.support import run_producer
-from producer import DeliveryMonitor, KafkaPythonConnection, SettingsError, default_settings, load_settings
+from producer import (DeliveryMonitor, KafkaPythonConnection, SettingsError, default_settings, load_settings,
+                      stop_from_signal_handler)
 from tests.subclasses import BooksProducer, make_producer
 
 
@@ -27,6 +28,19 @@ def test_stats_is_the_original_read_only_dict():
         stats["nothing"]
     with pytest.raises(TypeError):
         stats["events_sent"] = 5  # read-only
+
+
+@pytest.mark.timeout(20)
+def test_a_stop_signal_while_the_loop_is_inside_its_sleep_still_stops_it():
+    """The signal handler runs in the main thread, which may be inside the run loop's Event.wait() holding the
+    Event's lock (not reentrant): the handler's stop must not wait for it. Here the main thread holds that lock (the
+    Event's private condition: the very situation) while the handler's stop is asked; it returns, and the run is
+    stopping once the lock is let go. Setting the Event from the handler itself waits here forever."""
+    p = make_producer()
+    with p._stop._cond:
+        stop_from_signal_handler(p)
+        assert not p.stopping  # it cannot be set while the lock is held
+    assert p._stop.wait(10) and p.stopping
 
 
 def test_sessions_mode_refuses_a_metadata_override_with_one_line(caplog):
