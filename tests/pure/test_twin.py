@@ -604,6 +604,56 @@ def test_btyd_models_reproduce_fader_hardie_lee_on_their_cdnow_sample():
     assert abs(fitted["log_likelihood"] - -9595.0) < 1, fitted
 
 
+def test_btyd_share_with_no_holdout_purchase_follows_from_each_models_posterior():
+    """Each model's share of customers with no purchase in the 39 weeks after FHL's calibration period, in closed
+    form (BG/NBD) and by quadrature (Pareto/NBD), against a Monte Carlo draw of every customer from the model's
+    posterior: alive or not, then a purchase rate (and a dropout rate) from their gammas."""
+    import calibrate
+    import numpy as np
+
+    sample = ROOT / ".cache" / "CDNOW_sample.txt"
+    orders = []
+    for line in sample.read_text().splitlines():
+        _, customer, day, _, value = line.split()
+        when = datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=timezone.utc)
+        orders.append((customer, int(when.timestamp() * 1000), float(value)))
+    x, t_x, big_t = (np.asarray(v, float) for v in calibrate.repeat_summary(orders, ms("1997-01-01T00:00:00Z"),
+                                                                             ms("1997-10-01T00:00:00Z")))
+    rng, draws, t = np.random.default_rng(7), 400, 39.0
+    p = calibrate.bgnbd_fit(x, t_x, big_t)
+    alive = 1 / (1 + (x > 0) * p["a"] / np.maximum(p["b"] + x - 1, 1e-12)
+                 * ((p["alpha"] + big_t) / (p["alpha"] + t_x)) ** (p["r"] + x))
+    rate = rng.gamma(p["r"] + x, 1 / (p["alpha"] + big_t), (draws, len(x)))
+    drawn = np.mean((rng.random((draws, len(x))) > alive) | (rng.random((draws, len(x))) < np.exp(-rate * t)))
+    assert 0.5 < calibrate.bgnbd_none(p, t, x, t_x, big_t) == pytest.approx(drawn, abs=0.003)
+    p = calibrate.pareto_nbd_fit(x, t_x, big_t)
+    odds = np.exp(np.log(p["s"] / (p["r"] + p["s"] + x)) + (p["r"] + x) * np.log(p["alpha"] + big_t)
+                  + p["s"] * np.log(p["beta"] + big_t) + calibrate._pareto_a0(p["r"], p["alpha"], p["s"], p["beta"],
+                                                                              x, t_x, big_t))
+    rate = rng.gamma(p["r"] + x, 1 / (p["alpha"] + big_t), (draws, len(x)))
+    dropout = rng.gamma(p["s"], 1 / (p["beta"] + big_t), (draws, len(x)))
+    first_purchase, leaves = rng.exponential(1 / rate), rng.exponential(1 / dropout)
+    bought = (rng.random((draws, len(x))) < 1 / (1 + odds)) & (first_purchase < np.minimum(leaves, t))
+    assert 0.5 < calibrate.pareto_nbd_none(p, t, x, t_x, big_t) == pytest.approx(1 - np.mean(bought), abs=0.003)
+
+
+@pytest.mark.slow
+def test_btyd_share_with_no_holdout_purchase_on_cdnow_is_lifetimes_own():
+    """On all of CDNOW split 39 + 39 weeks, the share of the 23,570 customers with no purchase in the holdout:
+    0.701 real, and the models' 0.734 (BG/NBD) and 0.771 (Pareto/NBD) as lifetimes 0.11.3 gives them (issue 32)."""
+    import calibrate
+
+    orders = cdnow_orders()
+    cut = ms("1997-10-01T00:00:00Z")
+    x, t_x, big_t = calibrate.repeat_summary(orders, ms("1997-01-01T00:00:00Z"), cut)
+    assert len(x) == 23_570
+    for fit, none, lifetimes in ((calibrate.bgnbd_fit, calibrate.bgnbd_none, 0.734),
+                                 (calibrate.pareto_nbd_fit, calibrate.pareto_nbd_none, 0.771)):
+        assert none(fit(x, t_x, big_t), 39, x, t_x, big_t) == pytest.approx(lifetimes, abs=0.001), fit
+    came = {o[0] for o in orders if cut <= o[1] < cut + 39 * 7 * 86_400_000}
+    assert 1 - len(came) / len(x) == pytest.approx(0.701, abs=0.001)
+
+
 def test_holdout_report_judges_the_forecast_against_what_came(tmp_path):
     """--holdout-weeks: the twin is fitted on the export before the holdout (its profile's span ends there), the
     report's real figures are the export's own (counted here from the file), and the twin's and BG/NBD's are there
@@ -637,7 +687,7 @@ def test_holdout_report_judges_the_forecast_against_what_came(tmp_path):
         spread = h["twin"][figure]
         assert spread["lowest"] <= spread["median"] <= spread["highest"], (figure, spread)
     for model in ("bgnbd", "pareto_nbd"):
-        assert h[model]["total_error"] is not None, h[model]
+        assert h[model]["total_error"] is not None and 0 < h[model]["none"] < 1, h[model]
         assert 0 < sum(h["weekly"][model]) < 7 * len(known) * h["weeks"]
     assert json.loads((tmp_path / "shop.json").read_text())["span"]["end"].startswith("2025-08-01")
 
