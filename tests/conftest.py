@@ -28,14 +28,27 @@ BROKER_FIXTURES = {"kafka", "secure_kafka", "restartable", "cluster", "fault_net
 REGISTRY_FIXTURES = {"registry", "guarded_registry"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
+        kind = Path(str(item.path)).parent.name
         if fixtures & (BROKER_FIXTURES | REGISTRY_FIXTURES):
             item.add_marker(pytest.mark.broker)
-            kind = Path(str(item.path)).parent.name
             if kind != "broker":  # the folders say what a test needs: tests/pure and tests/shape start no JVM
                 raise pytest.UsageError(f"{item.nodeid} takes a broker: it belongs in tests/broker/")
+        if kind == "broker":
+            # `make test` runs two pytest-xdist workers (--dist loadgroup): every test of tests/broker in one of
+            # them, one after the other, as in one process (one session broker; the fault suite's namespaces,
+            # iptables rules and brokers of its own), while the other takes the pure tests.
+            item.add_marker(pytest.mark.xdist_group("broker"))
+        else:
+            # the pure tests that share a module's fixture (a fitted twin, say) stay on one worker: it is made once
+            shared = sorted(name for name, defs in getattr(item, "_fixtureinfo").name2fixturedefs.items()
+                            if defs and defs[-1].scope in ("module", "package", "session")
+                            and defs[-1].func.__module__.startswith("tests"))  # not pytest's own tmp_path_factory
+            if shared:
+                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{'+'.join(shared)}"))
         if fixtures & REGISTRY_FIXTURES:
             item.add_marker(pytest.mark.registry)
 
