@@ -4501,7 +4501,7 @@ def stop_from_signal_handler(producer: ECommerceEventProducer) -> None:
     """producer.stop() on a thread of its own. A handler runs in the main thread between two of its bytecodes,
     and stop() sets a threading.Event, whose lock is not reentrant: when the signal comes while the main thread
     is inside that Event's wait() (the run loop's sleep) and holds the lock, stop() there waits for it forever (a
-    SIGTERM left a run hung after its last progress line in CI). The thread takes the lock once the handler has
+    SIGTERM left a test run hung after its last progress line). The thread takes the lock once the handler has
     returned and the main thread let it go."""
     threading.Thread(target=producer.stop, name="stop-on-signal", daemon=True).start()
 
