@@ -1758,7 +1758,9 @@ class KafkaConnection:
                 try:
                     self.partitions = self._ensure_topic(admin, keep_old=oldest_ms is not None)
                     if oldest_ms is not None:
-                        self._check_backfill_window(admin, oldest_ms)
+                        self._check_backfill_window(admin, s.topic, oldest_ms)
+                        if s.truth_topic:
+                            self._keep_backfilled_truth(admin, oldest_ms)
                 finally:
                     self._close_admin(admin)
                 self.client = self._new_client(max(1.0, remaining))
@@ -1895,7 +1897,7 @@ class KafkaConnection:
     def _ensure_topic(self, admin, keep_old: bool) -> int:
         """Partitions of the topic, creating it when missing (keep_old: with retention.ms=-1, for a backfill)."""
         s = self.settings
-        partitions, _ = self._describe_partitions(admin)
+        partitions, _ = self._describe_partitions(admin, s.topic)
         if partitions:
             self._wait_for_leaders(admin)
             if "topic_partitions" in s.explicit and partitions != s.topic_partitions:
@@ -1907,7 +1909,7 @@ class KafkaConnection:
         # A backfill's records carry old timestamps, and brokers judge retention by them: with the broker's default
         # (7 days) the history it was asked for would be deleted at the next retention check, within minutes.
         config = {"retention.ms": "-1"} if keep_old else {}
-        refusal = self._create_topic(admin, config)
+        refusal = self._create_topic(admin, s.topic, config)
         if refusal:
             raise ConnectionFailed(
                 f"Topic '{s.topic}' does not exist and creating it was refused ({refusal}); create it yourself or "
@@ -1917,7 +1919,7 @@ class KafkaConnection:
             log.info("Created topic '%s' with %d partitions, replication factor %d%s", s.topic, s.topic_partitions,
                      s.topic_replication, ", retention.ms=-1 (a backfill's history is kept)" if keep_old else "")
         for _ in range(50):  # metadata of a new topic propagates within moments
-            partitions, _ = self._describe_partitions(admin)
+            partitions, _ = self._describe_partitions(admin, s.topic)
             if partitions:
                 self._wait_for_leaders(admin)
                 serve_offsets(s, s.topic, partitions)
@@ -1931,18 +1933,36 @@ class KafkaConnection:
         OutOfOrderSequenceNumber, and kafka-python's idempotent producer then bumps its epoch and fails every batch
         in flight (its documented KIP-360 handling; the Java client resends them): failed events at start."""
         deadline = time.monotonic() + timeout_s
-        while self._describe_partitions(admin)[1] and time.monotonic() < deadline and not self._stop.wait(0.2):
+        while (self._describe_partitions(admin, self.topic)[1] and time.monotonic() < deadline
+               and not self._stop.wait(0.2)):
             pass
 
-    def _not_authorized(self) -> ConnectionFailed:
-        return ConnectionFailed(f"Not authorized to use topic '{self.topic}'; check the ACLs of KAFKA_SASL_USERNAME")
+    @staticmethod
+    def _not_authorized(topic: str) -> ConnectionFailed:
+        return ConnectionFailed(f"Not authorized to use topic '{topic}'; check the ACLs of KAFKA_SASL_USERNAME")
 
-    def _check_backfill_window(self, admin, oldest_ms: int) -> None:
+    def _keep_backfilled_truth(self, admin, oldest_ms: int) -> None:
+        """The truth topic of a backfill: its records carry the simulated times too, so it gets what the events
+        topic gets. Left to the broker's automatic creation it had the default 7 days, and a truth event read back
+        minutes later was gone while the events it describes were still there."""
+        topic = self.settings.truth_topic
+        if not self._describe_partitions(admin, topic)[0]:
+            refusal = self._create_topic(admin, topic, {"retention.ms": "-1"})
+            if refusal:
+                raise ConnectionFailed(
+                    f"Topic '{topic}' (TRUTH_TOPIC) does not exist and creating it was refused ({refusal}); create it "
+                    "yourself with retention.ms=-1, or check the user's CREATE permission")
+            if refusal == "":
+                log.info("Created topic '%s' with retention.ms=-1 (a backfill's truth is kept)", topic)
+                return
+        self._check_backfill_window(admin, topic, oldest_ms)
+
+    def _check_backfill_window(self, admin, topic: str, oldest_ms: int) -> None:
         """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
         start if the topic rejects them, warn if it will delete them or overwrite their timestamps."""
         s = self.settings
-        configs = self._topic_configs(admin, ["retention.ms", "message.timestamp.before.max.ms",
-                                              "message.timestamp.type"])
+        configs = self._topic_configs(admin, topic, ["retention.ms", "message.timestamp.before.max.ms",
+                                                     "message.timestamp.type"])
         if configs is None:  # e.g. no DescribeConfigs permission: nothing to check
             return
         age_ms = self._clock() - oldest_ms
@@ -1950,21 +1970,21 @@ class KafkaConnection:
         before_max = int(configs.get("message.timestamp.before.max.ms") or 2 ** 63 - 1)
         if age_ms > before_max:
             raise ConnectionFailed(
-                f"Topic '{s.topic}' refuses records older than {_days(before_max)} "
+                f"Topic '{topic}' refuses records older than {_days(before_max)} "
                 f"(message.timestamp.before.max.ms={before_max}) and --start-time is {oldest}; use a later "
                 "--start-time or raise that setting of the topic")
         retention = int(configs.get("retention.ms") or -1)
         if 0 <= retention < age_ms:
             log.warning("Topic '%s' keeps records for %s (retention.ms=%d) judged by their timestamps, and the "
-                        "window starts %s ago: the broker will delete the older backfilled events at its next "
+                        "window starts %s ago: the broker will delete the older backfilled records at its next "
                         "retention check, within minutes. Give the topic a longer retention.ms to keep them: "
                         "`python devkafka.py tool configs --bootstrap-server %s --alter --entity-type topics "
                         "--entity-name %s --add-config retention.ms=-1` (the local broker's Kafka tools; elsewhere "
                         "kafka-configs.sh with the same arguments)",
-                        s.topic, _days(retention), retention, _days(age_ms), s.bootstrap_servers.split(",")[0], s.topic)
+                        topic, _days(retention), retention, _days(age_ms), s.bootstrap_servers.split(",")[0], topic)
         if configs.get("message.timestamp.type") == "LogAppendTime":
             log.warning("Topic '%s' has message.timestamp.type=LogAppendTime: the broker replaces the simulated "
-                        "record timestamps with the time of writing (the JSON timestamps stay simulated)", s.topic)
+                        "record timestamps with the time of writing (the JSON timestamps stay simulated)", topic)
 
     # each client's own parts --------------------------------------------------------------------
     def _transient_errors(self) -> tuple[type[BaseException], ...]:
@@ -1980,16 +2000,16 @@ class KafkaConnection:
     def _close_admin(self, admin) -> None:
         pass
 
-    def _describe_partitions(self, admin) -> tuple[int, int]:
+    def _describe_partitions(self, admin, topic: str) -> tuple[int, int]:
         """(partitions of the topic, how many have no leader); (0, 0) when the topic does not exist."""
         raise NotImplementedError
 
-    def _create_topic(self, admin, config: dict[str, str]) -> str | None:
-        """Create the topic with these configs: "" when created, None when someone else created it meanwhile, else
-        the refusal."""
+    def _create_topic(self, admin, topic: str, config: dict[str, str]) -> str | None:
+        """Create the topic (KAFKA_TOPIC_PARTITIONS, KAFKA_TOPIC_REPLICATION) with these configs: "" when created,
+        None when someone else created it meanwhile, else the refusal."""
         raise NotImplementedError
 
-    def _topic_configs(self, admin, names: list[str]) -> dict[str, str] | None:
+    def _topic_configs(self, admin, topic: str, names: list[str]) -> dict[str, str] | None:
         raise NotImplementedError
 
     def _new_client(self, bootstrap_timeout_s: float):
@@ -2227,30 +2247,30 @@ class KafkaPythonConnection(KafkaConnection):
     def _close_admin(self, admin) -> None:
         admin.close()
 
-    def _describe_partitions(self, admin) -> tuple[int, int]:
+    def _describe_partitions(self, admin, topic_name: str) -> tuple[int, int]:
         from kafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
 
         try:
-            described = admin.describe_topics([self.topic])
+            described = admin.describe_topics([topic_name])
         except UnknownTopicOrPartitionError:
             return 0, 0
         except TopicAuthorizationFailedError:
-            raise self._not_authorized() from None
+            raise self._not_authorized(topic_name) from None
         for topic in described:
             if topic.get("error_code") == 29:
-                raise self._not_authorized() from None
-            if topic.get("name") == self.topic and topic.get("error_code") == 0:
+                raise self._not_authorized(topic_name) from None
+            if topic.get("name") == topic_name and topic.get("error_code") == 0:
                 partitions = topic.get("partitions") or []
                 return len(partitions), sum(1 for p in partitions if p.get("leader_id", -1) < 0)
         return 0, 0
 
-    def _create_topic(self, admin, config: dict[str, str]) -> str | None:
+    def _create_topic(self, admin, topic: str, config: dict[str, str]) -> str | None:
         from kafka.admin import NewTopic
         from kafka.errors import KafkaError, TopicAlreadyExistsError
 
         s = self.settings
         try:
-            admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication, topic_configs=config)])
+            admin.create_topics([NewTopic(topic, s.topic_partitions, s.topic_replication, topic_configs=config)])
         except TopicAlreadyExistsError:
             return None
         except KafkaError as exc:
@@ -2259,16 +2279,16 @@ class KafkaPythonConnection(KafkaConnection):
             return f"{type(exc).__name__}: {detail.group(1) if detail else message[:200]}"
         return ""
 
-    def _topic_configs(self, admin, names: list[str]) -> dict[str, str] | None:
+    def _topic_configs(self, admin, topic: str, names: list[str]) -> dict[str, str] | None:
         from kafka.admin import ConfigResource, ConfigResourceType
         from kafka.errors import KafkaError
 
         try:
-            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic, names)],
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, names)],
                                                config_filter="all")
-            return {k: v["value"] for k, v in described["topic"][self.topic].items()}
+            return {k: v["value"] for k, v in described["topic"][topic].items()}
         except (KafkaError, KeyError, TypeError) as exc:
-            log.debug("Could not read the configuration of topic '%s': %s", self.topic, exc)
+            log.debug("Could not read the configuration of topic '%s': %s", topic, exc)
             return None
 
     def _new_client(self, bootstrap_timeout_s: float):
@@ -2480,30 +2500,30 @@ class ConfluentConnection(KafkaConnection):
             admin.poll(0)  # serve error_cb: the cause of a failure, for the watch
         return admin
 
-    def _describe_partitions(self, admin) -> tuple[int, int]:
+    def _describe_partitions(self, admin, topic_name: str) -> tuple[int, int]:
         from confluent_kafka import KafkaError
 
         # All topics, not this one by name: a metadata request naming a missing topic may create it with the
         # broker's defaults (auto.create.topics.enable), and the producer creates it with its own.
         metadata = admin.list_topics(timeout=10)
-        topic = metadata.topics.get(self.topic)
+        topic = metadata.topics.get(topic_name)
         if topic is None:
             return 0, 0
         if topic.error is not None:
             if topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                raise self._not_authorized()
+                raise self._not_authorized(topic_name)
             return 0, 0
         return len(topic.partitions), sum(1 for p in topic.partitions.values() if p.leader < 0)
 
-    def _create_topic(self, admin, config: dict[str, str]) -> str | None:
+    def _create_topic(self, admin, topic: str, config: dict[str, str]) -> str | None:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import NewTopic
 
         s = self.settings
-        futures = admin.create_topics([NewTopic(s.topic, s.topic_partitions, s.topic_replication, config=config)],
+        futures = admin.create_topics([NewTopic(topic, s.topic_partitions, s.topic_replication, config=config)],
                                       request_timeout=15)
         try:
-            futures[s.topic].result(timeout=20)
+            futures[topic].result(timeout=20)
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
@@ -2511,15 +2531,15 @@ class ConfluentConnection(KafkaConnection):
             return f"{error.name()}: {error.str()}"
         return ""
 
-    def _topic_configs(self, admin, names: list[str]) -> dict[str, str] | None:
+    def _topic_configs(self, admin, topic: str, names: list[str]) -> dict[str, str] | None:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import ConfigResource, ResourceType
 
-        resource = ConfigResource(ResourceType.TOPIC, self.topic)
+        resource = ConfigResource(ResourceType.TOPIC, topic)
         try:
             entries = admin.describe_configs([resource], request_timeout=10)[resource].result(timeout=15)
         except (KafkaException, KeyError, TypeError) as exc:
-            log.debug("Could not read the configuration of topic '%s': %s", self.topic, exc)
+            log.debug("Could not read the configuration of topic '%s': %s", topic, exc)
             return None
         return {name: entries[name].value for name in names if name in entries}
 

@@ -56,12 +56,14 @@ def test_sessions_window_to_kafka_with_labels_topic(kafka, topic, tmp_path):
 
 def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, topic):
     """Brokers judge retention and acceptance by the record timestamp: a backfill into a topic that
-    would delete its events gets a warning; one into a topic that refuses them stops before sending."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+    would delete its events gets a warning; one into a topic that refuses them stops before sending. The truth
+    topic, timestamped at simulated time too, gets the same: created keeping them, or a warning."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     try:
         admin.create_topics([NewTopic(topic + "-short", 1, 1, topic_configs={"retention.ms": str(DAY)}),
+                             NewTopic(topic + "-short-truth", 1, 1, topic_configs={"retention.ms": str(DAY)}),
                              NewTopic(topic + "-strict", 1, 1,
                                       topic_configs={"message.timestamp.before.max.ms": str(DAY)})])
     finally:
@@ -70,10 +72,12 @@ def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, top
     window = ("--mode", "sessions", "--seed", "2", "--user-id-range", "1-100000", "--start-time", start, "--end-time",
               datetime.fromtimestamp(time.time() - 3 * 86400 + 600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
-    kept = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-short", *window)
+    kept = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic + "-short", "--truth-topic",
+                        topic + "-short-truth", *window)
     assert kept.returncode == 0, kept.stderr
-    assert re.search(r"WARNING - Topic '.*-short' keeps records for 1 day \(retention.ms=86400000\).*will delete",
-                     kept.stderr), kept.stderr
+    for name in ("-short", "-short-truth"):
+        assert re.search(rf"WARNING - Topic '.*{name}' keeps records for 1 day \(retention.ms=86400000\).*will delete",
+                         kept.stderr), kept.stderr
     assert f"python devkafka.py tool configs --bootstrap-server {kafka.bootstrap.split(',')[0]} --alter" in kept.stderr
     assert kept.summary["sent"] > 0
 
@@ -84,9 +88,18 @@ def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, top
     assert "Traceback" not in refused.stderr
     assert consume_all(kafka.bootstrap, topic + "-strict", timeout=5) == []
 
-    fine = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, *window)
-    assert fine.returncode == 0 and "WARNING" not in fine.stderr, fine.stderr  # the topic it made keeps the window
+    fine = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--truth-topic", topic + "-truth",
+                        *window)
+    assert fine.returncode == 0 and "WARNING" not in fine.stderr, fine.stderr  # the topics it made keep the window
     assert "retention.ms=-1 (a backfill's history is kept)" in fine.stderr
+    assert f"Created topic '{topic}-truth' with retention.ms=-1 (a backfill's truth is kept)" in fine.stderr
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic + "-truth", ["retention.ms"])
+        described = admin.describe_configs([resource])
+    finally:
+        admin.close()
+    assert described["topic"][topic + "-truth"]["retention.ms"]["value"] == "-1"
 
 
 def test_a_rerun_with_confluent_kafka_says_nothing_of_kafka_pythons_and_no_false_rate(kafka, topic):
