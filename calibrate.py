@@ -1342,10 +1342,30 @@ def pareto_nbd_expected(p: dict[str, float], t, x, t_x, big_t):
     x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
     if t <= 0:
         return 0.0
+    live = (r + x) * (beta + big_t) / ((alpha + big_t) * (s - 1)) * (1 - ((beta + big_t) / (beta + big_t + t)) ** (s - 1))
+    return float(np.sum(live * pareto_nbd_alive(p, x, t_x, big_t)))
+
+
+def pareto_nbd_alive(p: dict[str, float], x, t_x, big_t):
+    """Pareto/NBD's chance that each customer is alive at the end of the calibration period (Fader and Hardie's
+    note: the likelihood's term for having stayed over the sum of both terms)."""
+    import numpy as np
+
+    r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+    x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
     dead_odds = np.exp(np.log(s / (r + s + x)) + (r + x) * np.log(alpha + big_t) + s * np.log(beta + big_t)
                        + _pareto_a0(r, alpha, s, beta, x, t_x, big_t))
-    live = (r + x) * (beta + big_t) / ((alpha + big_t) * (s - 1)) * (1 - ((beta + big_t) / (beta + big_t + t)) ** (s - 1))
-    return float(np.sum(live / (1 + dead_odds)))
+    return 1 / (1 + dead_odds)
+
+
+def bgnbd_alive(p: dict[str, float], x, t_x, big_t):
+    """BG/NBD's chance that each customer is alive at the end of the calibration period (FHL 2005, equation 11;
+    one with no repeat purchase has not left: a BG/NBD customer can only leave just after a purchase)."""
+    import numpy as np
+
+    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+    x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
+    return 1 / (1 + (x > 0) * a / np.maximum(b + x - 1, 1e-12) * ((alpha + big_t) / (alpha + t_x)) ** (r + x))
 
 
 def bgnbd_expected(p: dict[str, float], t, x, t_x, big_t):
@@ -1361,8 +1381,7 @@ def bgnbd_expected(p: dict[str, float], t, x, t_x, big_t):
     z = t / (alpha + big_t + t)
     head = (a + b + x - 1) / (a - 1)
     body = 1 - ((alpha + big_t) / (alpha + big_t + t)) ** (r + x) * special.hyp2f1(r + x, b + x, a + b + x - 1, z)
-    alive = 1 + (x > 0) * a / np.maximum(b + x - 1, 1e-12) * ((alpha + big_t) / (alpha + t_x)) ** (r + x)
-    return float(np.sum(head * body / alive))
+    return float(np.sum(head * body * bgnbd_alive(p, x, t_x, big_t)))
 
 
 def bgnbd_none(p: dict[str, float], t, x, t_x, big_t) -> float:
@@ -1372,9 +1391,9 @@ def bgnbd_none(p: dict[str, float], t, x, t_x, big_t) -> float:
     leave just after a purchase)."""
     import numpy as np
 
-    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
+    r, alpha = p["r"], p["alpha"]
     x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
-    alive = 1 / (1 + (x > 0) * a / np.maximum(b + x - 1, 1e-12) * ((alpha + big_t) / (alpha + t_x)) ** (r + x))
+    alive = bgnbd_alive(p, x, t_x, big_t)
     quiet = ((alpha + big_t) / (alpha + big_t + t)) ** (r + x)
     return float(np.mean(1 - alive + alive * quiet))
 
@@ -1388,9 +1407,7 @@ def pareto_nbd_none(p: dict[str, float], t, x, t_x, big_t) -> float:
 
     r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
     x, t_x, big_t = (np.asarray(v, float) for v in (x, t_x, big_t))
-    dead_odds = np.exp(np.log(s / (r + s + x)) + (r + x) * np.log(alpha + big_t) + s * np.log(beta + big_t)
-                       + _pareto_a0(r, alpha, s, beta, x, t_x, big_t))
-    alive = 1 / (1 + dead_odds)
+    alive = pareto_nbd_alive(p, x, t_x, big_t)
     nodes, weights = np.polynomial.legendre.leggauss(64)
     u = (nodes[:, None] + 1) * t / 2
     shape, rate, leave = r + x, alpha + big_t, beta + big_t

@@ -180,10 +180,17 @@ def producer_env(env: dict | None, summary: Path) -> dict:
     return full_env
 
 
+# One folder for the runs' summaries, removed when the test process ends (TemporaryDirectory's finalizer): a folder
+# of its own per run was left in /tmp, over a thousand a session.
+summaries: list = []
+
+
 def _new_summary_path() -> Path:
     import tempfile
 
-    return Path(tempfile.mkdtemp(prefix="producer-summary-")) / "summary.json"
+    if not summaries:
+        summaries.append(tempfile.TemporaryDirectory(prefix="producer-summaries-"))
+    return Path(tempfile.mkdtemp(dir=summaries[0].name)) / "summary.json"
 
 
 def read_summary(path: Path) -> dict | None:

@@ -54,6 +54,18 @@ def twin_orders(profile: Path, start: str, end: str, *extra: str) -> list[tuple[
     return orders
 
 
+def cdnow_sample_orders() -> list[tuple[str, int, float]]:
+    """Fader, Hardie and Lee's CDNOW sample (2,357 customers), the rows as cdnow_orders gives them."""
+    sample = ROOT / ".cache" / "CDNOW_sample.txt"
+    assert sample.is_file(), "run `make cdnow` (make test does) to fetch CDNOW_sample.txt from the lifetimes wheel"
+    orders = []
+    for line in sample.read_text().splitlines():
+        _, customer, day, _, value = line.split()
+        when = datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=timezone.utc)
+        orders.append((customer, int(when.timestamp() * 1000), float(value)))
+    return orders
+
+
 def cdnow_orders() -> list[tuple[str, int, float]]:
     rows = []
     with open(CDNOW) as f:
@@ -585,13 +597,7 @@ def test_btyd_models_reproduce_fader_hardie_lee_on_their_cdnow_sample():
     theirs too."""
     import calibrate
 
-    sample = ROOT / ".cache" / "CDNOW_sample.txt"
-    assert sample.is_file(), "run `make cdnow` (make test does) to fetch CDNOW_sample.txt from the lifetimes wheel"
-    orders = []
-    for line in sample.read_text().splitlines():
-        _, customer, day, _, value = line.split()
-        when = datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=timezone.utc)
-        orders.append((customer, int(when.timestamp() * 1000), float(value)))
+    orders = cdnow_sample_orders()
     x, t_x, big_t = calibrate.repeat_summary(orders, ms("1997-01-01T00:00:00Z"), ms("1997-10-01T00:00:00Z"))
     assert len(x) == 2357
     fitted = calibrate.bgnbd_fit(x, t_x, big_t)
@@ -609,33 +615,26 @@ def test_btyd_models_reproduce_fader_hardie_lee_on_their_cdnow_sample():
 def test_btyd_share_with_no_holdout_purchase_follows_from_each_models_posterior():
     """Each model's share of customers with no purchase in the 39 weeks after FHL's calibration period, in closed
     form (BG/NBD) and by quadrature (Pareto/NBD), against a Monte Carlo draw of every customer from the model's
-    posterior: alive or not, then a purchase rate (and a dropout rate) from their gammas."""
+    posterior: alive or not, then a purchase rate (and a dropout rate) from their gammas. P(alive) is the models'
+    own here (the next test checks it, with the rest, against lifetimes' figures)."""
     import calibrate
     import numpy as np
 
-    sample = ROOT / ".cache" / "CDNOW_sample.txt"
-    orders = []
-    for line in sample.read_text().splitlines():
-        _, customer, day, _, value = line.split()
-        when = datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=timezone.utc)
-        orders.append((customer, int(when.timestamp() * 1000), float(value)))
-    x, t_x, big_t = (np.asarray(v, float) for v in calibrate.repeat_summary(orders, ms("1997-01-01T00:00:00Z"),
+    x, t_x, big_t = (np.asarray(v, float) for v in calibrate.repeat_summary(cdnow_sample_orders(),
+                                                                             ms("1997-01-01T00:00:00Z"),
                                                                              ms("1997-10-01T00:00:00Z")))
     rng, draws, t = np.random.default_rng(7), 400, 39.0
     p = calibrate.bgnbd_fit(x, t_x, big_t)
-    alive = 1 / (1 + (x > 0) * p["a"] / np.maximum(p["b"] + x - 1, 1e-12)
-                 * ((p["alpha"] + big_t) / (p["alpha"] + t_x)) ** (p["r"] + x))
+    alive = calibrate.bgnbd_alive(p, x, t_x, big_t)
     rate = rng.gamma(p["r"] + x, 1 / (p["alpha"] + big_t), (draws, len(x)))
     drawn = np.mean((rng.random((draws, len(x))) > alive) | (rng.random((draws, len(x))) < np.exp(-rate * t)))
     assert 0.5 < calibrate.bgnbd_none(p, t, x, t_x, big_t) == pytest.approx(drawn, abs=0.003)
     p = calibrate.pareto_nbd_fit(x, t_x, big_t)
-    odds = np.exp(np.log(p["s"] / (p["r"] + p["s"] + x)) + (p["r"] + x) * np.log(p["alpha"] + big_t)
-                  + p["s"] * np.log(p["beta"] + big_t) + calibrate._pareto_a0(p["r"], p["alpha"], p["s"], p["beta"],
-                                                                              x, t_x, big_t))
     rate = rng.gamma(p["r"] + x, 1 / (p["alpha"] + big_t), (draws, len(x)))
     dropout = rng.gamma(p["s"], 1 / (p["beta"] + big_t), (draws, len(x)))
     first_purchase, leaves = rng.exponential(1 / rate), rng.exponential(1 / dropout)
-    bought = (rng.random((draws, len(x))) < 1 / (1 + odds)) & (first_purchase < np.minimum(leaves, t))
+    alive = calibrate.pareto_nbd_alive(p, x, t_x, big_t)
+    bought = (rng.random((draws, len(x))) < alive) & (first_purchase < np.minimum(leaves, t))
     assert 0.5 < calibrate.pareto_nbd_none(p, t, x, t_x, big_t) == pytest.approx(1 - np.mean(bought), abs=0.003)
 
 
