@@ -87,9 +87,10 @@ $(CDNOW): | .cache/wheels/.lifetimes
 $(CDNOW_SAMPLE): | .cache/wheels/.lifetimes
 	$(call from_lifetimes,CDNOW_sample.txt,$(CDNOW_SAMPLE_SHA256))
 
-# Two pytest-xdist workers: the broker tests one after the other in one, the pure tests in both (tests/conftest.py).
+# Three pytest-xdist workers: the broker tests one after the other in one, the pure tests in the others and then in
+# all three, at a lower CPU priority than the broker side (tests/conftest.py).
 test: setup-dev $(CDNOW) $(CDNOW_SAMPLE) fault-tools
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 3 --dist loadgroup $(PYTEST_ARGS)
 
 # The fault suite (tests/broker/test_faults.py) cuts links with iptables in network namespaces of its own: as root, as CI runs.
 fault-tools:

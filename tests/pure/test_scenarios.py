@@ -26,12 +26,18 @@ DAY = 86_400_000
 
 @dataclass
 class Run:
-    events: list[dict]  # in the order emitted
+    lines: list[str]  # the events' JSON texts, in the order emitted
+    events: list[dict]  # the same, parsed
+    times: list[int]  # their timestamps (epoch ms), read once: a million events' are seconds of work
     truth: list[dict]
     labels: dict[int, dict]
 
     def at(self, offset: str) -> int:
         return START + parse_duration(offset)
+
+    def between(self, begin: int, end: int, inside: bool = True) -> list[dict]:
+        """The events timestamped in [begin, end) (inside=False: those outside it), in the order emitted."""
+        return [e for e, t in zip(self.events, self.times) if (begin <= t < end) == inside]
 
 
 @lru_cache(maxsize=2)  # the clean run and one other: a run is about a million events
@@ -51,7 +57,9 @@ def dry_run(scenarios: str | None = None, *extra: str) -> Run:
         assert out.returncode == 0, out.stderr[-2000:]
         truth = [json.loads(line) for line in Path(tmp, "truth").read_text().splitlines()]
         labels = {row["user_id"]: row for row in map(json.loads, Path(tmp, "labels").read_text().splitlines())}
-    return Run([json.loads(line) for line in out.stdout.splitlines()], truth, labels)
+    lines = out.stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    return Run(lines, events, [ms(e["timestamp"]) for e in events], truth, labels)
 
 
 def ms(text: str) -> int:
@@ -80,8 +88,8 @@ def declines_within(run: Run, users: dict[int, int], days: float) -> int:
 def test_a_payment_outage_blocks_checkouts_and_causes_a_churn_wave():
     clean, run = dry_run(), dry_run("payment_outage.toml")
     begin, end = run.at("20d"), run.at("23d")
-    assert not [e for e in run.events if e["event_type"] == "checkout" and begin <= ms(e["timestamp"]) < end]
-    assert [e for e in clean.events if e["event_type"] == "checkout" and begin <= ms(e["timestamp"]) < end]
+    assert not [e for e in run.between(begin, end) if e["event_type"] == "checkout"]
+    assert [e for e in clean.between(begin, end) if e["event_type"] == "checkout"]
     failed = {r["user_id"]: ms(r["time"]) for r in of_kind(run, "scenario_touched", scenario="payments-down")}
     assert len(failed) >= 100 and all(r["how"] == "failed_payment" for r in of_kind(run, "scenario_touched"))
     # the same customers, the same moments, in the paired clean run: the wave is the outage's doing
@@ -124,8 +132,8 @@ def test_a_price_rise_multiplies_the_chance_of_starting_to_decline():
     change = run.at("30d")
     ratio, baseline = decline_rate_ratio(run, change), decline_rate_ratio(clean, change)
     assert abs(ratio / baseline - 1.5) <= 0.2 * 1.5, (ratio, baseline)
-    values = lambda r, a, b: [e["metadata"]["order_value"] for e in r.events  # noqa: E731
-                              if e["event_type"] == "checkout" and a <= ms(e["timestamp"]) < b]
+    values = lambda r, a, b: [e["metadata"]["order_value"] for e in r.between(a, b)  # noqa: E731
+                              if e["event_type"] == "checkout"]
     late, clean_late = values(run, change, run.at("60d")), values(clean, change, run.at("60d"))
     assert statistics.median(late) > 1.05 * statistics.median(clean_late)
     assert {r["cause"] for r in of_kind(run, "decline_started") if ms(r["time"]) < change} == {"natural"}
@@ -186,27 +194,23 @@ def test_a_seasonal_peak_raises_traffic_and_conversion():
     begin, end = run.at("45d"), run.at("49d")
 
     def count(r: Run, kind: str | None = None) -> int:
-        return sum(begin <= ms(e["timestamp"]) < end and (kind is None or e["event_type"] == kind) for e in r.events)
+        return sum(kind is None or e["event_type"] == kind for e in r.between(begin, end))
     assert 1.3 <= count(run) / count(clean) <= 1.7, (count(run), count(clean))
     assert count(run, "checkout") / count(run) > 1.05 * count(clean, "checkout") / count(clean)
 
 
 # --- data faults: the stream, paired exactly with the clean run ----------------------------------------------
 
-def outside(run: Run, begin: int, end: int) -> list[dict]:
-    return [e for e in run.events if not begin <= ms(e["timestamp"]) < end]
-
-
 @pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_tracking_outage_drops_the_touched_customers_events_and_nothing_else():
     clean, run = dry_run(), dry_run("tracking_outage.toml")
     begin, end = run.at("21d"), run.at("22d")
     dropped = {r["user_id"]: r["dropped"] for r in of_kind(run, "scenario_counts", scenario="broken-tag")}
-    in_window = Counter(e["user_id"] for e in clean.events if begin <= ms(e["timestamp"]) < end)
+    in_window = Counter(e["user_id"] for e in clean.between(begin, end))
     assert dropped == {u: n for u, n in in_window.items() if u in dropped}  # every event of theirs, no other
-    assert not [e for e in run.events if e["user_id"] in dropped and begin <= ms(e["timestamp"]) < end]
+    assert not [e for e in run.between(begin, end) if e["user_id"] in dropped]
     assert 0.4 <= len(dropped) / len(in_window) <= 0.6  # share = 0.5 of the customers
-    assert outside(run, begin, end) == outside(clean, begin, end)
+    assert run.between(begin, end, inside=False) == clean.between(begin, end, inside=False)
     # they went on living: the truth of their lives is the clean run's
     assert [r for r in run.truth if "scenario" not in r] == [r for r in clean.truth if "scenario" not in r]
 
@@ -217,10 +221,9 @@ def test_late_events_are_the_asked_share_with_the_asked_delays():
 
     clean, run = dry_run(), dry_run("late_events.toml")
     begin, end = run.at("21d"), run.at("28d")
-    in_window = sum(begin <= ms(e["timestamp"]) < end for e in clean.events)
+    in_window = len(clean.between(begin, end))
     late, delays, newest = 0, [], 0
-    for e in run.events:
-        t = ms(e["timestamp"])
+    for t in run.times:
         if t < newest:  # out of order: it came after events up to `newest`
             late += 1
             delays.append((newest - t) / 60_000)
@@ -230,18 +233,17 @@ def test_late_events_are_the_asked_share_with_the_asked_delays():
     assert late >= 0.95 * delayed  # a few come out in order: a gap in the stream longer than their delay
     ks = stats.kstest(delays, stats.lognorm(s=1.0, scale=10).cdf).statistic
     assert ks <= 0.05, ks
-    assert sorted(run.events, key=lambda e: (e["timestamp"], json.dumps(e))) == \
-        sorted(clean.events, key=lambda e: (e["timestamp"], json.dumps(e)))  # the same events, none lost
+    assert sorted(run.lines) == sorted(clean.lines)  # the same events, byte for byte, none lost
 
 
 @pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_duplicates_are_the_asked_share_and_copies_of_real_events():
     clean, run = dry_run(), dry_run("duplicates.toml")
     begin, end = run.at("21d"), run.at("28d")
-    in_window = sum(begin <= ms(e["timestamp"]) < end for e in clean.events)
+    in_window = len(clean.between(begin, end))
     extra = len(run.events) - len(clean.events)
     assert abs(extra / in_window - 0.02) <= 0.002, extra / in_window
-    texts = Counter(json.dumps(e) for e in run.events) - Counter(json.dumps(e) for e in clean.events)
+    texts = Counter(run.lines) - Counter(clean.lines)
     assert sum(texts.values()) == extra and all(begin <= ms(json.loads(t)["timestamp"]) < end for t in texts)
     assert sum(r["duplicated"] for r in of_kind(run, "scenario_counts", scenario="redelivered")) == extra
 
@@ -254,7 +256,7 @@ def test_bots_view_many_products_add_nothing_to_carts_and_are_marked():
     bot_events = [e for e in run.events if e["user_id"] in bots]
     assert {e["event_type"] for e in bot_events} == {"product_view"}
     assert 30 <= len(bot_events) / len(bots) <= 50
-    assert [e for e in run.events if e["user_id"] not in bots] == clean.events
+    assert [line for line, e in zip(run.lines, run.events) if e["user_id"] not in bots] == clean.lines
     assert not bots & set(run.labels)  # not customers: not in the labels
 
 
@@ -284,21 +286,19 @@ def test_overlapping_scenarios_combine():
     run = dry_run(OVERLAP)
     begin, end = run.at("20d"), run.at("23d")
     casual = {u for u, row in run.labels.items() if row["segment"] == "casual"}
-    assert not [e for e in run.events if e["event_type"] == "checkout" and e["user_id"] in casual
-                and begin <= ms(e["timestamp"]) < end]
+    assert not [e for e in run.between(begin, end) if e["event_type"] == "checkout" and e["user_id"] in casual]
     causes = Counter(r["cause"] for r in of_kind(run, "decline_started") if ms(r["time"]) >= run.at("21d"))
     assert causes["payments-down"] > 0 and causes["new-prices"] > 0 and causes["natural"] > 0
     dropped = {r["user_id"] for r in of_kind(run, "scenario_counts", scenario="broken-tag")}
-    assert dropped and not [e for e in run.events if e["user_id"] in dropped
-                            and run.at("22d") <= ms(e["timestamp"]) < end]
+    assert dropped and not [e for e in run.between(run.at("22d"), end) if e["user_id"] in dropped]
 
 
 @pytest.mark.slow  # two months of 20,000 customers, run and read back
 def test_a_run_with_scenarios_is_the_clean_run_until_the_first_one_starts():
     clean, run = dry_run(), dry_run(OVERLAP)
     first = run.at("20d")
-    assert [e for e in run.events if ms(e["timestamp"]) < first] == \
-        [e for e in clean.events if ms(e["timestamp"]) < first]
+    assert [line for line, t in zip(run.lines, run.times) if t < first] == \
+        [line for line, t in zip(clean.lines, clean.times) if t < first]
     strip = lambda rows: [{k: v for k, v in r.items() if k != "cause"} for r in rows  # noqa: E731
                           if ms(r["time"]) < first and "scenario" not in r]
     assert strip(run.truth) == strip(clean.truth)
