@@ -40,10 +40,9 @@ def pytest_collection_modifyitems(config, items) -> None:
             if kind != "broker":  # the folders say what a test needs: tests/pure and tests/shape start no JVM
                 raise pytest.UsageError(f"{item.nodeid} takes a broker: it belongs in tests/broker/")
         if kind == "broker":
-            # `make test` runs three pytest-xdist workers (--dist loadgroup): every test of tests/broker in one of
+            # `make test` runs two pytest-xdist workers (--dist loadgroup): every test of tests/broker in one of
             # them, one after the other, as in one process (one session broker; the fault suite's namespaces,
-            # iptables rules and brokers of its own), while the others take the pure tests. The broker side is
-            # mostly waiting on the broker: two workers left a core idle a third of the time.
+            # iptables rules and brokers of its own), while the other takes the pure tests.
             item.add_marker(pytest.mark.xdist_group("broker"))
         else:
             # the pure tests that share a module's fixture (a fitted twin, say) stay on one worker: it is made once
@@ -57,18 +56,19 @@ def pytest_collection_modifyitems(config, items) -> None:
     if hasattr(config, "workerinput"):
         # On the xdist workers, the slow pure tests first (a stable sort: each file's order kept): xdist hands
         # out one-test units in this order once the groups are out, so the long ones start early and the end of
-        # the run is short tests on every worker rather than one fit running on alone.
+        # the run is short tests on both workers rather than one fit running on alone.
         items.sort(key=lambda item: Path(str(item.path)).parent.name != "pure"
                    or item.get_closest_marker("slow") is None)
 
 
 def pytest_runtest_setup(item) -> None:
     running_test[:] = [item]
-    # The broker tests (and the broker they start) wait on timings: a link judged slow over 5 s, a fencing in 9 s.
-    # The pure tests on the other workers are the CPU's main users; at a lower priority (their subprocesses
+    # The tests of tests/broker (and the brokers they start) wait on timings: a link judged slow over 5 s, a fencing
+    # in 9 s; the folder, not the marker: a test there without a broker fixture runs in their group all the same.
+    # The pure tests on the other worker are the CPU's main users; at a lower priority (their subprocesses
     # inherit it) they take what the broker side leaves. Raised once per worker: a worker runs its broker tests
     # first (their group is the largest, handed out first), and lowering a priority again needs root.
-    if item.get_closest_marker("broker") is None and os.getpriority(os.PRIO_PROCESS, 0) < PURE_NICENESS:
+    if Path(str(item.path)).parent.name != "broker" and os.getpriority(os.PRIO_PROCESS, 0) < PURE_NICENESS:
         os.setpriority(os.PRIO_PROCESS, 0, PURE_NICENESS)
 
 

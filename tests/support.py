@@ -54,20 +54,21 @@ class Broker:
         return bool(self.info.get("security"))
 
 
-def free_port_block(count: int = 4, start: int = 19092) -> int:
-    """First port p such that p..p+count-1 are all free on 127.0.0.1."""
+def free_port_block(count: int = 4, start: int = 19092, host: str = "127.0.0.1") -> int:
+    """First port p such that p..p+count-1 are all free on host (the address the server will listen on: a port free
+    on 127.0.0.1 may be a connection's own on another address of this machine)."""
     port = start
     while port < 60000:
-        if all(_free(p) for p in range(port, port + count)):
+        if all(_free(p, host) for p in range(port, port + count)):
             return port
         port += count + 6
     raise RuntimeError("no free port block found")
 
 
-def _free(port: int) -> bool:
+def _free(port: int, host: str) -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
             return True
         except OSError:
             return False

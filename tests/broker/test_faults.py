@@ -188,7 +188,7 @@ def test_a_lossy_slow_link_is_reported_once_with_its_recovery_and_loses_nothing(
     producer says so once; when the link is good again, once more. With a tenth of the packets lost, a request can
     go unanswered past the client's timeout and the client drops its connection: then deliveries have really stopped,
     and the producer may say the broker is unreachable, once, with its recovery (seen once in CI with kafka-python)."""
-    port, proxy_port = free_port_block(4, 38000), free_port_block(1, 38100)
+    port, proxy_port = free_port_block(4, 38000), free_port_block(1, 38100, fault_net.host)
     link = SlowLink((fault_net.host, proxy_port), (fault_net.address(1), port)).start()
     broker = broker_in(fault_net, ".devkafka-test-faults-slow", port, advertise=f"{fault_net.host}:{proxy_port}")
     try:
