@@ -248,11 +248,12 @@ def test_invoice_lines_with_returns_become_orders(wholesaler):
 @pytest.mark.slow
 def test_event_export_twin_reproduces_the_profile_figures(tmp_path):
     """A non-default stream (Tokyo, Zipf 1.3, another segment mix, a faint churn signal) exported as events: its
-    twin's profile_stream figures are within 10% of the export's."""
+    twin's profile_stream figures are within 10% of the export's. (10,000 customers: the largest gap 5.3% here, 7.9%
+    with source seed 6; at 20,000 the test took 220 s of the suite's critical path.)"""
     sys.path.insert(0, str(ROOT / "examples"))
     import profile_stream
 
-    args = ["--mode", "sessions", "--dry-run", "--user-id-range", "1-20000", "--seed", "5", "--timezone", "Asia/Tokyo",
+    args = ["--mode", "sessions", "--dry-run", "--user-id-range", "1-10000", "--seed", "5", "--timezone", "Asia/Tokyo",
             "--segment-mix", "loyal=0.1,casual=0.5,at_risk=0.3,churning=0.1", "--zipf-exponent", "1.3",
             "--churn-signal", "0.4", "--start-time", "2024-03-01T00:00:00Z", "--end-time", "2024-09-01T00:00:00Z",
             "--log-file", ""]
