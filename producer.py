@@ -1759,8 +1759,7 @@ class KafkaConnection:
                     self.partitions = self._ensure_topic(admin, keep_old=oldest_ms is not None)
                     if oldest_ms is not None:
                         self._check_backfill_window(admin, s.topic, oldest_ms)
-                        if s.truth_topic:
-                            self._keep_backfilled_truth(admin, oldest_ms)
+                    self._ensure_side_topics(admin, oldest_ms)
                 finally:
                     self._close_admin(admin)
                 self.client = self._new_client(max(1.0, remaining))
@@ -1941,21 +1940,33 @@ class KafkaConnection:
     def _not_authorized(topic: str) -> ConnectionFailed:
         return ConnectionFailed(f"Not authorized to use topic '{topic}'; check the ACLs of KAFKA_SASL_USERNAME")
 
-    def _keep_backfilled_truth(self, admin, oldest_ms: int) -> None:
-        """The truth topic of a backfill: its records carry the simulated times too, so it gets what the events
-        topic gets. Left to the broker's automatic creation it had the default 7 days, and a truth event read back
-        minutes later was gone while the events it describes were still there."""
-        topic = self.settings.truth_topic
-        if not self._describe_partitions(admin, topic)[0]:
-            refusal = self._create_topic(admin, topic, {"retention.ms": "-1"})
-            if refusal:
-                raise ConnectionFailed(
-                    f"Topic '{topic}' (TRUTH_TOPIC) does not exist and creating it was refused ({refusal}); create it "
-                    "yourself with retention.ms=-1, or check the user's CREATE permission")
-            if refusal == "":
-                log.info("Created topic '%s' with retention.ms=-1 (a backfill's truth is kept)", topic)
-                return
-        self._check_backfill_window(admin, topic, oldest_ms)
+    def _ensure_side_topics(self, admin, oldest_ms: int | None) -> None:
+        """The topics beside the events (TRUTH_TOPIC, LABELS_TOPIC), created like the events topic when missing
+        (KAFKA_TOPIC_PARTITIONS: their records are keyed by user id as the events are, so a stream join finds them
+        co-partitioned), not left to the broker's automatic creation, which may be off and gives the broker's
+        defaults. A backfill's truth events carry the simulated times, as its events do: a new truth topic keeps
+        every record, an existing one gets the events topic's checks (left with the default 7 days, truth events
+        read back minutes later were gone while the events they describe were still there). Labels are
+        timestamped when they are sent."""
+        s = self.settings
+        for topic, setting, dated in ((s.truth_topic, "TRUTH_TOPIC", oldest_ms is not None),
+                                      (s.labels_topic, "LABELS_TOPIC", False)):
+            if not topic:
+                continue
+            refusal = None
+            if not self._describe_partitions(admin, topic)[0]:
+                refusal = self._create_topic(admin, topic, {"retention.ms": "-1"} if dated else {})
+                if refusal:
+                    raise ConnectionFailed(
+                        f"Topic '{topic}' ({setting}) does not exist and creating it was refused ({refusal}); create "
+                        f"it yourself{' with retention.ms=-1' if dated else ''}, or check KAFKA_TOPIC_PARTITIONS / "
+                        "KAFKA_TOPIC_REPLICATION and the user's CREATE permission")
+                if refusal == "":
+                    log.info("Created topic '%s' with %d partitions, replication factor %d%s", topic,
+                             s.topic_partitions, s.topic_replication,
+                             ", retention.ms=-1 (a backfill's truth is kept)" if dated else "")
+            if dated and refusal is None:  # it was there (or someone else made it meanwhile): is it fit to keep?
+                self._check_backfill_window(admin, topic, oldest_ms)
 
     def _check_backfill_window(self, admin, topic: str, oldest_ms: int) -> None:
         """A backfill's records carry old timestamps, and the broker judges them by those: refuse to

@@ -34,11 +34,23 @@ def test_backfill_to_kafka_logs_no_line_per_event_until_live(kafka, topic):
 
 
 def test_sessions_window_to_kafka_with_labels_topic(kafka, topic, tmp_path):
+    """The labels topic is created as the events topic is (KAFKA_TOPIC_PARTITIONS: co-partitioned by user id), not
+    left to the broker's automatic creation (its num.partitions is 3 here)."""
+    from kafka.admin import KafkaAdminClient
+
     labels_topic = topic + "-labels"
     args = ("--mode", "sessions", "--seed", "6", "--start-time", START, "--end-time", "2026-11-01T12:00:00Z",
             "--user-id-range", "1-20000")
-    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--labels-topic", labels_topic, *args)
+    out = run_producer("--bootstrap-servers", kafka.bootstrap, "--topic", topic, "--labels-topic", labels_topic,
+                       "--topic-partitions", "2", *args)
     assert out.returncode == 0, out.stderr
+    assert f"Created topic '{labels_topic}' with 2 partitions, replication factor 1\n" in out.stderr, out.stderr
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        described = admin.describe_topics([topic, labels_topic])
+    finally:
+        admin.close()
+    assert {t["name"]: len(t["partitions"]) for t in described} == {topic: 2, labels_topic: 2}
     sent = out.summary["sent"]
     dry_labels = tmp_path / "labels.jsonl"
     dry = run_producer("--dry-run", *args, "--labels-file", str(dry_labels)).stdout.splitlines()
@@ -92,7 +104,8 @@ def test_backfill_checks_that_the_topic_keeps_and_accepts_old_records(kafka, top
                         *window)
     assert fine.returncode == 0 and "WARNING" not in fine.stderr, fine.stderr  # the topics it made keep the window
     assert "retention.ms=-1 (a backfill's history is kept)" in fine.stderr
-    assert f"Created topic '{topic}-truth' with retention.ms=-1 (a backfill's truth is kept)" in fine.stderr
+    assert (f"Created topic '{topic}-truth' with 3 partitions, replication factor 1, retention.ms=-1 (a backfill's "
+            "truth is kept)") in fine.stderr
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     try:
         resource = ConfigResource(ConfigResourceType.TOPIC, topic + "-truth", ["retention.ms"])
