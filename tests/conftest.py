@@ -31,11 +31,16 @@ PURE_NICENESS = 5  # the pure tests' CPU priority under `make test` (pytest_runt
 LONGEST_FIRST = {"test_twin.py"}  # its slow tests fit twins: minutes each under load, the suite's longest
 
 
+def folder_of(item) -> str:
+    """The tests/ folder a test is in (broker, pure, shape): what it needs, and so where and how it runs."""
+    return Path(str(item.path)).parent.name
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        kind = Path(str(item.path)).parent.name
+        kind = folder_of(item)
         if fixtures & (BROKER_FIXTURES | REGISTRY_FIXTURES):
             item.add_marker(pytest.mark.broker)
             if kind != "broker":  # the folders say what a test needs: tests/pure and tests/shape start no JVM
@@ -60,7 +65,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         # longest start early and the run ends on short tests on both workers rather than one fit running on
         # alone (the event-export twin's 220 s and the seasonal twin's 95 s came last in file order).
         def order(item) -> tuple[bool, bool]:
-            slow = Path(str(item.path)).parent.name == "pure" and item.get_closest_marker("slow") is not None
+            slow = folder_of(item) == "pure" and item.get_closest_marker("slow") is not None
             return not slow, Path(str(item.path)).name not in LONGEST_FIRST
         items.sort(key=order)
 
@@ -72,7 +77,7 @@ def pytest_runtest_setup(item) -> None:
     # The pure tests on the other worker are the CPU's main users; at a lower priority (their subprocesses
     # inherit it) they take what the broker side leaves. Raised once per worker: a worker runs its broker tests
     # first (their group is the largest, handed out first), and lowering a priority again needs root.
-    if Path(str(item.path)).parent.name != "broker" and os.getpriority(os.PRIO_PROCESS, 0) < PURE_NICENESS:
+    if folder_of(item) != "broker" and os.getpriority(os.PRIO_PROCESS, 0) < PURE_NICENESS:
         os.setpriority(os.PRIO_PROCESS, 0, PURE_NICENESS)
 
 
