@@ -797,7 +797,10 @@ def _with_process(profile: ShopProfile, x, seen_at_start: int) -> ShopProfile:
                 decline_scale=mean_decline / s, reactivation_per_day=back, full_churn=1 / (1 + math.exp(-x[5])))
     if seen_at_start:
         existing = int(round(seen_at_start * math.exp(x[6])))
-        p = replace(p, existing_customers=existing, customers=profile.customers - seen_at_start + existing)
+        customers = profile.customers - seen_at_start + existing
+        # the newcomers after the span are the export's per day: their rate is per customer of the profile
+        p = replace(p, existing_customers=existing, customers=customers,
+                    arrivals_after_per_day=profile.arrivals_after_per_day * profile.customers / customers)
     return p
 
 

@@ -8,6 +8,7 @@ this file's own code; calibrate.py's report is checked against them, not trusted
 from __future__ import annotations
 
 import json
+import math
 import random
 import os
 import subprocess
@@ -542,6 +543,27 @@ def test_the_twins_banner_counts_every_customer_once():
     assert "0 customers at the start and 100 arriving" in twin.describe(""), twin.describe("")
 
 
+def test_a_standing_bases_newcomers_after_the_span_are_the_exports_per_day():
+    """The fit sizes a standing base beyond the customers the export saw (x[6]); the newcomers after the span stay
+    the export's per day. Their rate is per customer of the profile, and was left as it was: a base fitted twice the
+    size seen doubled them (the seasonal wholesalers' holdout had 26% to 69% too many new customers)."""
+    import calibrate
+
+    start = 1_767_225_600_000
+    profile = shopsim.ShopProfile(
+        customers=1000, span_start_ms=start, span_end_ms=start + 364 * 86_400_000, timezone="UTC",
+        existing_customers=0, arrival_weeks=(1.0,) * 52, arrivals_after_per_day=0.002, first_visit_orders=True,
+        activity_shape=1.0, activity_scale=0.05, decline_shape=1.0, decline_scale=0.01, fade_days_median=40.0,
+        full_churn=0.7, reactivation_per_day=0.001, sessions_per_order=10.0, bounce=0.3, views=5.0,
+        abandoned_carts_per_order=2.0, items=(1.0,), value_quantiles=((10.0, 20.0),), hourly=(1.0,) * 24,
+        weekday=(1.0,) * 7)
+    x = [math.log(v) for v in (0.6, 0.02, 1.0, 0.005, 0.001)] + [0.0, math.log(2.0)]
+    fitted = calibrate._with_process(profile, x, seen_at_start=700)
+    assert (fitted.existing_customers, fitted.customers) == (1400, 1700)
+    assert fitted.arrivals_after_per_day * fitted.customers == pytest.approx(0.002 * 1000)  # 2 newcomers a day
+    assert calibrate._with_process(profile, x, seen_at_start=0).arrivals_after_per_day == 0.002  # a cohort's: as is
+
+
 @pytest.mark.slow
 def test_every_example_scenario_runs_on_a_twin(cdnow_twin, tmp_path):
     """examples/scenarios/ as they are, on the CDNOW twin (its customers, its order process): each starts and says
@@ -760,5 +782,7 @@ def test_a_seasonal_shops_twin_fits_its_q4_rush_and_forecasts_it(tmp_path):
     assert (h["real"]["busiest_month"], h["real"]["busiest_month_purchases"]) == ("2026-11", november)
     twin = h["twin"]
     assert abs(twin["busiest_month_error"]["median"]) <= 0.30, twin
+    # the newcomers after the span at the export's rate per day (26% too many when a fitted standing base scaled it)
+    assert abs(twin["new_customers"]["median"] / h["real"]["new_customers"] - 1) <= 0.20, (twin, h["real"])
     best = min(abs(h[m]["total_error"]) for m in ("bgnbd", "pareto_nbd"))
     assert abs(twin["total_error"]["median"]) < best, (twin, h["bgnbd"], h["pareto_nbd"])
