@@ -545,8 +545,9 @@ def test_the_twins_banner_counts_every_customer_once():
 
 def test_a_standing_bases_newcomers_after_the_span_are_the_exports_per_day():
     """The fit sizes a standing base beyond the customers the export saw (x[6]); the newcomers after the span stay
-    the export's per day. Their rate is per customer of the profile, and was left as it was: a base fitted twice the
-    size seen doubled them (the seasonal wholesalers' holdout had 26% to 69% too many new customers)."""
+    the export's per day. Their rate is per customer of the profile, and was left as it was: the shop's fitted size
+    over the customers seen multiplied them (x1.7 here; the seasonal wholesalers' holdouts had 14% to 69% too many
+    new customers)."""
     import calibrate
 
     start = 1_767_225_600_000
