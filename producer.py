@@ -1905,18 +1905,7 @@ class KafkaConnection:
                             "topics --alter --topic %s --partitions %d", s.topic, partitions, s.topic_partitions,
                             s.topic, s.topic_partitions)
             return partitions
-        # A backfill's records carry old timestamps, and brokers judge retention by them: with the broker's default
-        # (7 days) the history it was asked for would be deleted at the next retention check, within minutes.
-        config = {"retention.ms": "-1"} if keep_old else {}
-        refusal = self._create_topic(admin, s.topic, config)
-        if refusal:
-            raise ConnectionFailed(
-                f"Topic '{s.topic}' does not exist and creating it was refused ({refusal}); create it yourself or "
-                "check KAFKA_TOPIC_PARTITIONS / KAFKA_TOPIC_REPLICATION and the user's CREATE permission")
-        self.created_topic = refusal is not None
-        if refusal is not None:
-            log.info("Created topic '%s' with %d partitions, replication factor %d%s", s.topic, s.topic_partitions,
-                     s.topic_replication, ", retention.ms=-1 (a backfill's history is kept)" if keep_old else "")
+        self.created_topic = self._create_missing(admin, s.topic, "", "history" if keep_old else "")
         for _ in range(50):  # metadata of a new topic propagates within moments
             partitions, _ = self._describe_partitions(admin, s.topic)
             if partitions:
@@ -1953,20 +1942,27 @@ class KafkaConnection:
                                       (s.labels_topic, "LABELS_TOPIC", False)):
             if not topic:
                 continue
-            refusal = None
-            if not self._describe_partitions(admin, topic)[0]:
-                refusal = self._create_topic(admin, topic, {"retention.ms": "-1"} if dated else {})
-                if refusal:
-                    raise ConnectionFailed(
-                        f"Topic '{topic}' ({setting}) does not exist and creating it was refused ({refusal}); create "
-                        f"it yourself{' with retention.ms=-1' if dated else ''}, or check KAFKA_TOPIC_PARTITIONS / "
-                        "KAFKA_TOPIC_REPLICATION and the user's CREATE permission")
-                if refusal == "":
-                    log.info("Created topic '%s' with %d partitions, replication factor %d%s", topic,
-                             s.topic_partitions, s.topic_replication,
-                             ", retention.ms=-1 (a backfill's truth is kept)" if dated else "")
-            if dated and refusal is None:  # it was there (or someone else made it meanwhile): is it fit to keep?
+            created = (not self._describe_partitions(admin, topic)[0]
+                       and self._create_missing(admin, topic, f" ({setting})", "truth" if dated else ""))
+            if dated and not created:  # it was there (or someone else made it meanwhile): is it fit to keep?
                 self._check_backfill_window(admin, topic, oldest_ms)
+
+    def _create_missing(self, admin, topic: str, named: str, kept: str) -> bool:
+        """Create a missing topic (KAFKA_TOPIC_PARTITIONS, KAFKA_TOPIC_REPLICATION): True when this producer made it,
+        False when someone else did meanwhile; a refusal is one line (ConnectionFailed). kept: what a backfill's
+        topic keeps, made with retention.ms=-1 (its records carry old timestamps, and brokers judge retention by
+        them: with the default 7 days, what it was asked for would be deleted at the next retention check)."""
+        s = self.settings
+        refusal = self._create_topic(admin, topic, {"retention.ms": "-1"} if kept else {})
+        if refusal:
+            raise ConnectionFailed(
+                f"Topic '{topic}'{named} does not exist and creating it was refused ({refusal}); create it yourself"
+                f"{' with retention.ms=-1,' if kept else ''} or check KAFKA_TOPIC_PARTITIONS / KAFKA_TOPIC_REPLICATION "
+                "and the user's CREATE permission")
+        if refusal is not None:
+            log.info("Created topic '%s' with %d partitions, replication factor %d%s", topic, s.topic_partitions,
+                     s.topic_replication, f", retention.ms=-1 (a backfill's {kept} is kept)" if kept else "")
+        return refusal is not None
 
     def _check_backfill_window(self, admin, topic: str, oldest_ms: int) -> None:
         """A backfill's records carry old timestamps, and the broker judges them by those: refuse to
